@@ -1,0 +1,52 @@
+//! `bosun`: one binary for the whole mesh — control plane, proxy, local runner and tools.
+
+mod control_plane_cmd;
+mod proxy_cmd;
+mod proxy_config;
+mod sample;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Bosun: a service mesh that speaks Istio's language.
+///
+/// Bring the Istio YAML you already have (VirtualService, DestinationRule, ServiceEntry,
+/// WorkloadEntry) and run it: `bosun up examples/bookinfo` starts a whole mesh of local
+/// processes on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole local mesh from a folder of Istio YAML: control plane, one proxy per
+    /// workload, the workloads, and a traffic generator, with a live table of traffic.
+    Up(up::Args),
+    /// Run the control plane: watch a config folder and serve Envoy xDS v3 (ADS) to proxies.
+    ControlPlane(control_plane_cmd::Args),
+    /// Run the Bosun sidecar proxy for one workload, configured over xDS.
+    Proxy(proxy_cmd::Args),
+    /// Show the listeners, routes, clusters and endpoints one proxy is running with.
+    ProxyConfig(proxy_config::Args),
+    /// Run the sample workload (an HTTP/1.1 + h2c echo service) or its traffic generator.
+    Sample(sample::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::ControlPlane(args) => control_plane_cmd::run(args).await,
+            Command::Proxy(args) => proxy_cmd::run(args).await,
+            Command::ProxyConfig(args) => proxy_config::run(args).await,
+            Command::Sample(args) => sample::run(args).await,
+        }
+    })
+}
