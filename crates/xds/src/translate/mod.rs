@@ -1,0 +1,1 @@
+//! Istio resources -> Envoy v3 resources for one proxy.
