@@ -1,1 +1,19 @@
+//! The mesh model: services, workloads and the routing and traffic policy that apply to
+//! them, as one immutable, indexed snapshot.
+//!
+//! The model speaks of the mesh, not of YAML: sources (a config folder today, Kubernetes
+//! later) turn their resources into a [`Snapshot`], and the xDS translation reads only
+//! the snapshot. A snapshot never changes; a config change builds a new one.
 
+// pub mod build;
+pub mod host;
+pub mod policy;
+pub mod routing;
+pub mod service;
+pub mod snapshot;
+
+pub use host::Hostname;
+pub use policy::{DestinationPolicy, LoadBalancer, Subset};
+pub use routing::{HttpRouteRule, RequestMatch, RouteDestination, StringMatch, VirtualRoutes};
+pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
+pub use snapshot::Snapshot;

@@ -1,0 +1,111 @@
+//! Services (what clients call) and workloads (the instances that answer).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::host::Hostname;
+
+/// The application protocol of a service port, which decides how a proxy speaks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Protocol {
+    Http,
+    /// HTTP/2, including gRPC: upstream connections use h2c.
+    Http2,
+    Https,
+    Tcp,
+    Tls,
+    Unknown,
+}
+
+impl Protocol {
+    /// Whether the first slice routes this port as HTTP.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServicePort {
+    pub number: u16,
+    pub name: String,
+    pub protocol: Protocol,
+    /// The port on the workloads when their entry does not name one.
+    pub target_port: Option<u16>,
+}
+
+/// One service: a host with ports, answered by the workloads it selects.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Service {
+    pub hostname: Hostname,
+    pub namespace: String,
+    pub ports: Vec<ServicePort>,
+    /// Labels a workload of the same namespace must carry to be an endpoint;
+    /// `None` when the service lists its endpoints itself.
+    pub workload_selector: Option<BTreeMap<String, String>>,
+    /// Endpoints written in the service itself (ServiceEntry `endpoints`).
+    pub inline_endpoints: Vec<Endpoint>,
+    /// Where the service was declared, for messages.
+    pub origin: String,
+}
+
+impl Service {
+    pub fn port(&self, number: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|port| port.number == number)
+    }
+
+    /// The port a request without an explicit port goes to: the first HTTP port.
+    pub fn default_http_port(&self) -> Option<&ServicePort> {
+        self.ports.iter().find(|port| port.protocol.is_http())
+    }
+}
+
+/// One instance of a workload (a WorkloadEntry on one machine).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Workload {
+    pub name: String,
+    pub namespace: String,
+    pub address: IpAddr,
+    /// Port name -> port number on this workload.
+    pub ports: BTreeMap<String, u16>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    pub weight: u32,
+}
+
+/// An address that serves one service port, with its labels (for subsets) and weight.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    /// Port name -> port number, as in a WorkloadEntry.
+    pub ports: BTreeMap<String, u16>,
+    pub labels: BTreeMap<String, String>,
+    pub weight: u32,
+}
+
+impl Endpoint {
+    pub fn from_workload(workload: &Workload) -> Self {
+        Self {
+            address: workload.address,
+            ports: workload.ports.clone(),
+            labels: workload.labels.clone(),
+            weight: workload.weight,
+        }
+    }
+
+    /// The port this endpoint serves `service_port` on: the port named like the service
+    /// port, else the service port's target port, else its number (Istio's rule).
+    pub fn port_for(&self, service_port: &ServicePort) -> u16 {
+        self.ports
+            .get(&service_port.name)
+            .copied()
+            .or(service_port.target_port)
+            .unwrap_or(service_port.number)
+    }
+}
+
+/// Whether `labels` carries every label of `selector` (an empty selector selects all).
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .iter()
+        .all(|(key, value)| labels.get(key) == Some(value))
+}

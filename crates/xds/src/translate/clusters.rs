@@ -1,0 +1,186 @@
+//! Clusters and their endpoints: one per service port, and one per DestinationRule subset.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use bosun_model::snapshot::ResolvedEndpoint;
+use bosun_model::{LoadBalancer, Protocol, Service, ServicePort, Snapshot};
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    address, config_source, socket_address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_types::util::pack_any;
+
+use super::names::outbound_cluster_name;
+
+/// Istio's default connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration {
+    seconds: 10,
+    nanos: 0,
+};
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(super) struct Outbound {
+    pub clusters: Vec<Cluster>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
+}
+
+/// Every outbound cluster of the mesh with its load assignment.
+pub(super) fn outbound(snapshot: &Snapshot) -> Outbound {
+    let mut out = Outbound {
+        clusters: Vec::new(),
+        endpoints: Vec::new(),
+    };
+    for service in snapshot.services() {
+        let subsets: Vec<Option<&str>> = std::iter::once(None)
+            .chain(
+                snapshot
+                    .policy_for(&service.hostname)
+                    .into_iter()
+                    .flat_map(|policy| policy.subsets.iter())
+                    .map(|subset| Some(subset.name.as_str())),
+            )
+            .collect();
+        for port in &service.ports {
+            for subset in &subsets {
+                let name = outbound_cluster_name(port.number, *subset, &service.hostname);
+                let load_balancer = snapshot.load_balancer(&service.hostname, *subset);
+                out.clusters
+                    .push(eds_cluster(&name, load_balancer, port.protocol));
+                let endpoints = snapshot.endpoints(service, port, *subset);
+                out.endpoints.push(load_assignment(name, &endpoints));
+            }
+        }
+    }
+    out
+}
+
+/// A cluster with endpoints delivered over ADS.
+fn eds_cluster(name: &str, load_balancer: LoadBalancer, protocol: Protocol) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ConfigSource {
+                config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                    AggregatedConfigSource {},
+                )),
+                resource_api_version: ApiVersion::V3 as i32,
+                ..Default::default()
+            }),
+            service_name: name.to_string(),
+        }),
+        lb_policy: lb_policy(load_balancer) as i32,
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        typed_extension_protocol_options: protocol_options(protocol),
+        ..Default::default()
+    }
+}
+
+/// A cluster with one fixed endpoint: the local app behind an inbound listener.
+pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protocol) -> Cluster {
+    let endpoint = ResolvedEndpoint {
+        address: ip,
+        port,
+        weight: 1,
+    };
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(load_assignment(name.to_string(), &[endpoint])),
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        typed_extension_protocol_options: protocol_options(protocol),
+        ..Default::default()
+    }
+}
+
+fn lb_policy(load_balancer: LoadBalancer) -> cluster::LbPolicy {
+    match load_balancer {
+        LoadBalancer::RoundRobin => cluster::LbPolicy::RoundRobin,
+        LoadBalancer::LeastRequest => cluster::LbPolicy::LeastRequest,
+        LoadBalancer::Random => cluster::LbPolicy::Random,
+    }
+}
+
+/// HTTP/2 (and gRPC) ports speak h2c upstream; everything else HTTP/1.1, Envoy's default.
+fn protocol_options(protocol: Protocol) -> HashMap<String, Any> {
+    let mut options = HashMap::new();
+    if protocol == Protocol::Http2 {
+        let http2 = HttpProtocolOptions {
+            upstream_protocol_options: Some(
+                http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                    http_protocol_options::ExplicitHttpConfig {
+                        protocol_config: Some(
+                            http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                Http2ProtocolOptions::default(),
+                            ),
+                        ),
+                    },
+                ),
+            ),
+            ..Default::default()
+        };
+        options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2));
+    }
+    options
+}
+
+fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> ClusterLoadAssignment {
+    let lb_endpoints = endpoints
+        .iter()
+        .map(|endpoint| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: endpoint.address.to_string(),
+                        port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                            endpoint.port,
+                        ))),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            load_balancing_weight: Some(UInt32Value {
+                value: endpoint.weight,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name,
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The service port a destination without a port goes to: the port the request came in
+/// on when the destination has it, else the destination's only (or first HTTP) port.
+pub(super) fn destination_port<'a>(
+    service: &'a Service,
+    requested: Option<u16>,
+    incoming: u16,
+) -> Option<&'a ServicePort> {
+    match requested {
+        Some(port) => service.port(port),
+        None => service
+            .port(incoming)
+            .or_else(|| (service.ports.len() == 1).then(|| &service.ports[0]))
+            .or_else(|| service.default_http_port()),
+    }
+}

@@ -1,0 +1,198 @@
+//! Listeners: the outbound HTTP proxy port and one inbound listener per workload port.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use bosun_model::{Protocol, Snapshot, service::selects};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions, SocketAddress,
+    address, config_source, socket_address,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
+    route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::util::pack_any;
+
+use super::DEFAULT_APP_PORT_OFFSET;
+use super::clusters::static_cluster;
+use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
+use crate::ProxyNode;
+
+const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// The proxy's own address: its workload IP, or loopback when it did not say.
+pub(super) fn proxy_ip(node: &ProxyNode) -> IpAddr {
+    node.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The outbound HTTP proxy listener the app sends its requests to.
+pub(super) fn virtual_outbound(node: &ProxyNode) -> Listener {
+    let hcm = http_connection_manager(
+        "outbound_0.0.0.0_15001",
+        http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: OUTBOUND_ROUTE_CONFIG.to_string(),
+        }),
+    );
+    listener(
+        VIRTUAL_OUTBOUND_LISTENER.to_string(),
+        proxy_ip(node),
+        node.outbound_port,
+        hcm,
+    )
+}
+
+/// One inbound port: its listener and the cluster that reaches the local app.
+pub(super) struct InboundPort {
+    pub listener: Listener,
+    pub cluster: Cluster,
+}
+
+/// The inbound listeners of the proxy's workload: one per WorkloadEntry port (or per
+/// app port the proxy declared, when the snapshot does not know its workload).
+pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort> {
+    let ip = proxy_ip(node);
+    let workload = snapshot.workload(&node.namespace, &node.workload_name);
+    let ports: Vec<(Option<&str>, u16)> = match workload {
+        Some(workload) => workload
+            .ports
+            .iter()
+            .map(|(name, port)| (Some(name.as_str()), *port))
+            .collect(),
+        None => node.app_ports.keys().map(|port| (None, *port)).collect(),
+    };
+    ports
+        .into_iter()
+        .map(|(port_name, port)| {
+            let app_port = node
+                .app_ports
+                .get(&port)
+                .copied()
+                .unwrap_or_else(|| port.saturating_add(DEFAULT_APP_PORT_OFFSET));
+            let protocol = inbound_protocol(snapshot, node, port_name, port);
+            let cluster_name = inbound_cluster_name(port);
+            let route_config = RouteConfiguration {
+                name: cluster_name.clone(),
+                virtual_hosts: vec![VirtualHost {
+                    name: format!("inbound|http|{port}"),
+                    domains: vec!["*".to_string()],
+                    routes: vec![Route {
+                        name: "default".to_string(),
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route_match::PathSpecifier::Prefix(
+                                "/".to_string(),
+                            )),
+                            ..Default::default()
+                        }),
+                        action: Some(route::Action::Route(RouteAction {
+                            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                                cluster_name.clone(),
+                            )),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let hcm = http_connection_manager(
+                &format!("inbound_0.0.0.0_{port}"),
+                http_connection_manager::RouteSpecifier::RouteConfig(route_config),
+            );
+            InboundPort {
+                listener: listener(format!("inbound|{port}"), ip, port, hcm),
+                cluster: static_cluster(&cluster_name, ip, app_port, protocol),
+            }
+        })
+        .collect()
+}
+
+/// The protocol of a workload port: that of the service port which targets it.
+fn inbound_protocol(
+    snapshot: &Snapshot,
+    node: &ProxyNode,
+    port_name: Option<&str>,
+    port: u16,
+) -> Protocol {
+    snapshot
+        .services()
+        .filter(|service| service.namespace == node.namespace)
+        .filter(|service| {
+            service
+                .workload_selector
+                .as_ref()
+                .is_some_and(|selector| selects(selector, &node.labels))
+        })
+        .flat_map(|service| service.ports.iter())
+        .find(|service_port| {
+            port_name == Some(service_port.name.as_str())
+                || service_port.target_port == Some(port)
+                || service_port.number == port
+        })
+        .map(|service_port| service_port.protocol)
+        .unwrap_or(Protocol::Http)
+}
+
+fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+fn http_connection_manager(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        stat_prefix: stat_prefix.to_string(),
+        route_specifier: Some(routes),
+        // Apps reach the outbound port as their HTTP_PROXY: absolute-form requests.
+        http_protocol_options: Some(Http1ProtocolOptions {
+            allow_absolute_url: Some(BoolValue { value: true }),
+            ..Default::default()
+        }),
+        http_filters: vec![HttpFilter {
+            name: ROUTER_FILTER.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn listener(name: String, ip: IpAddr, port: u16, hcm: HttpConnectionManager) -> Listener {
+    Listener {
+        name,
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HCM_FILTER.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

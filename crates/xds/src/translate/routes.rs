@@ -1,0 +1,215 @@
+//! The outbound RouteConfiguration: one virtual host per service port, with the
+//! VirtualService rules for that host or a default route.
+
+use bosun_model::{
+    HttpRouteRule, RequestMatch, RouteDestination, Service, ServicePort, Snapshot, StringMatch,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+
+use super::clusters::destination_port;
+use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
+
+/// The route table of the outbound HTTP proxy port, as seen from `proxy_namespace`
+/// (short names like `reviews` resolve in the proxy's own namespace).
+pub(super) fn outbound(snapshot: &Snapshot, proxy_namespace: &str) -> RouteConfiguration {
+    let mut virtual_hosts = Vec::new();
+    for service in snapshot.services() {
+        let default_port = service.default_http_port().map(|port| port.number);
+        for port in service.ports.iter().filter(|port| port.protocol.is_http()) {
+            virtual_hosts.push(VirtualHost {
+                name: format!("{}:{}", service.hostname, port.number),
+                domains: domains(
+                    service,
+                    port.number,
+                    default_port == Some(port.number),
+                    proxy_namespace,
+                ),
+                routes: routes(snapshot, service, port),
+                ..Default::default()
+            });
+        }
+    }
+    RouteConfiguration {
+        name: OUTBOUND_ROUTE_CONFIG.to_string(),
+        virtual_hosts,
+        ..Default::default()
+    }
+}
+
+/// The names a client may use for a service port: `host:port` always; the bare names
+/// for the service's first HTTP port (clients omit the port there, as with port 80);
+/// and the short names for services of the client's namespace.
+fn domains(service: &Service, port: u16, is_default: bool, proxy_namespace: &str) -> Vec<String> {
+    let mut names = vec![service.hostname.to_string()];
+    if service.namespace == proxy_namespace {
+        names.extend(service.hostname.short_names(proxy_namespace));
+    }
+    let mut domains: Vec<String> = names.iter().map(|name| format!("{name}:{port}")).collect();
+    if is_default {
+        domains.extend(names);
+    }
+    domains
+}
+
+fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Route> {
+    let Some(virtual_routes) = snapshot.routes_for(&service.hostname) else {
+        return vec![default_route(service, port)];
+    };
+    let mut routes = Vec::new();
+    for rule in &virtual_routes.http {
+        let action = route_action(snapshot, rule, port.number);
+        if rule.matches.is_empty() {
+            routes.push(route(rule, &RequestMatch::default(), action));
+            continue;
+        }
+        for request_match in &rule.matches {
+            if request_match
+                .port
+                .is_some_and(|wanted| wanted != port.number)
+            {
+                continue;
+            }
+            routes.push(route(rule, request_match, action.clone()));
+        }
+    }
+    routes
+}
+
+fn default_route(service: &Service, port: &ServicePort) -> Route {
+    let cluster = outbound_cluster_name(port.number, None, &service.hostname);
+    Route {
+        name: "default".to_string(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
+            timeout: Some(NO_TIMEOUT),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Istio disables Envoy's default 15 s route timeout unless a VirtualService sets one.
+const NO_TIMEOUT: Duration = Duration {
+    seconds: 0,
+    nanos: 0,
+};
+
+fn route(rule: &HttpRouteRule, request_match: &RequestMatch, action: RouteAction) -> Route {
+    Route {
+        name: rule.name.clone().unwrap_or_default(),
+        r#match: Some(route_match(request_match)),
+        action: Some(route::Action::Route(action)),
+        ..Default::default()
+    }
+}
+
+fn route_match(request_match: &RequestMatch) -> RouteMatch {
+    let path_specifier = match &request_match.uri {
+        None => route_match::PathSpecifier::Prefix("/".to_string()),
+        Some(StringMatch::Exact(path)) => route_match::PathSpecifier::Path(path.clone()),
+        Some(StringMatch::Prefix(prefix)) => route_match::PathSpecifier::Prefix(prefix.clone()),
+        Some(StringMatch::Regex(regex)) => route_match::PathSpecifier::SafeRegex(RegexMatcher {
+            regex: regex.clone(),
+            ..Default::default()
+        }),
+    };
+    let headers = request_match
+        .headers
+        .iter()
+        .map(|(name, value)| header_matcher(name, value, false))
+        .chain(
+            request_match
+                .without_headers
+                .iter()
+                .map(|(name, value)| header_matcher(name, value, true)),
+        )
+        .collect();
+    RouteMatch {
+        path_specifier: Some(path_specifier),
+        headers,
+        ..Default::default()
+    }
+}
+
+fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatcher {
+    let pattern = match value {
+        StringMatch::Exact(exact) => string_matcher::MatchPattern::Exact(exact.clone()),
+        StringMatch::Prefix(prefix) => string_matcher::MatchPattern::Prefix(prefix.clone()),
+        StringMatch::Regex(regex) => string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+            regex: regex.clone(),
+            ..Default::default()
+        }),
+    };
+    HeaderMatcher {
+        name: name.to_string(),
+        invert_match: invert,
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(pattern),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn route_action(snapshot: &Snapshot, rule: &HttpRouteRule, incoming_port: u16) -> RouteAction {
+    let mut clusters: Vec<(String, u32)> = rule
+        .destinations
+        .iter()
+        .map(|destination| {
+            (
+                destination_cluster(snapshot, destination, incoming_port),
+                destination.weight,
+            )
+        })
+        .collect();
+    // Zero-weight destinations take no traffic; keep them only if all are zero.
+    if clusters.iter().any(|(_, weight)| *weight > 0) {
+        clusters.retain(|(_, weight)| *weight > 0);
+    }
+    let cluster_specifier = match clusters.as_slice() {
+        [(cluster, _)] => route_action::ClusterSpecifier::Cluster(cluster.clone()),
+        _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: clusters
+                .into_iter()
+                .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                    name,
+                    weight: Some(UInt32Value { value: weight }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        timeout: Some(NO_TIMEOUT),
+        ..Default::default()
+    }
+}
+
+/// The cluster a destination names. A destination outside the registry keeps its
+/// written port (or the incoming one): Envoy answers 503 for it, as with Istio.
+fn destination_cluster(
+    snapshot: &Snapshot,
+    destination: &RouteDestination,
+    incoming_port: u16,
+) -> String {
+    let port = snapshot
+        .service(&destination.host)
+        .and_then(|service| destination_port(service, destination.port, incoming_port))
+        .map(|port| port.number)
+        .or(destination.port)
+        .unwrap_or(incoming_port);
+    outbound_cluster_name(port, destination.subset.as_deref(), &destination.host)
+}

@@ -1,0 +1,311 @@
+//! Translation tests on hand-built snapshots: names, domains, matches and weights.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use bosun_model::{
+    DestinationPolicy, Hostname, HttpRouteRule, LoadBalancer, Protocol, RequestMatch,
+    RouteDestination, Service, ServicePort, Snapshot, StringMatch, Subset, VirtualRoutes, Workload,
+};
+use envoy_types::pb::envoy::config::cluster::v3::cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, header_matcher, route, route_action, route_match,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
+
+use super::generate;
+use crate::ProxyNode;
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn reviews_host() -> Hostname {
+    Hostname::new("reviews.default.svc.cluster.local")
+}
+
+fn workload(name: &str, ip: [u8; 4], version: &str) -> Arc<Workload> {
+    Arc::new(Workload {
+        name: name.to_string(),
+        namespace: "default".to_string(),
+        address: IpAddr::V4(Ipv4Addr::from(ip)),
+        ports: BTreeMap::from([("http".to_string(), 9080)]),
+        labels: labels(&[("app", "reviews"), ("version", version)]),
+        service_account: "bookinfo-reviews".to_string(),
+        weight: 1,
+    })
+}
+
+fn bookinfo_reviews(routes: Option<VirtualRoutes>) -> Snapshot {
+    let service = Arc::new(Service {
+        hostname: reviews_host(),
+        namespace: "default".to_string(),
+        ports: vec![ServicePort {
+            number: 9080,
+            name: "http".to_string(),
+            protocol: Protocol::Http,
+            target_port: None,
+        }],
+        workload_selector: Some(labels(&[("app", "reviews")])),
+        inline_endpoints: Vec::new(),
+        origin: "services.yaml:1".to_string(),
+    });
+    let policy = Arc::new(DestinationPolicy {
+        source: "default/reviews".to_string(),
+        host: reviews_host(),
+        load_balancer: Some(LoadBalancer::LeastRequest),
+        subsets: ["v1", "v2"]
+            .iter()
+            .map(|version| Subset {
+                name: version.to_string(),
+                labels: labels(&[("version", version)]),
+                load_balancer: None,
+            })
+            .collect(),
+    });
+    Snapshot::new(
+        BTreeMap::from([(reviews_host(), service)]),
+        vec![
+            workload("reviews-v1", [127, 0, 10, 3], "v1"),
+            workload("reviews-v2", [127, 0, 10, 4], "v2"),
+        ],
+        routes
+            .map(|routes| BTreeMap::from([(reviews_host(), Arc::new(routes))]))
+            .unwrap_or_default(),
+        BTreeMap::from([(reviews_host(), policy)]),
+    )
+}
+
+fn weighted(subset: &str, weight: u32) -> RouteDestination {
+    RouteDestination {
+        host: reviews_host(),
+        subset: Some(subset.to_string()),
+        port: None,
+        weight,
+    }
+}
+
+fn node() -> ProxyNode {
+    ProxyNode::sidecar(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 10, 1)),
+        "productpage-v1",
+        "default",
+    )
+}
+
+fn outbound_routes(snapshot: &Snapshot) -> RouteConfiguration {
+    let set = generate(snapshot, &node());
+    assert_eq!(set.routes.len(), 1);
+    set.routes
+        .into_iter()
+        .next()
+        .expect("one route configuration")
+}
+
+#[test]
+fn no_virtual_service_routes_everything_to_the_service_cluster() {
+    let routes = outbound_routes(&bookinfo_reviews(None));
+    let host = &routes.virtual_hosts[0];
+    assert_eq!(host.name, "reviews.default.svc.cluster.local:9080");
+    for domain in [
+        "reviews",
+        "reviews:9080",
+        "reviews.default.svc.cluster.local",
+    ] {
+        assert!(
+            host.domains.iter().any(|d| d == domain),
+            "missing domain {domain}"
+        );
+    }
+    let Some(route::Action::Route(action)) = &host.routes[0].action else {
+        panic!("expected a route action");
+    };
+    assert_eq!(
+        action.cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster(
+            "outbound|9080||reviews.default.svc.cluster.local".to_string()
+        ))
+    );
+}
+
+#[test]
+fn header_match_then_weighted_split() {
+    let routes = VirtualRoutes {
+        source: "default/reviews".to_string(),
+        namespace: "default".to_string(),
+        hosts: vec![reviews_host()],
+        http: vec![
+            HttpRouteRule {
+                name: Some("jason".to_string()),
+                matches: vec![RequestMatch {
+                    headers: vec![("end-user".to_string(), StringMatch::Exact("jason".into()))],
+                    ..Default::default()
+                }],
+                destinations: vec![weighted("v2", 100)],
+            },
+            HttpRouteRule {
+                name: None,
+                matches: Vec::new(),
+                destinations: vec![weighted("v1", 90), weighted("v2", 10)],
+            },
+        ],
+    };
+    let config = outbound_routes(&bookinfo_reviews(Some(routes)));
+    let routes = &config.virtual_hosts[0].routes;
+    assert_eq!(routes.len(), 2);
+
+    let header = &routes[0].r#match.as_ref().expect("match").headers[0];
+    assert_eq!(header.name, "end-user");
+    let Some(header_matcher::HeaderMatchSpecifier::StringMatch(matcher)) =
+        &header.header_match_specifier
+    else {
+        panic!("expected a string match");
+    };
+    assert_eq!(
+        matcher.match_pattern,
+        Some(string_matcher::MatchPattern::Exact("jason".to_string()))
+    );
+
+    let Some(route::Action::Route(action)) = &routes[1].action else {
+        panic!("expected a route action");
+    };
+    let Some(route_action::ClusterSpecifier::WeightedClusters(split)) = &action.cluster_specifier
+    else {
+        panic!("expected weighted clusters");
+    };
+    let weights: Vec<(&str, u32)> = split
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![
+            ("outbound|9080|v1|reviews.default.svc.cluster.local", 90),
+            ("outbound|9080|v2|reviews.default.svc.cluster.local", 10),
+        ]
+    );
+}
+
+#[test]
+fn uri_matches_map_to_envoy_path_specifiers() {
+    let rule = |uri| HttpRouteRule {
+        name: None,
+        matches: vec![RequestMatch {
+            uri: Some(uri),
+            ..Default::default()
+        }],
+        destinations: vec![weighted("v1", 100)],
+    };
+    let routes = VirtualRoutes {
+        source: "default/reviews".to_string(),
+        namespace: "default".to_string(),
+        hosts: vec![reviews_host()],
+        http: vec![
+            rule(StringMatch::Exact("/login".into())),
+            rule(StringMatch::Prefix("/api".into())),
+            rule(StringMatch::Regex("/r/[0-9]+".into())),
+        ],
+    };
+    let config = outbound_routes(&bookinfo_reviews(Some(routes)));
+    let specifiers: Vec<_> = config.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| r.r#match.as_ref().and_then(|m| m.path_specifier.clone()))
+        .collect();
+    assert_eq!(
+        specifiers[0],
+        Some(route_match::PathSpecifier::Path("/login".into()))
+    );
+    assert_eq!(
+        specifiers[1],
+        Some(route_match::PathSpecifier::Prefix("/api".into()))
+    );
+    let Some(route_match::PathSpecifier::SafeRegex(regex)) = &specifiers[2] else {
+        panic!("expected a regex");
+    };
+    assert_eq!(regex.regex, "/r/[0-9]+");
+}
+
+#[test]
+fn subsets_get_clusters_and_endpoints_by_label() {
+    let set = generate(&bookinfo_reviews(None), &node());
+    let names: Vec<&str> = set.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert!(names.contains(&"outbound|9080||reviews.default.svc.cluster.local"));
+    assert!(names.contains(&"outbound|9080|v1|reviews.default.svc.cluster.local"));
+    assert!(names.contains(&"outbound|9080|v2|reviews.default.svc.cluster.local"));
+    let v2 = set
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("v2 cluster");
+    assert_eq!(v2.lb_policy, cluster::LbPolicy::LeastRequest as i32);
+
+    let addresses = |cluster: &str| -> Vec<String> {
+        let assignment = set
+            .endpoints
+            .iter()
+            .find(|e| e.cluster_name == cluster)
+            .expect("load assignment");
+        assignment.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .filter_map(|e| match &e.host_identifier {
+                Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) => Some(format!(
+                    "{:?}",
+                    endpoint.address.as_ref().and_then(|a| a.address.clone())
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let all = addresses("outbound|9080||reviews.default.svc.cluster.local");
+    assert_eq!(all.len(), 2);
+    let v1 = addresses("outbound|9080|v1|reviews.default.svc.cluster.local");
+    assert_eq!(v1.len(), 1);
+    assert!(v1[0].contains("127.0.10.3"), "{v1:?}");
+}
+
+#[test]
+fn the_workload_gets_inbound_listeners_to_its_app() {
+    let snapshot = bookinfo_reviews(None);
+    let mut node = ProxyNode::sidecar(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 10, 3)),
+        "reviews-v1",
+        "default",
+    );
+    node.app_ports.insert(9080, 19999);
+    let set = generate(&snapshot, &node);
+    let listeners: Vec<&str> = set.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(listeners, vec!["virtualOutbound", "inbound|9080"]);
+    let inbound = set
+        .clusters
+        .iter()
+        .find(|c| c.name == "inbound|9080||")
+        .expect("inbound cluster");
+    let endpoint = format!("{:?}", inbound.load_assignment);
+    assert!(
+        endpoint.contains("127.0.10.3") && endpoint.contains("19999"),
+        "{endpoint}"
+    );
+}
+
+#[test]
+fn short_names_only_for_the_proxy_namespace() {
+    let snapshot = bookinfo_reviews(None);
+    let mut other = node();
+    other.namespace = "prod".to_string();
+    let set = generate(&snapshot, &other);
+    let domains = &set.routes[0].virtual_hosts[0].domains;
+    assert!(!domains.iter().any(|d| d == "reviews"), "{domains:?}");
+    assert!(
+        domains
+            .iter()
+            .any(|d| d == "reviews.default.svc.cluster.local")
+    );
+}
