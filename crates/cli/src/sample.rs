@@ -1,6 +1,53 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `bosun sample`: the sample workload the local mesh and the tests run, and its traffic
+//! generator.
+//!
+//! - `bosun sample serve`: an HTTP/1.1 + h2c echo service that calls its downstream
+//!   services through the sidecar and answers with the whole call tree as JSON.
+//! - `bosun sample load`: a fixed-rate traffic generator that reads those trees and serves
+//!   per-service, per-version statistics over HTTP (what `bosun up` shows live).
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::io::IsTerminal as _;
+
+pub(crate) mod client;
+pub(crate) mod duration;
+mod http_server;
+mod load;
+pub(crate) mod report;
+mod serve;
+pub(crate) mod stats;
+
+/// Run the sample workload or its traffic generator.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: SampleCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SampleCommand {
+    /// Serve the sample workload: an echo service that calls its downstream services and
+    /// answers with the whole call tree as JSON.
+    Serve(Box<serve::Args>),
+    /// Send traffic at a fixed rate and serve per-service statistics of the responses.
+    Load(Box<load::Args>),
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_logging();
+    match args.command {
+        SampleCommand::Serve(args) => serve::run(*args).await,
+        SampleCommand::Load(args) => load::run(*args).await,
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` picks the level (info by default).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another subscriber may already be installed (tests); keeping it is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
