@@ -3,13 +3,25 @@
 //! - [`node`]: who is asking ([`ProxyNode`], parsed from the xDS `Node`).
 //! - [`resources`]: what a proxy is given ([`ResourceSet`]) and who makes it ([`Generator`]).
 //! - [`translate`]: Istio resources -> Envoy resources for one proxy.
+//! - [`AdsServer`]: serves them over ADS, state-of-the-world and delta, and reports each
+//!   proxy's sync state ([`status`]).
 
+mod connection;
+mod delta;
 pub mod node;
 pub mod resources;
+mod server;
+mod sotw;
+pub mod status;
+mod subscription;
 pub mod translate;
+mod versioned;
 
+pub use connection::StreamError;
 pub use node::{NodeError, ProxyNode};
 pub use resources::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EmptyGenerator, Generator, LISTENER_TYPE_URL,
     ROUTE_TYPE_URL, ResourceSet, ResourceType,
 };
+pub use server::AdsServer;
+pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};

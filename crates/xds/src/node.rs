@@ -41,7 +41,7 @@ pub enum NodeError {
 }
 
 /// A proxy's identity, parsed once from the Envoy `Node` it sends on its first request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProxyNode {
     pub id: String,
     pub cluster: String,

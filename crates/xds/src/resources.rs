@@ -52,7 +52,7 @@ where
 
 /// The four xDS types served over ADS, in push order: make before break, as istiod does
 /// (clusters before the endpoints they load, listeners before the routes they name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum ResourceType {
     Cluster,
     Endpoint,

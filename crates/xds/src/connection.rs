@@ -1,0 +1,151 @@
+//! One ADS stream: a task that reads the proxy's requests and watches for new config,
+//! and answers both through the stream's protocol state.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::node::{NodeError, ProxyNode};
+use crate::resources::Generator;
+use crate::status::{ProxySyncStatus, StatusRegistry, StreamKind, TypeSyncStatus};
+use crate::versioned::ProxyResources;
+
+/// Why a stream ended with an error status.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("the first request carries no node")]
+    MissingNode,
+    #[error("invalid node: {0}")]
+    InvalidNode(#[from] NodeError),
+}
+
+impl From<StreamError> for tonic::Status {
+    fn from(error: StreamError) -> Self {
+        tonic::Status::invalid_argument(error.to_string())
+    }
+}
+
+/// The protocol side of a stream: state-of-the-world or delta.
+pub(crate) trait StreamProtocol: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    const KIND: StreamKind;
+
+    fn new(proxy_id: &str) -> Self;
+    fn node(request: &Self::Request) -> Option<&Node>;
+    /// The response a request calls for, if any.
+    fn on_request(
+        &mut self,
+        request: Self::Request,
+        resources: &ProxyResources,
+    ) -> Option<Self::Response>;
+    /// The responses a config change calls for, in push order.
+    fn on_push(&mut self, resources: &ProxyResources) -> Vec<Self::Response>;
+    fn status(&self) -> Vec<TypeSyncStatus>;
+}
+
+/// What every stream shares with the server.
+#[derive(Clone)]
+pub(crate) struct StreamContext {
+    pub(crate) generators: watch::Receiver<Arc<dyn Generator>>,
+    pub(crate) registry: Arc<StatusRegistry>,
+    pub(crate) connection_id: u64,
+}
+
+pub(crate) type Outbound<R> = mpsc::Sender<Result<R, tonic::Status>>;
+
+/// Serves one stream until the proxy goes away or the response channel closes.
+pub(crate) async fn serve<P, S>(
+    mut requests: S,
+    responses: Outbound<P::Response>,
+    mut ctx: StreamContext,
+) where
+    P: StreamProtocol,
+    S: Stream<Item = Result<P::Request, tonic::Status>> + Unpin,
+{
+    let first = match requests.next().await {
+        Some(Ok(request)) => request,
+        Some(Err(status)) => {
+            tracing::debug!(%status, "stream failed before its first request");
+            return;
+        }
+        None => return,
+    };
+    let node = match P::node(&first)
+        .ok_or(StreamError::MissingNode)
+        .and_then(|node| ProxyNode::from_node(node).map_err(StreamError::from))
+    {
+        Ok(node) => node,
+        Err(error) => {
+            tracing::warn!(%error, "refusing ADS stream");
+            // The proxy may already be gone; nothing more to do either way.
+            let _ = responses.send(Err(error.into())).await;
+            return;
+        }
+    };
+
+    let mut protocol = P::new(&node.id);
+    let registration = ctx.registry.register(ProxySyncStatus {
+        connection_id: ctx.connection_id,
+        proxy: node.clone(),
+        stream: P::KIND,
+        connected_since: SystemTime::now(),
+        types: Vec::new(),
+    });
+    tracing::info!(proxy = %node.id, stream = ?P::KIND, user_agent = %node.user_agent, "proxy connected");
+
+    // Clone the generator out of the watch: its borrow must not live across an await.
+    let generator = Arc::clone(&ctx.generators.borrow_and_update());
+    let mut resources =
+        ProxyResources::build(generator.generate(&node), &ProxyResources::default());
+    let mut generators_open = true;
+    let mut next_request = Some(first);
+
+    loop {
+        if let Some(request) = next_request.take() {
+            let response = protocol.on_request(request, &resources);
+            registration.update(protocol.status());
+            if let Some(response) = response
+                && responses.send(Ok(response)).await.is_err()
+            {
+                break;
+            }
+        }
+
+        tokio::select! {
+            request = requests.next() => match request {
+                Some(Ok(request)) => next_request = Some(request),
+                Some(Err(status)) => {
+                    tracing::debug!(proxy = %node.id, %status, "stream failed");
+                    break;
+                }
+                None => break,
+            },
+            changed = ctx.generators.changed(), if generators_open => {
+                if changed.is_err() {
+                    // No more config will come; keep serving the last one.
+                    generators_open = false;
+                    continue;
+                }
+                let generator = Arc::clone(&ctx.generators.borrow_and_update());
+                resources = ProxyResources::build(generator.generate(&node), &resources);
+                let pushes = protocol.on_push(&resources);
+                registration.update(protocol.status());
+                let mut closed = false;
+                for response in pushes {
+                    if responses.send(Ok(response)).await.is_err() {
+                        closed = true;
+                        break;
+                    }
+                }
+                if closed {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(proxy = %node.id, stream = ?P::KIND, "proxy disconnected");
+}

@@ -1,0 +1,177 @@
+//! Incremental ADS (`DeltaAggregatedResources`): what one stream's proxy has, and the
+//! changed and removed resources each request or config change calls for.
+//!
+//! Subscriptions are deltas themselves, so they are applied from every request, even one
+//! whose nonce is stale; only the ACK/NACK part of a stale request is ignored.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+
+use crate::connection::StreamProtocol;
+use crate::resources::ResourceType;
+use crate::status::{StreamKind, TypeSyncStatus};
+use crate::subscription::{NonceSource, Subscription};
+use crate::versioned::{ProxyResources, set_version};
+
+/// One delta stream.
+#[derive(Debug)]
+pub(crate) struct DeltaStream {
+    proxy_id: String,
+    /// Ordered by [`ResourceType`], which is the push order.
+    watches: BTreeMap<ResourceType, Watch>,
+    nonces: NonceSource,
+}
+
+#[derive(Debug)]
+struct Watch {
+    subscription: Subscription,
+    /// Name -> version of what the proxy has, or will have once it applies what was sent.
+    known: BTreeMap<String, String>,
+    status: TypeSyncStatus,
+}
+
+impl StreamProtocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const KIND: StreamKind = StreamKind::Delta;
+
+    fn new(proxy_id: &str) -> Self {
+        Self {
+            proxy_id: proxy_id.to_string(),
+            watches: BTreeMap::new(),
+            nonces: NonceSource::default(),
+        }
+    }
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        resources: &ProxyResources,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
+            tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
+            return None;
+        };
+        let first = !self.watches.contains_key(&resource_type);
+        let watch = self.watches.entry(resource_type).or_insert_with(|| Watch {
+            subscription: Subscription::initial_delta(
+                resource_type,
+                &request.resource_names_subscribe,
+            ),
+            // A reconnecting proxy says what it already has; it is not sent again.
+            known: request
+                .initial_resource_versions
+                .iter()
+                .map(|(name, version)| (name.clone(), version.clone()))
+                .collect(),
+            status: TypeSyncStatus::new(resource_type),
+        });
+
+        if !request.response_nonce.is_empty() {
+            let error = request
+                .error_detail
+                .as_ref()
+                .map(|status| status.message.as_str());
+            if !watch.status.record_answer(&request.response_nonce, error) {
+                tracing::debug!(proxy = %self.proxy_id, type = %resource_type, nonce = %request.response_nonce, "stale nonce: ignoring the acknowledgement");
+            } else if let Some(message) = error {
+                tracing::warn!(proxy = %self.proxy_id, type = %resource_type, nonce = %request.response_nonce, message, "proxy rejected config");
+            }
+        }
+
+        let subscription_changed = watch.subscription.apply_delta(
+            &request.resource_names_subscribe,
+            &request.resource_names_unsubscribe,
+        );
+        if !request.resource_names_unsubscribe.is_empty() {
+            // The proxy drops what it unsubscribes from; a later subscribe must resend it.
+            let subscription = &watch.subscription;
+            watch.known.retain(|name, _| subscription.covers(name));
+        }
+
+        if first || subscription_changed {
+            // The first request is always answered, even with nothing, so the proxy's
+            // initial fetch for this type completes.
+            self.respond(resource_type, resources, first)
+        } else {
+            None
+        }
+    }
+
+    fn on_push(&mut self, resources: &ProxyResources) -> Vec<DeltaDiscoveryResponse> {
+        let types: Vec<ResourceType> = self.watches.keys().copied().collect();
+        types
+            .into_iter()
+            .filter_map(|resource_type| self.respond(resource_type, resources, false))
+            .collect()
+    }
+
+    fn status(&self) -> Vec<TypeSyncStatus> {
+        self.watches.values().map(|w| w.status.clone()).collect()
+    }
+}
+
+impl DeltaStream {
+    /// The resources the proxy lacks or has at another version, and the ones it has that no
+    /// longer exist; `None` when there is nothing to say and `always` is false.
+    fn respond(
+        &mut self,
+        resource_type: ResourceType,
+        resources: &ProxyResources,
+        always: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let watch = self.watches.get_mut(&resource_type)?;
+        let all = resources.of(resource_type);
+        let updated: Vec<Resource> = watch
+            .subscription
+            .select(all)
+            .filter(|r| watch.known.get(&r.name) != Some(&r.version))
+            .map(|r| Resource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.any.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let removed: Vec<String> = watch
+            .known
+            .keys()
+            .filter(|name| !all.contains_key(*name))
+            .cloned()
+            .collect();
+        if updated.is_empty() && removed.is_empty() && !always {
+            return None;
+        }
+
+        for resource in &updated {
+            watch
+                .known
+                .insert(resource.name.clone(), resource.version.clone());
+        }
+        for name in &removed {
+            watch.known.remove(name);
+        }
+        let nonce = self.nonces.next_nonce();
+        let version = set_version(watch.known.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        watch
+            .status
+            .record_sent(version.clone(), nonce.clone(), watch.known.len());
+        tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonce, updated = updated.len(), removed = removed.len(), "sending");
+        Some(DeltaDiscoveryResponse {
+            system_version_info: version,
+            resources: updated,
+            type_url: resource_type.type_url().to_string(),
+            removed_resources: removed,
+            nonce,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! The ADS gRPC service: `envoy.service.discovery.v3.AggregatedDiscoveryService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::connection::{self, StreamContext, StreamProtocol};
+use crate::delta::DeltaStream;
+use crate::resources::Generator;
+use crate::sotw::SotwStream;
+use crate::status::{ProxySyncStatus, StatusRegistry};
+
+/// Responses queued per stream before the stream's task waits for the proxy to read.
+const RESPONSE_BUFFER: usize = 8;
+
+/// Serves per-proxy resources over ADS, state-of-the-world and delta.
+#[derive(Clone)]
+pub struct AdsServer {
+    generators: watch::Receiver<Arc<dyn Generator>>,
+    registry: Arc<StatusRegistry>,
+    next_connection_id: Arc<AtomicU64>,
+}
+
+impl AdsServer {
+    /// `generators` carries the latest snapshot's generator; each new value is a config
+    /// change (already debounced by the caller) and is pushed to every connected proxy.
+    pub fn new(generators: watch::Receiver<Arc<dyn Generator>>) -> Self {
+        Self {
+            generators,
+            registry: Arc::default(),
+            next_connection_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The gRPC service, to add to a `tonic` server.
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsServer> {
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            // Large meshes make large listener and route sets.
+            .max_decoding_message_size(usize::MAX)
+    }
+
+    /// Per connected proxy: per type, what was sent, acknowledged and rejected.
+    pub fn status(&self) -> Vec<ProxySyncStatus> {
+        self.registry.snapshot()
+    }
+
+    fn open_stream<P>(
+        &self,
+        requests: Streaming<P::Request>,
+    ) -> ReceiverStream<Result<P::Response, Status>>
+    where
+        P: StreamProtocol,
+        P::Request: prost::Message + Default,
+    {
+        let (responses, outbound) = mpsc::channel(RESPONSE_BUFFER);
+        let ctx = StreamContext {
+            generators: self.generators.clone(),
+            registry: Arc::clone(&self.registry),
+            connection_id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
+        };
+        tokio::spawn(connection::serve::<P, _>(requests, responses, ctx));
+        ReceiverStream::new(outbound)
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let responses = self.open_stream::<SotwStream>(request.into_inner());
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let responses = self.open_stream::<DeltaStream>(request.into_inner());
+        Ok(Response::new(Box::pin(responses)))
+    }
+}

@@ -1,0 +1,159 @@
+//! State-of-the-world ADS (`StreamAggregatedResources`): what one stream has asked for and
+//! been sent, and the responses each request or config change calls for.
+//!
+//! The rules are istiod's: a request without a nonce is answered with the current state;
+//! a request whose nonce is not the latest response's is stale and ignored; with the latest
+//! nonce it is an ACK (answered only if it changes the subscription) or a NACK (recorded,
+//! never answered, so a rejected config is not sent again).
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use crate::connection::StreamProtocol;
+use crate::resources::ResourceType;
+use crate::status::{StreamKind, TypeSyncStatus};
+use crate::subscription::{NonceSource, Subscription};
+use crate::versioned::{ProxyResources, set_version};
+
+/// One state-of-the-world stream.
+#[derive(Debug)]
+pub(crate) struct SotwStream {
+    proxy_id: String,
+    /// Ordered by [`ResourceType`], which is the push order.
+    watches: BTreeMap<ResourceType, Watch>,
+    nonces: NonceSource,
+}
+
+#[derive(Debug)]
+struct Watch {
+    subscription: Subscription,
+    /// Name -> version of the resources in the latest response.
+    sent: BTreeMap<String, String>,
+    status: TypeSyncStatus,
+}
+
+impl StreamProtocol for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const KIND: StreamKind = StreamKind::Sotw;
+
+    fn new(proxy_id: &str) -> Self {
+        Self {
+            proxy_id: proxy_id.to_string(),
+            watches: BTreeMap::new(),
+            nonces: NonceSource::default(),
+        }
+    }
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn on_request(
+        &mut self,
+        request: DiscoveryRequest,
+        resources: &ProxyResources,
+    ) -> Option<DiscoveryResponse> {
+        let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
+            tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
+            return None;
+        };
+        let requested = Subscription::from_sotw_request(resource_type, &request.resource_names);
+
+        let watch = self
+            .watches
+            .entry(resource_type)
+            .or_insert_with(|| Watch::new(resource_type));
+        // A first request, or one from a proxy that reconnected and carries a nonce from
+        // another stream: answer with what it should have now.
+        if request.response_nonce.is_empty() || watch.status.sent_nonce.is_none() {
+            watch.subscription = requested;
+            return Some(self.respond(resource_type, resources));
+        }
+
+        let error = request
+            .error_detail
+            .as_ref()
+            .map(|status| status.message.as_str());
+        if !watch.status.record_answer(&request.response_nonce, error) {
+            tracing::debug!(proxy = %self.proxy_id, type = %resource_type, nonce = %request.response_nonce, "ignoring a request with a stale nonce");
+            return None;
+        }
+        if let Some(message) = error {
+            tracing::warn!(proxy = %self.proxy_id, type = %resource_type, version = %request.version_info, message, "proxy rejected config");
+            return None;
+        }
+        if watch.subscription == requested {
+            return None;
+        }
+        watch.subscription = requested;
+        Some(self.respond(resource_type, resources))
+    }
+
+    fn on_push(&mut self, resources: &ProxyResources) -> Vec<DiscoveryResponse> {
+        let changed: Vec<ResourceType> = self
+            .watches
+            .iter()
+            .filter(|(resource_type, watch)| {
+                let current = watch.subscription.select(resources.of(**resource_type));
+                !current.map(|r| (&r.name, &r.version)).eq(watch.sent.iter())
+            })
+            .map(|(resource_type, _)| *resource_type)
+            .collect();
+        changed
+            .into_iter()
+            .map(|resource_type| self.respond(resource_type, resources))
+            .collect()
+    }
+
+    fn status(&self) -> Vec<TypeSyncStatus> {
+        self.watches.values().map(|w| w.status.clone()).collect()
+    }
+}
+
+impl SotwStream {
+    /// The full response for `resource_type`: every subscribed resource that exists.
+    fn respond(
+        &mut self,
+        resource_type: ResourceType,
+        resources: &ProxyResources,
+    ) -> DiscoveryResponse {
+        let nonce = self.nonces.next_nonce();
+        let watch = self
+            .watches
+            .entry(resource_type)
+            .or_insert_with(|| Watch::new(resource_type));
+        let selected: Vec<_> = watch
+            .subscription
+            .select(resources.of(resource_type))
+            .collect();
+        watch.sent = selected
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        let version = set_version(watch.sent.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        watch
+            .status
+            .record_sent(version.clone(), nonce.clone(), selected.len());
+        tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonce, resources = selected.len(), "sending");
+        DiscoveryResponse {
+            version_info: version,
+            resources: selected.iter().map(|r| r.any.clone()).collect(),
+            type_url: resource_type.type_url().to_string(),
+            nonce,
+            ..Default::default()
+        }
+    }
+}
+
+impl Watch {
+    fn new(resource_type: ResourceType) -> Self {
+        Self {
+            subscription: Subscription::default(),
+            sent: BTreeMap::new(),
+            status: TypeSyncStatus::new(resource_type),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! One proxy's resources, encoded once and versioned by content.
+//!
+//! Each resource is encoded to an `Any` when it first appears and versioned by a hash of
+//! its bytes. A resource that comes back equal from the next generation keeps its encoding
+//! and version, so a proxy is only sent what really changed. Equality is checked on the
+//! typed message because protobuf map fields (e.g. `Struct` metadata) encode in hash-map
+//! order: equal messages may not encode to equal bytes.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use crate::resources::{ResourceSet, ResourceType};
+
+/// A resource as the typed message the generator produced.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TypedResource {
+    // Boxed: the messages differ in size by an order of magnitude.
+    Listener(Box<Listener>),
+    Route(Box<RouteConfiguration>),
+    Cluster(Box<Cluster>),
+    Endpoint(Box<ClusterLoadAssignment>),
+}
+
+impl TypedResource {
+    fn name(&self) -> &str {
+        match self {
+            Self::Listener(listener) => &listener.name,
+            Self::Route(route) => &route.name,
+            Self::Cluster(cluster) => &cluster.name,
+            Self::Endpoint(assignment) => &assignment.cluster_name,
+        }
+    }
+
+    fn resource_type(&self) -> ResourceType {
+        match self {
+            Self::Listener(_) => ResourceType::Listener,
+            Self::Route(_) => ResourceType::Route,
+            Self::Cluster(_) => ResourceType::Cluster,
+            Self::Endpoint(_) => ResourceType::Endpoint,
+        }
+    }
+
+    fn encode_to_vec(&self) -> Vec<u8> {
+        match self {
+            Self::Listener(listener) => listener.encode_to_vec(),
+            Self::Route(route) => route.encode_to_vec(),
+            Self::Cluster(cluster) => cluster.encode_to_vec(),
+            Self::Endpoint(assignment) => assignment.encode_to_vec(),
+        }
+    }
+}
+
+/// One encoded resource and its content version.
+#[derive(Debug)]
+pub(crate) struct VersionedResource {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) any: Any,
+    typed: TypedResource,
+}
+
+impl VersionedResource {
+    fn encode(typed: TypedResource) -> Self {
+        let value = typed.encode_to_vec();
+        Self {
+            name: typed.name().to_string(),
+            version: content_version(&value),
+            any: Any {
+                type_url: typed.resource_type().type_url().to_string(),
+                value,
+            },
+            typed,
+        }
+    }
+}
+
+/// Resources of one type by name.
+pub(crate) type ResourcesByName = BTreeMap<String, Arc<VersionedResource>>;
+
+/// Everything one proxy should have, per type, encoded and versioned.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyResources {
+    listeners: ResourcesByName,
+    routes: ResourcesByName,
+    clusters: ResourcesByName,
+    endpoints: ResourcesByName,
+}
+
+impl ProxyResources {
+    /// Encodes `set`, reusing the encoding and version of every resource unchanged since
+    /// `previous`.
+    pub(crate) fn build(set: ResourceSet, previous: &ProxyResources) -> Self {
+        let ResourceSet {
+            listeners,
+            routes,
+            clusters,
+            endpoints,
+        } = set;
+        Self {
+            listeners: index(
+                listeners
+                    .into_iter()
+                    .map(|l| TypedResource::Listener(Box::new(l))),
+                &previous.listeners,
+            ),
+            routes: index(
+                routes
+                    .into_iter()
+                    .map(|r| TypedResource::Route(Box::new(r))),
+                &previous.routes,
+            ),
+            clusters: index(
+                clusters
+                    .into_iter()
+                    .map(|c| TypedResource::Cluster(Box::new(c))),
+                &previous.clusters,
+            ),
+            endpoints: index(
+                endpoints
+                    .into_iter()
+                    .map(|e| TypedResource::Endpoint(Box::new(e))),
+                &previous.endpoints,
+            ),
+        }
+    }
+
+    pub(crate) fn of(&self, resource_type: ResourceType) -> &ResourcesByName {
+        match resource_type {
+            ResourceType::Listener => &self.listeners,
+            ResourceType::Route => &self.routes,
+            ResourceType::Cluster => &self.clusters,
+            ResourceType::Endpoint => &self.endpoints,
+        }
+    }
+}
+
+fn index(
+    resources: impl Iterator<Item = TypedResource>,
+    previous: &ResourcesByName,
+) -> ResourcesByName {
+    let mut indexed = ResourcesByName::new();
+    for typed in resources {
+        let name = typed.name();
+        if name.is_empty() {
+            tracing::warn!(type = %typed.resource_type(), "generator produced a resource without a name; skipped");
+            continue;
+        }
+        if indexed.contains_key(name) {
+            tracing::warn!(type = %typed.resource_type(), name, "generator produced a duplicate resource name; the first one is kept");
+            continue;
+        }
+        let resource = match previous.get(name) {
+            Some(unchanged) if unchanged.typed == typed => Arc::clone(unchanged),
+            _ => Arc::new(VersionedResource::encode(typed)),
+        };
+        indexed.insert(resource.name.clone(), resource);
+    }
+    indexed
+}
+
+/// A version for `bytes`: stable for equal bytes within one build of the control plane,
+/// which is what a reconnecting proxy's `initial_resource_versions` needs.
+fn content_version(bytes: &[u8]) -> String {
+    // `DefaultHasher::new()` has fixed keys, unlike `RandomState`.
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// A version for a whole set of resources: a hash of their names and versions.
+pub(crate) fn set_version<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hasher = DefaultHasher::new();
+    for (name, version) in entries {
+        name.hash(&mut hasher);
+        version.hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+
+    fn cluster_with_metadata(name: &str, keys: &[&str]) -> Cluster {
+        use envoy_types::pb::envoy::config::core::v3::Metadata;
+        let fields = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    Value {
+                        kind: Some(Kind::StringValue(k.to_string())),
+                    },
+                )
+            })
+            .collect();
+        Cluster {
+            name: name.into(),
+            metadata: Some(Metadata {
+                filter_metadata: [("istio".to_string(), Struct { fields })].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn set(clusters: Vec<Cluster>) -> ResourceSet {
+        ResourceSet {
+            clusters,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn equal_resources_keep_their_version_and_changed_ones_get_a_new_one() {
+        let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let first = ProxyResources::build(
+            set(vec![
+                cluster_with_metadata("one", &keys),
+                cluster_with_metadata("two", &keys),
+            ]),
+            &ProxyResources::default(),
+        );
+        // Rebuilt maps iterate in a different order; the versions must not move.
+        let second = ProxyResources::build(
+            set(vec![
+                cluster_with_metadata("one", &keys),
+                cluster_with_metadata("two", &keys[..3]),
+            ]),
+            &first,
+        );
+        let version =
+            |r: &ProxyResources, name: &str| r.of(ResourceType::Cluster)[name].version.clone();
+        assert_eq!(version(&first, "one"), version(&second, "one"));
+        assert_ne!(version(&first, "two"), version(&second, "two"));
+    }
+
+    #[test]
+    fn nameless_and_duplicate_resources_are_skipped() {
+        let resources = ProxyResources::build(
+            set(vec![
+                Cluster::default(),
+                cluster_with_metadata("one", &["first"]),
+                cluster_with_metadata("one", &["second"]),
+            ]),
+            &ProxyResources::default(),
+        );
+        let clusters = resources.of(ResourceType::Cluster);
+        assert_eq!(clusters.len(), 1);
+        let TypedResource::Cluster(kept) = &clusters["one"].typed else {
+            panic!("not a cluster");
+        };
+        assert_eq!(**kept, cluster_with_metadata("one", &["first"]));
+    }
+}
