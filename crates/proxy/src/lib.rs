@@ -1,1 +1,24 @@
+//! Bosun's sidecar proxy: an L7 data plane configured only through Envoy xDS v3.
+//!
+//! xDS resources are compiled ([`compile`]) into immutable route tables and
+//! clusters, swapped in atomically ([`state`]), and read lock-free by every request
+//! ([`http`]). [`Proxy::bind`] then [`BoundProxy::run`] starts the whole thing.
 
+mod admin;
+mod app;
+pub mod compile;
+pub mod config;
+pub mod config_dump;
+pub mod drain;
+mod dump;
+mod http;
+mod listeners;
+pub mod resource;
+pub mod routing;
+mod state;
+pub mod stats;
+pub mod upstream;
+pub mod xds;
+
+pub use app::{BoundProxy, Proxy, ProxyError, ProxyHandle};
+pub use config::{Backoff, NodeIdentity, ProxyConfig, XdsMode};

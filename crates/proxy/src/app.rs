@@ -1,0 +1,129 @@
+//! Bind, then run: building the proxy binds its admin socket and reports the real
+//! address, so tests run in-process on port 0 and in parallel.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::ProxyConfig;
+use crate::config_dump::ConfigDump;
+use crate::drain;
+use crate::state::ConfigStore;
+use crate::stats::{StatsRegistry, StatsSnapshot};
+use crate::xds::{AdsClient, XdsError};
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error("cannot bind the admin API on {address}: {source}")]
+    AdminBind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Xds(#[from] XdsError),
+}
+
+pub struct Proxy;
+
+impl Proxy {
+    pub async fn bind(config: ProxyConfig) -> Result<BoundProxy, ProxyError> {
+        let admin_listener = TcpListener::bind(config.admin_address)
+            .await
+            .map_err(|source| ProxyError::AdminBind {
+                address: config.admin_address,
+                source,
+            })?;
+        let admin_address =
+            admin_listener
+                .local_addr()
+                .map_err(|source| ProxyError::AdminBind {
+                    address: config.admin_address,
+                    source,
+                })?;
+        let stats = Arc::new(StatsRegistry::default());
+        let store = Arc::new(ConfigStore::new(stats.clone(), config.drain_timeout));
+        let ads = AdsClient::new(&config, store.clone())?;
+        Ok(BoundProxy {
+            admin_address,
+            admin_listener,
+            ads,
+            handle: ProxyHandle { store, stats },
+            drain_timeout: config.drain_timeout,
+        })
+    }
+}
+
+pub struct BoundProxy {
+    pub admin_address: SocketAddr,
+    admin_listener: TcpListener,
+    ads: AdsClient,
+    handle: ProxyHandle,
+    drain_timeout: Duration,
+}
+
+impl BoundProxy {
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking config, stops accepting
+    /// and gives in-flight requests up to the drain timeout to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        let state = AdminState {
+            store: self.handle.store.clone(),
+            stats: self.handle.stats.clone(),
+        };
+        let (admin_trigger, admin_watcher) = drain::channel();
+        let admin = tokio::spawn(admin::serve(self.admin_listener, state, admin_watcher));
+        let ads = tokio::spawn(self.ads.run());
+        tracing::info!(admin = %self.admin_address, "proxy running");
+
+        shutdown.await;
+        tracing::info!(deadline = ?self.drain_timeout, "draining");
+        ads.abort();
+        if !self.handle.store.shutdown(self.drain_timeout).await {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+        admin_trigger.drain(Duration::from_secs(1)).await;
+        admin.abort();
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}
+
+/// A cheap, cloneable view into a running proxy (for tests and embedding).
+#[derive(Clone)]
+pub struct ProxyHandle {
+    store: Arc<ConfigStore>,
+    stats: Arc<StatsRegistry>,
+}
+
+impl ProxyHandle {
+    /// Where a listener is bound (useful when its configured port is 0).
+    pub async fn listener_address(&self, name: &str) -> Option<SocketAddr> {
+        self.store.listener_address(name).await
+    }
+
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.store.readiness()
+    }
+
+    pub async fn wait_ready(&self) {
+        let mut ready = self.readiness();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    pub async fn config_dump(&self) -> ConfigDump {
+        self.store.dump().await
+    }
+}

@@ -1,0 +1,356 @@
+//! RouteConfiguration → [`RouteTable`] with precompiled matchers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, Route, RouteAction as ProtoRouteAction, RouteConfiguration,
+    RouteMatch as ProtoRouteMatch, VirtualHost as ProtoVirtualHost, header_matcher, route,
+    route_action, route_match,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use http::{HeaderName, StatusCode};
+
+use super::{CompileError, Reason, duration};
+use crate::resource::ResourceType;
+use crate::routing::{
+    DirectResponse, DomainIndex, HeaderMatch, HeaderSource, PathMatch, Route as CompiledRoute,
+    RouteAction, RouteMatch, RouteTable, ValueMatch, VirtualHost, WeightedClusters,
+    full_match_regex,
+};
+
+/// Envoy's route timeout when a route does not set one.
+const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn compile_route_config(config: &RouteConfiguration) -> Result<RouteTable, CompileError> {
+    compile(config).map_err(|reason| CompileError::new(ResourceType::Route, &config.name, reason))
+}
+
+fn compile(config: &RouteConfiguration) -> Result<RouteTable, Reason> {
+    if config.vhds.is_some() {
+        return Err("vhds is not supported yet".into());
+    }
+    if !config.request_headers_to_add.is_empty()
+        || !config.request_headers_to_remove.is_empty()
+        || !config.response_headers_to_add.is_empty()
+        || !config.response_headers_to_remove.is_empty()
+    {
+        return Err(
+            "header manipulation (request/response_headers_to_add/remove) is not supported yet"
+                .into(),
+        );
+    }
+    if !config.request_mirror_policies.is_empty() {
+        return Err("request_mirror_policies is not supported yet".into());
+    }
+    let virtual_hosts = config
+        .virtual_hosts
+        .iter()
+        .map(|v| compile_vhost(v).map_err(|r| format!("virtual host {}: {r}", v.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let domains = DomainIndex::build(
+        virtual_hosts
+            .iter()
+            .map(|v| v.domains.iter().map(String::as_str)),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(RouteTable::new(config.name.clone(), virtual_hosts, domains))
+}
+
+// Deprecated fields still change behaviour when set, so they are checked.
+#[allow(deprecated)]
+fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
+    if vhost.domains.is_empty() {
+        return Err("domains is empty".into());
+    }
+    if vhost.require_tls != 0 {
+        return Err("require_tls is not supported yet".into());
+    }
+    if vhost.retry_policy.is_some() || vhost.hedge_policy.is_some() {
+        return Err("retry_policy / hedge_policy is not supported yet".into());
+    }
+    if vhost.cors.is_some() {
+        return Err("cors is not supported yet".into());
+    }
+    if !vhost.request_headers_to_add.is_empty()
+        || !vhost.request_headers_to_remove.is_empty()
+        || !vhost.response_headers_to_add.is_empty()
+        || !vhost.response_headers_to_remove.is_empty()
+    {
+        return Err("header manipulation is not supported yet".into());
+    }
+    if !vhost.rate_limits.is_empty() {
+        return Err("rate_limits is not supported yet".into());
+    }
+    if vhost.matcher.is_some() {
+        return Err("matcher is not supported yet".into());
+    }
+    let routes = vhost
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            compile_route(r)
+                .map_err(|reason| format!("route {} ({i}): {reason}", display_name(&r.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VirtualHost {
+        name: vhost.name.clone(),
+        domains: vhost.domains.clone(),
+        routes,
+    })
+}
+
+fn display_name(name: &str) -> &str {
+    if name.is_empty() { "<unnamed>" } else { name }
+}
+
+fn compile_route(r: &Route) -> Result<CompiledRoute, Reason> {
+    if !r.request_headers_to_add.is_empty()
+        || !r.request_headers_to_remove.is_empty()
+        || !r.response_headers_to_add.is_empty()
+        || !r.response_headers_to_remove.is_empty()
+    {
+        return Err("header manipulation is not supported yet".into());
+    }
+    if !r.typed_per_filter_config.is_empty() {
+        return Err("typed_per_filter_config is not supported yet".into());
+    }
+    let matcher = compile_match(r.r#match.as_ref().ok_or("match is missing")?)?;
+    let (action, timeout) = match &r.action {
+        Some(route::Action::Route(action)) => compile_action(action)?,
+        Some(route::Action::DirectResponse(direct)) => {
+            let status = u16::try_from(direct.status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .ok_or_else(|| format!("direct_response.status {} is invalid", direct.status))?;
+            let body = match direct.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+                None => Bytes::new(),
+                Some(data_source::Specifier::InlineString(s)) => Bytes::from(s.clone()),
+                Some(data_source::Specifier::InlineBytes(b)) => Bytes::from(b.clone()),
+                Some(_) => return Err("direct_response.body must be inline".into()),
+            };
+            (RouteAction::Direct(DirectResponse { status, body }), None)
+        }
+        Some(route::Action::Redirect(_)) => return Err("redirect is not supported yet".into()),
+        Some(_) => return Err("this route action is not supported yet".into()),
+        None => return Err("action is missing".into()),
+    };
+    Ok(CompiledRoute {
+        name: r.name.clone(),
+        matcher,
+        action,
+        timeout,
+    })
+}
+
+fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
+    if !m.query_parameters.is_empty() {
+        return Err("match.query_parameters is not supported yet".into());
+    }
+    if !m.cookies.is_empty() || !m.dynamic_metadata.is_empty() || !m.filter_state.is_empty() {
+        return Err("match.cookies / dynamic_metadata / filter_state is not supported yet".into());
+    }
+    if m.runtime_fraction.is_some() || m.grpc.is_some() || m.tls_context.is_some() {
+        return Err("match.runtime_fraction / grpc / tls_context is not supported yet".into());
+    }
+    let path = match &m.path_specifier {
+        Some(route_match::PathSpecifier::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(route_match::PathSpecifier::Path(p)) => PathMatch::Exact(p.clone()),
+        Some(route_match::PathSpecifier::SafeRegex(r)) => {
+            PathMatch::Regex(regex(r, "match.safe_regex")?)
+        }
+        Some(_) => {
+            return Err(
+                "match path specifier is not supported yet (use prefix, path or safe_regex)".into(),
+            );
+        }
+        None => return Err("match has no path specifier".into()),
+    };
+    let headers = m
+        .headers
+        .iter()
+        .map(compile_header)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RouteMatch {
+        path,
+        case_sensitive: m.case_sensitive.as_ref().is_none_or(|v| v.value),
+        headers,
+    })
+}
+
+fn regex(r: &RegexMatcher, field: &str) -> Result<regex::Regex, Reason> {
+    full_match_regex(&r.regex)
+        .map_err(|e| format!("{field} {:?} is not a valid regex: {e}", r.regex))
+}
+
+fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
+    use header_matcher::HeaderMatchSpecifier as Spec;
+    let field = format!("match.headers[{}]", h.name);
+    let source = match h.name.to_ascii_lowercase().as_str() {
+        ":authority" | "host" => HeaderSource::Authority,
+        ":method" => HeaderSource::Method,
+        ":path" => HeaderSource::Path,
+        ":scheme" => HeaderSource::Scheme,
+        name => HeaderSource::Header(
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{field}: invalid header name"))?,
+        ),
+    };
+    let plain = |value: &String, make: fn(String, bool) -> ValueMatch| make(value.clone(), false);
+    let (value, expect_absent) = match &h.header_match_specifier {
+        None => (ValueMatch::Present, false),
+        Some(Spec::PresentMatch(present)) => (ValueMatch::Present, !present),
+        Some(Spec::StringMatch(sm)) => (string_match(sm, &field)?, false),
+        #[allow(deprecated)]
+        Some(Spec::ExactMatch(v)) => (
+            plain(v, |value, ignore_case| ValueMatch::Exact {
+                value,
+                ignore_case,
+            }),
+            false,
+        ),
+        #[allow(deprecated)]
+        Some(Spec::PrefixMatch(v)) => (
+            plain(v, |value, ignore_case| ValueMatch::Prefix {
+                value,
+                ignore_case,
+            }),
+            false,
+        ),
+        #[allow(deprecated)]
+        Some(Spec::SuffixMatch(v)) => (
+            plain(v, |value, ignore_case| ValueMatch::Suffix {
+                value,
+                ignore_case,
+            }),
+            false,
+        ),
+        #[allow(deprecated)]
+        Some(Spec::SafeRegexMatch(r)) => (ValueMatch::Regex(regex(r, &field)?), false),
+        Some(_) => {
+            return Err(format!(
+                "{field}: this header match kind is not supported yet"
+            ));
+        }
+    };
+    if h.treat_missing_header_as_empty {
+        return Err(format!(
+            "{field}: treat_missing_header_as_empty is not supported yet"
+        ));
+    }
+    Ok(HeaderMatch {
+        source,
+        value,
+        expect_absent,
+        invert: h.invert_match,
+    })
+}
+
+fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
+    use string_matcher::MatchPattern;
+    let ignore_case = sm.ignore_case;
+    Ok(match &sm.match_pattern {
+        Some(MatchPattern::Exact(v)) => ValueMatch::Exact {
+            value: v.clone(),
+            ignore_case,
+        },
+        Some(MatchPattern::Prefix(v)) => ValueMatch::Prefix {
+            value: v.clone(),
+            ignore_case,
+        },
+        Some(MatchPattern::Suffix(v)) => ValueMatch::Suffix {
+            value: v.clone(),
+            ignore_case,
+        },
+        Some(MatchPattern::Contains(v)) => ValueMatch::Contains {
+            value: v.clone(),
+            ignore_case,
+        },
+        Some(MatchPattern::SafeRegex(r)) => ValueMatch::Regex(regex(r, field)?),
+        Some(MatchPattern::Custom(_)) | None => {
+            return Err(format!("{field}: string_match kind is not supported yet"));
+        }
+    })
+}
+
+// Deprecated fields still change behaviour when set, so they are checked.
+#[allow(deprecated)]
+fn compile_action(a: &ProtoRouteAction) -> Result<(RouteAction, Option<Duration>), Reason> {
+    let unsupported = [
+        (
+            !a.prefix_rewrite.is_empty()
+                || a.regex_rewrite.is_some()
+                || !a.path_rewrite.is_empty()
+                || a.path_rewrite_policy.is_some(),
+            "path rewrites",
+        ),
+        (a.host_rewrite_specifier.is_some(), "host rewrites"),
+        (
+            a.retry_policy.is_some() || a.retry_policy_typed_config.is_some(),
+            "retry_policy",
+        ),
+        (
+            !a.request_mirror_policies.is_empty(),
+            "request_mirror_policies",
+        ),
+        (!a.hash_policy.is_empty(), "hash_policy"),
+        (a.cors.is_some(), "cors"),
+        (!a.upgrade_configs.is_empty(), "upgrade_configs"),
+        (!a.rate_limits.is_empty(), "rate_limits"),
+        (a.hedge_policy.is_some(), "hedge_policy"),
+        (a.metadata_match.is_some(), "metadata_match"),
+        (a.idle_timeout.is_some(), "idle_timeout"),
+        (a.max_stream_duration.is_some(), "max_stream_duration"),
+    ];
+    if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(format!("route.{field} is not supported yet"));
+    }
+    let action = match &a.cluster_specifier {
+        Some(route_action::ClusterSpecifier::Cluster(name)) => {
+            RouteAction::Cluster(Arc::from(name.as_str()))
+        }
+        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+            let clusters: Vec<(Arc<str>, u32)> = w
+                .clusters
+                .iter()
+                .map(|c| {
+                    (
+                        Arc::from(c.name.as_str()),
+                        c.weight.as_ref().map_or(0, |w| w.value),
+                    )
+                })
+                .collect();
+            if w.clusters.iter().any(|c| !c.cluster_header.is_empty()) {
+                return Err("weighted_clusters cluster_header is not supported yet".into());
+            }
+            let sum: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+            #[allow(deprecated)]
+            if let Some(total) = &w.total_weight
+                && u64::from(total.value) != sum
+            {
+                return Err(format!(
+                    "weighted_clusters total_weight {} differs from the sum of weights {sum}",
+                    total.value
+                ));
+            }
+            RouteAction::Weighted(
+                WeightedClusters::new(clusters).ok_or("weighted_clusters weights sum to zero")?,
+            )
+        }
+        Some(_) => {
+            return Err(
+                "route cluster specifier is not supported yet (use cluster or weighted_clusters)"
+                    .into(),
+            );
+        }
+        None => return Err("route has no cluster".into()),
+    };
+    let timeout = match &a.timeout {
+        None => Some(DEFAULT_ROUTE_TIMEOUT),
+        Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+    };
+    Ok((action, timeout))
+}

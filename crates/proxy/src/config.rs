@@ -1,0 +1,117 @@
+//! The proxy's settings, named once.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Which ADS protocol variant to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdsMode {
+    /// `DeltaAggregatedResources` (incremental).
+    #[default]
+    Delta,
+    /// `StreamAggregatedResources` (state of the world).
+    Sotw,
+}
+
+#[derive(Debug, Error)]
+#[error("unknown xDS mode {0:?} (expected delta or sotw)")]
+pub struct UnknownXdsMode(String);
+
+impl FromStr for XdsMode {
+    type Err = UnknownXdsMode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "delta" => Ok(XdsMode::Delta),
+            "sotw" | "state-of-the-world" => Ok(XdsMode::Sotw),
+            _ => Err(UnknownXdsMode(s.to_owned())),
+        }
+    }
+}
+
+/// Who this proxy is, as told to the control plane in the xDS `Node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// The WorkloadEntry's name.
+    pub workload: String,
+    pub namespace: String,
+    pub ip: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    pub outbound_port: u16,
+    /// Workload port → app port.
+    pub app_ports: BTreeMap<u16, u16>,
+}
+
+impl Default for NodeIdentity {
+    fn default() -> Self {
+        NodeIdentity {
+            workload: "workload".into(),
+            namespace: "default".into(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            labels: BTreeMap::new(),
+            service_account: "default".into(),
+            outbound_port: 15001,
+            app_ports: BTreeMap::new(),
+        }
+    }
+}
+
+impl NodeIdentity {
+    /// Istio's sidecar node id: `sidecar~<ip>~<workload>.<ns>~<ns>.svc.cluster.local`.
+    pub fn node_id(&self) -> String {
+        format!(
+            "sidecar~{}~{}.{}~{}.svc.cluster.local",
+            self.ip, self.workload, self.namespace, self.namespace
+        )
+    }
+
+    pub fn cluster(&self) -> String {
+        format!("{}.{}", self.workload, self.namespace)
+    }
+}
+
+/// How long to wait between control-plane connection attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The control plane's ADS endpoint, e.g. `http://127.0.0.1:15010`.
+    pub xds_address: String,
+    pub xds_mode: XdsMode,
+    pub node: NodeIdentity,
+    /// Where the admin API listens; port 0 picks a free port.
+    pub admin_address: SocketAddr,
+    /// How long in-flight requests get to finish on shutdown or listener removal.
+    pub drain_timeout: Duration,
+    pub xds_backoff: Backoff,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            xds_address: "http://127.0.0.1:15010".into(),
+            xds_mode: XdsMode::Delta,
+            node: NodeIdentity::default(),
+            admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),
+            drain_timeout: Duration::from_secs(5),
+            xds_backoff: Backoff::default(),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The structured view of applied config served at `GET /config_dump` and read
+//! back by `bosun proxy-config`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::ResourceType;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigDump {
+    pub ready: bool,
+    pub listeners: Vec<ListenerDump>,
+    pub routes: Vec<RouteConfigDump>,
+    pub clusters: Vec<ClusterDump>,
+    pub endpoints: Vec<EndpointsDump>,
+    /// The last rejected update per resource type.
+    #[serde(default)]
+    pub last_nacks: BTreeMap<ResourceType, NackDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenerDump {
+    pub name: String,
+    pub version: String,
+    /// As configured (port 0 means "any free port").
+    pub address: String,
+    /// Where the socket is actually bound.
+    pub bound_address: Option<String>,
+    pub stat_prefix: String,
+    /// RDS route configuration name, when routes come over ADS.
+    pub route_config_name: Option<String>,
+    pub inline_route_config: Option<RouteConfigDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteConfigDump {
+    pub name: String,
+    pub version: String,
+    pub virtual_hosts: Vec<VirtualHostDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VirtualHostDump {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<RouteDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteDump {
+    pub name: String,
+    /// `prefix /api`, `path /login` or `regex /users/[0-9]+`.
+    #[serde(rename = "match")]
+    pub path_match: String,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    pub action: RouteActionDump,
+    /// `None` means no timeout.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteActionDump {
+    Cluster(String),
+    WeightedClusters(Vec<WeightedClusterDump>),
+    DirectResponse { status: u16 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightedClusterDump {
+    pub cluster: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterDump {
+    pub name: String,
+    pub version: String,
+    /// `STATIC` or `EDS`.
+    #[serde(rename = "type")]
+    pub discovery: String,
+    pub eds_service_name: Option<String>,
+    pub lb_policy: String,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub protocol: String,
+    pub connect_timeout_ms: u64,
+    pub healthy_endpoints: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointsDump {
+    pub cluster_name: String,
+    pub version: String,
+    pub endpoints: Vec<EndpointDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointDump {
+    pub address: String,
+    pub weight: u32,
+    pub health: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NackDump {
+    pub message: String,
+    /// Seconds since the Unix epoch.
+    pub at_unix: u64,
+}

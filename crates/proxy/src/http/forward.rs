@@ -1,0 +1,231 @@
+//! One request through the proxy: route → pick cluster → load balance → forward.
+//!
+//! Reads config with lock-free `ArcSwap` loads and clones only the `Arc`s it must
+//! keep across the upstream await.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
+use crate::compile::RouteSource;
+use crate::listeners::ListenerContext;
+use crate::routing::{RequestView, RouteAction};
+use crate::state::Snapshot;
+use crate::stats::{ClusterStats, ListenerStats};
+use crate::upstream::{ActiveRequest, Cluster, UpstreamProtocol};
+
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Decrements a gauge when the request finishes, however it finishes.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+pub async fn handle(
+    ctx: Arc<ListenerContext>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let listener = ctx.config.load_full();
+    let stats = &listener.stats;
+    stats.requests.fetch_add(1, Relaxed);
+    let _in_flight = InFlight::enter(&stats.in_flight);
+    let version = req.version();
+    let mut response = route_and_forward(&ctx, &listener.spec.routes, stats, req).await;
+    stats.responses.record(response.status().as_u16());
+    if version != Version::HTTP_2 {
+        *response.version_mut() = Version::HTTP_11;
+    }
+    Ok(response)
+}
+
+async fn route_and_forward(
+    ctx: &ListenerContext,
+    routes: &RouteSource,
+    stats: &ListenerStats,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let Some(authority) = request_authority(&req) else {
+        return local_reply(StatusCode::BAD_REQUEST, "missing host");
+    };
+    let (cluster, timeout) = {
+        let snapshot: arc_swap::Guard<Arc<Snapshot>> = ctx.snapshot.load();
+        let table = match routes {
+            RouteSource::Inline(table) => Some(table),
+            RouteSource::Rds(name) => snapshot.routes.get(name),
+        };
+        let view = RequestView {
+            authority: authority.as_str(),
+            path: req.uri().path(),
+            method: req.method(),
+            scheme: "http",
+            headers: req.headers(),
+        };
+        let Some(route) = table.and_then(|t| t.route(&view)) else {
+            stats.no_route.fetch_add(1, Relaxed);
+            return local_reply(StatusCode::NOT_FOUND, "");
+        };
+        let cluster_name = match &route.action {
+            RouteAction::Cluster(name) => name,
+            RouteAction::Weighted(weighted) => weighted.select(),
+            RouteAction::Direct(direct) => {
+                let mut resp = Response::new(Either::Right(Full::new(direct.body.clone())));
+                *resp.status_mut() = direct.status;
+                return resp;
+            }
+        };
+        let Some(cluster) = snapshot.clusters.get(cluster_name.as_ref()) else {
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, "cluster not found");
+        };
+        (cluster.clone(), route.timeout)
+    };
+    forward(&cluster, authority, timeout, req).await
+}
+
+/// The request's target host: the absolute-form URI's authority, else `Host`
+/// (HTTP/1) or `:authority` (HTTP/2, which hyper puts into the URI).
+fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.clone());
+    }
+    let host = req.headers().get(HOST)?;
+    Authority::try_from(host.as_bytes()).ok()
+}
+
+async fn forward(
+    cluster: &Cluster,
+    authority: Authority,
+    timeout: Option<std::time::Duration>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let stats: &ClusterStats = &cluster.stats;
+    stats.requests.fetch_add(1, Relaxed);
+    let _in_flight = InFlight::enter(&stats.in_flight);
+    let Some(endpoint) = cluster.pick() else {
+        stats.no_healthy_upstream.fetch_add(1, Relaxed);
+        stats.responses.record(503);
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+    };
+    let active = ActiveRequest::new(endpoint);
+    let upstream_req = match upstream_request(req, authority, cluster.spec.protocol) {
+        Ok(r) => r,
+        Err(status) => return local_reply(status, "invalid request"),
+    };
+    let started = Instant::now();
+    let sent = active.endpoint().client().request(upstream_req);
+    let result = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                stats.timeouts.fetch_add(1, Relaxed);
+                stats.responses.record(504);
+                return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+            }
+        },
+        None => sent.await,
+    };
+    let elapsed = started.elapsed();
+    stats.latency.record(elapsed);
+    match result {
+        Ok(resp) => {
+            stats.responses.record(resp.status().as_u16());
+            let (mut parts, body) = resp.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            if let Ok(ms) = HeaderValue::from_str(&elapsed.as_millis().to_string()) {
+                parts
+                    .headers
+                    .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), ms);
+            }
+            Response::from_parts(parts, Either::Left(body))
+        }
+        Err(err) if err.is_connect() => {
+            stats.connect_failures.fetch_add(1, Relaxed);
+            stats.responses.record(503);
+            tracing::debug!(cluster = %cluster.spec.name, endpoint = %active.endpoint().address, error = %err, "upstream connect failure");
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            )
+        }
+        Err(err) => {
+            stats.upstream_errors.fetch_add(1, Relaxed);
+            stats.responses.record(503);
+            tracing::debug!(cluster = %cluster.spec.name, endpoint = %active.endpoint().address, error = %err, "upstream request failed");
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers",
+            )
+        }
+    }
+}
+
+/// Rewrites the downstream request for the upstream: the URI carries the original
+/// authority (each endpoint has its own pool, so the connector ignores it), the
+/// version matches the cluster's protocol, connection headers go.
+fn upstream_request(
+    req: Request<Incoming>,
+    authority: Authority,
+    protocol: UpstreamProtocol,
+) -> Result<Request<Incoming>, StatusCode> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    remove_hop_by_hop(&mut parts.headers);
+    set_forwarding_headers(&mut parts.headers);
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            let host =
+                HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+            parts.headers.insert(HOST, host);
+        }
+        UpstreamProtocol::Http2 => {
+            // `:authority` comes from the URI; a Host header would duplicate it.
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(HOST);
+        }
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+pub fn local_reply(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    if !body.is_empty() {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+    }
+    resp
+}

@@ -1,0 +1,7 @@
+//! The HTTP data path: serving downstream connections and forwarding requests.
+
+mod forward;
+mod headers;
+mod server;
+
+pub use server::serve;

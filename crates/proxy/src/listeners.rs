@@ -1,0 +1,133 @@
+//! Live listeners: bind on add, swap config in place on update (same address keeps
+//! its socket and connections), drain on removal.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::compile::ListenerSpec;
+use crate::drain::{self, DrainTrigger};
+use crate::state::Snapshot;
+use crate::stats::ListenerStats;
+
+/// A listener's current config, swapped whole on update.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    pub spec: ListenerSpec,
+    pub stats: Arc<ListenerStats>,
+}
+
+/// What a listener's connections read per request.
+#[derive(Debug)]
+pub struct ListenerContext {
+    pub config: ArcSwap<ListenerRuntime>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+#[derive(Debug)]
+struct RunningListener {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    trigger: DrainTrigger,
+}
+
+#[derive(Debug)]
+pub struct ListenerManager {
+    running: HashMap<String, RunningListener>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    drain_timeout: Duration,
+}
+
+impl ListenerManager {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, drain_timeout: Duration) -> Self {
+        ListenerManager {
+            running: HashMap::new(),
+            snapshot,
+            drain_timeout,
+        }
+    }
+
+    /// Adds or updates a listener. Returns the bound address, or why binding failed.
+    pub fn upsert(
+        &mut self,
+        spec: ListenerSpec,
+        stats: Arc<ListenerStats>,
+    ) -> Result<SocketAddr, String> {
+        if let Some(running) = self.running.get(&spec.name)
+            && running.configured == spec.address
+        {
+            running
+                .ctx
+                .config
+                .store(Arc::new(ListenerRuntime { spec, stats }));
+            return Ok(running.bound);
+        }
+        let name = spec.name.clone();
+        let configured = spec.address;
+        // A moved listener releases its old address first, so a swap of ports works.
+        self.remove(&name);
+        let std_listener = std::net::TcpListener::bind(configured)
+            .map_err(|e| format!("cannot bind {configured}: {e}"))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot configure {configured}: {e}"))?;
+        let listener = TcpListener::from_std(std_listener)
+            .map_err(|e| format!("cannot register {configured}: {e}"))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read bound address: {e}"))?;
+        let ctx = Arc::new(ListenerContext {
+            config: ArcSwap::from_pointee(ListenerRuntime { spec, stats }),
+            snapshot: self.snapshot.clone(),
+        });
+        let (trigger, watcher) = drain::channel();
+        tokio::spawn(crate::http::serve(listener, ctx.clone(), watcher));
+        tracing::info!(listener = %name, address = %bound, "listener bound");
+        self.running.insert(
+            name,
+            RunningListener {
+                configured,
+                bound,
+                ctx,
+                trigger,
+            },
+        );
+        Ok(bound)
+    }
+
+    /// Stops accepting on a listener and drains it in the background.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            let deadline = self.drain_timeout;
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                if !running.trigger.drain(deadline).await {
+                    tracing::warn!(listener = %name, "drain deadline passed with requests in flight");
+                }
+                tracing::info!(listener = %name, "listener removed");
+            });
+        }
+    }
+
+    pub fn bound_address(&self, name: &str) -> Option<SocketAddr> {
+        self.running.get(name).map(|r| r.bound)
+    }
+
+    /// Drains every listener concurrently; `false` if any missed the deadline.
+    pub async fn shutdown(&mut self, deadline: Duration) -> bool {
+        let drains: Vec<_> = self
+            .running
+            .drain()
+            .map(|(_, running)| running.trigger.drain(deadline))
+            .collect();
+        futures::future::join_all(drains)
+            .await
+            .into_iter()
+            .all(|ok| ok)
+    }
+}

@@ -1,0 +1,237 @@
+//! Precompiled request matchers: path (prefix / exact / regex) and headers.
+
+use http::{HeaderMap, HeaderName, Method};
+use regex::Regex;
+
+/// The parts of a request that routing looks at, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub authority: &'a str,
+    /// The path without its query string.
+    pub path: &'a str,
+    pub method: &'a Method,
+    pub scheme: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    /// Already anchored (`^(?:...)$`): RE2 semantics are full-match.
+    Regex(Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str, case_sensitive: bool) -> bool {
+        match self {
+            PathMatch::Prefix(prefix) if case_sensitive => path.starts_with(prefix.as_str()),
+            PathMatch::Prefix(prefix) => path
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+            PathMatch::Exact(exact) if case_sensitive => path == exact,
+            PathMatch::Exact(exact) => path.eq_ignore_ascii_case(exact),
+            // Envoy ignores case_sensitive for regexes.
+            PathMatch::Regex(regex) => regex.is_match(path),
+        }
+    }
+}
+
+/// Which request attribute a header matcher reads: a real header or a pseudo-header.
+#[derive(Debug, Clone)]
+pub enum HeaderSource {
+    Authority,
+    Method,
+    Path,
+    Scheme,
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    Present,
+    Exact { value: String, ignore_case: bool },
+    Prefix { value: String, ignore_case: bool },
+    Suffix { value: String, ignore_case: bool },
+    Contains { value: String, ignore_case: bool },
+    Regex(Regex),
+}
+
+impl ValueMatch {
+    fn matches(&self, actual: &str) -> bool {
+        match self {
+            ValueMatch::Present => true,
+            ValueMatch::Exact { value, ignore_case } => {
+                if *ignore_case {
+                    actual.eq_ignore_ascii_case(value)
+                } else {
+                    actual == value
+                }
+            }
+            ValueMatch::Prefix { value, ignore_case } => {
+                if *ignore_case {
+                    actual
+                        .get(..value.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(value))
+                } else {
+                    actual.starts_with(value.as_str())
+                }
+            }
+            ValueMatch::Suffix { value, ignore_case } => {
+                if *ignore_case {
+                    actual.len() >= value.len()
+                        && actual
+                            .get(actual.len() - value.len()..)
+                            .is_some_and(|t| t.eq_ignore_ascii_case(value))
+                } else {
+                    actual.ends_with(value.as_str())
+                }
+            }
+            ValueMatch::Contains { value, ignore_case } => {
+                if *ignore_case {
+                    actual
+                        .to_ascii_lowercase()
+                        .contains(&value.to_ascii_lowercase())
+                } else {
+                    actual.contains(value.as_str())
+                }
+            }
+            ValueMatch::Regex(regex) => regex.is_match(actual),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    pub source: HeaderSource,
+    pub value: ValueMatch,
+    /// `present_match: false` — match when the header is absent.
+    pub expect_absent: bool,
+    pub invert: bool,
+}
+
+impl HeaderMatch {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        let actual: Option<&str> = match &self.source {
+            HeaderSource::Authority => Some(req.authority),
+            HeaderSource::Method => Some(req.method.as_str()),
+            HeaderSource::Path => Some(req.path),
+            HeaderSource::Scheme => Some(req.scheme),
+            HeaderSource::Header(name) => req.headers.get(name).and_then(|v| v.to_str().ok()),
+        };
+        let matched = match actual {
+            None => self.expect_absent,
+            Some(_) if self.expect_absent => false,
+            Some(actual) => self.value.matches(actual),
+        };
+        matched != self.invert
+    }
+}
+
+/// Everything a route requires of a request, all of which must hold.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub case_sensitive: bool,
+    pub headers: Vec<HeaderMatch>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.path.matches(req.path, self.case_sensitive)
+            && self.headers.iter().all(|h| h.matches(req))
+    }
+}
+
+/// Wraps an RE2 pattern so it must match the whole input, as Envoy and Istio expect.
+pub fn full_match_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view<'a>(path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView {
+            authority: "reviews:9080",
+            path,
+            method: &Method::GET,
+            scheme: "http",
+            headers,
+        }
+    }
+
+    fn route(path: PathMatch, headers: Vec<HeaderMatch>) -> RouteMatch {
+        RouteMatch {
+            path,
+            case_sensitive: true,
+            headers,
+        }
+    }
+
+    #[test]
+    fn path_kinds() {
+        let h = HeaderMap::new();
+        let prefix = route(PathMatch::Prefix("/api".into()), vec![]);
+        assert!(prefix.matches(&view("/api/v1", &h)));
+        assert!(!prefix.matches(&view("/API/v1", &h)));
+        let exact = route(PathMatch::Exact("/login".into()), vec![]);
+        assert!(exact.matches(&view("/login", &h)));
+        assert!(!exact.matches(&view("/login/x", &h)));
+        let regex = route(
+            PathMatch::Regex(full_match_regex("/users/[0-9]+").expect("regex")),
+            vec![],
+        );
+        assert!(regex.matches(&view("/users/42", &h)));
+        assert!(!regex.matches(&view("/users/42/x", &h)), "full match only");
+    }
+
+    #[test]
+    fn case_insensitive_paths() {
+        let h = HeaderMap::new();
+        let mut m = route(PathMatch::Prefix("/Api".into()), vec![]);
+        m.case_sensitive = false;
+        assert!(m.matches(&view("/aPI/x", &h)));
+        assert!(!m.matches(&view("/a", &h)));
+    }
+
+    #[test]
+    fn header_matchers() {
+        let mut h = HeaderMap::new();
+        h.insert("end-user", "jason".parse().expect("value"));
+        let exact = |value: &str, invert| HeaderMatch {
+            source: HeaderSource::Header(HeaderName::from_static("end-user")),
+            value: ValueMatch::Exact {
+                value: value.into(),
+                ignore_case: false,
+            },
+            expect_absent: false,
+            invert,
+        };
+        let m = route(PathMatch::Prefix("/".into()), vec![exact("jason", false)]);
+        assert!(m.matches(&view("/", &h)));
+        let m = route(PathMatch::Prefix("/".into()), vec![exact("jason", true)]);
+        assert!(!m.matches(&view("/", &h)));
+        let m = route(PathMatch::Prefix("/".into()), vec![exact("bob", false)]);
+        assert!(!m.matches(&view("/", &h)));
+
+        let absent = HeaderMatch {
+            source: HeaderSource::Header(HeaderName::from_static("x-canary")),
+            value: ValueMatch::Present,
+            expect_absent: true,
+            invert: false,
+        };
+        let m = route(PathMatch::Prefix("/".into()), vec![absent]);
+        assert!(m.matches(&view("/", &h)));
+
+        let authority = HeaderMatch {
+            source: HeaderSource::Authority,
+            value: ValueMatch::Regex(full_match_regex("reviews(:[0-9]+)?").expect("regex")),
+            expect_absent: false,
+            invert: false,
+        };
+        let m = route(PathMatch::Prefix("/".into()), vec![authority]);
+        assert!(m.matches(&view("/", &h)));
+    }
+}

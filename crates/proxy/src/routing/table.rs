@@ -1,0 +1,157 @@
+//! Route tables: virtual hosts, their ordered routes, and route actions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::{DomainIndex, RequestView, RouteMatch};
+
+/// One compiled RouteConfiguration.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    domains: DomainIndex,
+}
+
+impl RouteTable {
+    pub fn new(name: String, virtual_hosts: Vec<VirtualHost>, domains: DomainIndex) -> Self {
+        RouteTable {
+            name,
+            virtual_hosts,
+            domains,
+        }
+    }
+
+    /// The first route of the matching virtual host whose match holds.
+    pub fn route(&self, req: &RequestView<'_>) -> Option<&Route> {
+        let vhost = self.domains.find(req.authority)?;
+        self.virtual_hosts
+            .get(vhost)?
+            .routes
+            .iter()
+            .find(|route| route.matcher.matches(req))
+    }
+
+    /// Cluster names this table can send traffic to.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.virtual_hosts
+            .iter()
+            .flat_map(|v| v.routes.iter())
+            .flat_map(|r| match &r.action {
+                RouteAction::Cluster(name) => vec![name.as_ref()],
+                RouteAction::Weighted(w) => w.clusters.iter().map(|(n, _)| n.as_ref()).collect(),
+                RouteAction::Direct(_) => vec![],
+            })
+    }
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+    /// Upstream response-headers timeout; `None` disables it.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub enum RouteAction {
+    Cluster(Arc<str>),
+    Weighted(WeightedClusters),
+    Direct(DirectResponse),
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// Clusters with weights, stored as cumulative upper bounds for a binary search.
+#[derive(Debug)]
+pub struct WeightedClusters {
+    /// `(cluster, weight)` as configured, for display.
+    pub clusters: Vec<(Arc<str>, u32)>,
+    cumulative: Vec<u64>,
+    total: u64,
+}
+
+impl WeightedClusters {
+    /// `None` when the weights sum to zero.
+    pub fn new(clusters: Vec<(Arc<str>, u32)>) -> Option<Self> {
+        let mut total = 0u64;
+        let cumulative = clusters
+            .iter()
+            .map(|(_, w)| {
+                total += u64::from(*w);
+                total
+            })
+            .collect();
+        (total > 0).then_some(WeightedClusters {
+            clusters,
+            cumulative,
+            total,
+        })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The cluster owning `point` in `[0, total)`.
+    pub fn select_at(&self, point: u64) -> &Arc<str> {
+        let idx = self.cumulative.partition_point(|&upper| upper <= point);
+        &self.clusters[idx.min(self.clusters.len() - 1)].0
+    }
+
+    pub fn select(&self) -> &Arc<str> {
+        self.select_at(rand::random_range(0..self.total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weighted(weights: &[(&str, u32)]) -> WeightedClusters {
+        WeightedClusters::new(weights.iter().map(|(n, w)| (Arc::from(*n), *w)).collect())
+            .expect("non-zero total")
+    }
+
+    #[test]
+    fn select_at_respects_boundaries() {
+        let w = weighted(&[("a", 90), ("b", 10)]);
+        assert_eq!(w.total(), 100);
+        assert_eq!(w.select_at(0).as_ref(), "a");
+        assert_eq!(w.select_at(89).as_ref(), "a");
+        assert_eq!(w.select_at(90).as_ref(), "b");
+        assert_eq!(w.select_at(99).as_ref(), "b");
+    }
+
+    #[test]
+    fn zero_weight_clusters_are_never_chosen() {
+        let w = weighted(&[("a", 0), ("b", 5), ("c", 0)]);
+        for point in 0..5 {
+            assert_eq!(w.select_at(point).as_ref(), "b");
+        }
+        assert!(WeightedClusters::new(vec![(Arc::from("a"), 0)]).is_none());
+    }
+
+    #[test]
+    fn random_selection_follows_weights() {
+        let w = weighted(&[("a", 75), ("b", 25)]);
+        let a = (0..20_000).filter(|_| w.select().as_ref() == "a").count();
+        let share = a as f64 / 20_000.0;
+        assert!((0.72..0.78).contains(&share), "share of a was {share}");
+    }
+}

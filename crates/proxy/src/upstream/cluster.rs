@@ -1,0 +1,124 @@
+//! Clusters as the data path sees them: immutable settings plus a swappable
+//! endpoint set, so EDS updates never rebuild the cluster or drop its pools.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::endpoint::{Endpoint, EndpointSet, UpstreamProtocol};
+use crate::stats::ClusterStats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+impl LbPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "ROUND_ROBIN",
+            LbPolicy::LeastRequest => "LEAST_REQUEST",
+            LbPolicy::Random => "RANDOM",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// Endpoints come inline with the cluster.
+    Static(Vec<EndpointSpec>),
+    /// Endpoints come from the ClusterLoadAssignment named `service_name`.
+    Eds { service_name: String },
+}
+
+/// One endpoint as configured (healthy or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub healthy: bool,
+    pub health: String,
+}
+
+/// Everything about a cluster except its EDS endpoints. Two equal specs mean the
+/// cluster did not change, so its pools are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub discovery: Discovery,
+    pub lb_policy: LbPolicy,
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    endpoints: ArcSwap<EndpointSet>,
+    rr_cursor: AtomicUsize,
+    pub stats: Arc<ClusterStats>,
+}
+
+impl Cluster {
+    pub fn new(spec: ClusterSpec, stats: Arc<ClusterStats>) -> Self {
+        let cluster = Cluster {
+            spec,
+            endpoints: ArcSwap::from_pointee(EndpointSet::default()),
+            rr_cursor: AtomicUsize::new(0),
+            stats,
+        };
+        if let Discovery::Static(endpoints) = &cluster.spec.discovery {
+            let endpoints = endpoints.clone();
+            cluster.set_endpoints(&endpoints);
+        }
+        cluster
+    }
+
+    /// Replaces the endpoint set, keeping the existing endpoint (and its pool and
+    /// active-request count) for every address that stays.
+    pub fn set_endpoints(&self, endpoints: &[EndpointSpec]) {
+        let current = self.endpoints.load();
+        let members = endpoints
+            .iter()
+            .filter(|e| e.healthy)
+            .map(|e| {
+                let endpoint = current.find(e.address).cloned().unwrap_or_else(|| {
+                    Arc::new(Endpoint::new(
+                        e.address,
+                        self.spec.protocol,
+                        self.spec.connect_timeout,
+                    ))
+                });
+                (endpoint, e.weight)
+            })
+            .collect();
+        self.endpoints.store(Arc::new(EndpointSet::new(members)));
+    }
+
+    pub fn healthy_endpoints(&self) -> usize {
+        self.endpoints.load().len()
+    }
+
+    /// The endpoint the cluster's policy picks for the next request.
+    pub fn pick(&self) -> Option<Arc<Endpoint>> {
+        let set = self.endpoints.load();
+        let picked = match self.spec.lb_policy {
+            LbPolicy::RoundRobin => set.round_robin(&self.rr_cursor),
+            LbPolicy::LeastRequest => set.least_request(),
+            LbPolicy::Random => set.random(),
+        };
+        picked.cloned()
+    }
+
+    pub fn eds_service_name(&self) -> Option<&str> {
+        match &self.spec.discovery {
+            Discovery::Eds { service_name } => Some(service_name),
+            Discovery::Static(_) => None,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The ADS client: one gRPC stream to the control plane, delta (default) or state
+//! of the world, reconnecting with capped exponential backoff and jitter. While the
+//! control plane is away the proxy keeps serving with the last applied config.
+
+mod delta;
+mod node;
+mod sotw;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::google::rpc::Status;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+
+pub use node::node;
+
+use crate::compile::CompileError;
+use crate::config::{Backoff, ProxyConfig, XdsMode};
+use crate::state::ConfigStore;
+
+#[derive(Debug, Error)]
+pub enum XdsError {
+    #[error("invalid control plane address {address:?}: {source}")]
+    InvalidAddress {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("cannot connect to the control plane: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("ADS stream failed: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("the control plane closed the ADS stream")]
+    Closed,
+    #[error("the ADS request channel closed")]
+    RequestChannelClosed,
+}
+
+/// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK.
+const INVALID_ARGUMENT: i32 = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct AdsClient {
+    endpoint: Endpoint,
+    mode: XdsMode,
+    node: Node,
+    store: Arc<ConfigStore>,
+    backoff: Backoff,
+}
+
+impl AdsClient {
+    pub fn new(config: &ProxyConfig, store: Arc<ConfigStore>) -> Result<Self, XdsError> {
+        let endpoint = Endpoint::from_shared(config.xds_address.clone())
+            .map_err(|source| XdsError::InvalidAddress {
+                address: config.xds_address.clone(),
+                source,
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        Ok(AdsClient {
+            endpoint,
+            mode: config.xds_mode,
+            node: node(&config.node),
+            store,
+            backoff: config.xds_backoff,
+        })
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        let mut delay = self.backoff.initial;
+        let mut sotw_state = sotw::Versions::default();
+        loop {
+            let mut made_progress = false;
+            let result = match self.connect().await {
+                Ok(client) => match self.mode {
+                    XdsMode::Delta => {
+                        delta::run(client, &self.node, &self.store, &mut made_progress).await
+                    }
+                    XdsMode::Sotw => {
+                        sotw::run(
+                            client,
+                            &self.node,
+                            &self.store,
+                            &mut sotw_state,
+                            &mut made_progress,
+                        )
+                        .await
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(err) = result {
+                tracing::warn!(error = %err, retry_in = ?delay, "ADS stream ended; serving with the last config");
+            }
+            if made_progress {
+                delay = self.backoff.initial;
+            }
+            tokio::time::sleep(jittered(delay)).await;
+            delay = (delay * 2).min(self.backoff.max);
+        }
+    }
+
+    async fn connect(&self) -> Result<AggregatedDiscoveryServiceClient<Channel>, XdsError> {
+        let channel = self.endpoint.connect().await.map_err(XdsError::Connect)?;
+        Ok(AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+/// Between half and the full delay, so proxies do not reconnect in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// The NACK detail for a set of rejected resources, if any.
+fn error_detail(errors: &[CompileError]) -> Option<Status> {
+    if errors.is_empty() {
+        return None;
+    }
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::warn!(%message, "rejected configuration");
+    Some(Status {
+        code: INVALID_ARGUMENT,
+        message,
+        details: Vec::new(),
+    })
+}
+
+/// Names to add and to drop to go from `current` to `wanted`.
+fn diff(current: &BTreeSet<String>, wanted: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+    (
+        wanted.difference(current).cloned().collect(),
+        current.difference(wanted).cloned().collect(),
+    )
+}
