@@ -5,7 +5,9 @@
 //! - [`translate`]: Istio resources -> Envoy resources for one proxy.
 //! - [`AdsServer`]: serves them over ADS, state-of-the-world and delta, and reports each
 //!   proxy's sync state ([`status`]).
+//! - [`bootstrap`]: the bootstrap that makes a real Envoy one of the mesh's proxies.
 
+pub mod bootstrap;
 mod connection;
 mod delta;
 pub mod node;
@@ -14,9 +16,12 @@ mod server;
 mod sotw;
 pub mod status;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod translate;
 mod versioned;
 
+pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
 pub use node::{NodeError, ProxyNode};
 pub use resources::{

@@ -1,0 +1,141 @@
+//! The bootstrap a real Envoy needs to be one of Bosun's proxies: its identity (node
+//! metadata per docs/design/local-mesh.md), an admin address and ADS to the control plane.
+//!
+//! Envoy reads JSON bootstraps directly: write the value to `bootstrap.json` and start
+//! `envoy -c bootstrap.json`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{Struct, Value};
+use serde_json::json;
+
+use crate::node::ProxyNode;
+use crate::status::StreamKind;
+
+/// The static cluster that reaches the control plane (Istio's name for it).
+pub const XDS_CLUSTER_NAME: &str = "xds-grpc";
+
+/// A bootstrap for `node` that takes all its listeners and clusters over ADS from
+/// `ads_addr`, speaking `api` (state-of-the-world `GRPC` or `DELTA_GRPC`), with its admin
+/// interface on `admin` (port 0 is fine with Envoy's `--admin-address-path`).
+pub fn envoy_bootstrap(
+    node: &ProxyNode,
+    ads_addr: SocketAddr,
+    admin: SocketAddr,
+    api: StreamKind,
+) -> serde_json::Value {
+    let api_type = match api {
+        StreamKind::Sotw => "GRPC",
+        StreamKind::Delta => "DELTA_GRPC",
+    };
+    json!({
+        "node": {
+            "id": node.id,
+            "cluster": node.cluster,
+            "metadata": struct_to_json(&node.metadata()),
+        },
+        "admin": {
+            "address": socket_address(admin),
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER_NAME } }],
+                "set_node_on_first_message_only": true,
+            },
+            "cds_config": { "ads": {}, "resource_api_version": "V3" },
+            "lds_config": { "ads": {}, "resource_api_version": "V3" },
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": XDS_CLUSTER_NAME,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": XDS_CLUSTER_NAME,
+                    "endpoints": [{
+                        "lb_endpoints": [{ "endpoint": { "address": socket_address(ads_addr) } }],
+                    }],
+                },
+                // ADS is gRPC: the control plane must be spoken to over HTTP/2.
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                    },
+                },
+            }],
+        },
+    })
+}
+
+fn socket_address(addr: SocketAddr) -> serde_json::Value {
+    json!({ "socket_address": { "address": addr.ip().to_string(), "port_value": addr.port() } })
+}
+
+fn struct_to_json(value: &Struct) -> serde_json::Value {
+    // Sorted keys keep the written file stable from one run to the next.
+    let fields: BTreeMap<&String, serde_json::Value> = value
+        .fields
+        .iter()
+        .map(|(key, value)| (key, value_to_json(value)))
+        .collect();
+    json!(fields)
+}
+
+fn value_to_json(value: &Value) -> serde_json::Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::BoolValue(b)) => json!(b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(list)) => list.values.iter().map(value_to_json).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::metadata_key;
+
+    #[test]
+    fn carries_the_node_identity_and_points_ads_at_the_control_plane() {
+        let mut node = ProxyNode::sidecar("127.0.10.1".parse().unwrap(), "reviews-v1", "default");
+        node.labels.insert("app".into(), "reviews".into());
+        node.app_ports.insert(9080, 19080);
+        let bootstrap = envoy_bootstrap(
+            &node,
+            "127.0.0.1:15010".parse().unwrap(),
+            "127.0.10.1:15000".parse().unwrap(),
+            StreamKind::Delta,
+        );
+
+        assert_eq!(bootstrap["node"]["id"], node.id);
+        assert_eq!(bootstrap["node"]["cluster"], "reviews-v1.default");
+        let metadata = &bootstrap["node"]["metadata"];
+        assert_eq!(metadata[metadata_key::NAMESPACE], "default");
+        assert_eq!(metadata[metadata_key::WORKLOAD_NAME], "reviews-v1");
+        assert_eq!(metadata[metadata_key::LABELS]["app"], "reviews");
+        assert_eq!(metadata[metadata_key::INSTANCE_IPS], "127.0.10.1");
+        assert_eq!(metadata[metadata_key::OUTBOUND_PORT], "15001");
+        assert_eq!(metadata[metadata_key::APP_PORTS]["9080"], "19080");
+        assert_eq!(
+            bootstrap["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert_eq!(
+            bootstrap["admin"]["address"]["socket_address"]["port_value"],
+            15000
+        );
+        let xds = &bootstrap["static_resources"]["clusters"][0];
+        assert_eq!(
+            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            15010
+        );
+    }
+}
