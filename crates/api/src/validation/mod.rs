@@ -1,15 +1,28 @@
-//! Istio's validation of resources.
+//! Istio's validation of the kinds Bosun reads.
+//!
+//! The checks follow Istio's own (its CRD schema rules and `pkg/config/validation`), with
+//! Istio's wording where users might search for it. Findings name the resource, its
+//! `file:line`, and the field.
+
+mod destination_rule;
+mod findings;
+mod local_workload;
+mod rules;
+mod service_entry;
+mod virtual_service;
+mod workload_entry;
 
 use std::fmt;
 
 use crate::meta::ResourceRef;
 use crate::origin::Origin;
 use crate::resource::Resource;
+use findings::Findings;
 
 /// How serious a validation finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Severity {
-    /// Istio refuses the resource.
+    /// Istio refuses the resource; Bosun does not apply it.
     Error,
     /// Istio accepts the resource but warns.
     Warning,
@@ -20,13 +33,21 @@ pub enum Severity {
 pub struct ValidationMessage {
     pub severity: Severity,
     pub resource: ResourceRef,
+    /// Where the resource starts.
     pub origin: Origin,
-    /// Dotted path of the field concerned (`spec.http[0].route`), or `spec`.
+    /// Dotted path of the field concerned (`spec.http[0].route`).
     pub field: String,
     pub reason: String,
 }
 
+impl ValidationMessage {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
 impl fmt::Display for ValidationMessage {
+    /// `<kind> <namespace>/<name> (<file>:<line>): <field>: <reason>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let warning = match self.severity {
             Severity::Error => "",
@@ -40,8 +61,18 @@ impl fmt::Display for ValidationMessage {
     }
 }
 
-/// Checks `resource` the way Istio's validation does.
+/// Checks `resource` the way Istio's validation does. Errors and warnings are both
+/// returned; [`ValidationMessage::is_error`] tells them apart. Unsupported kinds yield
+/// nothing (they are not interpreted).
 pub fn validate(resource: &Resource) -> Vec<ValidationMessage> {
-    let _ = resource;
-    Vec::new()
+    let mut findings = Findings::new(resource);
+    match resource {
+        Resource::VirtualService(config) => virtual_service::validate(config, &mut findings),
+        Resource::DestinationRule(config) => destination_rule::validate(config, &mut findings),
+        Resource::ServiceEntry(config) => service_entry::validate(config, &mut findings),
+        Resource::WorkloadEntry(config) => workload_entry::validate(config, &mut findings),
+        Resource::LocalWorkload(config) => local_workload::validate(config, &mut findings),
+        Resource::Unsupported { .. } => {}
+    }
+    findings.into_messages()
 }
