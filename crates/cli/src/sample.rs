@@ -13,7 +13,7 @@ pub(crate) mod duration;
 mod http_server;
 mod load;
 pub(crate) mod report;
-mod serve;
+pub(crate) mod serve;
 pub(crate) mod stats;
 
 /// Run the sample workload or its traffic generator.

@@ -1,6 +1,120 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `bosun up <folder>`: a whole mesh of local processes from a folder of Istio YAML.
+//!
+//! The folder holds Istio's resources (ServiceEntry, WorkloadEntry, VirtualService,
+//! DestinationRule) and one `LocalWorkload` per process to run. `bosun up` starts the
+//! control plane on the folder, a sidecar (Bosun's proxy or a real Envoy) and the app for
+//! each LocalWorkload, then shows live traffic from the traffic generators (LocalWorkloads
+//! running `{bosun} sample load`, whose `/stats` it reads) until Ctrl-C or SIGTERM.
+//! See docs/design/local-mesh.md for the conventions (addresses, ports, environment).
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+mod envoy;
+mod mesh;
+mod plan;
+mod process;
+mod progress;
+mod readiness;
+mod table;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use mesh::{LocalMesh, MeshOptions};
+use progress::ProgressMode;
+
+use crate::sample::duration::parse_duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder of Istio YAML and LocalWorkloads to run.
+    folder: PathBuf,
+    /// Where logs and generated files go [default: <tmp>/bosun-up-<pid>].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// The control plane's xDS port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    xds_port: u16,
+    /// The control plane's debug port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    debug_port: u16,
+    /// How long each process may take to be ready.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    ready_timeout: Duration,
+    /// How often the traffic table is refreshed.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    refresh: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_logging();
+    let bosun_exe = std::env::current_exe().context("cannot find the bosun binary's path")?;
+    let mut options = MeshOptions::new(bosun_exe);
+    options.run_dir = args.run_dir;
+    options.xds_port = args.xds_port;
+    options.debug_port = args.debug_port;
+    options.ready_timeout = args.ready_timeout;
+    options.progress = ProgressMode::for_stdout();
+
+    let mesh = tokio::select! {
+        started = LocalMesh::start(&args.folder, options) => started?,
+        // Interrupted while starting: `start` is dropped, and the processes with it.
+        signal = shutdown_signal() => {
+            signal?;
+            println!("interrupted while starting");
+            return Ok(());
+        }
+    };
+
+    let sources = table::TrafficSources::new(mesh.stats_addresses());
+    if sources.is_empty() {
+        println!(
+            "no traffic generator in {} (a LocalWorkload running `{{bosun}} sample load`); \
+             the mesh runs until Ctrl-C",
+            mesh.folder().display()
+        );
+    }
+    let live = async {
+        if sources.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        table::show_live(sources, args.refresh, std::io::stdout().is_terminal()).await;
+    };
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => signal.map(|()| None),
+        exited = mesh.first_exit() => Ok(Some(exited)),
+        () = live => Ok(None),
+    };
+    println!("stopping the mesh");
+    mesh.shutdown().await;
+    match outcome? {
+        None => {
+            println!("stopped");
+            Ok(())
+        }
+        Some(exited) => Err(anyhow::anyhow!("{exited}")),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot watch for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+/// `bosun up`'s own diagnostics go to stderr, warnings only unless `RUST_LOG` says more;
+/// the children's logs are in the run folder.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -1,0 +1,516 @@
+//! [`LocalMesh`]: starts a folder's mesh as local processes (control plane, a sidecar and an
+//! app per LocalWorkload), waiting for each to be ready, and [`RunningMesh`]: watches and
+//! stops them. Built to be driven from tests as well as by `bosun up`.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use bosun_api::{ProxyKind, Resource, Severity};
+
+use super::envoy::{self, EnvoyError};
+use super::plan::{self, MeshPlan, PlanErrors, WorkloadPlan};
+use super::process::{ManagedProcess, ProcessError, ProcessSpec};
+use super::progress::ProgressMode;
+use super::readiness::{self, LOG_TAIL_LINES, Readiness, ReadinessError};
+
+/// How to start a local mesh.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// The `bosun` binary: runs the control plane and proxies, and replaces `{bosun}`.
+    pub bosun_exe: PathBuf,
+    /// Where logs and generated files go; `<tmp>/bosun-up-<pid>` by default.
+    pub run_dir: Option<PathBuf>,
+    /// The control plane's xDS port on 127.0.0.1; 0 picks a free one.
+    pub xds_port: u16,
+    /// The control plane's debug port on 127.0.0.1; 0 picks a free one.
+    pub debug_port: u16,
+    /// How long each process may take to be ready.
+    pub ready_timeout: Duration,
+    /// How long a process has to exit after SIGTERM before it is killed.
+    pub stop_grace: Duration,
+    pub progress: ProgressMode,
+}
+
+impl MeshOptions {
+    pub fn new(bosun_exe: impl Into<PathBuf>) -> Self {
+        Self {
+            bosun_exe: bosun_exe.into(),
+            run_dir: None,
+            xds_port: 0,
+            debug_port: 0,
+            ready_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(5),
+            progress: ProgressMode::Quiet,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error(transparent)]
+    LoadDir(#[from] bosun_api::LoadDirError),
+    #[error("{folder} does not load:\n{}", .problems.join("\n"))]
+    Load {
+        folder: String,
+        problems: Vec<String>,
+    },
+    #[error("{folder} cannot run:\n{errors}")]
+    Plan {
+        folder: String,
+        #[source]
+        errors: PlanErrors,
+    },
+    #[error(
+        "{0} has no LocalWorkload: nothing to start (see examples/bookinfo for how to run a \
+         WorkloadEntry as a local process)"
+    )]
+    NothingToRun(String),
+    #[error("cannot create the run folder {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find a free port on 127.0.0.1: {0}")]
+    FreePort(std::io::Error),
+    #[error(transparent)]
+    Envoy(#[from] EnvoyError),
+    #[error(transparent)]
+    Spawn(#[from] ProcessError),
+    #[error(transparent)]
+    NotReady(#[from] ReadinessError),
+}
+
+/// Where the control plane listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlPlaneAddresses {
+    pub xds: SocketAddr,
+    pub debug: SocketAddr,
+}
+
+/// A process that exited while the mesh was running.
+#[derive(Debug, Clone)]
+pub struct ExitedProcess {
+    pub name: String,
+    pub status: ExitStatus,
+    pub log_path: PathBuf,
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for ExitedProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} exited unexpectedly ({}); the end of its log ({}):\n{}",
+            self.name,
+            self.status,
+            self.log_path.display(),
+            self.log_tail
+        )
+    }
+}
+
+/// Starts local meshes.
+pub struct LocalMesh;
+
+impl LocalMesh {
+    /// Loads `folder`, checks it can run, and starts everything in order, each step
+    /// waiting for readiness: the control plane (when a workload has a proxy), the proxies,
+    /// the apps that answer requests, then those that only send (traffic generators).
+    /// On failure whatever was started is stopped again.
+    pub async fn start(folder: &Path, options: MeshOptions) -> Result<RunningMesh, MeshError> {
+        let plan = load_plan(folder, options.progress)?;
+        let run_dir = options.run_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("bosun-up-{}", std::process::id()))
+        });
+        std::fs::create_dir_all(&run_dir).map_err(|source| MeshError::RunDir {
+            path: run_dir.clone(),
+            source,
+        })?;
+        options.progress.note(&format!(
+            "bosun up {}: {} workloads; logs in {}",
+            folder.display(),
+            plan.workloads.len(),
+            run_dir.display()
+        ));
+        let mut mesh = RunningMesh {
+            run_dir,
+            folder: folder.to_path_buf(),
+            control_plane: None,
+            workloads: plan.workloads.clone(),
+            processes: Vec::new(),
+            stop_grace: options.stop_grace,
+        };
+        match mesh.start_processes(&plan, &options).await {
+            Ok(()) => Ok(mesh),
+            Err(error) => {
+                mesh.stop_all().await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Loads the folder and works out what to start; load and validation errors stop here.
+fn load_plan(folder: &Path, progress: ProgressMode) -> Result<MeshPlan, MeshError> {
+    let loaded = bosun_api::load_dir(folder)?;
+    let mut problems: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    for resource in &loaded.resources {
+        if let Resource::Unsupported { .. } = resource {
+            progress.note(&format!(
+                "note: {} ({}) is not supported yet and is ignored",
+                resource.reference(),
+                resource.origin()
+            ));
+            continue;
+        }
+        for message in bosun_api::validate(resource) {
+            match message.severity {
+                Severity::Error => problems.push(message.to_string()),
+                Severity::Warning => progress.note(&message.to_string()),
+            }
+        }
+    }
+    let folder_name = folder.display().to_string();
+    if !problems.is_empty() {
+        return Err(MeshError::Load {
+            folder: folder_name,
+            problems,
+        });
+    }
+    let plan = plan::plan(&loaded.resources).map_err(|errors| MeshError::Plan {
+        folder: folder_name.clone(),
+        errors,
+    })?;
+    if plan.workloads.is_empty() {
+        return Err(MeshError::NothingToRun(folder_name));
+    }
+    Ok(plan)
+}
+
+/// A started mesh. Dropping it kills the processes; [`RunningMesh::shutdown`] stops them
+/// gracefully.
+#[derive(Debug)]
+pub struct RunningMesh {
+    run_dir: PathBuf,
+    folder: PathBuf,
+    control_plane: Option<ControlPlaneAddresses>,
+    workloads: Vec<WorkloadPlan>,
+    /// In start order.
+    processes: Vec<ManagedProcess>,
+    stop_grace: Duration,
+}
+
+// Some accessors exist for tests that drive a mesh and are not used by `bosun up` itself.
+#[cfg_attr(not(test), allow(dead_code))]
+impl RunningMesh {
+    /// Where the logs (one per process) and generated files are.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// The control plane's addresses, when one was needed.
+    pub fn control_plane(&self) -> Option<ControlPlaneAddresses> {
+        self.control_plane
+    }
+
+    /// The workloads, in start order.
+    pub fn workloads(&self) -> &[WorkloadPlan] {
+        &self.workloads
+    }
+
+    /// A workload by its LocalWorkload name.
+    pub fn workload(&self, name: &str) -> Option<&WorkloadPlan> {
+        self.workloads.iter().find(|workload| workload.name == name)
+    }
+
+    /// Where the traffic generators serve `GET /stats`.
+    pub fn stats_addresses(&self) -> Vec<SocketAddr> {
+        self.workloads
+            .iter()
+            .filter_map(|workload| workload.stats_address)
+            .collect()
+    }
+
+    /// The processes, in start order.
+    pub fn processes(&self) -> &[ManagedProcess] {
+        &self.processes
+    }
+
+    /// Waits until any process exits (none should while the mesh runs).
+    pub async fn first_exit(&self) -> ExitedProcess {
+        if self.processes.is_empty() {
+            return std::future::pending().await;
+        }
+        let exits = self
+            .processes
+            .iter()
+            .map(|process| Box::pin(async move { (process, process.exited().await) }));
+        let ((process, status), _, _) = futures::future::select_all(exits).await;
+        ExitedProcess {
+            name: process.name().to_owned(),
+            status,
+            log_path: process.log_path().to_owned(),
+            log_tail: process.log_tail(LOG_TAIL_LINES),
+        }
+    }
+
+    /// Stops every process, traffic first and the control plane last.
+    pub async fn shutdown(mut self) {
+        self.stop_all().await;
+    }
+
+    async fn stop_all(&mut self) {
+        // Generators, then apps, then proxies, then the control plane: reverse start order.
+        for process in self.processes.iter().rev() {
+            process.stop(self.stop_grace).await;
+        }
+        self.processes.clear();
+    }
+
+    async fn start_processes(
+        &mut self,
+        plan: &MeshPlan,
+        options: &MeshOptions,
+    ) -> Result<(), MeshError> {
+        let progress = options.progress;
+        if plan.needs_control_plane() {
+            self.start_control_plane(options).await?;
+        }
+        let proxied: Vec<&WorkloadPlan> = plan
+            .workloads
+            .iter()
+            .filter(|workload| workload.proxy != ProxyKind::None)
+            .collect();
+        if !proxied.is_empty() {
+            let step = progress.step(format!("starting {} proxies", proxied.len()));
+            let xds = self.control_plane.map(|addresses| addresses.xds);
+            let mut waits = Vec::new();
+            for workload in &proxied {
+                let (spec, readiness) = self.proxy_spec(workload, options, xds)?;
+                waits.push((self.spawn(&spec)?, readiness));
+            }
+            if let Err(error) = self.wait_all(waits, options.ready_timeout).await {
+                step.failed("proxies did not get ready");
+                return Err(error);
+            }
+            step.done(&format!(
+                "{} proxies ready: {}",
+                proxied.len(),
+                names(&proxied)
+            ));
+        }
+
+        let (servers, clients): (Vec<&WorkloadPlan>, Vec<&WorkloadPlan>) = plan
+            .workloads
+            .iter()
+            .partition(|workload| !workload.ports.is_empty());
+        for (group, what) in [(servers, "apps"), (clients, "traffic sources")] {
+            if group.is_empty() {
+                continue;
+            }
+            let step = progress.step(format!("starting {} {what}", group.len()));
+            let mut waits = Vec::new();
+            for workload in &group {
+                let (spec, readiness) = self.app_spec(workload, options);
+                waits.push((self.spawn(&spec)?, readiness));
+            }
+            if let Err(error) = self.wait_all(waits, options.ready_timeout).await {
+                step.failed(&format!("{what} did not get ready"));
+                return Err(error);
+            }
+            step.done(&format!("{} {what} ready: {}", group.len(), names(&group)));
+        }
+        Ok(())
+    }
+
+    async fn start_control_plane(&mut self, options: &MeshOptions) -> Result<(), MeshError> {
+        let step = options.progress.step("starting the control plane");
+        let [xds_port, debug_port] = free_ports([options.xds_port, options.debug_port])?;
+        let addresses = ControlPlaneAddresses {
+            xds: SocketAddr::from(([127, 0, 0, 1], xds_port)),
+            debug: SocketAddr::from(([127, 0, 0, 1], debug_port)),
+        };
+        let spec = ProcessSpec::new(
+            "control plane",
+            &options.bosun_exe,
+            self.run_dir.join("control-plane.log"),
+        )
+        .arg("control-plane")
+        .arg("--config")
+        .arg(self.folder.as_os_str())
+        .arg("--xds-address")
+        .arg(addresses.xds.to_string())
+        .arg("--debug-address")
+        .arg(addresses.debug.to_string());
+        let index = self.spawn(&spec)?;
+        let readiness = Readiness::HttpOk {
+            address: addresses.debug,
+            path: "/ready",
+        };
+        match readiness::wait_until_ready(&self.processes[index], &readiness, options.ready_timeout)
+            .await
+        {
+            Ok(_) => {
+                step.done(&format!(
+                    "control plane ready: xDS {}, debug http://{}",
+                    addresses.xds, addresses.debug
+                ));
+                self.control_plane = Some(addresses);
+                Ok(())
+            }
+            Err(error) => {
+                step.failed("the control plane did not get ready");
+                Err(error.into())
+            }
+        }
+    }
+
+    fn proxy_spec(
+        &self,
+        workload: &WorkloadPlan,
+        options: &MeshOptions,
+        xds: Option<SocketAddr>,
+    ) -> Result<(ProcessSpec, Readiness), MeshError> {
+        // Only reached when a workload has a proxy, which is when a control plane runs.
+        let xds = xds.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], options.xds_port)));
+        let log_path = self
+            .run_dir
+            .join(format!("{}.proxy.log", workload.file_stem()));
+        let name = format!("proxy {}", workload.display_name());
+        let spec = match workload.proxy {
+            ProxyKind::Envoy => {
+                let envoy = envoy::find_envoy(&workload.display_name())?;
+                let mut spec = ProcessSpec::new(name, envoy, log_path);
+                spec.args = envoy::envoy_args(workload, xds, &self.run_dir)?;
+                spec
+            }
+            ProxyKind::Bosun | ProxyKind::None => {
+                let mut spec = ProcessSpec::new(name, &options.bosun_exe, log_path);
+                spec.args = bosun_proxy_args(workload, xds);
+                spec
+            }
+        };
+        let readiness = Readiness::HttpOk {
+            address: workload.admin_address(),
+            path: "/ready",
+        };
+        Ok((spec, readiness))
+    }
+
+    fn app_spec(&self, workload: &WorkloadPlan, options: &MeshOptions) -> (ProcessSpec, Readiness) {
+        let command = workload.command_for(&options.bosun_exe.to_string_lossy());
+        let mut parts = command.into_iter();
+        // The plan refuses empty commands.
+        let program = parts.next().unwrap_or_default();
+        let mut spec = ProcessSpec::new(
+            format!("app {}", workload.display_name()),
+            program,
+            self.run_dir
+                .join(format!("{}.app.log", workload.file_stem())),
+        );
+        spec.args = parts.map(OsString::from).collect();
+        spec.env = workload
+            .app_env()
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
+        spec.env_remove = WorkloadPlan::app_env_removed()
+            .iter()
+            .map(OsString::from)
+            .collect();
+        // Relative paths in a command are relative to the folder, like the YAML beside it.
+        spec.current_dir = Some(self.folder.clone());
+        let mut addresses: Vec<SocketAddr> = workload
+            .ports
+            .iter()
+            .map(|port| SocketAddr::new(workload.ip, port.app_port))
+            .collect();
+        addresses.extend(workload.stats_address);
+        let readiness = if addresses.is_empty() {
+            Readiness::Started
+        } else {
+            Readiness::Accepting(addresses)
+        };
+        (spec, readiness)
+    }
+
+    fn spawn(&mut self, spec: &ProcessSpec) -> Result<usize, MeshError> {
+        let process = ManagedProcess::spawn(spec)?;
+        tracing::debug!(process = %spec.name, pid = process.pid(), command = %spec.command_line(), "started");
+        self.processes.push(process);
+        Ok(self.processes.len() - 1)
+    }
+
+    async fn wait_all(
+        &self,
+        waits: Vec<(usize, Readiness)>,
+        timeout: Duration,
+    ) -> Result<(), MeshError> {
+        let checks = waits.iter().map(|(index, readiness)| {
+            readiness::wait_until_ready(&self.processes[*index], readiness, timeout)
+        });
+        futures::future::try_join_all(checks).await?;
+        Ok(())
+    }
+}
+
+/// `bosun proxy` flags for a workload's sidecar.
+fn bosun_proxy_args(workload: &WorkloadPlan, xds: SocketAddr) -> Vec<OsString> {
+    let mut args: Vec<String> = vec![
+        "proxy".into(),
+        "--xds-address".into(),
+        format!("http://{xds}"),
+        "--workload".into(),
+        workload.workload_entry.clone(),
+        "--namespace".into(),
+        workload.namespace.clone(),
+        "--ip".into(),
+        workload.ip.to_string(),
+        "--admin-port".into(),
+        plan::ADMIN_PORT.to_string(),
+    ];
+    for (key, value) in &workload.labels {
+        args.push("--label".into());
+        args.push(format!("{key}={value}"));
+    }
+    if let Some(account) = &workload.service_account {
+        args.push("--service-account".into());
+        args.push(account.clone());
+    }
+    for port in &workload.ports {
+        args.push("--app-port".into());
+        args.push(format!("{}={}", port.port, port.app_port));
+    }
+    args.into_iter().map(OsString::from).collect()
+}
+
+fn names(workloads: &[&WorkloadPlan]) -> String {
+    workloads
+        .iter()
+        .map(|workload| workload.display_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The ports asked for, with each 0 replaced by a port that was free a moment ago (all
+/// held at once so they differ).
+fn free_ports<const N: usize>(wanted: [u16; N]) -> Result<[u16; N], MeshError> {
+    let mut held = Vec::new();
+    let mut ports = wanted;
+    for port in ports.iter_mut().filter(|port| **port == 0) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(MeshError::FreePort)?;
+        *port = listener.local_addr().map_err(MeshError::FreePort)?.port();
+        held.push(listener);
+    }
+    Ok(ports)
+}
+
+#[cfg(test)]
+mod tests;
