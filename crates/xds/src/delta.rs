@@ -3,8 +3,11 @@
 //!
 //! Subscriptions are deltas themselves, so they are applied from every request, even one
 //! whose nonce is stale; only the ACK/NACK part of a stale request is ignored.
+//!
+//! A push also resends the endpoints of every EDS cluster it updates, unchanged or not:
+//! Envoy re-warms an updated cluster and waits for its endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -15,7 +18,7 @@ use crate::connection::StreamProtocol;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::{ProxyResources, set_version};
+use crate::versioned::{ProxyResources, rewarmed_endpoints, set_version};
 
 /// One delta stream.
 #[derive(Debug)]
@@ -100,7 +103,7 @@ impl StreamProtocol for DeltaStream {
         if first || subscription_changed {
             // The first request is always answered, even with nothing, so the proxy's
             // initial fetch for this type completes.
-            self.respond(resource_type, resources, first)
+            self.respond(resource_type, resources, first, &BTreeSet::new())
         } else {
             None
         }
@@ -108,10 +111,28 @@ impl StreamProtocol for DeltaStream {
 
     fn on_push(&mut self, resources: &ProxyResources) -> Vec<DeltaDiscoveryResponse> {
         let types: Vec<ResourceType> = self.watches.keys().copied().collect();
-        types
-            .into_iter()
-            .filter_map(|resource_type| self.respond(resource_type, resources, false))
-            .collect()
+        let mut rewarmed = BTreeSet::new();
+        let mut responses = Vec::new();
+        for resource_type in types {
+            let resend = match resource_type {
+                ResourceType::Endpoint => std::mem::take(&mut rewarmed),
+                _ => BTreeSet::new(),
+            };
+            let Some(response) = self.respond(resource_type, resources, false, &resend) else {
+                continue;
+            };
+            if resource_type == ResourceType::Cluster {
+                let clusters = resources.of(ResourceType::Cluster);
+                rewarmed = rewarmed_endpoints(
+                    response
+                        .resources
+                        .iter()
+                        .filter_map(|sent| clusters.get(&sent.name)),
+                );
+            }
+            responses.push(response);
+        }
+        responses
     }
 
     fn status(&self) -> Vec<TypeSyncStatus> {
@@ -120,20 +141,22 @@ impl StreamProtocol for DeltaStream {
 }
 
 impl DeltaStream {
-    /// The resources the proxy lacks or has at another version, and the ones it has that no
-    /// longer exist; `None` when there is nothing to say and `always` is false.
+    /// The resources the proxy lacks or has at another version (plus those named in
+    /// `resend`), and the ones it has that no longer exist; `None` when there is nothing to
+    /// say and `always` is false.
     fn respond(
         &mut self,
         resource_type: ResourceType,
         resources: &ProxyResources,
         always: bool,
+        resend: &BTreeSet<String>,
     ) -> Option<DeltaDiscoveryResponse> {
         let watch = self.watches.get_mut(&resource_type)?;
         let all = resources.of(resource_type);
         let updated: Vec<Resource> = watch
             .subscription
             .select(all)
-            .filter(|r| watch.known.get(&r.name) != Some(&r.version))
+            .filter(|r| watch.known.get(&r.name) != Some(&r.version) || resend.contains(&r.name))
             .map(|r| Resource {
                 name: r.name.clone(),
                 version: r.version.clone(),

@@ -5,8 +5,12 @@
 //! a request whose nonce is not the latest response's is stale and ignored; with the latest
 //! nonce it is an ACK (answered only if it changes the subscription) or a NACK (recorded,
 //! never answered, so a rejected config is not sent again).
+//!
+//! A push sends each type whose content changed for the proxy, in push order, and the
+//! endpoints of every EDS cluster just sent: Envoy re-warms an updated cluster and waits
+//! for its endpoints even when they did not change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -15,7 +19,7 @@ use crate::connection::StreamProtocol;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::{ProxyResources, set_version};
+use crate::versioned::{ProxyResources, rewarmed_endpoints, set_version};
 
 /// One state-of-the-world stream.
 #[derive(Debug)]
@@ -93,15 +97,24 @@ impl StreamProtocol for SotwStream {
     }
 
     fn on_push(&mut self, resources: &ProxyResources) -> Vec<DiscoveryResponse> {
-        let changed: Vec<ResourceType> = self
-            .watches
-            .iter()
-            .filter(|(resource_type, watch)| {
-                let current = watch.subscription.select(resources.of(**resource_type));
-                !current.map(|r| (&r.name, &r.version)).eq(watch.sent.iter())
-            })
-            .map(|(resource_type, _)| *resource_type)
-            .collect();
+        let mut rewarmed = BTreeSet::new();
+        let mut changed = Vec::new();
+        for (resource_type, watch) in &self.watches {
+            let current = || watch.subscription.select(resources.of(*resource_type));
+            let unchanged = current()
+                .map(|r| (&r.name, &r.version))
+                .eq(watch.sent.iter());
+            let rewarming = *resource_type == ResourceType::Endpoint
+                && current().any(|r| rewarmed.contains(&r.name));
+            if *resource_type == ResourceType::Cluster && !unchanged {
+                rewarmed = rewarmed_endpoints(
+                    current().filter(|r| watch.sent.get(&r.name) != Some(&r.version)),
+                );
+            }
+            if !unchanged || rewarming {
+                changed.push(*resource_type);
+            }
+        }
         changed
             .into_iter()
             .map(|resource_type| self.respond(resource_type, resources))

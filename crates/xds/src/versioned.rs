@@ -6,12 +6,12 @@
 //! typed message because protobuf map fields (e.g. `Struct` metadata) encode in hash-map
 //! order: equal messages may not encode to equal bytes.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -81,6 +81,36 @@ impl VersionedResource {
             typed,
         }
     }
+}
+
+impl VersionedResource {
+    /// For a cluster whose endpoints come from EDS, the name they are requested under.
+    pub(crate) fn eds_service_name(&self) -> Option<&str> {
+        let TypedResource::Cluster(cluster) = &self.typed else {
+            return None;
+        };
+        let eds = cluster::DiscoveryType::Eds as i32;
+        if cluster.cluster_discovery_type != Some(cluster::ClusterDiscoveryType::Type(eds)) {
+            return None;
+        }
+        let service_name = cluster
+            .eds_cluster_config
+            .as_ref()
+            .map(|config| config.service_name.as_str())
+            .filter(|name| !name.is_empty());
+        Some(service_name.unwrap_or(&cluster.name))
+    }
+}
+
+/// The endpoint names a proxy must be sent again after `updated_clusters`: Envoy re-warms
+/// every EDS cluster it receives and waits for its endpoints, even unchanged ones.
+pub(crate) fn rewarmed_endpoints<'a>(
+    updated_clusters: impl Iterator<Item = &'a Arc<VersionedResource>>,
+) -> BTreeSet<String> {
+    updated_clusters
+        .filter_map(|cluster| cluster.eds_service_name())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Resources of one type by name.

@@ -185,3 +185,24 @@ async fn unsubscribed_resources_are_sent_again_on_resubscribe() {
     assert_eq!(delta_names(&resent), ["a"]);
     assert!(resent.removed_resources.is_empty());
 }
+
+#[tokio::test]
+async fn updated_clusters_are_followed_by_their_endpoints() {
+    let server = start_server(TestMesh::new()).await;
+    let mut proxy = DeltaClient::connect(server.addr, test_node("reviews-v1", "reviews")).await;
+    proxy.subscribe(CLUSTER_TYPE_URL, &[], &[]);
+    let clusters = proxy.recv().await;
+    proxy.ack(&clusters);
+    proxy.subscribe(ENDPOINT_TYPE_URL, &["a"], &[]);
+    let endpoints = proxy.recv().await;
+    proxy.ack(&endpoints);
+
+    // Envoy re-warms an updated EDS cluster and waits for its endpoints, changed or not.
+    server.publish(Arc::new(TestMesh::new().with_connect_timeout(5)));
+    let clusters = proxy.recv().await;
+    assert_eq!(delta_names(&clusters), ["a", "b"]);
+    let resent = proxy.recv().await;
+    assert_eq!(resent.type_url, ENDPOINT_TYPE_URL);
+    assert_eq!(delta_names(&resent), ["a"], "only the subscribed endpoints");
+    assert_eq!(versions(&resent), versions(&endpoints));
+}

@@ -11,12 +11,22 @@ use bosun_xds::testing::{AdsTestServer, EnvoyProcess, HttpUpstream, envoy_binary
 use bosun_xds::{Generator, ProxyNode, ResourceSet, StreamKind, SyncState, envoy_bootstrap};
 use common::mesh::{eds_cluster, endpoints, http_listener, route_to};
 
-/// One listener (on a port Envoy picks) routing everything to `target`, one of two EDS
-/// clusters in front of two upstreams.
+/// One listener (on a port Envoy picks) routing everything to `target`, one EDS cluster
+/// per upstream.
+#[derive(Clone)]
 struct Upstreams {
-    a: SocketAddr,
-    b: SocketAddr,
+    upstreams: Vec<(&'static str, SocketAddr)>,
     target: &'static str,
+    connect_timeout_secs: i64,
+}
+
+impl Upstreams {
+    fn routing_to(&self, target: &'static str) -> Self {
+        Self {
+            target,
+            ..self.clone()
+        }
+    }
 }
 
 impl Generator for Upstreams {
@@ -28,8 +38,22 @@ impl Generator for Upstreams {
                 "outbound",
             )],
             routes: vec![route_to("outbound", self.target)],
-            clusters: vec![eds_cluster("a"), eds_cluster("b")],
-            endpoints: vec![endpoints("a", &[self.a]), endpoints("b", &[self.b])],
+            clusters: self
+                .upstreams
+                .iter()
+                .map(|(name, _)| {
+                    let mut cluster = eds_cluster(name);
+                    if let Some(timeout) = cluster.connect_timeout.as_mut() {
+                        timeout.seconds = self.connect_timeout_secs;
+                    }
+                    cluster
+                })
+                .collect(),
+            endpoints: self
+                .upstreams
+                .iter()
+                .map(|(name, addr)| endpoints(name, &[*addr]))
+                .collect(),
         }
     }
 }
@@ -58,12 +82,13 @@ async fn traffic_follows_config(api: StreamKind) {
     let localhost = "127.0.0.1".parse().unwrap();
     let upstream_a = HttpUpstream::start(localhost, "from-a").await.unwrap();
     let upstream_b = HttpUpstream::start(localhost, "from-b").await.unwrap();
-    let mesh = |target| Upstreams {
-        a: upstream_a.addr,
-        b: upstream_b.addr,
-        target,
+    let upstream_c = HttpUpstream::start(localhost, "from-c").await.unwrap();
+    let mesh = Upstreams {
+        upstreams: vec![("a", upstream_a.addr), ("b", upstream_b.addr)],
+        target: "a",
+        connect_timeout_secs: 1,
     };
-    let server = AdsTestServer::start(Arc::new(mesh("a"))).await.unwrap();
+    let server = AdsTestServer::start(Arc::new(mesh.clone())).await.unwrap();
 
     let node = ProxyNode::sidecar(localhost, "envoy-test", "default");
     let bootstrap = envoy_bootstrap(&node, server.addr, "127.0.0.1:0".parse().unwrap(), api);
@@ -86,8 +111,25 @@ async fn traffic_follows_config(api: StreamKind) {
         status[0].proxy.user_agent
     );
 
-    server.publish(Arc::new(mesh("b")));
+    // A route change alone.
+    server.publish(Arc::new(mesh.routing_to("b")));
     wait_for_body(&envoy, listener, "from-b").await;
+
+    // A new cluster and a route to it in one change: the cluster and its endpoints must
+    // be there before the route names it.
+    let mut mesh = mesh.routing_to("c");
+    mesh.upstreams.push(("c", upstream_c.addr));
+    server.publish(Arc::new(mesh.clone()));
+    wait_for_body(&envoy, listener, "from-c").await;
+
+    // The cluster in use changes (not its endpoints): Envoy re-warms it and keeps serving.
+    mesh.connect_timeout_secs = 2;
+    server.publish(Arc::new(mesh));
+    common::wait_for_status(&server, |s| {
+        s.len() == 1 && s[0].types.iter().all(|t| t.state() == SyncState::Synced)
+    })
+    .await;
+    wait_for_body(&envoy, listener, "from-c").await;
     let status = common::wait_for_status(&server, |s| {
         s.len() == 1 && s[0].types.iter().all(|t| t.state() == SyncState::Synced)
     })

@@ -216,3 +216,23 @@ async fn status_lists_connected_proxies_until_they_leave() {
     drop(proxy);
     wait_for_status(&server, |s| s.is_empty()).await;
 }
+
+#[tokio::test]
+async fn updated_clusters_are_followed_by_their_endpoints() {
+    let server = start_server(TestMesh::new()).await;
+    let mut proxy = SotwClient::connect(server.addr, test_node("reviews-v1", "reviews")).await;
+    proxy.request(CLUSTER_TYPE_URL, &[], "", "");
+    let clusters = proxy.recv().await;
+    proxy.ack(&clusters, &[]);
+    proxy.request(ENDPOINT_TYPE_URL, &["a", "b"], "", "");
+    let endpoints = proxy.recv().await;
+    proxy.ack(&endpoints, &["a", "b"]);
+
+    // Envoy re-warms an updated EDS cluster and waits for its endpoints, changed or not.
+    server.publish(Arc::new(TestMesh::new().with_connect_timeout(5)));
+    assert_eq!(proxy.recv().await.type_url, CLUSTER_TYPE_URL);
+    let resent = proxy.recv().await;
+    assert_eq!(resent.type_url, ENDPOINT_TYPE_URL);
+    assert_eq!(names(&resent), ["a", "b"]);
+    assert_eq!(resent.version_info, endpoints.version_info);
+}

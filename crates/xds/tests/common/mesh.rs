@@ -149,6 +149,7 @@ pub fn endpoints(cluster: &str, addrs: &[SocketAddr]) -> ClusterLoadAssignment {
 pub struct TestMesh {
     pub route_target: String,
     pub endpoints: BTreeMap<String, Vec<SocketAddr>>,
+    pub connect_timeout_secs: i64,
 }
 
 impl TestMesh {
@@ -159,6 +160,7 @@ impl TestMesh {
         Self {
             route_target: "a".into(),
             endpoints,
+            connect_timeout_secs: 1,
         }
     }
 
@@ -172,6 +174,12 @@ impl TestMesh {
 
     pub fn without_cluster(mut self, cluster: &str) -> Self {
         self.endpoints.remove(cluster);
+        self
+    }
+
+    /// Changes every cluster, but none of their endpoints.
+    pub fn with_connect_timeout(mut self, secs: i64) -> Self {
+        self.connect_timeout_secs = secs;
         self
     }
 
@@ -204,7 +212,13 @@ impl Generator for TestMesh {
             clusters: self
                 .endpoints
                 .keys()
-                .map(|name| eds_cluster(name))
+                .map(|name| {
+                    let mut cluster = eds_cluster(name);
+                    if let Some(timeout) = cluster.connect_timeout.as_mut() {
+                        timeout.seconds = self.connect_timeout_secs;
+                    }
+                    cluster
+                })
                 .collect(),
             endpoints: self
                 .endpoints
