@@ -1,1 +1,219 @@
+//! Bosun's control plane: watches a folder of Istio YAML, builds the mesh snapshot, and
+//! serves it to proxies as Envoy xDS v3 (ADS), with a debug endpoint beside it.
+//!
+//! The shape follows "bind, then run": [`ControlPlane::bind`] loads the first config and
+//! binds every socket, returning the real addresses, so tests run on port 0.
 
+pub mod config_folder;
+pub mod config_status;
+pub mod debug;
+pub mod folder_watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bosun_xds::translate::MeshGenerator;
+use bosun_xds::{AdsServer, Generator};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config_folder::ConfigFolder;
+use crate::config_status::ConfigStatus;
+use crate::folder_watch::FolderWatch;
+
+/// How long open xDS streams get to close at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Every setting of the control plane, named once.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// The folder of YAML files to serve.
+    pub config_dir: PathBuf,
+    /// Where proxies connect for ADS.
+    pub xds_address: SocketAddr,
+    /// Where the debug endpoint listens.
+    pub debug_address: SocketAddr,
+    /// How long the folder must be quiet before a reload.
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the config folder {path}: {source}")]
+    ConfigFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address} for {what}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Watch(#[from] folder_watch::WatchError),
+    #[error("the xDS server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A control plane whose sockets are bound and whose first config is loaded.
+pub struct BoundControlPlane {
+    xds_listener: TcpListener,
+    debug_listener: TcpListener,
+    folder: ConfigFolder,
+    config: ControlPlaneConfig,
+    status: Arc<ArcSwap<ConfigStatus>>,
+    generators: watch::Sender<Arc<dyn Generator>>,
+    ads: AdsServer,
+    ready: watch::Sender<bool>,
+}
+
+pub struct ControlPlane;
+
+impl ControlPlane {
+    /// Loads the folder once and binds the xDS and debug listeners.
+    ///
+    /// A missing or unreadable folder is an error; errors inside files are not: they are
+    /// reported and the rest of the folder is served.
+    pub async fn bind(config: ControlPlaneConfig) -> Result<BoundControlPlane, Error> {
+        let mut folder = ConfigFolder::new(config.config_dir.clone());
+        let load = folder.reload().map_err(|source| Error::ConfigFolder {
+            path: config.config_dir.clone(),
+            source,
+        })?;
+        load.log();
+        let status = Arc::new(ArcSwap::from_pointee(load.status(1)));
+        let generator: Arc<dyn Generator> = Arc::new(MeshGenerator::new(load.snapshot));
+        let (generators, generator_rx) = watch::channel(generator);
+        let ads = AdsServer::new(generator_rx);
+        let xds_listener = bind("xDS", config.xds_address).await?;
+        let debug_listener = bind("debug", config.debug_address).await?;
+        let (ready, _) = watch::channel(true);
+        Ok(BoundControlPlane {
+            xds_listener,
+            debug_listener,
+            folder,
+            config,
+            status,
+            generators,
+            ads,
+            ready,
+        })
+    }
+}
+
+async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind {
+            what,
+            address,
+            source,
+        })
+}
+
+impl BoundControlPlane {
+    pub fn xds_address(&self) -> SocketAddr {
+        self.xds_listener
+            .local_addr()
+            .unwrap_or(self.config.xds_address)
+    }
+
+    pub fn debug_address(&self) -> SocketAddr {
+        self.debug_listener
+            .local_addr()
+            .unwrap_or(self.config.debug_address)
+    }
+
+    /// Serves until `shutdown` completes, reloading the folder on every change.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Self {
+            xds_listener,
+            debug_listener,
+            mut folder,
+            config,
+            status,
+            generators,
+            ads,
+            ready,
+        } = self;
+        let (changed_tx, mut changed_rx) = mpsc::channel(1);
+        let _watch = FolderWatch::start(&config.config_dir, config.debounce, changed_tx)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let ads_for_status = ads.clone();
+        let debug_state = debug::DebugState {
+            config: status.clone(),
+            ready: ready.subscribe(),
+            sync_status: Arc::new(move || {
+                serde_json::to_value(ads_for_status.status()).unwrap_or_default()
+            }),
+        };
+        let debug_task = tokio::spawn(debug::serve(debug_listener, debug_state, stop_rx.clone()));
+
+        let reload_status = status.clone();
+        let reloads = tokio::spawn(async move {
+            let mut generation = 1;
+            while changed_rx.recv().await.is_some() {
+                let load = match folder.reload() {
+                    Ok(load) => load,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read the config folder; serving the last good config");
+                        continue;
+                    }
+                };
+                load.log();
+                generation += 1;
+                reload_status.store(Arc::new(load.status(generation)));
+                let generator: Arc<dyn Generator> = Arc::new(MeshGenerator::new(load.snapshot));
+                if generators.send(generator).is_err() {
+                    return;
+                }
+            }
+        });
+
+        let mut stop_for_xds = stop_rx.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+        let serve = tonic::transport::Server::builder()
+            .add_service(ads.service())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_for_xds.wait_for(|stop| *stop).await;
+            });
+        tracing::info!(
+            xds = %config.xds_address,
+            folder = %config.config_dir.display(),
+            "control plane serving"
+        );
+        let mut serve = tokio::spawn(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                // Stop accepting, let open streams end, then return.
+                // Stop accepting; ADS streams never end on their own, so give them a
+                // moment to see the GOAWAY and then close what is left.
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        serve.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        let result = match result {
+            Ok(served) => served.map_err(Error::from),
+            Err(_) => Ok(()),
+        };
+        let _ = stop_tx.send(true);
+        reloads.abort();
+        let _ = debug_task.await;
+        result
+    }
+}

@@ -5,7 +5,7 @@
 //! later) turn their resources into a [`Snapshot`], and the xDS translation reads only
 //! the snapshot. A snapshot never changes; a config change builds a new one.
 
-// pub mod build;
+pub mod build;
 pub mod host;
 pub mod policy;
 pub mod routing;

@@ -171,11 +171,11 @@ fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> Clus
 
 /// The service port a destination without a port goes to: the port the request came in
 /// on when the destination has it, else the destination's only (or first HTTP) port.
-pub(super) fn destination_port<'a>(
-    service: &'a Service,
+pub(super) fn destination_port(
+    service: &Service,
     requested: Option<u16>,
     incoming: u16,
-) -> Option<&'a ServicePort> {
+) -> Option<&ServicePort> {
     match requested {
         Some(port) => service.port(port),
         None => service

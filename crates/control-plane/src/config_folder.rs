@@ -1,0 +1,393 @@
+//! Reads a config folder into a mesh snapshot, keeping the last good version of any file
+//! that stops loading.
+//!
+//! A user edits files while the mesh runs. A half-written or wrong file must not take
+//! traffic away: its errors are reported with `file:line`, and until it is fixed the
+//! control plane keeps serving what that file held at its last good load. Only a file
+//! that never loaded cleanly contributes just its good resources.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bosun_api::{Resource, Severity};
+use bosun_model::Snapshot;
+
+use crate::config_status::{ConfigStatus, ResourceSummary, unix_now};
+use crate::folder_watch::is_yaml;
+
+/// Identifies a resource for duplicate detection: kind, namespace, name.
+type ResourceKey = (String, String, String);
+
+/// A config folder and what each of its files held when it last loaded cleanly.
+pub struct ConfigFolder {
+    dir: PathBuf,
+    last_good: BTreeMap<PathBuf, Vec<Resource>>,
+    /// Which file each resource came from in the previous load, so that on a new
+    /// duplicate the resource already serving keeps serving.
+    owners: HashMap<ResourceKey, PathBuf>,
+}
+
+/// One load of the folder: the snapshot to serve and what to tell the user.
+pub struct FolderLoad {
+    pub snapshot: Arc<Snapshot>,
+    pub resources: Vec<ResourceSummary>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ConfigFolder {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            last_good: BTreeMap::new(),
+            owners: HashMap::new(),
+        }
+    }
+
+    /// Reads every YAML file of the folder again. Fails only when the folder itself
+    /// cannot be read; problems inside files are reported in the result.
+    pub fn reload(&mut self) -> io::Result<FolderLoad> {
+        let files = yaml_files(&self.dir)?;
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let mut loaded: Vec<(PathBuf, Vec<Resource>)> = Vec::new();
+        for file in &files {
+            let FileLoad {
+                resources,
+                errors: file_errors,
+                warnings: file_warnings,
+            } = load_file(file);
+            warnings.extend(file_warnings);
+            if file_errors.is_empty() {
+                self.last_good.insert(file.clone(), resources.clone());
+                loaded.push((file.clone(), resources));
+                continue;
+            }
+            errors.extend(file_errors);
+            match self.last_good.get(file) {
+                Some(previous) => {
+                    errors.push(format!(
+                        "{}: keeping its last good version ({} resources) until the errors above are fixed",
+                        file.display(),
+                        previous.len()
+                    ));
+                    loaded.push((file.clone(), previous.clone()));
+                }
+                None => loaded.push((file.clone(), resources)),
+            }
+        }
+        self.last_good.retain(|file, _| files.contains(file));
+
+        let resources = self.without_duplicates(loaded, &mut errors);
+        warnings.extend(resources.iter().flat_map(unsupported_warnings));
+        let (snapshot, model_warnings) = bosun_model::build::build(&resources);
+        warnings.extend(model_warnings);
+        Ok(FolderLoad {
+            snapshot: Arc::new(snapshot),
+            resources: resources.iter().map(summary).collect(),
+            errors,
+            warnings,
+        })
+    }
+
+    /// Drops the second of two resources with the same kind, namespace and name, with an
+    /// error naming both places. The one that served before wins; else the first by file.
+    fn without_duplicates(
+        &mut self,
+        loaded: Vec<(PathBuf, Vec<Resource>)>,
+        errors: &mut Vec<String>,
+    ) -> Vec<Resource> {
+        let mut winners: BTreeMap<ResourceKey, (PathBuf, Resource)> = BTreeMap::new();
+        let mut order: Vec<ResourceKey> = Vec::new();
+        for (file, resources) in loaded {
+            for resource in resources {
+                let key = key(&resource);
+                let Some((kept_file, kept)) = winners.get(&key) else {
+                    order.push(key.clone());
+                    winners.insert(key, (file.clone(), resource));
+                    continue;
+                };
+                let serving = self.owners.get(&key);
+                let newcomer_wins = serving == Some(&file) && serving != Some(kept_file);
+                let ignored = if newcomer_wins { kept } else { &resource };
+                errors.push(format!(
+                    "{} {}/{} is defined twice: at {} and at {}; ignoring the one at {} (rename or remove one)",
+                    key.0,
+                    key.1,
+                    key.2,
+                    kept.origin(),
+                    resource.origin(),
+                    ignored.origin(),
+                ));
+                if newcomer_wins {
+                    winners.insert(key, (file.clone(), resource));
+                }
+            }
+        }
+        self.owners = winners
+            .iter()
+            .map(|(key, (file, _))| (key.clone(), file.clone()))
+            .collect();
+        order
+            .into_iter()
+            .filter_map(|key| winners.remove(&key).map(|(_, resource)| resource))
+            .collect()
+    }
+}
+
+fn key(resource: &Resource) -> ResourceKey {
+    let meta = resource.meta();
+    (
+        resource.kind().to_string(),
+        meta.namespace.clone(),
+        meta.name.clone(),
+    )
+}
+
+fn summary(resource: &Resource) -> ResourceSummary {
+    let meta = resource.meta();
+    ResourceSummary {
+        kind: resource.kind().to_string(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        origin: resource.origin().to_string(),
+    }
+}
+
+/// The YAML files of `dir`, sorted by name so loads are deterministic.
+fn yaml_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && is_yaml(&path) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One file's resources that passed, its errors, and validation warnings.
+struct FileLoad {
+    resources: Vec<Resource>,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Loads and validates one file.
+fn load_file(file: &Path) -> FileLoad {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            return FileLoad {
+                resources: Vec::new(),
+                errors: vec![format!("{}: {error}", file.display())],
+                warnings: Vec::new(),
+            };
+        }
+    };
+    let loaded = bosun_api::load_str(&text, file);
+    let mut errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let mut resources = Vec::new();
+    let mut warnings = Vec::new();
+    for resource in loaded.resources {
+        let (refusals, notes): (Vec<_>, Vec<_>) = bosun_api::validate(&resource)
+            .into_iter()
+            .partition(|message| message.severity == Severity::Error);
+        warnings.extend(notes.iter().map(ToString::to_string));
+        if refusals.is_empty() {
+            resources.push(resource);
+        } else {
+            errors.extend(refusals.iter().map(ToString::to_string));
+        }
+    }
+    FileLoad {
+        resources,
+        errors,
+        warnings,
+    }
+}
+
+/// "not supported yet" messages for a resource this version accepts only in part.
+fn unsupported_warnings(resource: &Resource) -> Vec<String> {
+    let meta = resource.meta();
+    let subject = format!(
+        "{} {}/{} ({})",
+        resource.kind(),
+        meta.namespace,
+        meta.name,
+        resource.origin()
+    );
+    if let Resource::Unsupported { .. } = resource {
+        return vec![format!(
+            "{subject}: not supported yet: kind {}; it is ignored",
+            resource.kind()
+        )];
+    }
+    bosun_api::unsupported_fields(resource)
+        .into_iter()
+        .map(|field| format!("{subject}: not supported yet: {field}; it is ignored"))
+        .collect()
+}
+
+impl FolderLoad {
+    /// Logs errors and warnings once per load, so the terminal tells the story.
+    pub fn log(&self) {
+        for error in &self.errors {
+            tracing::error!("{error}");
+        }
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+        tracing::info!(
+            resources = self.resources.len(),
+            errors = self.errors.len(),
+            warnings = self.warnings.len(),
+            "config loaded"
+        );
+    }
+
+    pub fn status(&self, generation: u64) -> ConfigStatus {
+        ConfigStatus {
+            generation,
+            loaded_at: unix_now(),
+            resources: self.resources.clone(),
+            errors: self.errors.clone(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+";
+
+    fn split(v1: u32, v2: u32) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+      weight: {v1}
+    - destination: {{host: reviews, subset: v2}}
+      weight: {v2}
+"
+        )
+    }
+
+    fn weights(load: &FolderLoad) -> Vec<u32> {
+        load.snapshot
+            .routes_for(&bosun_model::Hostname::new(
+                "reviews.default.svc.cluster.local",
+            ))
+            .map(|routes| {
+                routes.http[0]
+                    .destinations
+                    .iter()
+                    .map(|d| d.weight)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("service.yaml"), SERVICE).expect("write");
+        std::fs::write(dir.path().join("vs.yaml"), split(90, 10)).expect("write");
+        let mut folder = ConfigFolder::new(dir.path().to_path_buf());
+        let first = folder.reload().expect("load");
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert_eq!(weights(&first), vec![90, 10]);
+
+        let broken = split(50, 50).replace(
+            "weight: 50\n    - destination",
+            "weight: fifty\n    - destination",
+        );
+        std::fs::write(dir.path().join("vs.yaml"), broken).expect("write");
+        let second = folder.reload().expect("load");
+        assert_eq!(
+            weights(&second),
+            vec![90, 10],
+            "the last good rules keep serving"
+        );
+        let errors = second.errors.join("\n");
+        assert!(
+            errors.contains("vs.yaml:10"),
+            "file:line of the bad value: {errors}"
+        );
+        assert!(errors.contains("keeping its last good version"), "{errors}");
+
+        std::fs::write(dir.path().join("vs.yaml"), split(50, 50)).expect("write");
+        let fixed = folder.reload().expect("load");
+        assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
+        assert_eq!(weights(&fixed), vec![50, 50]);
+    }
+
+    #[test]
+    fn a_new_duplicate_is_refused_and_the_serving_one_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("b-service.yaml"), SERVICE).expect("write");
+        std::fs::write(dir.path().join("b-vs.yaml"), split(90, 10)).expect("write");
+        let mut folder = ConfigFolder::new(dir.path().to_path_buf());
+        assert!(folder.reload().expect("load").errors.is_empty());
+
+        // Sorts first, but the VirtualService of b-vs.yaml was serving already.
+        std::fs::write(dir.path().join("a-vs.yaml"), split(0, 100)).expect("write");
+        let load = folder.reload().expect("load");
+        let errors = load.errors.join("\n");
+        assert!(
+            errors.contains("VirtualService default/reviews is defined twice"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("a-vs.yaml:1") && errors.contains("b-vs.yaml:1"),
+            "{errors}"
+        );
+        assert_eq!(weights(&load), vec![90, 10]);
+    }
+
+    #[test]
+    fn unsupported_fields_and_kinds_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with_retries =
+            split(90, 10).replace("  - route:", "  - retries: {attempts: 3}\n    route:");
+        std::fs::write(dir.path().join("vs.yaml"), with_retries).expect("write");
+        std::fs::write(
+            dir.path().join("gw.yaml"),
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {}\n",
+        )
+        .expect("write");
+        let load = ConfigFolder::new(dir.path().to_path_buf())
+            .reload()
+            .expect("load");
+        let warnings = load.warnings.join("\n");
+        assert!(
+            warnings.contains("not supported yet: spec.http[0].retries"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("not supported yet: kind Gateway"),
+            "{warnings}"
+        );
+        assert!(warnings.contains("vs.yaml:1"), "{warnings}");
+    }
+}

@@ -1,0 +1,446 @@
+//! Istio resources -> a [`Snapshot`]: resolve short host names, select endpoints, pick one
+//! VirtualService and one DestinationRule per host, and say what was left out and why.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bosun_api::networking::{
+    DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSimple, ServiceEntry, VirtualService,
+    WorkloadEntry,
+};
+use bosun_api::{Config, Resource};
+
+use crate::host::Hostname;
+use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
+use crate::routing::{HttpRouteRule, RequestMatch, RouteDestination, StringMatch, VirtualRoutes};
+use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload};
+use crate::snapshot::Snapshot;
+
+/// Builds the snapshot from loaded resources. Resources that cannot take part (a
+/// WorkloadEntry without an IP address, a second VirtualService for a host) are left out
+/// with a warning naming them.
+pub fn build(resources: &[Resource]) -> (Snapshot, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut services: BTreeMap<Hostname, Arc<Service>> = BTreeMap::new();
+    let mut workloads = Vec::new();
+    let mut routes: BTreeMap<Hostname, Arc<VirtualRoutes>> = BTreeMap::new();
+    let mut policies: BTreeMap<Hostname, Arc<DestinationPolicy>> = BTreeMap::new();
+
+    for resource in resources {
+        match resource {
+            Resource::ServiceEntry(entry) => {
+                for service in services_of(entry, &mut warnings) {
+                    let host = service.hostname.clone();
+                    match services.get(&host) {
+                        Some(existing) => warnings.push(format!(
+                            "{}: host {host} is already declared at {}; this declaration is ignored",
+                            subject(resource),
+                            existing.origin
+                        )),
+                        None => {
+                            services.insert(host, Arc::new(service));
+                        }
+                    }
+                }
+            }
+            Resource::WorkloadEntry(entry) => match workload_of(entry) {
+                Ok(workload) => workloads.push(Arc::new(workload)),
+                Err(reason) => warnings.push(format!("{}: {reason}", subject(resource))),
+            },
+            Resource::VirtualService(virtual_service) => {
+                let virtual_routes = Arc::new(routes_of(virtual_service));
+                for host in &virtual_routes.hosts {
+                    if let Some(existing) = routes.get(host) {
+                        warnings.push(format!(
+                            "{}: host {host} is already routed by VirtualService {}; these rules are ignored for it",
+                            subject(resource),
+                            existing.source
+                        ));
+                        continue;
+                    }
+                    routes.insert(host.clone(), virtual_routes.clone());
+                }
+            }
+            Resource::DestinationRule(rule) => {
+                let policy = policy_of(rule);
+                if let Some(existing) = policies.get(&policy.host) {
+                    warnings.push(format!(
+                        "{}: host {} already has DestinationRule {}; this one is ignored",
+                        subject(resource),
+                        policy.host,
+                        existing.source
+                    ));
+                    continue;
+                }
+                policies.insert(policy.host.clone(), Arc::new(policy));
+            }
+            Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
+        }
+    }
+    (
+        Snapshot::new(services, workloads, routes, policies),
+        warnings,
+    )
+}
+
+fn subject(resource: &Resource) -> String {
+    let meta = resource.meta();
+    format!(
+        "{} {}/{} ({})",
+        resource.kind(),
+        meta.namespace,
+        meta.name,
+        resource.origin()
+    )
+}
+
+fn source<T>(config: &Config<T>) -> String {
+    format!("{}/{}", config.meta.namespace, config.meta.name)
+}
+
+fn services_of(entry: &Config<ServiceEntry>, warnings: &mut Vec<String>) -> Vec<Service> {
+    let namespace = &entry.meta.namespace;
+    let ports: Vec<ServicePort> = entry
+        .spec
+        .ports
+        .iter()
+        .filter_map(|port| {
+            Some(ServicePort {
+                number: u16::try_from(port.number).ok()?,
+                name: port.name.clone(),
+                protocol: protocol(bosun_api::Protocol::of_port(
+                    port.protocol.as_deref(),
+                    &port.name,
+                )),
+                target_port: port.target_port.and_then(|p| u16::try_from(p).ok()),
+            })
+        })
+        .collect();
+    let mut inline_endpoints = Vec::new();
+    for endpoint in &entry.spec.endpoints {
+        match endpoint_of(endpoint) {
+            Ok(endpoint) => inline_endpoints.push(endpoint),
+            Err(reason) => warnings.push(format!(
+                "ServiceEntry {namespace}/{} ({}): endpoint left out: {reason}",
+                entry.meta.name, entry.origin
+            )),
+        }
+    }
+    let workload_selector = entry
+        .spec
+        .workload_selector
+        .as_ref()
+        .map(|selector| selector.labels.clone());
+    entry
+        .spec
+        .hosts
+        .iter()
+        .map(|host| Service {
+            hostname: Hostname::resolve(host, namespace),
+            namespace: namespace.clone(),
+            ports: ports.clone(),
+            workload_selector: workload_selector.clone(),
+            inline_endpoints: inline_endpoints.clone(),
+            origin: entry.origin.to_string(),
+        })
+        .collect()
+}
+
+fn protocol(protocol: bosun_api::Protocol) -> Protocol {
+    use bosun_api::Protocol as Api;
+    match protocol {
+        Api::Http | Api::HttpProxy => Protocol::Http,
+        Api::Http2 | Api::Grpc | Api::GrpcWeb => Protocol::Http2,
+        Api::Https => Protocol::Https,
+        Api::Tls => Protocol::Tls,
+        Api::Tcp | Api::Mongo | Api::Redis | Api::Mysql => Protocol::Tcp,
+        Api::Udp | Api::Unsupported => Protocol::Unknown,
+    }
+}
+
+fn address(entry: &WorkloadEntry) -> Result<IpAddr, String> {
+    let address = entry
+        .address
+        .as_deref()
+        .ok_or("it has no address, so no traffic can reach it")?;
+    address.parse().map_err(|_| {
+        format!("address {address:?} is not an IP address (DNS names are not supported yet)")
+    })
+}
+
+fn ports(entry: &WorkloadEntry) -> BTreeMap<String, u16> {
+    entry
+        .ports
+        .iter()
+        .filter_map(|(name, port)| Some((name.clone(), u16::try_from(*port).ok()?)))
+        .collect()
+}
+
+fn endpoint_of(entry: &WorkloadEntry) -> Result<Endpoint, String> {
+    Ok(Endpoint {
+        address: address(entry)?,
+        ports: ports(entry),
+        labels: entry.labels.clone(),
+        weight: entry.weight.unwrap_or(1),
+    })
+}
+
+fn workload_of(entry: &Config<WorkloadEntry>) -> Result<Workload, String> {
+    Ok(Workload {
+        name: entry.meta.name.clone(),
+        namespace: entry.meta.namespace.clone(),
+        address: address(&entry.spec)?,
+        ports: ports(&entry.spec),
+        labels: entry.spec.labels.clone(),
+        service_account: entry
+            .spec
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        weight: entry.spec.weight.unwrap_or(1),
+    })
+}
+
+fn routes_of(virtual_service: &Config<VirtualService>) -> VirtualRoutes {
+    let namespace = &virtual_service.meta.namespace;
+    VirtualRoutes {
+        source: source(virtual_service),
+        namespace: namespace.clone(),
+        hosts: virtual_service
+            .spec
+            .hosts
+            .iter()
+            .map(|host| Hostname::resolve(host, namespace))
+            .collect(),
+        http: virtual_service
+            .spec
+            .http
+            .iter()
+            .map(|route| rule_of(route, namespace))
+            .collect(),
+    }
+}
+
+fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
+    // Istio: a lone destination without a weight takes everything.
+    let only_one = route.route.len() == 1;
+    HttpRouteRule {
+        name: route.name.clone(),
+        matches: route.matches.iter().map(match_of).collect(),
+        destinations: route
+            .route
+            .iter()
+            .map(|destination| RouteDestination {
+                host: Hostname::resolve(&destination.destination.host, namespace),
+                subset: destination.destination.subset.clone(),
+                port: destination
+                    .destination
+                    .port
+                    .as_ref()
+                    .and_then(|port| port.number)
+                    .and_then(|port| u16::try_from(port).ok()),
+                weight: match destination.weight {
+                    Some(weight) => u32::try_from(weight).unwrap_or(0),
+                    None if only_one => 100,
+                    None => 0,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn string_match(value: &bosun_api::StringMatch) -> StringMatch {
+    match value {
+        bosun_api::StringMatch::Exact(exact) => StringMatch::Exact(exact.clone()),
+        bosun_api::StringMatch::Prefix(prefix) => StringMatch::Prefix(prefix.clone()),
+        bosun_api::StringMatch::Regex(regex) => StringMatch::Regex(regex.clone()),
+    }
+}
+
+fn match_of(request: &HttpMatchRequest) -> RequestMatch {
+    let mut headers: Vec<(String, StringMatch)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), string_match(value)))
+        .collect();
+    // Istio matches method and authority as the HTTP/2 pseudo-headers.
+    if let Some(method) = &request.method {
+        headers.push((":method".to_string(), string_match(method)));
+    }
+    if let Some(authority) = &request.authority {
+        headers.push((":authority".to_string(), string_match(authority)));
+    }
+    RequestMatch {
+        uri: request.uri.as_ref().map(string_match),
+        headers,
+        without_headers: request
+            .without_headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), string_match(value)))
+            .collect(),
+        port: request.port.and_then(|port| u16::try_from(port).ok()),
+    }
+}
+
+fn load_balancer(simple: Option<LoadBalancerSimple>) -> Option<LoadBalancer> {
+    match simple? {
+        LoadBalancerSimple::RoundRobin | LoadBalancerSimple::Unspecified => {
+            Some(LoadBalancer::RoundRobin)
+        }
+        LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest => {
+            Some(LoadBalancer::LeastRequest)
+        }
+        LoadBalancerSimple::Random => Some(LoadBalancer::Random),
+        // Reported as not supported by the API layer; behave as Istio's default.
+        LoadBalancerSimple::Passthrough => None,
+    }
+}
+
+fn policy_of(rule: &Config<DestinationRule>) -> DestinationPolicy {
+    let simple = |policy: &Option<Box<bosun_api::networking::TrafficPolicy>>| {
+        policy
+            .as_ref()
+            .and_then(|policy| policy.load_balancer.as_ref())
+            .and_then(|lb| lb.simple)
+    };
+    DestinationPolicy {
+        source: source(rule),
+        host: Hostname::resolve(&rule.spec.host, &rule.meta.namespace),
+        load_balancer: load_balancer(simple(&rule.spec.traffic_policy)),
+        subsets: rule
+            .spec
+            .subsets
+            .iter()
+            .map(|subset| Subset {
+                name: subset.name.clone(),
+                labels: subset.labels.clone(),
+                load_balancer: load_balancer(simple(&subset.traffic_policy)),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(yaml: &str) -> Vec<Resource> {
+        let loaded = bosun_api::load_str(yaml, Path::new("mesh.yaml"));
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.resources
+    }
+
+    const MESH: &str = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec: {address: 127.0.10.3, ports: {http: 9080}, labels: {app: reviews, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2}
+spec: {address: 127.0.10.4, ports: {http: 9080}, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: LEAST_CONN}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {End-User: {exact: jason}}, method: {exact: GET}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v2}, weight: 10}
+";
+
+    #[test]
+    fn short_names_resolve_and_subsets_select_by_label() {
+        let (snapshot, warnings) = build(&load(MESH));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let host = Hostname::new("reviews.default.svc.cluster.local");
+        let service = snapshot.service(&host).expect("service");
+        let port = &service.ports[0];
+        assert_eq!(snapshot.endpoints(service, port, None).len(), 2);
+        let v2 = snapshot.endpoints(service, port, Some("v2"));
+        assert_eq!(v2.len(), 1);
+        assert_eq!(v2[0].address.to_string(), "127.0.10.4");
+        assert!(snapshot.endpoints(service, port, Some("v9")).is_empty());
+        assert_eq!(
+            snapshot.load_balancer(&host, Some("v1")),
+            LoadBalancer::Random
+        );
+        assert_eq!(
+            snapshot.load_balancer(&host, Some("v2")),
+            LoadBalancer::LeastRequest
+        );
+    }
+
+    #[test]
+    fn virtual_service_rules_keep_order_weights_and_matches() {
+        let (snapshot, _) = build(&load(MESH));
+        let routes = snapshot
+            .routes_for(&Hostname::new("reviews.default.svc.cluster.local"))
+            .expect("routes");
+        assert_eq!(routes.http.len(), 2);
+        let jason = &routes.http[0];
+        assert_eq!(
+            jason.destinations[0].weight, 100,
+            "a lone destination takes all"
+        );
+        assert_eq!(
+            jason.matches[0].headers,
+            vec![
+                ("end-user".to_string(), StringMatch::Exact("jason".into())),
+                (":method".to_string(), StringMatch::Exact("GET".into())),
+            ]
+        );
+        let weights: Vec<u32> = routes.http[1]
+            .destinations
+            .iter()
+            .map(|d| d.weight)
+            .collect();
+        assert_eq!(weights, vec![90, 10]);
+    }
+
+    #[test]
+    fn a_workload_without_an_ip_is_left_out_with_a_reason() {
+        let yaml = "
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm}
+spec: {address: vm.example.com, labels: {app: x}}
+";
+        let (snapshot, warnings) = build(&load(yaml));
+        assert!(snapshot.workloads().is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("WorkloadEntry default/vm (mesh.yaml:2)"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("not an IP address"), "{warnings:?}");
+    }
+}
