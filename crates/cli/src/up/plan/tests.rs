@@ -225,3 +225,56 @@ spec:
         lines[1]
     );
 }
+
+/// The example folder shipped with Bosun loads and plans as the README describes.
+#[test]
+fn the_bookinfo_example_plans() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
+    let loaded = bosun_api::load_dir(&folder).unwrap();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let plan = plan(&loaded.resources).unwrap();
+    let names: Vec<(&str, String)> = plan
+        .workloads
+        .iter()
+        .map(|workload| (workload.name.as_str(), workload.ip.to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("productpage-v1", "127.0.10.1".to_owned()),
+            ("details-v1", "127.0.10.2".to_owned()),
+            ("reviews-v1", "127.0.10.3".to_owned()),
+            ("reviews-v2", "127.0.10.4".to_owned()),
+            ("reviews-v3", "127.0.10.5".to_owned()),
+            ("ratings-v1", "127.0.10.6".to_owned()),
+            ("traffic", "127.0.10.100".to_owned()),
+        ]
+    );
+    assert!(plan.needs_control_plane());
+    let traffic = &plan.workloads[6];
+    assert_eq!(
+        traffic.stats_address,
+        Some("127.0.10.100:15020".parse().unwrap())
+    );
+    let reviews_v1 = &plan.workloads[2];
+    assert!(
+        !reviews_v1
+            .command
+            .iter()
+            .any(|part| part.contains("ratings"))
+    );
+    let reviews_v2 = &plan.workloads[3];
+    assert!(
+        reviews_v2
+            .command
+            .iter()
+            .any(|part| part == "http://ratings:9080/ratings/0")
+    );
+    for resource in &loaded.resources {
+        let errors: Vec<_> = bosun_api::validate(resource)
+            .into_iter()
+            .filter(|message| message.severity == bosun_api::Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
