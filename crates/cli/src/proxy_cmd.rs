@@ -1,6 +1,185 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `bosun proxy`: run the sidecar for one workload, configured over xDS.
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bosun_proxy::{NodeIdentity, Proxy, ProxyConfig, XdsMode};
+
+/// Run Bosun's sidecar proxy for one workload.
+///
+/// The proxy connects to the control plane over ADS (Envoy xDS v3), presents itself
+/// as the workload (Istio's node id and metadata), and serves the listeners it is
+/// given: typically `<ip>:15001` for outbound traffic (use it as HTTP_PROXY) and one
+/// inbound listener per workload port. The admin API (`/ready`, `/config_dump`,
+/// `/stats`) listens on `<ip>:<admin-port>`.
+///
+/// Example: bosun proxy --workload reviews-v1 --ip 127.0.10.1 --label app=reviews
+///          --label version=v1 --app-port 9080=19080
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The control plane's ADS address.
+    #[arg(
+        long,
+        env = "BOSUN_XDS_ADDRESS",
+        default_value = "http://127.0.0.1:15010"
+    )]
+    pub xds_address: String,
+    /// The WorkloadEntry this proxy runs for.
+    #[arg(long, env = "BOSUN_WORKLOAD_NAME")]
+    pub workload: String,
+    /// The workload's namespace.
+    #[arg(long, env = "BOSUN_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The workload's IP (a loopback address per workload on one machine).
+    #[arg(long, env = "BOSUN_WORKLOAD_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// A workload label, `key=value`; repeat for several (env: comma-separated).
+    #[arg(long = "label", env = "BOSUN_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The workload's service account.
+    #[arg(long, env = "BOSUN_SERVICE_ACCOUNT", default_value = "default")]
+    pub service_account: String,
+    /// The outbound listener's port, told to the control plane.
+    #[arg(long, env = "BOSUN_OUTBOUND_PORT", default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// `<workload port>=<app port>`: where inbound traffic for a port goes; repeatable.
+    #[arg(long = "app-port", env = "BOSUN_APP_PORTS", value_delimiter = ',', value_parser = parse_app_port)]
+    pub app_ports: Vec<(u16, u16)>,
+    /// The admin API's port on the workload IP (0 picks a free one).
+    #[arg(long, env = "BOSUN_ADMIN_PORT", default_value_t = 15000)]
+    pub admin_port: u16,
+    /// ADS variant: `delta` (incremental) or `sotw` (state of the world).
+    #[arg(long, env = "BOSUN_XDS_MODE", default_value = "delta")]
+    pub xds_mode: XdsMode,
+    /// How long in-flight requests get to finish on shutdown: `5s`, `500ms`, or seconds.
+    #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("label {s:?} must be key=value")),
+    }
+}
+
+fn parse_app_port(s: &str) -> Result<(u16, u16), String> {
+    let (port, app) = s
+        .split_once('=')
+        .ok_or_else(|| format!("app port {s:?} must be <workload port>=<app port>"))?;
+    let parse = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port"))
+    };
+    Ok((parse(port)?, parse(app)?))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl Args {
+    fn config(self) -> anyhow::Result<ProxyConfig> {
+        if self.workload.is_empty() {
+            bail!("--workload must not be empty");
+        }
+        Ok(ProxyConfig {
+            xds_address: self.xds_address,
+            xds_mode: self.xds_mode,
+            admin_address: SocketAddr::new(self.ip, self.admin_port),
+            drain_timeout: self.drain_timeout,
+            node: NodeIdentity {
+                workload: self.workload,
+                namespace: self.namespace,
+                ip: self.ip,
+                labels: self.labels.into_iter().collect(),
+                service_account: self.service_account,
+                outbound_port: self.outbound_port,
+                app_ports: self.app_ports.into_iter().collect::<BTreeMap<_, _>>(),
+            },
+            ..Default::default()
+        })
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = args.config()?;
+    tracing::info!(
+        node = %config.node.node_id(),
+        xds = %config.xds_address,
+        mode = ?config.xds_mode,
+        admin = %config.admin_address,
+        drain_timeout = ?config.drain_timeout,
+        "starting proxy"
+    );
+    let proxy = Proxy::bind(config).await.context("starting the proxy")?;
+    proxy
+        .run(termination())
+        .await
+        .context("running the proxy")?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_plain_seconds() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn labels_and_app_ports_parse() {
+        assert_eq!(
+            parse_label("app=reviews"),
+            Ok(("app".into(), "reviews".into()))
+        );
+        assert!(parse_label("=x").is_err());
+        assert_eq!(parse_app_port("9080=19080"), Ok((9080, 19080)));
+        assert!(parse_app_port("9080").is_err());
+    }
 }
