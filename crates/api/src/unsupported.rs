@@ -1,10 +1,402 @@
 //! Fields that are set but not yet acted on by Bosun.
+//!
+//! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
+//! `headers`, `method`), `http[].route[]` (`destination`, `weight`) and `gateways: [mesh]`;
+//! DestinationRule `host`, `subsets` (`name`, `labels`) and
+//! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`); ServiceEntry `hosts`,
+//! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
+//! WorkloadEntry `address`, `ports`, `labels`, `serviceAccount`, `weight`. Everything else
+//! that is set is reported, so nothing is silently ignored.
 
+use crate::networking::{
+    DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSettings, LoadBalancerSimple,
+    Resolution, ServiceEntry, TrafficPolicy, VirtualService, WorkloadEntry,
+};
 use crate::resource::Resource;
 
 /// The dotted paths (`spec.http[0].fault`) of fields set in `resource` that Bosun does not
 /// honour yet, so callers can print "not supported yet: spec.http[0].fault".
+///
+/// Unsupported *kinds* are not listed field by field: the caller reports the kind.
 pub fn unsupported_fields(resource: &Resource) -> Vec<String> {
-    let _ = resource;
-    Vec::new()
+    let mut fields = Fields::default();
+    match resource {
+        Resource::VirtualService(config) => virtual_service(&mut fields, &config.spec),
+        Resource::DestinationRule(config) => destination_rule(&mut fields, &config.spec),
+        Resource::ServiceEntry(config) => service_entry(&mut fields, &config.spec),
+        Resource::WorkloadEntry(config) => workload_entry(&mut fields, "spec", &config.spec),
+        Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
+    }
+    fields.0
+}
+
+#[derive(Default)]
+struct Fields(Vec<String>);
+
+impl Fields {
+    /// Records `path` when `is_set`.
+    fn note(&mut self, is_set: bool, path: impl FnOnce() -> String) {
+        if is_set {
+            self.0.push(path());
+        }
+    }
+}
+
+fn virtual_service(fields: &mut Fields, spec: &VirtualService) {
+    for (index, gateway) in spec.gateways.iter().enumerate() {
+        fields.note(gateway != "mesh", || format!("spec.gateways[{index}]"));
+    }
+    fields.note(!spec.export_to.is_empty(), || "spec.exportTo".to_owned());
+    fields.note(!spec.tls.is_empty(), || "spec.tls".to_owned());
+    fields.note(!spec.tcp.is_empty(), || "spec.tcp".to_owned());
+    for (index, route) in spec.http.iter().enumerate() {
+        http_route(fields, &format!("spec.http[{index}]"), route);
+    }
+}
+
+fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
+    let HttpRoute {
+        name: _,
+        matches,
+        route: destinations,
+        redirect,
+        direct_response,
+        delegate,
+        rewrite,
+        timeout,
+        retries,
+        fault,
+        mirror,
+        mirrors,
+        mirror_percent,
+        mirror_percent_snake,
+        mirror_percentage,
+        cors_policy,
+        headers,
+        websocket_upgrade,
+    } = route;
+    for (index, request) in matches.iter().enumerate() {
+        http_match(fields, &format!("{path}.match[{index}]"), request);
+    }
+    for (index, destination) in destinations.iter().enumerate() {
+        fields.note(destination.headers.is_some(), || {
+            format!("{path}.route[{index}].headers")
+        });
+    }
+    let others = [
+        ("redirect", redirect.is_some()),
+        ("directResponse", direct_response.is_some()),
+        ("delegate", delegate.is_some()),
+        ("rewrite", rewrite.is_some()),
+        ("timeout", timeout.is_some()),
+        ("retries", retries.is_some()),
+        ("fault", fault.is_some()),
+        ("mirror", mirror.is_some()),
+        ("mirrors", !mirrors.is_empty()),
+        ("mirrorPercent", mirror_percent.is_some()),
+        ("mirror_percent", mirror_percent_snake.is_some()),
+        ("mirrorPercentage", mirror_percentage.is_some()),
+        ("corsPolicy", cors_policy.is_some()),
+        ("headers", headers.is_some()),
+        ("websocketUpgrade", websocket_upgrade.is_some()),
+    ];
+    for (name, is_set) in others {
+        fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
+    // Destructured so that a field added to the type must be classified here.
+    let HttpMatchRequest {
+        name: _,
+        uri: _,
+        method: _,
+        headers: _,
+        scheme,
+        authority,
+        port,
+        source_labels,
+        gateways,
+        query_params,
+        ignore_uri_case,
+        without_headers,
+        source_namespace,
+        stat_prefix,
+    } = request;
+    let others = [
+        ("scheme", scheme.is_some()),
+        ("authority", authority.is_some()),
+        ("port", port.is_some()),
+        ("sourceLabels", !source_labels.is_empty()),
+        ("gateways", !gateways.is_empty()),
+        ("queryParams", !query_params.is_empty()),
+        ("ignoreUriCase", ignore_uri_case.is_some()),
+        ("withoutHeaders", !without_headers.is_empty()),
+        ("sourceNamespace", source_namespace.is_some()),
+        ("statPrefix", stat_prefix.is_some()),
+    ];
+    for (name, is_set) in others {
+        fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+fn destination_rule(fields: &mut Fields, spec: &DestinationRule) {
+    fields.note(!spec.export_to.is_empty(), || "spec.exportTo".to_owned());
+    fields.note(spec.workload_selector.is_some(), || {
+        "spec.workloadSelector".to_owned()
+    });
+    if let Some(policy) = &spec.traffic_policy {
+        traffic_policy(fields, "spec.trafficPolicy", policy);
+    }
+    for (index, subset) in spec.subsets.iter().enumerate() {
+        // Per-subset policies are not applied yet, whatever they hold.
+        fields.note(subset.traffic_policy.is_some(), || {
+            format!("spec.subsets[{index}].trafficPolicy")
+        });
+    }
+}
+
+fn traffic_policy(fields: &mut Fields, path: &str, policy: &TrafficPolicy) {
+    let TrafficPolicy {
+        load_balancer,
+        connection_pool,
+        outlier_detection,
+        tls,
+        port_level_settings,
+        tunnel,
+        proxy_protocol,
+        retry_budget,
+    } = policy;
+    if let Some(load_balancer) = load_balancer {
+        load_balancer_settings(fields, &format!("{path}.loadBalancer"), load_balancer);
+    }
+    let others = [
+        ("connectionPool", connection_pool.is_some()),
+        ("outlierDetection", outlier_detection.is_some()),
+        ("tls", tls.is_some()),
+        ("portLevelSettings", !port_level_settings.is_empty()),
+        ("tunnel", tunnel.is_some()),
+        ("proxyProtocol", proxy_protocol.is_some()),
+        ("retryBudget", retry_budget.is_some()),
+    ];
+    for (name, is_set) in others {
+        fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+fn load_balancer_settings(fields: &mut Fields, path: &str, settings: &LoadBalancerSettings) {
+    let LoadBalancerSettings {
+        simple,
+        consistent_hash,
+        locality_lb_setting,
+        warmup_duration_secs,
+        warmup,
+        backend_utilization,
+        zone_aware_lb_setting,
+    } = settings;
+    fields.note(*simple == Some(LoadBalancerSimple::Passthrough), || {
+        format!("{path}.simple")
+    });
+    let others = [
+        ("consistentHash", consistent_hash.is_some()),
+        ("localityLbSetting", locality_lb_setting.is_some()),
+        ("warmupDurationSecs", warmup_duration_secs.is_some()),
+        ("warmup", warmup.is_some()),
+        ("backendUtilization", backend_utilization.is_some()),
+        ("zoneAwareLbSetting", zone_aware_lb_setting.is_some()),
+    ];
+    for (name, is_set) in others {
+        fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+fn service_entry(fields: &mut Fields, spec: &ServiceEntry) {
+    fields.note(!spec.addresses.is_empty(), || "spec.addresses".to_owned());
+    fields.note(!spec.export_to.is_empty(), || "spec.exportTo".to_owned());
+    fields.note(!spec.subject_alt_names.is_empty(), || {
+        "spec.subjectAltNames".to_owned()
+    });
+    fields.note(
+        !matches!(spec.resolution(), Resolution::None | Resolution::Static),
+        || "spec.resolution".to_owned(),
+    );
+    for (index, endpoint) in spec.endpoints.iter().enumerate() {
+        workload_entry(fields, &format!("spec.endpoints[{index}]"), endpoint);
+    }
+}
+
+fn workload_entry(fields: &mut Fields, path: &str, entry: &WorkloadEntry) {
+    let WorkloadEntry {
+        address: _,
+        ports: _,
+        labels: _,
+        weight: _,
+        service_account: _,
+        network,
+        locality,
+    } = entry;
+    fields.note(network.is_some(), || format!("{path}.network"));
+    fields.note(locality.is_some(), || format!("{path}.locality"));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::load_str;
+
+    fn unsupported(yaml: &str) -> Vec<String> {
+        let loaded = load_str(yaml, Path::new("test.yaml"));
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        unsupported_fields(&loaded.resources[0])
+    }
+
+    #[test]
+    fn honoured_virtual_service_fields_are_not_reported() {
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  gateways: [mesh]
+  http:
+  - name: jason
+    match:
+    - uri: {prefix: /}
+      method: {exact: GET}
+      headers: {end-user: {exact: jason}}
+    route:
+    - destination: {host: reviews, subset: v2, port: {number: 9080}}
+      weight: 100
+",
+        );
+        assert!(fields.is_empty(), "{fields:?}");
+    }
+
+    #[test]
+    fn everything_else_is_reported_by_path() {
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  gateways: [mesh, bookinfo-gateway]
+  exportTo: ['.']
+  http:
+  - match:
+    - queryParams: {a: {exact: b}}
+    fault:
+      delay: {fixedDelay: 7s, percentage: {value: 100}}
+    retries: {attempts: 3}
+    timeout: 10s
+    route:
+    - destination: {host: ratings}
+      headers: {request: {set: {x: y}}}
+  tcp:
+  - route:
+    - destination: {host: ratings}
+",
+        );
+        assert_eq!(
+            fields,
+            [
+                "spec.gateways[1]",
+                "spec.exportTo",
+                "spec.tcp",
+                "spec.http[0].match[0].queryParams",
+                "spec.http[0].route[0].headers",
+                "spec.http[0].timeout",
+                "spec.http[0].retries",
+                "spec.http[0].fault",
+            ]
+        );
+    }
+
+    #[test]
+    fn destination_rule_fields() {
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: PASSTHROUGH}
+    connectionPool: {tcp: {maxConnections: 10}}
+    tls: {mode: ISTIO_MUTUAL}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-user}
+",
+        );
+        assert_eq!(
+            fields,
+            [
+                "spec.trafficPolicy.loadBalancer.simple",
+                "spec.trafficPolicy.connectionPool",
+                "spec.trafficPolicy.tls",
+                "spec.subsets[1].trafficPolicy",
+            ]
+        );
+        let honoured = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+  subsets: [{name: v1, labels: {version: v1}}]
+",
+        );
+        assert!(honoured.is_empty(), "{honoured:?}");
+    }
+
+    #[test]
+    fn service_and_workload_entry_fields() {
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.example.com]
+  addresses: [10.0.0.1]
+  ports: [{number: 5432, name: tcp-db, protocol: TCP, targetPort: 5433}]
+  location: MESH_INTERNAL
+  resolution: DNS
+  endpoints:
+  - address: db1.example.com
+    locality: us-east
+",
+        );
+        assert_eq!(
+            fields,
+            [
+                "spec.addresses",
+                "spec.resolution",
+                "spec.endpoints[0].locality"
+            ]
+        );
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec:
+  address: 127.0.10.1
+  ports: {http: 9080}
+  labels: {app: reviews}
+  serviceAccount: reviews
+  weight: 3
+  network: net1
+",
+        );
+        assert_eq!(fields, ["spec.network"]);
+    }
 }

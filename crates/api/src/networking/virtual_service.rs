@@ -52,6 +52,9 @@ pub struct HttpRoute {
     pub mirror_percentage: Option<Percent>,
     pub cors_policy: Option<CorsPolicy>,
     pub headers: Option<Headers>,
+    /// Removed from Istio's API (upgrades are always allowed there); still found in older
+    /// configuration, including Istio's own test data, so it is accepted and reported.
+    pub websocket_upgrade: Option<bool>,
 }
 
 /// Conditions on a request; all set fields must match.
