@@ -3,7 +3,7 @@
 //! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
 //! `headers`, `method`), `http[].route[]` (`destination`, `weight`) and `gateways: [mesh]`;
 //! DestinationRule `host`, `subsets` (`name`, `labels`) and
-//! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`); ServiceEntry `hosts`,
+//! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`), also per subset; ServiceEntry `hosts`,
 //! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
 //! WorkloadEntry `address`, `ports`, `labels`, `serviceAccount`, `weight`. Everything else
 //! that is set is reported, so nothing is silently ignored.
@@ -149,10 +149,13 @@ fn destination_rule(fields: &mut Fields, spec: &DestinationRule) {
         traffic_policy(fields, "spec.trafficPolicy", policy);
     }
     for (index, subset) in spec.subsets.iter().enumerate() {
-        // Per-subset policies are not applied yet, whatever they hold.
-        fields.note(subset.traffic_policy.is_some(), || {
-            format!("spec.subsets[{index}].trafficPolicy")
-        });
+        if let Some(policy) = &subset.traffic_policy {
+            traffic_policy(
+                fields,
+                &format!("spec.subsets[{index}].trafficPolicy"),
+                policy,
+            );
+        }
     }
 }
 
@@ -343,7 +346,7 @@ spec:
                 "spec.trafficPolicy.loadBalancer.simple",
                 "spec.trafficPolicy.connectionPool",
                 "spec.trafficPolicy.tls",
-                "spec.subsets[1].trafficPolicy",
+                "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash",
             ]
         );
         let honoured = unsupported(
@@ -353,7 +356,10 @@ metadata: {name: reviews}
 spec:
   host: reviews
   trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
-  subsets: [{name: v1, labels: {version: v1}}]
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {simple: RANDOM}}
 ",
         );
         assert!(honoured.is_empty(), "{honoured:?}");
