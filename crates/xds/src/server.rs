@@ -46,8 +46,6 @@ impl AdsServer {
     /// The gRPC service, to add to a `tonic` server.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsServer> {
         AggregatedDiscoveryServiceServer::new(self.clone())
-            // Large meshes make large listener and route sets.
-            .max_decoding_message_size(usize::MAX)
     }
 
     /// Per connected proxy: per type, what was sent, acknowledged and rejected.
