@@ -27,6 +27,8 @@ pub struct Args {
 enum SampleCommand {
     /// Serve the sample workload: an echo service that calls its downstream services and
     /// answers with the whole call tree as JSON.
+    // `--version` is the version the workload reports, not bosun's.
+    #[command(disable_version_flag = true)]
     Serve(Box<serve::Args>),
     /// Send traffic at a fixed rate and serve per-service statistics of the responses.
     Load(Box<load::Args>),
@@ -50,4 +52,54 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    /// The command line as `bosun` builds it (with a propagated `--version`).
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "bosun", version, propagate_version = true)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Command {
+        Sample(super::Args),
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let parsed = Cli::try_parse_from([
+            "bosun",
+            "sample",
+            "serve",
+            "--service",
+            "reviews",
+            "--version",
+            "v2",
+            "--call",
+            "http://ratings:9080/ratings",
+            "--latency",
+            "5ms",
+            "--error-rate",
+            "0.1",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+        let parsed = Cli::try_parse_from([
+            "bosun",
+            "sample",
+            "load",
+            "--header",
+            "end-user: jason",
+            "--header-ratio",
+            "0.25",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
 }

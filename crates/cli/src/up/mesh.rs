@@ -311,7 +311,7 @@ impl RunningMesh {
             .workloads
             .iter()
             .partition(|workload| !workload.ports.is_empty());
-        for (group, what) in [(servers, "apps"), (clients, "traffic sources")] {
+        for (group, what) in [(servers, "apps"), (clients, "client apps")] {
             if group.is_empty() {
                 continue;
             }

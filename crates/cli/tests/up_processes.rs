@@ -1,0 +1,135 @@
+//! `bosun up` as a user runs it: a folder of workloads without sidecars (so no control
+//! plane or proxy is involved), the live traffic line, and a SIGTERM that leaves no
+//! process behind.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FOLDER: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-v1}
+spec:
+  address: 127.0.205.1
+  ports: {http: 9080}
+  labels: {app: ratings, version: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: traffic}
+spec:
+  address: 127.0.205.100
+---
+apiVersion: bosun.dev/v1alpha1
+kind: LocalWorkload
+metadata: {name: ratings-v1}
+spec:
+  workloadEntry: ratings-v1
+  proxy: none
+  command: ["{bosun}", sample, serve, --service, ratings, --version, v1]
+---
+apiVersion: bosun.dev/v1alpha1
+kind: LocalWorkload
+metadata: {name: traffic}
+spec:
+  workloadEntry: traffic
+  proxy: none
+  command: ["{bosun}", sample, load, --target, "http://127.0.205.1:9080/ratings", --rps, "20"]
+"#;
+
+/// Every process whose parent chain leads to `root`.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesised name: state, ppid, ...
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+#[test]
+fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("mesh.yaml"), FOLDER).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .arg("up")
+        .arg(folder.path())
+        .arg("--run-dir")
+        .arg(run_dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up_pid = up.id();
+    let stdout = up.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Start-up progress, then (stdout is not a terminal) one traffic line per refresh.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let traffic_line = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no traffic line; output so far: {seen:#?}"));
+        if line.starts_with("traffic: ratings v1 ") && !line.contains(" 0.0/s") {
+            break line;
+        }
+        seen.push(line);
+    };
+    assert!(
+        seen.iter()
+            .any(|line| line.starts_with("✓ 1 apps ready: ratings-v1")),
+        "{seen:#?}"
+    );
+    assert!(traffic_line.contains(" 100.0% "), "{traffic_line}");
+    assert!(run_dir.path().join("ratings-v1.app.log").is_file());
+    assert!(run_dir.path().join("traffic.app.log").is_file());
+
+    let children = descendants(up_pid);
+    assert!(children.len() >= 2, "{children:?}");
+
+    let pid = rustix::process::Pid::from_raw(i32::try_from(up_pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = up.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(rest.iter().any(|line| line == "stopped"), "{rest:#?}");
+    for child in children {
+        assert!(!is_running(child), "process {child} was left running");
+    }
+}
