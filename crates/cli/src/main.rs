@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// WorkloadEntry) and run it: `bosun up examples/bookinfo` starts a whole mesh of local
 /// processes on this machine.
 #[derive(Debug, Parser)]
-#[command(name = "bosun", version, propagate_version = true)]
+#[command(name = "bosun", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -38,8 +38,11 @@ impl FolderWatch {
     ) -> Result<Self, WatchError> {
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
+                // Reading the files on reload raises access events: only changes count,
+                // or every reload would trigger the next.
                 let touches_yaml = events
                     .iter()
+                    .filter(|event| !matches!(event.kind, EventKind::Access(_)))
                     .flat_map(|event| event.paths.iter())
                     .any(|path| is_yaml(path));
                 if touches_yaml {
@@ -97,8 +100,9 @@ mod tests {
             .await
             .expect("a change is signalled")
             .expect("channel open");
-        // Only non-YAML files: no signal.
+        // Only non-YAML files, or reading a YAML file: no signal.
         std::fs::write(dir.path().join("notes.txt"), "x").expect("write");
+        let _ = std::fs::read_to_string(dir.path().join("a.yaml")).expect("read");
         let quiet = tokio::time::timeout(Duration::from_millis(400), rx.recv()).await;
         assert!(quiet.is_err(), "a non-YAML file must not trigger a reload");
     }
