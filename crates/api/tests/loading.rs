@@ -64,6 +64,17 @@ fn a_bad_document_is_refused_alone_with_file_line_and_field() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_names_its_field_and_line() {
+    let text = TWO_GOOD_ONE_BAD.replace("weigth: 100", "weight: ninety");
+    let result = load_str(&text, Path::new("vs.yaml"));
+    assert_eq!(result.errors.len(), 1, "{:?}", result.errors);
+    assert_eq!(
+        result.errors[0].to_string(),
+        "VirtualService bookinfo/reviews (vs.yaml:19): weight: invalid value `ninety`: expected an integer"
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_name_the_line_and_spare_other_documents() {
     let text = "kind: [unclosed\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\n";
     let result = load_str(text, Path::new("x.yaml"));

@@ -304,10 +304,42 @@ fn parse_error(
     let message = serde_saphyr::DefaultMessageFormatter
         .format_message(error)
         .into_owned();
+    let source_line = error
+        .location()
+        .and_then(|location| usize::try_from(location.line()).ok())
+        .and_then(|line| document.text.lines().nth(line.checked_sub(1)?));
+    let message = name_the_field(message, source_line);
     Box::new(LoadError {
         origin: Origin::new(file, line),
         resource,
         kind,
         message,
     })
+}
+
+/// Type errors from the parser ("invalid i32") do not say which field they are about;
+/// the offending line does: `weight: ten` gives "weight: invalid value `ten`: expected
+/// an integer".
+fn name_the_field(message: String, source_line: Option<&str>) -> String {
+    if message.contains('`') {
+        // Already names what it is about (unknown field `x`, missing field `y`, ...).
+        return message;
+    }
+    let Some((key, value)) = source_line
+        .map(|line| line.trim_start().trim_start_matches("- "))
+        .and_then(|line| line.split_once(':'))
+    else {
+        return message;
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() || key.contains(' ') {
+        return message;
+    }
+    let expected = match message.as_str() {
+        m if m.starts_with("invalid i") || m.starts_with("invalid u") => "expected an integer",
+        m if m.starts_with("invalid f") => "expected a number",
+        m if m.starts_with("invalid bool") => "expected true or false",
+        _ => return format!("{key}: {message}"),
+    };
+    format!("{key}: invalid value `{value}`: {expected}")
 }

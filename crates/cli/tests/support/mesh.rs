@@ -1,0 +1,327 @@
+//! A reviews-shaped test mesh: a client sidecar, reviews v1 and v2 behind their
+//! sidecars, and the control plane serving a folder the test can edit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Process, ProxyClient, Subnet, bosun, envoy_binary, get, istio_file};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which proxy runs as the client's sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProxy {
+    Bosun,
+    /// A real Envoy speaking state-of-the-world or delta ADS.
+    Envoy(bosun_xds::StreamKind),
+}
+
+pub struct TestMesh {
+    pub subnet: Subnet,
+    pub dir: tempfile::TempDir,
+    pub logs: tempfile::TempDir,
+    pub control_plane: Option<Process>,
+    pub processes: Vec<Process>,
+    pub client_proxy: ClientProxy,
+}
+
+const VERSIONS: [(&str, u8); 2] = [("v1", 3), ("v2", 4)];
+const CLIENT_HOST: u8 = 1;
+const CONTROL_PLANE_HOST: u8 = 250;
+
+impl TestMesh {
+    /// Writes the mesh folder with Istio's reviews DestinationRule and the given
+    /// VirtualService file (from Istio's bookinfo samples), then starts everything.
+    /// Returns `None` when an Envoy client is asked for and no Envoy is installed.
+    pub async fn start(virtual_service: &str, client_proxy: ClientProxy) -> Option<Self> {
+        let envoy = match client_proxy {
+            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
+            ClientProxy::Bosun => None,
+        };
+        let subnet = Subnet::allocate();
+        let dir = tempfile::tempdir().expect("config dir");
+        let logs = tempfile::tempdir().expect("log dir");
+        std::fs::write(dir.path().join("services.yaml"), services_yaml(&subnet)).expect("write");
+        copy_istio_file("destination-rule-all.yaml", dir.path());
+        copy_istio_file(virtual_service, dir.path());
+
+        let mut mesh = Self {
+            subnet,
+            dir,
+            logs,
+            control_plane: None,
+            processes: Vec::new(),
+            client_proxy,
+        };
+        mesh.start_control_plane().await;
+        for (version, host) in VERSIONS {
+            mesh.start_backend(version, host).await;
+        }
+        match envoy {
+            Some((envoy, api)) => mesh.start_envoy_client(&envoy, api).await,
+            None => mesh.start_bosun_client().await,
+        }
+        Some(mesh)
+    }
+
+    pub fn xds_address(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
+    }
+
+    pub fn debug_address(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15014)
+    }
+
+    pub fn client_outbound(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CLIENT_HOST), 15001)
+    }
+
+    pub fn client_admin(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CLIENT_HOST), 15000)
+    }
+
+    pub async fn client(&self) -> ProxyClient {
+        ProxyClient::connect(self.client_outbound())
+            .await
+            .expect("connect to the client sidecar")
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces a file of the mesh folder the way an editor saves: write aside, rename.
+    pub fn write_config(&self, name: &str, text: &str) {
+        let aside = self.logs.path().join(format!(".{name}.tmp"));
+        std::fs::write(&aside, text).expect("write");
+        std::fs::rename(&aside, self.dir.path().join(name))
+            .or_else(|_| std::fs::write(self.dir.path().join(name), text))
+            .expect("replace");
+    }
+
+    pub async fn start_control_plane(&mut self) {
+        let mut command = bosun();
+        command
+            .arg("control-plane")
+            .arg("--config")
+            .arg(self.dir.path())
+            .arg("--xds-address")
+            .arg(self.xds_address().to_string())
+            .arg("--debug-address")
+            .arg(self.debug_address().to_string());
+        let process = Process::spawn("control-plane", command, self.logs.path());
+        let debug = self.debug_address();
+        wait_ready(&process, debug, "/ready").await;
+        self.control_plane = Some(process);
+    }
+
+    pub fn stop_control_plane(&mut self) {
+        if let Some(mut process) = self.control_plane.take() {
+            process.kill();
+        }
+    }
+
+    fn proxy_command(
+        &self,
+        workload: &str,
+        ip: IpAddr,
+        labels: &[(&str, &str)],
+    ) -> std::process::Command {
+        let mut command = bosun();
+        command
+            .arg("proxy")
+            .arg("--xds-address")
+            .arg(format!("http://{}", self.xds_address()))
+            .arg("--workload")
+            .arg(workload)
+            .arg("--namespace")
+            .arg("default")
+            .arg("--ip")
+            .arg(ip.to_string())
+            .arg("--admin-port")
+            .arg("15000");
+        for (key, value) in labels {
+            command.arg("--label").arg(format!("{key}={value}"));
+        }
+        command
+    }
+
+    async fn start_backend(&mut self, version: &str, host: u8) {
+        let ip = self.subnet.ip(host);
+        let mut app = bosun();
+        app.args([
+            "sample",
+            "serve",
+            "--service",
+            "reviews",
+            "--version",
+            version,
+        ])
+        .arg("--listen")
+        .arg(format!("{ip}:19080"));
+        let app = Process::spawn(&format!("reviews-{version}-app"), app, self.logs.path());
+        let mut proxy = self.proxy_command(
+            &format!("reviews-{version}"),
+            ip,
+            &[("app", "reviews"), ("version", version)],
+        );
+        proxy.args(["--app-port", "9080=19080"]);
+        let proxy = Process::spawn(&format!("reviews-{version}-proxy"), proxy, self.logs.path());
+        wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
+        wait_ready(&app, SocketAddr::new(ip, 19080), "/healthz").await;
+        self.processes.push(app);
+        self.processes.push(proxy);
+    }
+
+    async fn start_bosun_client(&mut self) {
+        let ip = self.subnet.ip(CLIENT_HOST);
+        let proxy = self.proxy_command("client", ip, &[("app", "client")]);
+        let proxy = Process::spawn("client-proxy", proxy, self.logs.path());
+        wait_ready(&proxy, self.client_admin(), "/ready").await;
+        self.processes.push(proxy);
+    }
+
+    async fn start_envoy_client(&mut self, envoy: &Path, api: bosun_xds::StreamKind) {
+        let ip = self.subnet.ip(CLIENT_HOST);
+        let mut node = bosun_xds::ProxyNode::sidecar(ip, "client", "default");
+        node.labels.insert("app".to_string(), "client".to_string());
+        let bootstrap =
+            bosun_xds::envoy_bootstrap(&node, self.xds_address(), self.client_admin(), api);
+        let path = self.logs.path().join("envoy-client.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
+        let mut command = std::process::Command::new(envoy);
+        command.arg("-c").arg(&path).args([
+            "--use-dynamic-base-id",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ]);
+        let proxy = Process::spawn("client-envoy", command, self.logs.path());
+        wait_ready(&proxy, self.client_admin(), "/ready").await;
+        self.processes.push(proxy);
+    }
+
+    /// Every log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for process in self.control_plane.iter().chain(self.processes.iter()) {
+            out.push_str(&format!(
+                "--- {} ---\n{}\n",
+                process.name,
+                process.log_tail()
+            ));
+        }
+        out
+    }
+}
+
+/// Waits until `addr` answers 200 on `path`, failing with the process log.
+pub async fn wait_ready(process: &Process, addr: SocketAddr, path: &str) {
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(reply) = get(addr, path).await {
+            if reply.status == 200 {
+                return;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{} did not become ready on http://{addr}{path}\n{}",
+                process.name,
+                process.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn copy_istio_file(name: &str, dir: &Path) {
+    let source = istio_file(name);
+    std::fs::copy(&source, dir.join(name))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+}
+
+pub fn services_yaml(subnet: &Subnet) -> String {
+    let mut yaml = String::from(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews.default.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  workloadSelector:
+    labels:
+      app: reviews
+",
+    );
+    for (version, host) in VERSIONS {
+        yaml.push_str(&format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: reviews-{version}
+spec:
+  address: {ip}
+  ports:
+    http: 9080
+  labels:
+    app: reviews
+    version: {version}
+  serviceAccount: bookinfo-reviews
+",
+            ip = subnet.ip(host)
+        ));
+    }
+    yaml.push_str(&format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: client
+spec:
+  address: {ip}
+  labels:
+    app: client
+",
+        ip = subnet.ip(CLIENT_HOST)
+    ));
+    yaml
+}
+
+/// The VirtualService of Istio's 90/10 sample with other weights.
+pub fn reviews_split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+    - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: {v1}
+    - destination:
+        host: reviews
+        subset: v2
+      weight: {v2}
+"
+    )
+}
+
+pub fn config_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
