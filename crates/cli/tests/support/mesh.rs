@@ -221,7 +221,10 @@ impl TestMesh {
 pub async fn wait_ready(process: &Process, addr: SocketAddr, path: &str) {
     let deadline = std::time::Instant::now() + READY_TIMEOUT;
     loop {
-        if get(addr, path).await.is_some_and(|reply| reply.status == 200) {
+        if get(addr, path)
+            .await
+            .is_some_and(|reply| reply.status == 200)
+        {
             return;
         }
         if std::time::Instant::now() > deadline {
