@@ -74,21 +74,20 @@ fn is_running(pid: u32) -> bool {
     })
 }
 
-#[test]
-fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("mesh.yaml"), FOLDER).unwrap();
-    let run_dir = tempfile::tempdir().unwrap();
+/// Starts `bosun up <folder>`; its stdout arrives line by line on the receiver.
+fn start_up(
+    folder: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut up = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .arg("up")
-        .arg(folder.path())
+        .arg(folder)
         .arg("--run-dir")
-        .arg(run_dir.path())
+        .arg(run_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let up_pid = up.id();
     let stdout = up.stdout.take().unwrap();
     let (lines_sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -98,6 +97,16 @@ fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
             }
         }
     });
+    (up, lines)
+}
+
+#[test]
+fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("mesh.yaml"), FOLDER).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let (mut up, lines) = start_up(folder.path(), run_dir.path());
+    let up_pid = up.id();
 
     // Start-up progress, then (stdout is not a terminal) one traffic line per refresh.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -159,6 +168,9 @@ fn up_runs_bookinfo_with_real_envoy_sidecars_beside_bosun_ones() {
     let folder = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&example).unwrap() {
         let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         let text = text
             .replace(
@@ -172,25 +184,8 @@ fn up_runs_bookinfo_with_real_envoy_sidecars_beside_bosun_ones() {
         std::fs::write(folder.path().join(path.file_name().unwrap()), text).unwrap();
     }
     let run_dir = tempfile::tempdir().unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .arg("up")
-        .arg(folder.path())
-        .arg("--run-dir")
-        .arg(run_dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut up, lines) = start_up(folder.path(), run_dir.path());
     let up_pid = up.id();
-    let stdout = up.stdout.take().unwrap();
-    let (lines_sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
 
     // productpage (Envoy) answers every request and reviews v2 (Envoy) gets its share.
     let deadline = Instant::now() + Duration::from_secs(60);

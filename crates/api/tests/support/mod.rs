@@ -14,6 +14,12 @@ pub fn corpus_dir(folder: &str) -> Option<PathBuf> {
             return Some(candidate);
         }
     }
+    if std::env::var_os("BOSUN_REQUIRE_CORPUS").is_some() {
+        panic!(
+            "BOSUN_REQUIRE_CORPUS is set but shared/corpus/{folder} is not above {}",
+            manifest.display()
+        );
+    }
     eprintln!(
         "corpus folder shared/corpus/{folder} not found above {}; skipping",
         manifest.display()

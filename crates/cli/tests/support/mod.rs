@@ -21,14 +21,20 @@ use tokio::net::TcpStream;
 
 pub const CORPUS_NETWORKING: &str = "../../../shared/corpus/bookinfo/networking";
 
-/// Where Istio's bookinfo networking files are (the shared corpus, else the example).
+/// Where Istio's bookinfo networking files are: the shared corpus when it is beside the
+/// checkout, else the copies in examples/bookinfo (and its scenarios/).
 pub fn istio_file(name: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = manifest.join(CORPUS_NETWORKING).join(name);
     if corpus.exists() {
         return corpus;
     }
-    manifest.join("../../examples/bookinfo").join(name)
+    let example = manifest.join("../../examples/bookinfo");
+    let scenario = example.join("scenarios").join(name);
+    if scenario.exists() {
+        return scenario;
+    }
+    example.join(name)
 }
 
 static NEXT_SUBNET: AtomicU8 = AtomicU8::new(0);
