@@ -264,9 +264,12 @@ fn match_of(request: &HttpMatchRequest) -> RequestMatch {
         .iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), string_match(value)))
         .collect();
-    // Istio matches method and authority as the HTTP/2 pseudo-headers.
+    // Istio matches method, scheme and authority as the HTTP/2 pseudo-headers.
     if let Some(method) = &request.method {
         headers.push((":method".to_string(), string_match(method)));
+    }
+    if let Some(scheme) = &request.scheme {
+        headers.push((":scheme".to_string(), string_match(scheme)));
     }
     if let Some(authority) = &request.authority {
         headers.push((":authority".to_string(), string_match(authority)));
