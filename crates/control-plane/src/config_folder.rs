@@ -27,6 +27,29 @@ pub struct ConfigFolder {
     /// Which file each resource came from in the previous load, so that on a new
     /// duplicate the resource already serving keeps serving.
     owners: HashMap<ResourceKey, PathBuf>,
+    /// Each file's last parse, reused while the file is unchanged.
+    parsed: HashMap<PathBuf, (FileStamp, FileLoad)>,
+}
+
+/// What tells a file changed: a rename-over (how editors save) changes the inode, a write
+/// in place changes the modification time or the length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(file: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(file).ok()?;
+        Some(Self {
+            modified: metadata.modified().ok()?,
+            len: metadata.len(),
+            inode: metadata.ino(),
+        })
+    }
 }
 
 /// One load of the folder: the snapshot to serve and what to tell the user.
@@ -43,6 +66,7 @@ impl ConfigFolder {
             dir,
             last_good: BTreeMap::new(),
             owners: HashMap::new(),
+            parsed: HashMap::new(),
         }
     }
 
@@ -58,7 +82,7 @@ impl ConfigFolder {
                 resources,
                 errors: file_errors,
                 warnings: file_warnings,
-            } = load_file(file);
+            } = self.load_file_cached(file);
             warnings.extend(file_warnings);
             if file_errors.is_empty() {
                 self.last_good.insert(file.clone(), resources.clone());
@@ -79,6 +103,7 @@ impl ConfigFolder {
             }
         }
         self.last_good.retain(|file, _| files.contains(file));
+        self.parsed.retain(|file, _| files.contains(file));
 
         let resources = self.without_duplicates(loaded, &mut errors);
         warnings.extend(resources.iter().flat_map(unsupported_warnings));
@@ -90,6 +115,23 @@ impl ConfigFolder {
             errors,
             warnings,
         })
+    }
+
+    /// Loads a file, or reuses its last parse when the file has not changed since: with
+    /// thousands of resources in a folder, an edit should cost the file it touched.
+    fn load_file_cached(&mut self, file: &Path) -> FileLoad {
+        let stamp = FileStamp::of(file);
+        if let (Some(stamp), Some((cached_stamp, cached))) = (stamp, self.parsed.get(file))
+            && stamp == *cached_stamp
+        {
+            return cached.clone();
+        }
+        let load = load_file(file);
+        if let Some(stamp) = stamp {
+            self.parsed
+                .insert(file.to_path_buf(), (stamp, load.clone()));
+        }
+        load
     }
 
     /// Drops the second of two resources with the same kind, namespace and name, with an
@@ -170,6 +212,7 @@ fn yaml_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// One file's resources that passed, its errors, and validation warnings.
+#[derive(Clone)]
 struct FileLoad {
     resources: Vec<Resource>,
     errors: Vec<String>,

@@ -70,6 +70,7 @@ pub struct BoundControlPlane {
     config: ControlPlaneConfig,
     status: Arc<ArcSwap<ConfigStatus>>,
     generators: watch::Sender<Arc<dyn Generator>>,
+    first_generator: Arc<MeshGenerator>,
     ads: AdsServer,
     ready: watch::Sender<bool>,
 }
@@ -89,7 +90,8 @@ impl ControlPlane {
         })?;
         load.log();
         let status = Arc::new(ArcSwap::from_pointee(load.status(1)));
-        let generator: Arc<dyn Generator> = Arc::new(MeshGenerator::new(load.snapshot));
+        let first_generator = Arc::new(MeshGenerator::new(Arc::clone(&load.snapshot)));
+        let generator: Arc<dyn Generator> = first_generator.clone();
         let (generators, generator_rx) = watch::channel(generator);
         let ads = AdsServer::new(generator_rx);
         let xds_listener = bind("xDS", config.xds_address).await?;
@@ -102,6 +104,7 @@ impl ControlPlane {
             config,
             status,
             generators,
+            first_generator,
             ads,
             ready,
         })
@@ -140,6 +143,7 @@ impl BoundControlPlane {
             config,
             status,
             generators,
+            first_generator,
             ads,
             ready,
         } = self;
@@ -160,18 +164,38 @@ impl BoundControlPlane {
         let reload_status = status.clone();
         let reloads = tokio::spawn(async move {
             let mut generation = 1;
+            let mut previous = Arc::clone(&first_generator);
             while changed_rx.recv().await.is_some() {
-                let load = match folder.reload() {
-                    Ok(load) => load,
-                    Err(error) => {
+                // Parsing and translating a large mesh takes a while: off the async workers.
+                let base = Arc::clone(&previous);
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    let load = folder.reload();
+                    let built = load.as_ref().ok().map(|load| {
+                        Arc::new(MeshGenerator::with_previous(
+                            Arc::clone(&load.snapshot),
+                            Some(&base),
+                        ))
+                    });
+                    (folder, load, built)
+                })
+                .await;
+                let Ok((returned, load, built)) = reloaded else {
+                    tracing::error!("config reload panicked; serving the last good config");
+                    return;
+                };
+                folder = returned;
+                let (load, generator) = match (load, built) {
+                    (Ok(load), Some(generator)) => (load, generator),
+                    (Err(error), _) => {
                         tracing::error!(%error, "cannot read the config folder; serving the last good config");
                         continue;
                     }
+                    (Ok(_), None) => continue,
                 };
                 load.log();
                 generation += 1;
                 reload_status.store(Arc::new(load.status(generation)));
-                let generator: Arc<dyn Generator> = Arc::new(MeshGenerator::new(load.snapshot));
+                previous = Arc::clone(&generator);
                 if generators.send(generator).is_err() {
                     return;
                 }

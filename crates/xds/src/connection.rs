@@ -99,8 +99,10 @@ pub(crate) async fn serve<P, S>(
 
     // Clone the generator out of the watch: its borrow must not live across an await.
     let generator = Arc::clone(&ctx.generators.borrow_and_update());
-    let mut resources =
-        ProxyResources::build(generator.generate(&node), &ProxyResources::default());
+    let mut resources = ProxyResources::build(
+        generator.generate_encoded(&node),
+        &ProxyResources::default(),
+    );
     let mut generators_open = true;
     let mut next_request = Some(first);
 
@@ -131,7 +133,7 @@ pub(crate) async fn serve<P, S>(
                     continue;
                 }
                 let generator = Arc::clone(&ctx.generators.borrow_and_update());
-                resources = ProxyResources::build(generator.generate(&node), &resources);
+                resources = ProxyResources::build(generator.generate_encoded(&node), &resources);
                 let pushes = protocol.on_push(&resources);
                 registration.update(protocol.status());
                 let mut closed = false;

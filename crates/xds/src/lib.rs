@@ -19,7 +19,7 @@ mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod translate;
-mod versioned;
+pub mod versioned;
 
 pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
@@ -30,3 +30,4 @@ pub use resources::{
 };
 pub use server::AdsServer;
 pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};
+pub use versioned::{EncodedSet, TypedResource, VersionedResource};

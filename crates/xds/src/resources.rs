@@ -6,6 +6,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 use crate::node::ProxyNode;
+use crate::versioned::EncodedSet;
 
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -28,6 +29,12 @@ pub struct ResourceSet {
 /// `generate` once per connected proxy per change, off any shared lock.
 pub trait Generator: Send + Sync + 'static {
     fn generate(&self, node: &ProxyNode) -> ResourceSet;
+
+    /// The same resources, encoded. A generator that shares resources between proxies
+    /// returns the same `Arc`s to each, so they are encoded once per change.
+    fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
+        EncodedSet::encode(self.generate(node))
+    }
 }
 
 /// A generator that gives every proxy nothing; what a server starts with before the first

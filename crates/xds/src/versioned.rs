@@ -22,7 +22,7 @@ use crate::resources::{ResourceSet, ResourceType};
 
 /// A resource as the typed message the generator produced.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum TypedResource {
+pub enum TypedResource {
     // Boxed: the messages differ in size by an order of magnitude.
     Listener(Box<Listener>),
     Route(Box<RouteConfiguration>),
@@ -31,7 +31,7 @@ pub(crate) enum TypedResource {
 }
 
 impl TypedResource {
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             Self::Listener(listener) => &listener.name,
             Self::Route(route) => &route.name,
@@ -40,7 +40,7 @@ impl TypedResource {
         }
     }
 
-    fn resource_type(&self) -> ResourceType {
+    pub fn resource_type(&self) -> ResourceType {
         match self {
             Self::Listener(_) => ResourceType::Listener,
             Self::Route(_) => ResourceType::Route,
@@ -59,9 +59,11 @@ impl TypedResource {
     }
 }
 
-/// One encoded resource and its content version.
+/// One encoded resource and its content version. Shared (`Arc`) between every proxy that
+/// is given it, so a resource common to the mesh is encoded once per change, not once per
+/// proxy.
 #[derive(Debug)]
-pub(crate) struct VersionedResource {
+pub struct VersionedResource {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) any: Any,
@@ -69,7 +71,28 @@ pub(crate) struct VersionedResource {
 }
 
 impl VersionedResource {
-    fn encode(typed: TypedResource) -> Self {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn typed(&self) -> &TypedResource {
+        &self.typed
+    }
+
+    /// Encodes `typed`, unless `previous` already holds the same message: then that
+    /// encoding (and its version) is reused, so equal content keeps its version.
+    pub fn encode_reusing(typed: TypedResource, previous: Option<&Arc<Self>>) -> Arc<Self> {
+        match previous {
+            Some(previous) if previous.typed == typed => Arc::clone(previous),
+            _ => Arc::new(Self::encode(typed)),
+        }
+    }
+
+    pub fn encode(typed: TypedResource) -> Self {
         let value = typed.encode_to_vec();
         Self {
             name: typed.name().to_string(),
@@ -128,38 +151,18 @@ pub(crate) struct ProxyResources {
 impl ProxyResources {
     /// Encodes `set`, reusing the encoding and version of every resource unchanged since
     /// `previous`.
-    pub(crate) fn build(set: ResourceSet, previous: &ProxyResources) -> Self {
-        let ResourceSet {
+    pub(crate) fn build(set: EncodedSet, previous: &ProxyResources) -> Self {
+        let EncodedSet {
             listeners,
             routes,
             clusters,
             endpoints,
         } = set;
         Self {
-            listeners: index(
-                listeners
-                    .into_iter()
-                    .map(|l| TypedResource::Listener(Box::new(l))),
-                &previous.listeners,
-            ),
-            routes: index(
-                routes
-                    .into_iter()
-                    .map(|r| TypedResource::Route(Box::new(r))),
-                &previous.routes,
-            ),
-            clusters: index(
-                clusters
-                    .into_iter()
-                    .map(|c| TypedResource::Cluster(Box::new(c))),
-                &previous.clusters,
-            ),
-            endpoints: index(
-                endpoints
-                    .into_iter()
-                    .map(|e| TypedResource::Endpoint(Box::new(e))),
-                &previous.endpoints,
-            ),
+            listeners: index(listeners, &previous.listeners),
+            routes: index(routes, &previous.routes),
+            clusters: index(clusters, &previous.clusters),
+            endpoints: index(endpoints, &previous.endpoints),
         }
     }
 
@@ -173,32 +176,72 @@ impl ProxyResources {
     }
 }
 
-fn index(
-    resources: impl Iterator<Item = TypedResource>,
-    previous: &ResourcesByName,
-) -> ResourcesByName {
+fn index(resources: Vec<Arc<VersionedResource>>, previous: &ResourcesByName) -> ResourcesByName {
     let mut indexed = ResourcesByName::new();
-    for typed in resources {
-        let name = typed.name();
-        if name.is_empty() {
-            tracing::warn!(type = %typed.resource_type(), "generator produced a resource without a name; skipped");
+    for resource in resources {
+        if resource.name.is_empty() {
+            tracing::warn!(type = %resource.typed.resource_type(), "generator produced a resource without a name; skipped");
             continue;
         }
-        if indexed.contains_key(name) {
-            tracing::warn!(type = %typed.resource_type(), name, "generator produced a duplicate resource name; the first one is kept");
+        if indexed.contains_key(&resource.name) {
+            tracing::warn!(type = %resource.typed.resource_type(), name = %resource.name, "generator produced a duplicate resource name; the first one is kept");
             continue;
         }
-        let resource = match previous.get(name) {
-            Some(unchanged) if unchanged.typed == typed => Arc::clone(unchanged),
-            _ => Arc::new(VersionedResource::encode(typed)),
+        // The same content keeps the version the proxy already has: by identity (a shared
+        // resource), by version, or by message (equal messages can encode differently).
+        let resource = match previous.get(&resource.name) {
+            Some(unchanged)
+                if Arc::ptr_eq(unchanged, &resource)
+                    || unchanged.version == resource.version
+                    || unchanged.typed == resource.typed =>
+            {
+                Arc::clone(unchanged)
+            }
+            _ => resource,
         };
         indexed.insert(resource.name.clone(), resource);
     }
     indexed
 }
 
-/// A version for `bytes`: stable for equal bytes within one build of the control plane,
-/// which is what a reconnecting proxy's `initial_resource_versions` needs.
+/// A proxy's resources, encoded: what a [`crate::Generator`] hands the server.
+#[derive(Debug, Default, Clone)]
+pub struct EncodedSet {
+    pub listeners: Vec<Arc<VersionedResource>>,
+    pub routes: Vec<Arc<VersionedResource>>,
+    pub clusters: Vec<Arc<VersionedResource>>,
+    pub endpoints: Vec<Arc<VersionedResource>>,
+}
+
+impl EncodedSet {
+    /// Encodes every resource of `set` (for generators that share nothing).
+    pub fn encode(set: ResourceSet) -> Self {
+        let encode = |typed| Arc::new(VersionedResource::encode(typed));
+        Self {
+            listeners: set
+                .listeners
+                .into_iter()
+                .map(|l| encode(TypedResource::Listener(Box::new(l))))
+                .collect(),
+            routes: set
+                .routes
+                .into_iter()
+                .map(|r| encode(TypedResource::Route(Box::new(r))))
+                .collect(),
+            clusters: set
+                .clusters
+                .into_iter()
+                .map(|c| encode(TypedResource::Cluster(Box::new(c))))
+                .collect(),
+            endpoints: set
+                .endpoints
+                .into_iter()
+                .map(|e| encode(TypedResource::Endpoint(Box::new(e))))
+                .collect(),
+        }
+    }
+}
+
 fn content_version(bytes: &[u8]) -> String {
     // `DefaultHasher::new()` has fixed keys, unlike `RandomState`.
     let mut hasher = DefaultHasher::new();
@@ -244,11 +287,11 @@ mod tests {
         }
     }
 
-    fn set(clusters: Vec<Cluster>) -> ResourceSet {
-        ResourceSet {
+    fn set(clusters: Vec<Cluster>) -> EncodedSet {
+        EncodedSet::encode(ResourceSet {
             clusters,
             ..Default::default()
-        }
+        })
     }
 
     #[test]

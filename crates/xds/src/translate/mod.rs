@@ -8,11 +8,12 @@ mod listeners;
 mod names;
 mod routes;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bosun_model::Snapshot;
 
-use crate::{Generator, ProxyNode, ResourceSet};
+use crate::{EncodedSet, Generator, ProxyNode, ResourceSet, TypedResource, VersionedResource};
 
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 
@@ -20,23 +21,123 @@ pub use names::{inbound_cluster_name, outbound_cluster_name};
 pub const DEFAULT_APP_PORT_OFFSET: u16 = 10000;
 
 /// Turns one snapshot into resources for any proxy.
+///
+/// What every proxy shares (the outbound clusters and their endpoints, and the outbound
+/// routes of each namespace) is translated and encoded once per snapshot and handed to
+/// every proxy as the same `Arc`; only the listeners and inbound clusters are per proxy.
+/// Resources equal to those of the previous snapshot keep their encoding and version.
 pub struct MeshGenerator {
     snapshot: Arc<Snapshot>,
+    outbound_clusters: Vec<Arc<VersionedResource>>,
+    outbound_endpoints: Vec<Arc<VersionedResource>>,
+    /// The outbound RouteConfiguration as seen from each namespace, made on first use.
+    routes_by_namespace: Mutex<HashMap<String, Arc<VersionedResource>>>,
+    /// The previous snapshot's routes, so unchanged ones keep their version.
+    previous_routes: HashMap<String, Arc<VersionedResource>>,
 }
 
 impl MeshGenerator {
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        Self { snapshot }
+        Self::with_previous(snapshot, None)
+    }
+
+    /// Builds the generator for `snapshot`, reusing what `previous` encoded where the
+    /// content did not change.
+    pub fn with_previous(snapshot: Arc<Snapshot>, previous: Option<&MeshGenerator>) -> Self {
+        let outbound = clusters::outbound(&snapshot);
+        let by_name =
+            |resources: &[Arc<VersionedResource>]| -> HashMap<String, Arc<VersionedResource>> {
+                resources
+                    .iter()
+                    .map(|resource| (resource.name().to_string(), Arc::clone(resource)))
+                    .collect()
+            };
+        let previous_clusters = previous
+            .map(|p| by_name(&p.outbound_clusters))
+            .unwrap_or_default();
+        let previous_endpoints = previous
+            .map(|p| by_name(&p.outbound_endpoints))
+            .unwrap_or_default();
+        let outbound_clusters = outbound
+            .clusters
+            .into_iter()
+            .map(|cluster| {
+                let previous = previous_clusters.get(&cluster.name);
+                VersionedResource::encode_reusing(
+                    TypedResource::Cluster(Box::new(cluster)),
+                    previous,
+                )
+            })
+            .collect();
+        let outbound_endpoints = outbound
+            .endpoints
+            .into_iter()
+            .map(|assignment| {
+                let previous = previous_endpoints.get(&assignment.cluster_name);
+                VersionedResource::encode_reusing(
+                    TypedResource::Endpoint(Box::new(assignment)),
+                    previous,
+                )
+            })
+            .collect();
+        let previous_routes = previous
+            .map(|p| {
+                p.routes_by_namespace
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default();
+        Self {
+            snapshot,
+            outbound_clusters,
+            outbound_endpoints,
+            routes_by_namespace: Mutex::new(HashMap::new()),
+            previous_routes,
+        }
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
+    }
+
+    fn outbound_route(&self, namespace: &str) -> Arc<VersionedResource> {
+        let mut routes = self
+            .routes_by_namespace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = routes.get(namespace) {
+            return Arc::clone(route);
+        }
+        let typed = TypedResource::Route(Box::new(routes::outbound(&self.snapshot, namespace)));
+        let route = VersionedResource::encode_reusing(typed, self.previous_routes.get(namespace));
+        routes.insert(namespace.to_string(), Arc::clone(&route));
+        route
     }
 }
 
 impl Generator for MeshGenerator {
     fn generate(&self, node: &ProxyNode) -> ResourceSet {
         generate(&self.snapshot, node)
+    }
+
+    fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
+        let encode = |typed| Arc::new(VersionedResource::encode(typed));
+        let mut set = EncodedSet {
+            listeners: vec![encode(TypedResource::Listener(Box::new(
+                listeners::virtual_outbound(node),
+            )))],
+            routes: vec![self.outbound_route(&node.namespace)],
+            clusters: self.outbound_clusters.clone(),
+            endpoints: self.outbound_endpoints.clone(),
+        };
+        for port in listeners::inbound(&self.snapshot, node) {
+            set.listeners
+                .push(encode(TypedResource::Listener(Box::new(port.listener))));
+            set.clusters
+                .push(encode(TypedResource::Cluster(Box::new(port.cluster))));
+        }
+        set
     }
 }
 

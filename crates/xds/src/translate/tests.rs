@@ -309,3 +309,60 @@ fn short_names_only_for_the_proxy_namespace() {
             .any(|d| d == "reviews.default.svc.cluster.local")
     );
 }
+
+#[test]
+fn shared_resources_are_the_same_for_every_proxy_and_keep_versions_across_snapshots() {
+    use crate::Generator;
+    use crate::translate::MeshGenerator;
+
+    let first = MeshGenerator::new(Arc::new(bookinfo_reviews(None)));
+    let a = first.generate_encoded(&node());
+    let mut other = node();
+    other.workload_name = "details-v1".to_string();
+    let b = first.generate_encoded(&other);
+    assert!(
+        a.clusters
+            .iter()
+            .zip(&b.clusters)
+            .all(|(x, y)| Arc::ptr_eq(x, y)),
+        "outbound clusters are shared, not re-encoded per proxy"
+    );
+    assert!(
+        Arc::ptr_eq(&a.routes[0], &b.routes[0]),
+        "one route table per namespace"
+    );
+
+    // The encoded form carries the same content as the typed translation.
+    let typed = generate(first.snapshot(), &node());
+    assert_eq!(typed.clusters.len(), a.clusters.len());
+
+    // A new snapshot with the same content keeps every version.
+    let second = MeshGenerator::with_previous(Arc::new(bookinfo_reviews(None)), Some(&first));
+    let c = second.generate_encoded(&node());
+    for (before, after) in a.clusters.iter().zip(&c.clusters) {
+        assert_eq!(before.version(), after.version(), "{}", after.name());
+    }
+    assert_eq!(a.routes[0].version(), c.routes[0].version());
+
+    // A routing change changes the route's version, not the clusters'.
+    let routes = VirtualRoutes {
+        source: "default/reviews".to_string(),
+        namespace: "default".to_string(),
+        hosts: vec![reviews_host()],
+        http: vec![HttpRouteRule {
+            name: None,
+            matches: Vec::new(),
+            destinations: vec![weighted("v1", 50), weighted("v2", 50)],
+        }],
+    };
+    let third =
+        MeshGenerator::with_previous(Arc::new(bookinfo_reviews(Some(routes))), Some(&second));
+    let d = third.generate_encoded(&node());
+    assert_ne!(c.routes[0].version(), d.routes[0].version());
+    assert!(
+        c.clusters
+            .iter()
+            .zip(&d.clusters)
+            .all(|(x, y)| Arc::ptr_eq(x, y))
+    );
+}

@@ -1,0 +1,251 @@
+//! `xds-scale`: the control plane at scale. Generates a mesh folder (services, each with
+//! endpoints), runs a real `bosun control-plane` on it, connects many simulated delta-ADS
+//! clients at once, and reports:
+//! - full push: from the moment every client subscribes until each is in sync (p50, max);
+//! - incremental change: one endpoint of one service moves; time until each client has
+//!   the new endpoints (p50, p99, max), measured from the file write;
+//! - the control plane's memory (RSS now and peak).
+
+mod client;
+mod mesh;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(about = "Control plane at scale: push times and memory with many delta-xDS clients")]
+struct Args {
+    /// Services in the generated mesh.
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// Endpoints (WorkloadEntries) per service.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// Simulated proxies, each on its own delta ADS stream and connection.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// The `bosun` binary to run as the control plane.
+    #[arg(long, default_value = "target/release/bosun")]
+    bosun: PathBuf,
+    /// The control plane's debounce, e.g. 10ms (part of the incremental figure).
+    #[arg(long, default_value = "10ms")]
+    debounce: String,
+    /// Print the result as one JSON object only.
+    #[arg(long)]
+    json: bool,
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+fn progress(json: bool, text: &str) {
+    if !json {
+        eprintln!("{text}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = std::env::temp_dir().join(format!("bosun-xds-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    progress(
+        args.json,
+        &format!(
+            "generating {} services x {} endpoints in {}",
+            args.services,
+            args.endpoints,
+            dir.display()
+        ),
+    );
+    mesh::write(&dir, args.services, args.endpoints)?;
+
+    let xds_port = free_port()?;
+    let debug_port = free_port()?;
+    let loading = Instant::now();
+    let mut control_plane = Command::new(&args.bosun)
+        .arg("control-plane")
+        .arg("--config")
+        .arg(&dir)
+        .arg("--xds-address")
+        .arg(format!("127.0.0.1:{xds_port}"))
+        .arg("--debug-address")
+        .arg(format!("127.0.0.1:{debug_port}"))
+        .arg("--debounce")
+        .arg(&args.debounce)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (build it with cargo build --release)",
+                args.bosun.display()
+            )
+        })?;
+    let pid = control_plane.id();
+    wait_for_port(xds_port, Duration::from_secs(300)).await?;
+    let load_time = loading.elapsed();
+    let (rss_idle, _) = rss_kib(pid);
+    progress(
+        args.json,
+        &format!(
+            "control plane ready in {load_time:?}, RSS {} MiB",
+            rss_idle / 1024
+        ),
+    );
+
+    // Connect everyone first, then subscribe all at once.
+    let (start_tx, start_rx) = watch::channel(false);
+    let mut clients = Vec::with_capacity(args.clients);
+    for index in 0..args.clients {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{xds_port}"))?
+                .connect()
+                .await?;
+        let (times_tx, times_rx) = watch::channel(client::ClientTimes::default());
+        let task = tokio::spawn(client::run(
+            channel,
+            index,
+            start_rx.clone(),
+            mesh::changed_cluster(),
+            times_tx,
+        ));
+        clients.push((task, times_rx));
+    }
+    progress(
+        args.json,
+        &format!("{} clients connected; subscribing", args.clients),
+    );
+    let started = Instant::now();
+    start_tx.send(true)?;
+    let all_synced = wait_all(&clients, |t| t.synced.is_some(), Duration::from_secs(600)).await;
+    if !all_synced {
+        bail!("not every client reached sync within 600 s");
+    }
+    let mut full: Vec<Duration> = clients
+        .iter()
+        .filter_map(|(_, times)| times.borrow().synced.map(|at| at - started))
+        .collect();
+    full.sort();
+    let bytes: usize = clients.iter().map(|(_, t)| t.borrow().bytes).sum();
+    let (rss_synced, peak_synced) = rss_kib(pid);
+    progress(
+        args.json,
+        &format!(
+            "full push: every client in sync after {:?} (p50 {:?}); {} MiB sent; RSS {} MiB",
+            full.last().copied().unwrap_or_default(),
+            percentile(&full, 50.0),
+            bytes / (1 << 20),
+            rss_synced / 1024
+        ),
+    );
+
+    // One endpoint of one service moves.
+    let changed_at = Instant::now();
+    mesh::write_file(&dir, 0, args.services, args.endpoints, 1)?;
+    let all_changed = wait_all(&clients, |t| t.changed.is_some(), Duration::from_secs(120)).await;
+    let mut incremental: Vec<Duration> = clients
+        .iter()
+        .filter_map(|(_, times)| times.borrow().changed.map(|at| at - changed_at))
+        .collect();
+    incremental.sort();
+    let (rss_end, peak) = rss_kib(pid);
+    let _ = control_plane.kill();
+    let _ = control_plane.wait();
+    for (task, _) in &clients {
+        task.abort();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let result = serde_json::json!({
+        "services": args.services,
+        "endpoints": args.services * args.endpoints,
+        "clients": args.clients,
+        "debounce": args.debounce,
+        "config_load_ms": ms(load_time),
+        "full_push_max_ms": ms(full.last().copied().unwrap_or_default()),
+        "full_push_p50_ms": ms(percentile(&full, 50.0)),
+        "full_push_mib_sent": bytes / (1 << 20),
+        "incremental_all_clients": all_changed,
+        "incremental_p50_ms": ms(percentile(&incremental, 50.0)),
+        "incremental_p99_ms": ms(percentile(&incremental, 99.0)),
+        "incremental_max_ms": ms(incremental.last().copied().unwrap_or_default()),
+        "rss_idle_mib": rss_idle / 1024,
+        "rss_synced_mib": rss_synced / 1024,
+        "rss_end_mib": rss_end / 1024,
+        "rss_peak_mib": peak.max(peak_synced) / 1024,
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+async fn wait_all(
+    clients: &[(
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        watch::Receiver<client::ClientTimes>,
+    )],
+    done: impl Fn(&client::ClientTimes) -> bool,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if clients.iter().all(|(_, times)| done(&times.borrow())) {
+            return true;
+        }
+        if clients.iter().any(|(task, _)| task.is_finished()) {
+            return false;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("the control plane did not listen on port {port} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
