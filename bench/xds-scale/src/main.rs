@@ -38,6 +38,9 @@ struct Args {
     /// Print the result as one JSON object only.
     #[arg(long)]
     json: bool,
+    /// Write the control plane's log (at info level) to this file.
+    #[arg(long)]
+    control_plane_log: Option<PathBuf>,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -100,9 +103,19 @@ async fn main() -> anyhow::Result<()> {
         .arg(format!("127.0.0.1:{debug_port}"))
         .arg("--debounce")
         .arg(&args.debounce)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            if args.control_plane_log.is_some() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match &args.control_plane_log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()
         .with_context(|| {
             format!(

@@ -169,13 +169,20 @@ impl BoundControlPlane {
                 // Parsing and translating a large mesh takes a while: off the async workers.
                 let base = Arc::clone(&previous);
                 let reloaded = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
                     let load = folder.reload();
+                    let loaded = started.elapsed();
                     let built = load.as_ref().ok().map(|load| {
                         Arc::new(MeshGenerator::with_previous(
                             Arc::clone(&load.snapshot),
                             Some(&base),
                         ))
                     });
+                    tracing::info!(
+                        load_ms = loaded.as_millis() as u64,
+                        translate_ms = (started.elapsed() - loaded).as_millis() as u64,
+                        "config reloaded"
+                    );
                     (folder, load, built)
                 })
                 .await;

@@ -1,6 +1,6 @@
 //! One immutable view of the mesh, indexed for the questions translation asks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -14,6 +14,10 @@ use crate::service::{Endpoint, Service, ServicePort, Workload, selects};
 pub struct Snapshot {
     services: BTreeMap<Hostname, Arc<Service>>,
     workloads: Vec<Arc<Workload>>,
+    /// Workloads by (namespace, label key, label value), so a selector looks at the
+    /// workloads carrying one of its labels instead of every workload of the mesh.
+    #[serde(skip)]
+    workloads_by_label: HashMap<(String, String, String), Vec<usize>>,
     routes: BTreeMap<Hostname, Arc<VirtualRoutes>>,
     policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
 }
@@ -35,9 +39,19 @@ impl Snapshot {
         routes: BTreeMap<Hostname, Arc<VirtualRoutes>>,
         policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
     ) -> Self {
+        let mut workloads_by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for (index, workload) in workloads.iter().enumerate() {
+            for (key, value) in &workload.labels {
+                workloads_by_label
+                    .entry((workload.namespace.clone(), key.clone(), value.clone()))
+                    .or_default()
+                    .push(index);
+            }
+        }
         Self {
             services,
             workloads,
+            workloads_by_label,
             routes,
             policies,
         }
@@ -83,6 +97,41 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// The workloads of `namespace` that carry every label of `selector`.
+    fn selected_workloads(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<Endpoint> {
+        let in_namespace = |workload: &&Arc<Workload>| {
+            workload.namespace == namespace && selects(selector, &workload.labels)
+        };
+        // The shortest list among the selector's labels holds every candidate.
+        let shortest = selector
+            .iter()
+            .map(|(key, value)| {
+                self.workloads_by_label
+                    .get(&(namespace.to_string(), key.clone(), value.clone()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|candidates| candidates.len());
+        match shortest {
+            Some(candidates) => candidates
+                .iter()
+                .map(|index| &self.workloads[*index])
+                .filter(in_namespace)
+                .map(|workload| Endpoint::from_workload(workload))
+                .collect(),
+            // An empty selector selects every workload of the namespace.
+            None => self
+                .workloads
+                .iter()
+                .filter(in_namespace)
+                .map(|workload| Endpoint::from_workload(workload))
+                .collect(),
+        }
+    }
+
     /// Every endpoint of `service` on `port`, limited to `subset` when given. An unknown
     /// subset has no endpoints (Envoy then answers 503, as Istio does).
     pub fn endpoints(
@@ -104,15 +153,10 @@ impl Snapshot {
         let in_subset = |endpoint: &Endpoint| {
             subset_labels.is_none_or(|labels| selects(labels, &endpoint.labels))
         };
-        let selected = service.workload_selector.as_ref().map(|selector| {
-            self.workloads
-                .iter()
-                .filter(|workload| {
-                    workload.namespace == service.namespace && selects(selector, &workload.labels)
-                })
-                .map(|workload| Endpoint::from_workload(workload))
-                .collect::<Vec<_>>()
-        });
+        let selected = service
+            .workload_selector
+            .as_ref()
+            .map(|selector| self.selected_workloads(&service.namespace, selector));
         selected
             .iter()
             .flatten()
