@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use crate::node::{NodeError, ProxyNode};
 use crate::resources::Generator;
 use crate::status::{ProxySyncStatus, StatusRegistry, StreamKind, TypeSyncStatus};
-use crate::versioned::ProxyResources;
+use crate::versioned::{ChangeHint, ProxyResources};
 
 /// Why a stream ended with an error status.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,12 @@ pub(crate) trait StreamProtocol: Send + 'static {
         resources: &ProxyResources,
     ) -> Option<Self::Response>;
     /// The responses a config change calls for, in push order.
-    fn on_push(&mut self, resources: &ProxyResources) -> Vec<Self::Response>;
+    /// A config change; `hint`, when given, names every resource that may have changed.
+    fn on_push(
+        &mut self,
+        resources: &ProxyResources,
+        hint: Option<&ChangeHint>,
+    ) -> Vec<Self::Response>;
     fn status(&self) -> Vec<TypeSyncStatus>;
 }
 
@@ -99,10 +104,7 @@ pub(crate) async fn serve<P, S>(
 
     // Clone the generator out of the watch: its borrow must not live across an await.
     let generator = Arc::clone(&ctx.generators.borrow_and_update());
-    let mut resources = ProxyResources::build(
-        generator.generate_encoded(&node),
-        &ProxyResources::default(),
-    );
+    let mut resources = resources_for(generator.as_ref(), &node, &ProxyResources::default());
     let mut generators_open = true;
     let mut next_request = Some(first);
 
@@ -133,8 +135,14 @@ pub(crate) async fn serve<P, S>(
                     continue;
                 }
                 let generator = Arc::clone(&ctx.generators.borrow_and_update());
-                resources = ProxyResources::build(generator.generate_encoded(&node), &resources);
-                let pushes = protocol.on_push(&resources);
+                let hint = match incremental_update(generator.as_ref(), &node, &mut resources) {
+                    Some(hint) => Some(hint),
+                    None => {
+                        resources = resources_for(generator.as_ref(), &node, &resources);
+                        None
+                    }
+                };
+                let pushes = protocol.on_push(&resources, hint.as_ref());
                 registration.update(protocol.status());
                 let mut closed = false;
                 for response in pushes {
@@ -150,4 +158,32 @@ pub(crate) async fn serve<P, S>(
         }
     }
     tracing::info!(proxy = %node.id, stream = ?P::KIND, "proxy disconnected");
+}
+
+/// Everything `node` gets from `generator`, built in full.
+fn resources_for(
+    generator: &dyn Generator,
+    node: &ProxyNode,
+    previous: &ProxyResources,
+) -> ProxyResources {
+    match generator.incremental() {
+        Some(incremental) => ProxyResources::build_split(
+            incremental.shared(),
+            incremental.own(node),
+            incremental.generation(),
+            previous,
+        ),
+        None => ProxyResources::build(generator.generate_encoded(node), previous),
+    }
+}
+
+/// Applies only what changed, when `generator` follows the one `resources` came from.
+fn incremental_update(
+    generator: &dyn Generator,
+    node: &ProxyNode,
+    resources: &mut ProxyResources,
+) -> Option<ChangeHint> {
+    let incremental = generator.incremental()?;
+    let changes = incremental.shared_changes_since(resources.generation?)?;
+    Some(resources.apply(changes, incremental.own(node), incremental.generation()))
 }

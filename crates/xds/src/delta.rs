@@ -18,7 +18,9 @@ use crate::connection::StreamProtocol;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::{ProxyResources, rewarmed_endpoints, set_version};
+use crate::versioned::{ChangeHint, ProxyResources, rewarmed_endpoints};
+
+static NOTHING: BTreeSet<String> = BTreeSet::new();
 
 /// One delta stream.
 #[derive(Debug)]
@@ -35,6 +37,7 @@ struct Watch {
     /// Name -> version of what the proxy has, or will have once it applies what was sent.
     known: BTreeMap<String, String>,
     status: TypeSyncStatus,
+    revision: u64,
 }
 
 impl StreamProtocol for DeltaStream {
@@ -76,6 +79,7 @@ impl StreamProtocol for DeltaStream {
                 .map(|(name, version)| (name.clone(), version.clone()))
                 .collect(),
             status: TypeSyncStatus::new(resource_type),
+            revision: 0,
         });
 
         if !request.response_nonce.is_empty() {
@@ -109,7 +113,11 @@ impl StreamProtocol for DeltaStream {
         }
     }
 
-    fn on_push(&mut self, resources: &ProxyResources) -> Vec<DeltaDiscoveryResponse> {
+    fn on_push(
+        &mut self,
+        resources: &ProxyResources,
+        hint: Option<&ChangeHint>,
+    ) -> Vec<DeltaDiscoveryResponse> {
         let types: Vec<ResourceType> = self.watches.keys().copied().collect();
         let mut rewarmed = BTreeSet::new();
         let mut responses = Vec::new();
@@ -118,7 +126,10 @@ impl StreamProtocol for DeltaStream {
                 ResourceType::Endpoint => std::mem::take(&mut rewarmed),
                 _ => BTreeSet::new(),
             };
-            let Some(response) = self.respond(resource_type, resources, false, &resend) else {
+            let candidates = hint.map(|hint| hint.get(&resource_type).unwrap_or(&NOTHING));
+            let Some(response) =
+                self.respond_to(resource_type, resources, false, &resend, candidates)
+            else {
                 continue;
             };
             if resource_type == ResourceType::Cluster {
@@ -151,24 +162,61 @@ impl DeltaStream {
         always: bool,
         resend: &BTreeSet<String>,
     ) -> Option<DeltaDiscoveryResponse> {
+        self.respond_to(resource_type, resources, always, resend, None)
+    }
+
+    /// As [`Self::respond`]; with `candidates`, only those names (and `resend`) are looked
+    /// at: a push names what may have changed, so a small change costs a small look.
+    fn respond_to(
+        &mut self,
+        resource_type: ResourceType,
+        resources: &ProxyResources,
+        always: bool,
+        resend: &BTreeSet<String>,
+        candidates: Option<&BTreeSet<String>>,
+    ) -> Option<DeltaDiscoveryResponse> {
         let watch = self.watches.get_mut(&resource_type)?;
         let all = resources.of(resource_type);
-        let updated: Vec<Resource> = watch
-            .subscription
-            .select(all)
-            .filter(|r| watch.known.get(&r.name) != Some(&r.version) || resend.contains(&r.name))
+        let stale = |r: &&std::sync::Arc<crate::versioned::VersionedResource>| {
+            watch.known.get(&r.name) != Some(&r.version) || resend.contains(&r.name)
+        };
+        let (updated, removed): (Vec<_>, Vec<String>) = match candidates {
+            None => (
+                watch.subscription.select(all).filter(stale).collect(),
+                watch
+                    .known
+                    .keys()
+                    .filter(|name| !all.contains_key(*name))
+                    .cloned()
+                    .collect(),
+            ),
+            Some(candidates) => {
+                let names: BTreeSet<&String> = candidates.iter().chain(resend).collect();
+                (
+                    names
+                        .iter()
+                        .filter(|name| watch.subscription.covers(name))
+                        .filter_map(|name| all.get(*name))
+                        .filter(stale)
+                        .collect(),
+                    names
+                        .iter()
+                        .filter(|name| {
+                            !all.contains_key(**name) && watch.known.contains_key(**name)
+                        })
+                        .map(|name| (*name).clone())
+                        .collect(),
+                )
+            }
+        };
+        let updated: Vec<Resource> = updated
+            .into_iter()
             .map(|r| Resource {
                 name: r.name.clone(),
                 version: r.version.clone(),
                 resource: Some(r.any.clone()),
                 ..Default::default()
             })
-            .collect();
-        let removed: Vec<String> = watch
-            .known
-            .keys()
-            .filter(|name| !all.contains_key(*name))
-            .cloned()
             .collect();
         if updated.is_empty() && removed.is_empty() && !always {
             return None;
@@ -183,7 +231,10 @@ impl DeltaStream {
             watch.known.remove(name);
         }
         let nonce = self.nonces.next_nonce();
-        let version = set_version(watch.known.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        // Delta proxies do not read the system version; a revision per type is enough to
+        // tell responses apart, and costs nothing per resource.
+        watch.revision += 1;
+        let version = format!("{}", watch.revision);
         watch
             .status
             .record_sent(version.clone(), nonce.clone(), watch.known.len());

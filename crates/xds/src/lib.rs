@@ -25,9 +25,9 @@ pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
 pub use node::{NodeError, ProxyNode};
 pub use resources::{
-    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EmptyGenerator, Generator, LISTENER_TYPE_URL,
-    ROUTE_TYPE_URL, ResourceSet, ResourceType,
+    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EmptyGenerator, Generator, IncrementalGenerator,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL, ResourceSet, ResourceType,
 };
 pub use server::AdsServer;
 pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};
-pub use versioned::{EncodedSet, TypedResource, VersionedResource};
+pub use versioned::{EncodedSet, SharedChanges, TypedResource, VersionedResource};

@@ -6,7 +6,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 use crate::node::ProxyNode;
-use crate::versioned::EncodedSet;
+use crate::versioned::{EncodedSet, SharedChanges};
 
 pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -35,6 +35,29 @@ pub trait Generator: Send + Sync + 'static {
     fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
         EncodedSet::encode(self.generate(node))
     }
+
+    /// For generators that share resources between proxies and track what changed: this
+    /// generator's number, its shared resources, and each proxy's own. `None` (the
+    /// default) means every push rebuilds each proxy's resources from
+    /// [`Generator::generate_encoded`].
+    fn incremental(&self) -> Option<&dyn IncrementalGenerator> {
+        None
+    }
+}
+
+/// A generator whose shared resources are the same `Arc`s for every proxy, and which
+/// knows what changed since the generation before it. Pushing a small change then costs
+/// each proxy the change, not the mesh.
+pub trait IncrementalGenerator {
+    /// A number no other generator of this process has.
+    fn generation(&self) -> u64;
+    /// Every resource all proxies share.
+    fn shared(&self) -> EncodedSet;
+    /// What changed in the shared resources since `generation`, if this generator was
+    /// built right after it.
+    fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges>;
+    /// The proxy's own resources (listeners, routes, inbound clusters).
+    fn own(&self, node: &ProxyNode) -> EncodedSet;
 }
 
 /// A generator that gives every proxy nothing; what a server starts with before the first

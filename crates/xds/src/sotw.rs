@@ -19,6 +19,7 @@ use crate::connection::StreamProtocol;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
+use crate::versioned::ChangeHint;
 use crate::versioned::{ProxyResources, rewarmed_endpoints, set_version};
 
 /// One state-of-the-world stream.
@@ -96,7 +97,12 @@ impl StreamProtocol for SotwStream {
         Some(self.respond(resource_type, resources))
     }
 
-    fn on_push(&mut self, resources: &ProxyResources) -> Vec<DiscoveryResponse> {
+    fn on_push(
+        &mut self,
+        resources: &ProxyResources,
+        _hint: Option<&ChangeHint>,
+    ) -> Vec<DiscoveryResponse> {
+        // State of the world sends whole sets: a hint cannot make that smaller.
         let mut rewarmed = BTreeSet::new();
         let mut changed = Vec::new();
         for (resource_type, watch) in &self.watches {

@@ -140,12 +140,19 @@ pub(crate) fn rewarmed_endpoints<'a>(
 pub(crate) type ResourcesByName = BTreeMap<String, Arc<VersionedResource>>;
 
 /// Everything one proxy should have, per type, encoded and versioned.
+/// Names that may have changed in a push, per type: all a stream needs to look at.
+pub(crate) type ChangeHint = BTreeMap<ResourceType, BTreeSet<String>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct ProxyResources {
     listeners: ResourcesByName,
     routes: ResourcesByName,
     clusters: ResourcesByName,
     endpoints: ResourcesByName,
+    /// The generator generation these were built from, when it tracks its changes.
+    pub(crate) generation: Option<u64>,
+    /// Which resources are this proxy's own (not shared), so a push replaces them.
+    own: BTreeMap<ResourceType, BTreeSet<String>>,
 }
 
 impl ProxyResources {
@@ -163,6 +170,74 @@ impl ProxyResources {
             routes: index(routes, &previous.routes),
             clusters: index(clusters, &previous.clusters),
             endpoints: index(endpoints, &previous.endpoints),
+            generation: None,
+            own: BTreeMap::new(),
+        }
+    }
+
+    /// A full build from a generator that tracks its changes: the shared resources plus
+    /// the proxy's own, remembering which are which.
+    pub(crate) fn build_split(
+        shared: EncodedSet,
+        own: EncodedSet,
+        generation: u64,
+        previous: &ProxyResources,
+    ) -> Self {
+        let own_names = own.names();
+        let mut all = shared;
+        all.append(own);
+        let mut built = Self::build(all, previous);
+        built.generation = Some(generation);
+        built.own = own_names;
+        built
+    }
+
+    /// Applies one generation's shared changes and the proxy's own resources anew, in
+    /// time proportional to the change rather than to the mesh. Returns the names that may
+    /// have changed.
+    pub(crate) fn apply(
+        &mut self,
+        changes: &SharedChanges,
+        own: EncodedSet,
+        generation: u64,
+    ) -> ChangeHint {
+        let mut hint = ChangeHint::new();
+        for resource in changes.updated.iter() {
+            let resource_type = resource.typed.resource_type();
+            hint.entry(resource_type)
+                .or_default()
+                .insert(resource.name.clone());
+            upsert(self.of_mut(resource_type), Arc::clone(resource));
+        }
+        for (resource_type, name) in &changes.removed {
+            self.of_mut(*resource_type).remove(name);
+            hint.entry(*resource_type).or_default().insert(name.clone());
+        }
+        for (resource_type, names) in std::mem::take(&mut self.own) {
+            let resources = self.of_mut(resource_type);
+            for name in &names {
+                resources.remove(name);
+            }
+            hint.entry(resource_type).or_default().extend(names);
+        }
+        self.own = own.names();
+        for resource in own.into_iter() {
+            let resource_type = resource.typed.resource_type();
+            hint.entry(resource_type)
+                .or_default()
+                .insert(resource.name.clone());
+            upsert(self.of_mut(resource_type), resource);
+        }
+        self.generation = Some(generation);
+        hint
+    }
+
+    fn of_mut(&mut self, resource_type: ResourceType) -> &mut ResourcesByName {
+        match resource_type {
+            ResourceType::Listener => &mut self.listeners,
+            ResourceType::Route => &mut self.routes,
+            ResourceType::Cluster => &mut self.clusters,
+            ResourceType::Endpoint => &mut self.endpoints,
         }
     }
 
@@ -204,6 +279,25 @@ fn index(resources: Vec<Arc<VersionedResource>>, previous: &ResourcesByName) -> 
     indexed
 }
 
+/// Inserts `resource`, keeping the one already there when the content is the same.
+fn upsert(resources: &mut ResourcesByName, resource: Arc<VersionedResource>) {
+    match resources.get(&resource.name) {
+        Some(existing) if existing.version == resource.version => {}
+        _ => {
+            resources.insert(resource.name.clone(), resource);
+        }
+    }
+}
+
+/// What changed among the resources every proxy shares, from one generation to the next.
+#[derive(Debug, Default, Clone)]
+pub struct SharedChanges {
+    /// Changed or new shared resources.
+    pub updated: EncodedSet,
+    /// Shared resources that are gone.
+    pub removed: Vec<(ResourceType, String)>,
+}
+
 /// A proxy's resources, encoded: what a [`crate::Generator`] hands the server.
 #[derive(Debug, Default, Clone)]
 pub struct EncodedSet {
@@ -214,6 +308,42 @@ pub struct EncodedSet {
 }
 
 impl EncodedSet {
+    /// Every resource, whatever its type.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<VersionedResource>> {
+        self.listeners
+            .iter()
+            .chain(&self.routes)
+            .chain(&self.clusters)
+            .chain(&self.endpoints)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn into_iter(self) -> impl Iterator<Item = Arc<VersionedResource>> {
+        self.listeners
+            .into_iter()
+            .chain(self.routes)
+            .chain(self.clusters)
+            .chain(self.endpoints)
+    }
+
+    pub fn append(&mut self, other: EncodedSet) {
+        self.listeners.extend(other.listeners);
+        self.routes.extend(other.routes);
+        self.clusters.extend(other.clusters);
+        self.endpoints.extend(other.endpoints);
+    }
+
+    fn names(&self) -> BTreeMap<ResourceType, BTreeSet<String>> {
+        let mut names: BTreeMap<ResourceType, BTreeSet<String>> = BTreeMap::new();
+        for resource in self.iter() {
+            names
+                .entry(resource.typed.resource_type())
+                .or_default()
+                .insert(resource.name.clone());
+        }
+        names
+    }
+
     /// Encodes every resource of `set` (for generators that share nothing).
     pub fn encode(set: ResourceSet) -> Self {
         let encode = |typed| Arc::new(VersionedResource::encode(typed));

@@ -9,11 +9,15 @@ mod names;
 mod routes;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bosun_model::Snapshot;
 
-use crate::{EncodedSet, Generator, ProxyNode, ResourceSet, TypedResource, VersionedResource};
+use crate::{
+    EncodedSet, Generator, IncrementalGenerator, ProxyNode, ResourceSet, ResourceType,
+    SharedChanges, TypedResource, VersionedResource,
+};
 
 pub use names::{inbound_cluster_name, outbound_cluster_name};
 
@@ -27,6 +31,9 @@ pub const DEFAULT_APP_PORT_OFFSET: u16 = 10000;
 /// every proxy as the same `Arc`; only the listeners and inbound clusters are per proxy.
 /// Resources equal to those of the previous snapshot keep their encoding and version.
 pub struct MeshGenerator {
+    generation: u64,
+    /// The generation this one was built from, and what changed since it.
+    changes: Option<(u64, SharedChanges)>,
     snapshot: Arc<Snapshot>,
     outbound_clusters: Vec<Arc<VersionedResource>>,
     outbound_endpoints: Vec<Arc<VersionedResource>>,
@@ -58,7 +65,7 @@ impl MeshGenerator {
         let previous_endpoints = previous
             .map(|p| by_name(&p.outbound_endpoints))
             .unwrap_or_default();
-        let outbound_clusters = outbound
+        let outbound_clusters: Vec<Arc<VersionedResource>> = outbound
             .clusters
             .into_iter()
             .map(|cluster| {
@@ -69,7 +76,7 @@ impl MeshGenerator {
                 )
             })
             .collect();
-        let outbound_endpoints = outbound
+        let outbound_endpoints: Vec<Arc<VersionedResource>> = outbound
             .endpoints
             .into_iter()
             .map(|assignment| {
@@ -80,6 +87,17 @@ impl MeshGenerator {
                 )
             })
             .collect();
+        let changes = previous.map(|previous| {
+            (
+                previous.generation,
+                shared_changes(
+                    &previous_clusters,
+                    &previous_endpoints,
+                    &outbound_clusters,
+                    &outbound_endpoints,
+                ),
+            )
+        });
         let previous_routes = previous
             .map(|p| {
                 p.routes_by_namespace
@@ -89,6 +107,8 @@ impl MeshGenerator {
             })
             .unwrap_or_default();
         Self {
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            changes,
             snapshot,
             outbound_clusters,
             outbound_endpoints,
@@ -122,14 +142,44 @@ impl Generator for MeshGenerator {
     }
 
     fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
+        let mut set = self.shared();
+        set.append(self.own(node));
+        set
+    }
+
+    fn incremental(&self) -> Option<&dyn IncrementalGenerator> {
+        Some(self)
+    }
+}
+
+impl IncrementalGenerator for MeshGenerator {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn shared(&self) -> EncodedSet {
+        EncodedSet {
+            clusters: self.outbound_clusters.clone(),
+            endpoints: self.outbound_endpoints.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges> {
+        match &self.changes {
+            Some((previous, changes)) if *previous == generation => Some(changes),
+            _ => None,
+        }
+    }
+
+    fn own(&self, node: &ProxyNode) -> EncodedSet {
         let encode = |typed| Arc::new(VersionedResource::encode(typed));
         let mut set = EncodedSet {
             listeners: vec![encode(TypedResource::Listener(Box::new(
                 listeners::virtual_outbound(node),
             )))],
             routes: vec![self.outbound_route(&node.namespace)],
-            clusters: self.outbound_clusters.clone(),
-            endpoints: self.outbound_endpoints.clone(),
+            ..Default::default()
         };
         for port in listeners::inbound(&self.snapshot, node) {
             set.listeners
@@ -138,6 +188,51 @@ impl Generator for MeshGenerator {
                 .push(encode(TypedResource::Cluster(Box::new(port.cluster))));
         }
         set
+    }
+}
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The shared resources that differ between two generations (by identity: an unchanged
+/// resource is carried over as the same `Arc`), and those that are gone.
+fn shared_changes(
+    previous_clusters: &HashMap<String, Arc<VersionedResource>>,
+    previous_endpoints: &HashMap<String, Arc<VersionedResource>>,
+    clusters: &[Arc<VersionedResource>],
+    endpoints: &[Arc<VersionedResource>],
+) -> SharedChanges {
+    let changed = |previous: &HashMap<String, Arc<VersionedResource>>,
+                   current: &[Arc<VersionedResource>]| {
+        current
+            .iter()
+            .filter(|resource| {
+                previous
+                    .get(resource.name())
+                    .is_none_or(|before| !Arc::ptr_eq(before, resource))
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let gone = |previous: &HashMap<String, Arc<VersionedResource>>,
+                current: &[Arc<VersionedResource>],
+                resource_type: ResourceType| {
+        let current: std::collections::HashSet<&str> =
+            current.iter().map(|resource| resource.name()).collect();
+        previous
+            .keys()
+            .filter(|name| !current.contains(name.as_str()))
+            .map(|name| (resource_type, name.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut removed = gone(previous_clusters, clusters, ResourceType::Cluster);
+    removed.extend(gone(previous_endpoints, endpoints, ResourceType::Endpoint));
+    SharedChanges {
+        updated: EncodedSet {
+            clusters: changed(previous_clusters, clusters),
+            endpoints: changed(previous_endpoints, endpoints),
+            ..Default::default()
+        },
+        removed,
     }
 }
 

@@ -366,3 +366,60 @@ fn shared_resources_are_the_same_for_every_proxy_and_keep_versions_across_snapsh
             .all(|(x, y)| Arc::ptr_eq(x, y))
     );
 }
+
+#[test]
+fn a_generator_knows_which_shared_resources_changed_since_the_one_before() {
+    use crate::IncrementalGenerator;
+    use crate::translate::MeshGenerator;
+
+    let first = MeshGenerator::new(Arc::new(bookinfo_reviews(None)));
+    assert!(
+        first.shared_changes_since(0).is_none(),
+        "nothing came before"
+    );
+
+    // reviews-v2 moves: only the endpoints that include it change.
+    let mut moved = bookinfo_reviews(None);
+    let workloads: Vec<Arc<Workload>> = moved
+        .workloads()
+        .iter()
+        .map(|w| {
+            let mut w = (**w).clone();
+            if w.name == "reviews-v2" {
+                w.address = IpAddr::V4(Ipv4Addr::new(127, 0, 10, 9));
+            }
+            Arc::new(w)
+        })
+        .collect();
+    moved = Snapshot::new(
+        moved
+            .services()
+            .map(|s| (s.hostname.clone(), s.clone()))
+            .collect(),
+        workloads,
+        BTreeMap::new(),
+        moved
+            .policy_for(&reviews_host())
+            .map(|p| BTreeMap::from([(reviews_host(), p.clone())]))
+            .unwrap_or_default(),
+    );
+    let second = MeshGenerator::with_previous(Arc::new(moved), Some(&first));
+    let changes = second
+        .shared_changes_since(first.generation())
+        .expect("built right after the first");
+    let mut changed: Vec<&str> = changes.updated.iter().map(|r| r.name()).collect();
+    changed.sort();
+    assert_eq!(
+        changed,
+        vec![
+            "outbound|9080|v2|reviews.default.svc.cluster.local",
+            "outbound|9080||reviews.default.svc.cluster.local",
+        ]
+    );
+    assert!(changes.removed.is_empty());
+    assert!(
+        second
+            .shared_changes_since(first.generation() + 100)
+            .is_none()
+    );
+}
