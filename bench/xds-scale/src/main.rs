@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         .env(
             "RUST_LOG",
             if args.control_plane_log.is_some() {
-                "info"
+                "info,bosun_control_plane=debug"
             } else {
                 "warn"
             },

@@ -20,7 +20,7 @@ use crate::snapshot::Snapshot;
 /// Builds the snapshot from loaded resources. Resources that cannot take part (a
 /// WorkloadEntry without an IP address, a second VirtualService for a host) are left out
 /// with a warning naming them.
-pub fn build(resources: &[Resource]) -> (Snapshot, Vec<String>) {
+pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot, Vec<String>) {
     let mut warnings = Vec::new();
     let mut services: BTreeMap<Hostname, Arc<Service>> = BTreeMap::new();
     let mut workloads = Vec::new();
