@@ -18,6 +18,9 @@ pub struct Snapshot {
     /// workloads carrying one of its labels instead of every workload of the mesh.
     #[serde(skip)]
     workloads_by_label: HashMap<(String, String, String), Vec<usize>>,
+    /// Workloads by (namespace, name): every proxy looks up its own.
+    #[serde(skip)]
+    workloads_by_name: HashMap<(String, String), usize>,
     routes: BTreeMap<Hostname, Arc<VirtualRoutes>>,
     policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
 }
@@ -40,7 +43,11 @@ impl Snapshot {
         policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
     ) -> Self {
         let mut workloads_by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        let mut workloads_by_name = HashMap::new();
         for (index, workload) in workloads.iter().enumerate() {
+            workloads_by_name
+                .entry((workload.namespace.clone(), workload.name.clone()))
+                .or_insert(index);
             for (key, value) in &workload.labels {
                 workloads_by_label
                     .entry((workload.namespace.clone(), key.clone(), value.clone()))
@@ -52,6 +59,7 @@ impl Snapshot {
             services,
             workloads,
             workloads_by_label,
+            workloads_by_name,
             routes,
             policies,
         }
@@ -70,9 +78,9 @@ impl Snapshot {
     }
 
     pub fn workload(&self, namespace: &str, name: &str) -> Option<&Arc<Workload>> {
-        self.workloads
-            .iter()
-            .find(|workload| workload.namespace == namespace && workload.name == name)
+        self.workloads_by_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|index| &self.workloads[*index])
     }
 
     /// The VirtualService routing for `host`, if any.
