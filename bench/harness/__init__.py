@@ -1,0 +1,1 @@
+"""Side-by-side proxy benchmark: Bosun's proxy, Envoy, HAProxy and nginx on loopback."""

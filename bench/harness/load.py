@@ -1,0 +1,133 @@
+"""The load generators: wrk for the highest request rate, h2load for a fixed rate.
+
+Both speak HTTP/1.1 over keep-alive connections opened once per run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import HarnessError
+from .targets import Endpoint
+
+
+@dataclass
+class MaxRateResult:
+    requests_per_second: float
+    requests: int
+    errors: int
+
+
+@dataclass
+class FixedRateResult:
+    requests: int
+    errors: int
+    achieved_rps: float
+    latency_us: dict[str, float]  # p50, p90, p99, max
+
+
+def _pinned(cpu: int | None, argv: list[str]) -> list[str]:
+    return (["taskset", "-c", str(cpu)] if cpu is not None else []) + argv
+
+
+def _run_load(argv: list[str], seconds: float) -> subprocess.CompletedProcess:
+    # A generator left waiting on connections the server stopped answering never ends.
+    grace_seconds = 30
+    try:
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=seconds + grace_seconds)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"`{' '.join(argv)}` did not finish within {grace_seconds}s of its duration") from None
+
+
+def run_wrk(endpoint: Endpoint, seconds: float, connections: int, cpu: int | None) -> MaxRateResult:
+    """Closed-loop load: every connection sends its next request as soon as the last one ends."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    if endpoint.host_header:
+        argv += ["-H", f"Host: {endpoint.host_header}"]
+    argv.append(endpoint.url)
+    result = _run_load(_pinned(cpu, argv), seconds)
+    if result.returncode != 0:
+        raise HarnessError(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(output: str) -> MaxRateResult:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if not rate or not total:
+        raise HarnessError(f"could not read wrk's output:\n{output}")
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if socket_errors:
+        errors += sum(int(count) for count in socket_errors.groups())
+    return MaxRateResult(float(rate.group(1)), int(total.group(1)), errors)
+
+
+def run_h2load_fixed_rate(endpoint: Endpoint, rate: int, seconds: float, clients: int,
+                          cpu: int | None, log_file: Path) -> FixedRateResult:
+    """Open-loop-ish load at `rate` requests/s spread over `clients` keep-alive connections.
+
+    h2load's --rps paces each connection; with HTTP/1.1 a connection has one request in
+    flight, so a response slower than the pacing interval delays the next request
+    (coordinated omission). At 1000 rps over 10 connections the interval is 10 ms, far
+    above any latency measured here, so the pacing holds.
+    """
+    if rate % clients:
+        raise HarnessError(f"rate {rate} must be a multiple of the {clients} clients")
+    argv = ["h2load", "--h1", "-t1", f"-c{clients}", f"--rps={rate // clients}",
+            f"-D{max(1, round(seconds))}", f"--log-file={log_file}"]
+    if endpoint.host_header:
+        # A `host` header would be sent beside h2load's own; `:authority` replaces it.
+        argv += ["-H", f":authority: {endpoint.host_header}"]
+    argv.append(endpoint.url)
+    result = _run_load(_pinned(cpu, argv), seconds)
+    if result.returncode != 0:
+        raise HarnessError(f"h2load failed ({result.returncode}): {result.stderr or result.stdout}")
+    return read_h2load_log(log_file, seconds)
+
+
+def read_h2load_log(log_file: Path, seconds: float) -> FixedRateResult:
+    """Latency percentiles from h2load's per-request log: start µs, status, latency µs."""
+    latencies: list[int] = []
+    starts: list[int] = []
+    errors = 0
+    for line in log_file.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) < 3:
+            continue
+        start_us, status, latency_us = int(fields[0]), int(fields[1]), int(fields[2])
+        if status != 200:
+            errors += 1
+            continue
+        starts.append(start_us)
+        latencies.append(latency_us)
+    if not latencies:
+        raise HarnessError(f"h2load logged no successful request in {log_file}")
+    latencies.sort()
+    span_seconds = (max(starts) - min(starts)) / 1e6 if len(starts) > 1 else seconds
+    return FixedRateResult(
+        requests=len(latencies),
+        errors=errors,
+        achieved_rps=len(latencies) / span_seconds if span_seconds > 0 else 0.0,
+        latency_us={
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99),
+            "max": float(latencies[-1]),
+        },
+    )
+
+
+def percentile(sorted_values: list[int], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return float(sorted_values[rank - 1])

@@ -1,0 +1,211 @@
+"""Child processes of a benchmark run, and what /proc says about them.
+
+Every child runs in its own session (process group) so that stopping it also stops
+anything it forked, and nothing outside the harness is ever signalled.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+class HarnessError(RuntimeError):
+    """A benchmark step failed in a way a person has to look at."""
+
+
+class Process:
+    """A child process, optionally pinned to one CPU with `taskset`, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, cpu: int | None = None,
+                 env: dict[str, str] | None = None):
+        self.name = name
+        self.argv = (["taskset", "-c", str(cpu)] if cpu is not None else []) + argv
+        self.log_path = log_path
+        self.env = env
+        self._popen: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        with open(self.log_path, "wb") as log:
+            # taskset execs the command, so the pid we get is the pid we measure.
+            self._popen = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=self.env)
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self._popen is None:
+            raise HarnessError(f"{self.name} was never started")
+        return self._popen.pid
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        if self._popen is None or self._popen.poll() is not None:
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            self._popen.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self._popen.wait(timeout=grace_seconds)
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self._popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise HarnessError(
+                f"{self.name} exited (code {self._popen.returncode if self._popen else '?'}); "
+                f"last lines of {self.log_path}:\n{self.log_tail()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name may contain spaces; the fields we want follow its ')'.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLOCK_TICKS_PER_SECOND
+
+
+def status_field_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise HarnessError(f"/proc/{pid}/status has no {field}")
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+class RssSampler:
+    """Samples a process's VmRSS in the background and keeps the maximum."""
+
+    def __init__(self, pid: int, interval_seconds: float = 0.1):
+        self.pid = pid
+        self.interval_seconds = interval_seconds
+        self.max_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            self._sample()
+
+    def _sample(self) -> None:
+        try:
+            self.max_kib = max(self.max_kib, status_field_kib(self.pid, "VmRSS"))
+        except (OSError, HarnessError):
+            pass  # The process is gone; the caller notices through its own checks.
+
+
+@dataclass
+class CpuWindow:
+    """CPU a process used over a wall-clock window."""
+    cpu_seconds: float
+    wall_seconds: float
+
+    @property
+    def cores_busy(self) -> float:
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class CpuMeter:
+    """Measures a process's CPU time over a `with` block."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+        self.window = CpuWindow(0.0, 0.0)
+
+    def __enter__(self) -> "CpuMeter":
+        self._start_wall = time.monotonic()
+        self._start_cpu = cpu_seconds(self.pid) if self.pid else 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.monotonic() - self._start_wall
+        used = cpu_seconds(self.pid) - self._start_cpu if self.pid else 0.0
+        self.window = CpuWindow(used, wall)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise HarnessError(f"{what} needs {host}:{port}, which is taken: {error}") from None
+
+
+def http_get(host: str, port: int, path: str = "/", host_header: str | None = None,
+             timeout: float = 2.0) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        headers = {"Host": host_header} if host_header else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout_seconds: float,
+               watched: list[Process] = ()) -> None:
+    """Polls `ready` until it holds, failing early if a watched process dies."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        for process in watched:
+            process.check_alive()
+        try:
+            if ready():
+                return
+        except OSError:
+            pass  # Not listening yet.
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p.name} ({p.log_path}):\n{p.log_tail()}" for p in watched)
+            raise HarnessError(f"timed out after {timeout_seconds:.0f}s waiting for {what}\n{tails}")
+        time.sleep(0.05)
+
+
+def http_ok(host: str, port: int, path: str = "/", host_header: str | None = None) -> Callable[[], bool]:
+    return lambda: http_get(host, port, path, host_header)[0] == 200

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Bosun's proxy side by side with Envoy, HAProxy and nginx on loopback.
+
+Each proxy runs pinned to CPU 0; the load generator and the upstream app (nginx serving
+a 1 KiB body) share CPU 1. For every target, each run measures:
+
+  * the highest request rate (wrk, HTTP/1.1 keep-alive, closed loop),
+  * latency p50/p90/p99 at a fixed 1000 req/s (h2load --rps, per-request log),
+  * the proxy's CPU per 1000 req/s over that fixed-rate run (/proc/<pid>/stat),
+  * the proxy's peak RSS during it (/proc/<pid>/status VmRSS, sampled every 100 ms).
+
+Figures are medians over the runs. Results go to bench/results/latest.json, a chart next
+to it, and the table in docs/benchmarks.md. See docs/benchmarks.md for the method.
+
+  bench/run.py                      # every target, 3 runs (about 10 minutes)
+  bench/run.py --quick --only direct,bosun
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.load import run_h2load_fixed_rate, run_wrk
+from harness.procs import CpuMeter, HarnessError, RssSampler, thread_count
+from harness.report import (added_latency, markdown_table, summarize, update_docs,
+                            write_chart)
+from harness.targets import TARGETS, Bench, Pinning, Target
+from harness.tools import (bosun_binary, ensure_commands, ensure_matplotlib, envoy_binary,
+                           version_line)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = REPO / "bench" / "results" / "latest.json"
+DOC = REPO / "docs" / "benchmarks.md"
+# More than this share of failed requests means the figures describe failures, not a proxy.
+MAX_ERROR_SHARE = 0.01
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark Bosun's proxy against Envoy, HAProxy and nginx on loopback.")
+    parser.add_argument("--only", default=",".join(TARGETS),
+                        help=f"comma-separated targets, in order (default: {','.join(TARGETS)})")
+    parser.add_argument("--runs", type=int, default=3, help="runs per target; medians are reported")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short run per target: a smoke test, not a measurement")
+    parser.add_argument("--rate", type=int, default=1000, help="fixed request rate for latency and CPU")
+    parser.add_argument("--clients", type=int, default=10, help="connections at the fixed rate")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections at max rate")
+    parser.add_argument("--warmup-seconds", type=float, default=3)
+    parser.add_argument("--max-rate-seconds", type=float, default=10)
+    parser.add_argument("--fixed-rate-seconds", type=float, default=15)
+    parser.add_argument("--bosun-bin", help="bosun binary (default: cargo build --release)")
+    parser.add_argument("--no-build", action="store_true", help="do not run cargo build first")
+    parser.add_argument("--no-install", action="store_true",
+                        help="print install commands instead of running apt-get / pip")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON")
+    parser.add_argument("--no-docs", action="store_true", help=f"leave {DOC.name} alone")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep generated configs and logs for inspection")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs = 1
+        args.warmup_seconds, args.max_rate_seconds, args.fixed_rate_seconds = 1, 3, 3
+    args.targets = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in args.targets if name not in TARGETS]
+    if unknown or not args.targets:
+        parser.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def noise_warning() -> str | None:
+    """Other busy processes make the figures noise: say so in the results."""
+    builds = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name in ("rustc", "cargo", "cc1", "cc1plus"):
+            builds.add(name)
+    if builds:
+        return f"a build was running during the measurement ({', '.join(sorted(builds))})"
+    busy = busy_cpu_share(seconds=1.0)
+    if busy > 0.15:
+        return f"the machine was {busy:.0%} busy just before the measurement"
+    return None
+
+
+def busy_cpu_share(seconds: float) -> float:
+    """Share of all CPUs' time spent not idle over the next `seconds` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total_before, idle_before = sample()
+    time.sleep(seconds)
+    total_after, idle_after = sample()
+    total = total_after - total_before
+    return 1 - (idle_after - idle_before) / total if total else 0.0
+
+
+def measure_once(target: Target, endpoint, args, pinning: Pinning, workdir: Path,
+                 run_index: int) -> dict:
+    pid = target.proxy.pid if target.proxy else None
+    run_wrk(endpoint, args.warmup_seconds, args.connections, pinning.client_cpu)
+
+    with CpuMeter(pid) as max_rate_cpu:
+        max_rate = run_wrk(endpoint, args.max_rate_seconds, args.connections, pinning.client_cpu)
+    _check_errors(target, "max rate", max_rate.errors, max_rate.requests)
+
+    log_file = workdir / f"{target.name}-{run_index}.h2load.tsv"
+    rss = RssSampler(pid) if pid else None
+    with CpuMeter(pid) as fixed_rate_cpu:
+        if rss:
+            with rss:
+                fixed = run_h2load_fixed_rate(endpoint, args.rate, args.fixed_rate_seconds,
+                                              args.clients, pinning.client_cpu, log_file)
+        else:
+            fixed = run_h2load_fixed_rate(endpoint, args.rate, args.fixed_rate_seconds,
+                                          args.clients, pinning.client_cpu, log_file)
+    _check_errors(target, "fixed rate", fixed.errors, fixed.requests + fixed.errors)
+    if target.proxy:
+        target.proxy.check_alive()
+
+    return {
+        "max_rps": max_rate.requests_per_second,
+        "max_rps_proxy_cores": max_rate_cpu.window.cores_busy if pid else None,
+        "p50_us": fixed.latency_us["p50"],
+        "p90_us": fixed.latency_us["p90"],
+        "p99_us": fixed.latency_us["p99"],
+        "max_us": fixed.latency_us["max"],
+        "achieved_rps": fixed.achieved_rps,
+        # vCPU-seconds per 1000 requests is vCPU per 1000 req/s.
+        "cpu_per_1000rps": fixed_rate_cpu.window.cpu_seconds * 1000 / fixed.requests if pid else None,
+        "rss_mib": rss.max_kib / 1024 if rss else None,
+        "threads": thread_count(pid) if pid else None,
+        "errors": max_rate.errors + fixed.errors,
+    }
+
+
+def _check_errors(target: Target, phase: str, errors: int, requests: int) -> None:
+    if requests == 0 or errors > MAX_ERROR_SHARE * requests:
+        raise HarnessError(f"{target.label}: {errors} of {requests} requests failed at {phase}")
+
+
+def machine() -> dict:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "commit": commit or None,
+    }
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every child is stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if os.cpu_count() < 2:
+        raise HarnessError("needs at least 2 CPUs: one for the proxy, one for the load")
+    pinning = Pinning()
+
+    install = not args.no_install
+    commands = ["wrk", "h2load", "nginx", "taskset"]
+    for name in args.targets:
+        commands += TARGETS[name].required_commands
+    ensure_commands(sorted(set(commands)), install)
+    needs_bosun = any(name in ("bosun", "envoy") for name in args.targets)
+    bosun_bin = bosun_binary(REPO, args.bosun_bin, build=not args.no_build) if needs_bosun else None
+    envoy_bin = envoy_binary(install) if "envoy" in args.targets else None
+    chart = not args.no_chart and ensure_matplotlib(install)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bosun-bench-"))
+    bench = Bench(workdir, pinning, bosun_bin, envoy_bin)
+    results: dict[str, dict] = {}
+    versions: dict[str, str] = {}
+    warning = noise_warning()
+    if warning:
+        print(f"warning: {warning}", flush=True)
+    try:
+        bench.start_upstream()
+        for name in args.targets:
+            target = TARGETS[name](bench)
+            print(f"{target.label}: starting", flush=True)
+            try:
+                endpoint = target.start()
+                versions["upstream (nginx)" if name == "direct" else target.label] = \
+                    target.version()
+                runs = []
+                for run_index in range(args.runs):
+                    run = measure_once(target, endpoint, args, pinning, workdir, run_index)
+                    runs.append(run)
+                    print(f"{target.label}: run {run_index + 1}/{args.runs}: "
+                          f"{run['max_rps']:,.0f} req/s max, p50/p99 {run['p50_us']:,.0f}/"
+                          f"{run['p99_us']:,.0f} µs at {args.rate} req/s"
+                          + (f", {run['cpu_per_1000rps']:.3f} vCPU per 1000 req/s, "
+                             f"{run['rss_mib']:.1f} MiB RSS, "
+                             f"{run['max_rps_proxy_cores'] * 100:.0f}% of its core at max rate"
+                             if target.proxy else ""), flush=True)
+            finally:
+                target.stop()
+            results[name] = {"label": target.label, "runs": runs, "median": summarize(runs)}
+    finally:
+        bench.stop()
+        if args.keep_workdir:
+            print(f"configs and logs kept in {workdir}", flush=True)
+        else:
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+    added_latency(results)
+    meta = machine()
+    meta["versions"] = versions
+    meta["bosun_profile"] = (bosun_bin.parent.name if bosun_bin else None)
+    meta["noise_warning"] = warning or noise_warning()
+    report = {
+        "meta": meta,
+        "settings": {
+            "runs": args.runs, "quick": args.quick, "rate": args.rate, "clients": args.clients,
+            "connections": args.connections, "warmup_seconds": args.warmup_seconds,
+            "max_rate_seconds": args.max_rate_seconds,
+            "fixed_rate_seconds": args.fixed_rate_seconds,
+            "body_bytes": 1024, "proxy_cpu": pinning.proxy_cpu, "client_cpu": pinning.client_cpu,
+        },
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown_table(report)
+    print("\n" + table + "\n")
+    print(f"results written to {args.output}", flush=True)
+
+    chart_path = args.output.with_suffix(".png")
+    drew_chart = chart and write_chart(report, chart_path)
+    if drew_chart:
+        print(f"chart written to {chart_path}", flush=True)
+    if not args.no_docs:
+        chart_link = os.path.relpath(chart_path, DOC.parent) if drew_chart else None
+        update_docs(DOC, table, chart_link)
+        print(f"table updated in {DOC}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        sys.exit(130)
