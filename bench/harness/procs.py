@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -106,7 +107,7 @@ def thread_count(pid: int) -> int:
 class RssSampler:
     """Samples a process's VmRSS in the background and keeps the maximum."""
 
-    def __init__(self, pid: int, interval_seconds: float = 0.1):
+    def __init__(self, pid: int | None, interval_seconds: float = 0.1):
         self.pid = pid
         self.interval_seconds = interval_seconds
         self.max_kib = 0
@@ -128,6 +129,8 @@ class RssSampler:
             self._sample()
 
     def _sample(self) -> None:
+        if self.pid is None:
+            return
         try:
             self.max_kib = max(self.max_kib, status_field_kib(self.pid, "VmRSS"))
         except (OSError, HarnessError):
@@ -209,3 +212,52 @@ def wait_until(what: str, ready: Callable[[], bool], timeout_seconds: float,
 
 def http_ok(host: str, port: int, path: str = "/", host_header: str | None = None) -> Callable[[], bool]:
     return lambda: http_get(host, port, path, host_header)[0] == 200
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs spent running processes (user, nice, system), in seconds.
+
+    Interrupt time is left out: loopback traffic is partly processed there, and it is the
+    benchmark's own.
+    """
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    user, nice, system = fields[0], fields[1], fields[2]
+    return (user + nice + system) / CLOCK_TICKS_PER_SECOND
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished children (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ForeignCpuMeter:
+    """CPU that processes other than the benchmark's used over a `with` block, in cores.
+
+    Another build or test on the machine takes CPU from the proxy or the load generator
+    and makes a run's figures noise; this is how a run notices.
+    """
+
+    def __init__(self, own_pids: Callable[[], list[int]]):
+        self._own_pids = own_pids
+        self.cores = 0.0
+
+    def _own_seconds(self) -> float:
+        total = children_cpu_seconds()
+        for pid in self._own_pids():
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                pass
+        return total
+
+    def __enter__(self) -> "ForeignCpuMeter":
+        self._start = (time.monotonic(), machine_busy_seconds(), self._own_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        start_wall, start_busy, start_own = self._start
+        wall = time.monotonic() - start_wall
+        foreign = (machine_busy_seconds() - start_busy) - (self._own_seconds() - start_own)
+        self.cores = max(0.0, foreign / wall) if wall > 0 else 0.0

@@ -16,7 +16,7 @@ DIRECT = "direct"
 
 # Figures taken per run; the summary holds the median of each over the runs.
 RUN_METRICS = ("max_rps", "max_rps_proxy_cores", "p50_us", "p90_us", "p99_us",
-               "cpu_per_1000rps", "rss_mib", "threads", "errors")
+               "cpu_per_1000rps", "rss_mib", "threads", "errors", "foreign_cores")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -66,7 +66,7 @@ def markdown_table(report: dict) -> str:
             f"{median['p50_us']:,.0f} µs",
             f"{median['p90_us']:,.0f} µs",
             f"{median['p99_us']:,.0f} µs",
-            f"+{added['p50']:,.0f} / +{added['p99']:,.0f} µs" if added else "—",
+            f"{added['p50']:+,.0f} / {added['p99']:+,.0f} µs" if added else "—",
             f"{median['cpu_per_1000rps']:.3f} vCPU{ratio(name, 'cpu_per_1000rps')}"
             if is_proxy else "—",
             f"{median['rss_mib']:.1f} MiB{ratio(name, 'rss_mib')}" if is_proxy else "—",

@@ -93,6 +93,10 @@ class Bench:
                    STARTUP_TIMEOUT_SECONDS, [self._control_plane])
         return self.xds_port
 
+    def service_pids(self) -> list[int]:
+        """The upstream's and control plane's pids: CPU they use is the benchmark's own."""
+        return [p.pid for p in (self._upstream, self._control_plane) if p is not None]
+
     def stop(self) -> None:
         for process in (self._control_plane, self._upstream):
             if process is not None:
@@ -189,7 +193,9 @@ class EnvoyProxy(Target):
         return endpoint
 
     def version(self) -> str:
-        return version_line([str(self.bench.envoy_bin), "--version"])
+        # Envoy prints `<path>  version: <sha>/<version>/...`; the path says nothing.
+        line = version_line([str(self.bench.envoy_bin), "--version"])
+        return "envoy version: " + line.split("version:", 1)[1].strip() if "version:" in line else line
 
 
 class HaproxyProxy(Target):
