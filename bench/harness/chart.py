@@ -25,7 +25,8 @@ def main() -> None:
         colours = [COLOURS.get(name, "#555555") for name in names]
         labels = [results[name]["label"] for name in names]
         drawn = axis.bar(labels, values, color=colours)
-        axis.bar_label(drawn, labels=[f"{value:,.3g}" for value in values], fontsize=8)
+        axis.bar_label(drawn, fontsize=8, labels=[
+            f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for value in values])
         axis.set_title(title)
         axis.set_ylabel(unit)
 

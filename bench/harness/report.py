@@ -45,7 +45,7 @@ def markdown_table(report: dict) -> str:
     baseline = results.get(BASELINE, {}).get("median")
 
     def ratio(name: str, metric: str) -> str:
-        if baseline is None or name == BASELINE or not baseline.get(metric):
+        if baseline is None or name in (BASELINE, DIRECT) or not baseline.get(metric):
             return ""
         value = results[name]["median"].get(metric)
         return f" ({value / baseline[metric]:.2f}×)" if value is not None else ""
