@@ -14,6 +14,14 @@ RESULTS_END = "<!-- results:end -->"
 BASELINE = "envoy"
 DIRECT = "direct"
 
+# Published figures for this machine class (one worker on one core, HTTP/1.1 keep-alive,
+# 1 KiB, plaintext, median of 3): a run should land near them before it is trusted.
+REFERENCE = {
+    "envoy": {"max_rps": 25_000, "added_p50": 213, "added_p99": 361, "cpu": 0.168, "rss_mb": 64},
+    "haproxy": {"max_rps": 63_000, "added_p50": 95, "added_p99": 147, "cpu": 0.074, "rss_mb": 15},
+    "nginx": {"max_rps": 66_000, "added_p50": 78, "added_p99": 115, "cpu": 0.063, "rss_mb": 12},
+}
+
 # Figures taken per run; the summary holds the median of each over the runs.
 RUN_METRICS = ("max_rps", "max_rps_proxy_cores", "p50_us", "p90_us", "p99_us",
                "cpu_per_1000rps", "rss_mib", "threads", "errors", "foreign_cores")
@@ -76,8 +84,9 @@ def markdown_table(report: dict) -> str:
     lines += [
         "",
         f"Median of {settings['runs']} run(s) on {meta['date']}, {meta['cpu']} "
-        f"({meta['cpus']} vCPU), kernel {meta['kernel']}. Ratios in brackets are against "
-        f"Envoy. Max rate: wrk, {settings['connections']} connections, "
+        f"({meta['cpus']} vCPU), kernel {meta['kernel']}."
+        + (" Ratios in brackets are against Envoy." if baseline else "")
+        + f" Max rate: wrk, {settings['connections']} connections, "
         f"{settings['max_rate_seconds']:.0f} s. Latency, CPU and RSS: h2load at "
         f"{settings['rate']} req/s over {settings['clients']} connections, "
         f"{settings['fixed_rate_seconds']:.0f} s."
@@ -89,7 +98,36 @@ def markdown_table(report: dict) -> str:
     ]
     if meta.get("noise_warning"):
         lines += ["", f"**Warning:** {meta['noise_warning']}"]
+    lines += reference_table(results)
     return "\n".join(lines)
+
+
+def reference_table(results: dict) -> list[str]:
+    """This run beside the reference figures, for the proxies that have them."""
+    rows = []
+    for name, reference in REFERENCE.items():
+        if name not in results:
+            continue
+        median, added = results[name]["median"], results[name].get("added_us")
+        rows.append("| " + " | ".join([
+            results[name]["label"],
+            f"{reference['max_rps']:,} / {median['max_rps']:,.0f}",
+            f"+{reference['added_p50']} / +{reference['added_p99']} µs"
+            + (f" · {added['p50']:+,.0f} / {added['p99']:+,.0f} µs" if added else ""),
+            f"{reference['cpu']:.3f} / {median['cpu_per_1000rps']:.3f}",
+            f"{reference['rss_mb']} MB / {median['rss_mib']:.1f} MiB",
+        ]) + " |")
+    if not rows:
+        return []
+    return [
+        "",
+        "Beside the reference figures for this machine class (reference / this run):",
+        "",
+        "| | max req/s | added p50 / p99 (reference · this run) | CPU per 1000 req/s "
+        "| RSS |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def update_docs(doc_path: Path, table: str, chart_name: str | None) -> None:
