@@ -150,11 +150,10 @@ async fn forward(
             stats.responses.record(resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            if let Ok(ms) = HeaderValue::from_str(&elapsed.as_millis().to_string()) {
-                parts
-                    .headers
-                    .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), ms);
-            }
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            parts
+                .headers
+                .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), HeaderValue::from(ms));
             Response::from_parts(parts, Either::Left(body))
         }
         Err(err) if err.is_connect() => {

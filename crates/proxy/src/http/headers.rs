@@ -1,17 +1,21 @@
 //! Header handling at the proxy boundary: hop-by-hop removal, and the headers
 //! Envoy adds (`x-forwarded-proto`, `x-request-id`).
 
-use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, TE};
+use http::header::{
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Connection-scoped headers (RFC 9110 §7.6.1), as names parsed once.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -22,7 +26,12 @@ pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
 /// Removes connection-scoped headers, including those named by `Connection`.
 /// `te: trailers` survives: gRPC needs it end to end.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(listed) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) {
+    // The common case, no `Connection` header or a plain `keep-alive`, allocates nothing.
+    if let Some(listed) = headers
+        .get(CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.eq_ignore_ascii_case("keep-alive") && !v.eq_ignore_ascii_case("close"))
+    {
         let listed: Vec<HeaderName> = listed
             .split(',')
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
@@ -33,7 +42,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     let keep_te = headers
@@ -53,22 +62,24 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap) {
 }
 
 /// A random (version 4) UUID, Envoy's request id format.
+/// A random (version 4) UUID, written into a fixed buffer: one allocation, for the value.
 fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = |range: std::ops::Range<usize>| -> String {
-        bytes[range].iter().map(|b| format!("{b:02x}")).collect()
-    };
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        hex(0..4),
-        hex(4..6),
-        hex(6..8),
-        hex(8..10),
-        hex(10..16)
-    );
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut text = [0u8; 36];
+    let mut at = 0;
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -106,6 +117,12 @@ mod tests {
             .to_owned();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
+        let dashes: Vec<usize> = id.match_indices('-').map(|(at, _)| at).collect();
+        assert_eq!(dashes, vec![8, 13, 18, 23], "{id}");
+        assert!(
+            id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+            "{id}"
+        );
         set_forwarding_headers(&mut h);
         assert_eq!(
             h.get(&X_REQUEST_ID).expect("kept").to_str().expect("ascii"),

@@ -1,7 +1,7 @@
 //! The HTTP data path: serving downstream connections and forwarding requests.
 
 mod forward;
-mod headers;
+pub mod headers;
 mod server;
 
 pub use server::serve;
