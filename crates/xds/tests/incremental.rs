@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use bosun_model::{Hostname, Protocol, Service, ServicePort, Snapshot, Workload};
-use bosun_xds::testing::AdsTestServer;
+use bosun_xds::testing::{AdsTestServer, generated_mesh};
 use bosun_xds::translate::MeshGenerator;
 use bosun_xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, ResourceType, SyncState};
 use common::clients::{DeltaClient, delta_names, test_node};
@@ -16,52 +13,8 @@ use common::{type_status, wait_for_status};
 
 const SERVICES: usize = 200;
 
-/// `SERVICES` services of two endpoints each; `moved` shifts service 7's first endpoint.
-fn mesh(moved: bool) -> Snapshot {
-    let mut services = BTreeMap::new();
-    let mut workloads = Vec::new();
-    for index in 0..SERVICES {
-        let host = Hostname::new(&format!("svc-{index}.default.svc.cluster.local"));
-        let selector = BTreeMap::from([("app".to_string(), format!("svc-{index}"))]);
-        services.insert(
-            host.clone(),
-            Arc::new(Service {
-                hostname: host,
-                namespace: "default".to_string(),
-                ports: vec![ServicePort {
-                    number: 8080,
-                    name: "http".to_string(),
-                    protocol: Protocol::Http,
-                    target_port: None,
-                }],
-                workload_selector: Some(selector.clone()),
-                inline_endpoints: Vec::new(),
-                origin: "mesh.yaml:1".to_string(),
-            }),
-        );
-        for replica in 0..2u8 {
-            let last = if moved && index == 7 && replica == 0 {
-                250
-            } else {
-                replica
-            };
-            workloads.push(Arc::new(Workload {
-                name: format!("svc-{index}-{replica}"),
-                namespace: "default".to_string(),
-                address: IpAddr::V4(Ipv4Addr::new(
-                    10,
-                    (index / 256) as u8,
-                    (index % 256) as u8,
-                    last,
-                )),
-                ports: BTreeMap::from([("http".to_string(), 8080)]),
-                labels: selector.clone(),
-                service_account: "default".to_string(),
-                weight: 1,
-            }));
-        }
-    }
-    Snapshot::new(services, workloads, BTreeMap::new(), BTreeMap::new())
+fn mesh(moved: bool) -> bosun_model::Snapshot {
+    generated_mesh(SERVICES, 2, moved.then_some(7))
 }
 
 #[tokio::test]

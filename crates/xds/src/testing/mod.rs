@@ -4,7 +4,9 @@
 mod ads;
 mod envoy;
 mod http;
+mod mesh;
 
 pub use ads::AdsTestServer;
 pub use envoy::{EnvoyError, EnvoyProcess, envoy_binary};
 pub use http::{HttpError, HttpUpstream, http_get};
+pub use mesh::generated_mesh;

@@ -1,0 +1,178 @@
+//! The proxy's per-request hot paths, measured in isolation: route matching over a
+//! bookinfo-sized and a large route table, weighted cluster choice, header handling, and
+//! recording metrics.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bosun_proxy::compile::compile_route_config;
+use bosun_proxy::headers::{remove_hop_by_hop, set_forwarding_headers};
+use bosun_proxy::routing::{RequestView, RouteAction};
+use bosun_proxy::stats::ClusterStats;
+use criterion::{Criterion, criterion_group, criterion_main};
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, Route, RouteAction as EnvoyRouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost, WeightedCluster, header_matcher, route, route_action, route_match,
+    weighted_cluster,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::UInt32Value;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// `services` virtual hosts shaped like Istio's: a header match to one subset, then a
+/// 90/10 split, with the domains a sidecar's outbound routes carry.
+fn route_config(services: usize) -> RouteConfiguration {
+    let virtual_hosts = (0..services)
+        .map(|index| {
+            let host = format!("svc-{index}.default.svc.cluster.local");
+            let cluster = |subset: &str| format!("outbound|9080|{subset}|{host}");
+            VirtualHost {
+                name: format!("{host}:9080"),
+                domains: vec![
+                    format!("{host}:9080"),
+                    host.clone(),
+                    format!("svc-{index}"),
+                    format!("svc-{index}:9080"),
+                ],
+                routes: vec![
+                    Route {
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                            headers: vec![HeaderMatcher {
+                                name: "end-user".into(),
+                                header_match_specifier: Some(
+                                    header_matcher::HeaderMatchSpecifier::StringMatch(
+                                        StringMatcher {
+                                            match_pattern: Some(
+                                                string_matcher::MatchPattern::Exact("jason".into()),
+                                            ),
+                                            ..Default::default()
+                                        },
+                                    ),
+                                ),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }),
+                        action: Some(route::Action::Route(EnvoyRouteAction {
+                            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                                cluster("v2"),
+                            )),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    },
+                    Route {
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                            ..Default::default()
+                        }),
+                        action: Some(route::Action::Route(EnvoyRouteAction {
+                            cluster_specifier: Some(
+                                route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+                                    clusters: [("v1", 90), ("v2", 10)]
+                                        .iter()
+                                        .map(|(subset, weight)| weighted_cluster::ClusterWeight {
+                                            name: cluster(subset),
+                                            weight: Some(UInt32Value { value: *weight }),
+                                            ..Default::default()
+                                        })
+                                        .collect(),
+                                    ..Default::default()
+                                }),
+                            ),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    RouteConfiguration {
+        name: "outbound".into(),
+        virtual_hosts,
+        ..Default::default()
+    }
+}
+
+fn routing(c: &mut Criterion) {
+    let mut headers = HeaderMap::new();
+    headers.insert("user-agent", HeaderValue::from_static("wrk"));
+    headers.insert("accept", HeaderValue::from_static("*/*"));
+    for services in [4, 1000] {
+        let table = compile_route_config(&route_config(services)).expect("compiles");
+        let authority = format!("svc-{}:9080", services / 2);
+        c.bench_function(&format!("route/{services}-hosts/weighted"), |b| {
+            b.iter(|| {
+                let view = RequestView {
+                    authority: black_box(&authority),
+                    path: "/reviews/1",
+                    method: &Method::GET,
+                    scheme: "http",
+                    headers: &headers,
+                };
+                let route = table.route(&view).expect("a route");
+                match &route.action {
+                    RouteAction::Weighted(weighted) => black_box(weighted.select().len()),
+                    RouteAction::Cluster(name) => black_box(name.len()),
+                    RouteAction::Direct(_) => 0,
+                }
+            })
+        });
+    }
+    let table = compile_route_config(&route_config(4)).expect("compiles");
+    let mut jason = headers.clone();
+    jason.insert("end-user", HeaderValue::from_static("jason"));
+    c.bench_function("route/4-hosts/header-match", |b| {
+        b.iter(|| {
+            let view = RequestView {
+                authority: black_box("svc-2.default.svc.cluster.local"),
+                path: "/reviews/1",
+                method: &Method::GET,
+                scheme: "http",
+                headers: &jason,
+            };
+            black_box(table.route(&view).is_some())
+        })
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let mut request = HeaderMap::new();
+    for (name, value) in [
+        ("host", "reviews:9080"),
+        ("user-agent", "Mozilla/5.0"),
+        ("accept", "application/json"),
+        ("connection", "keep-alive"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("end-user", "jason"),
+    ] {
+        request.insert(name, HeaderValue::from_static(value));
+    }
+    c.bench_function("headers/request-forwarding", |b| {
+        b.iter(|| {
+            let mut headers = request.clone();
+            remove_hop_by_hop(&mut headers);
+            set_forwarding_headers(&mut headers);
+            black_box(headers.len())
+        })
+    });
+}
+
+fn metrics(c: &mut Criterion) {
+    let stats = ClusterStats::default();
+    c.bench_function("metrics/request-and-latency", |b| {
+        b.iter(|| {
+            stats
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.responses.record(black_box(200));
+            stats.latency.record(black_box(Duration::from_micros(420)));
+        })
+    });
+}
+
+criterion_group!(benches, routing, headers, metrics);
+criterion_main!(benches);
