@@ -17,6 +17,7 @@ pub use http::headers;
 mod listeners;
 pub mod resource;
 pub mod routing;
+mod snapshot;
 mod state;
 pub mod stats;
 pub mod upstream;

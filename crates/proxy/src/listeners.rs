@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::compile::ListenerSpec;
 use crate::drain::{self, DrainTrigger};
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
 
 /// A listener's current config, swapped whole on update.

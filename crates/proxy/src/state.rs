@@ -23,15 +23,9 @@ use crate::config_dump::{ConfigDump, NackDump};
 use crate::listeners::ListenerManager;
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
+use crate::snapshot::Snapshot;
 use crate::stats::StatsRegistry;
 use crate::upstream::{Cluster, EndpointSpec};
-
-/// What requests read: every RDS route table and every cluster, by name.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub routes: HashMap<String, Arc<RouteTable>>,
-    pub clusters: HashMap<String, Arc<Cluster>>,
-}
 
 /// One resource from the control plane, still encoded.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::generator::Generator;
 use crate::node::{NodeError, ProxyNode};
-use crate::resources::Generator;
 use crate::status::{ProxySyncStatus, StatusRegistry, StreamKind, TypeSyncStatus};
 use crate::versioned::{ChangeHint, ProxyResources};
 

@@ -1,7 +1,8 @@
 //! Envoy xDS for Bosun: per-proxy resources and the ADS server that delivers them.
 //!
 //! - [`node`]: who is asking ([`ProxyNode`], parsed from the xDS `Node`).
-//! - [`resources`]: what a proxy is given ([`ResourceSet`]) and who makes it ([`Generator`]).
+//! - [`resources`]: what a proxy is given ([`ResourceSet`]); [`generator`]: who makes it
+//!   ([`Generator`], and [`IncrementalGenerator`] for pushes that cost only the change).
 //! - [`translate`]: Istio resources -> Envoy resources for one proxy.
 //! - [`AdsServer`]: serves them over ADS, state-of-the-world and delta, and reports each
 //!   proxy's sync state ([`status`]).
@@ -10,6 +11,7 @@
 pub mod bootstrap;
 mod connection;
 mod delta;
+pub mod generator;
 pub mod node;
 pub mod resources;
 mod server;
@@ -23,10 +25,11 @@ pub mod versioned;
 
 pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
+pub use generator::{EmptyGenerator, Generator, IncrementalGenerator};
 pub use node::{NodeError, ProxyNode};
 pub use resources::{
-    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, EmptyGenerator, Generator, IncrementalGenerator,
-    LISTENER_TYPE_URL, ROUTE_TYPE_URL, ResourceSet, ResourceType,
+    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL, ResourceSet,
+    ResourceType,
 };
 pub use server::AdsServer;
 pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};

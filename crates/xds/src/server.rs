@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::connection::{self, StreamContext, StreamProtocol};
 use crate::delta::DeltaStream;
-use crate::resources::Generator;
+use crate::generator::Generator;
 use crate::sotw::SotwStream;
 use crate::status::{ProxySyncStatus, StatusRegistry};
 

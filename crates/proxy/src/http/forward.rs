@@ -19,7 +19,7 @@ use super::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwa
 use crate::compile::RouteSource;
 use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::stats::{ClusterStats, ListenerStats};
 use crate::upstream::{ActiveRequest, Cluster, UpstreamProtocol};
 

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::resources::Generator;
+use crate::generator::Generator;
 use crate::server::AdsServer;
 
 /// A running ADS server; stops when dropped.
