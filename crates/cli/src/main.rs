@@ -37,7 +37,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    // `up` speaks to its user in its own lines; its children log into the run folder.
+    let default_level = match cli.command {
+        Command::Up(_) => "warn",
+        _ => "info",
+    };
+    init_logging(default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -52,14 +57,16 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Logs to stderr; `RUST_LOG` (e.g. `debug`, `bosun_proxy=trace`) picks what is shown.
-fn init_logging() {
+/// Logs to stderr at `default_level`; `RUST_LOG` (e.g. `debug`, `bosun_proxy=trace`)
+/// picks what is shown instead.
+fn init_logging(default_level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A subcommand may already have set its own subscriber; that one wins.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

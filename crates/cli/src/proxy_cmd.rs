@@ -120,13 +120,6 @@ impl Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let config = args.config()?;
     tracing::info!(
         node = %config.node.node_id(),
@@ -138,26 +131,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let proxy = Proxy::bind(config).await.context("starting the proxy")?;
     proxy
-        .run(termination())
+        .run(crate::shutdown_signal())
         .await
         .context("running the proxy")?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn termination() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }
 
 #[cfg(test)]

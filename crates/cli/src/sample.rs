@@ -6,8 +6,6 @@
 //! - `bosun sample load`: a fixed-rate traffic generator that reads those trees and serves
 //!   per-service, per-version statistics over HTTP (what `bosun up` shows live).
 
-use std::io::IsTerminal as _;
-
 pub(crate) mod client;
 pub(crate) mod duration;
 mod http_server;
@@ -35,23 +33,10 @@ enum SampleCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_logging();
     match args.command {
         SampleCommand::Serve(args) => serve::run(*args).await,
         SampleCommand::Load(args) => load::run(*args).await,
     }
-}
-
-/// Logs go to stderr; `RUST_LOG` picks the level (info by default).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Another subscriber may already be installed (tests); keeping it is fine.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 #[cfg(test)]

@@ -48,7 +48,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_logging();
     let bosun_exe = std::env::current_exe().context("cannot find the bosun binary's path")?;
     let mut options = MeshOptions::new(bosun_exe);
     options.run_dir = args.run_dir;
@@ -60,8 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mesh = tokio::select! {
         started = LocalMesh::start(&args.folder, options) => started?,
         // Interrupted while starting: `start` is dropped, and the processes with it.
-        signal = shutdown_signal() => {
-            signal?;
+        () = crate::shutdown_signal() => {
             println!("interrupted while starting");
             return Ok(());
         }
@@ -81,40 +79,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         table::show_live(sources, args.refresh, std::io::stdout().is_terminal()).await;
     };
-    let outcome = tokio::select! {
-        signal = shutdown_signal() => signal.map(|()| None),
-        exited = mesh.first_exit() => Ok(Some(exited)),
-        () = live => Ok(None),
+    let exited = tokio::select! {
+        () = crate::shutdown_signal() => None,
+        exited = mesh.first_exit() => Some(exited),
+        () = live => None,
     };
     println!("stopping the mesh");
     mesh.shutdown().await;
-    match outcome? {
+    match exited {
         None => {
             println!("stopped");
             Ok(())
         }
         Some(exited) => Err(anyhow::anyhow!("{exited}")),
     }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot watch for Ctrl-C"),
-        _ = terminate.recv() => Ok(()),
-    }
-}
-
-/// `bosun up`'s own diagnostics go to stderr, warnings only unless `RUST_LOG` says more;
-/// the children's logs are in the run folder.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
