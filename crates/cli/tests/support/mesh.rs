@@ -2,7 +2,7 @@
 //! sidecars, and the control plane serving a folder the test can edit.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::{Process, ProxyClient, Subnet, bosun, envoy_binary, get, istio_file};
@@ -23,7 +23,6 @@ pub struct TestMesh {
     pub logs: tempfile::TempDir,
     pub control_plane: Option<Process>,
     pub processes: Vec<Process>,
-    pub client_proxy: ClientProxy,
 }
 
 const VERSIONS: [(&str, u8); 2] = [("v1", 3), ("v2", 4)];
@@ -52,7 +51,6 @@ impl TestMesh {
             logs,
             control_plane: None,
             processes: Vec::new(),
-            client_proxy,
         };
         mesh.start_control_plane().await;
         for (version, host) in VERSIONS {
@@ -85,10 +83,6 @@ impl TestMesh {
         ProxyClient::connect(self.client_outbound())
             .await
             .expect("connect to the client sidecar")
-    }
-
-    pub fn config_dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Replaces a file of the mesh folder the way an editor saves: write aside, rename.
@@ -321,8 +315,4 @@ spec:
       weight: {v2}
 "
     )
-}
-
-pub fn config_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

