@@ -24,7 +24,6 @@ pub type SyncStatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 #[derive(Clone)]
 pub struct DebugState {
     pub config: Arc<ArcSwap<ConfigStatus>>,
-    pub ready: watch::Receiver<bool>,
     pub sync_status: SyncStatusFn,
 }
 
@@ -63,16 +62,8 @@ fn handle(state: &DebugState, request: Request<Incoming>) -> Response<Full<Bytes
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }
     match request.uri().path() {
-        "/ready" => {
-            if *state.ready.borrow() {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: the first config has not loaded yet\n",
-                )
-            }
-        }
+        // The endpoint listens only once the first config is loaded.
+        "/ready" => text(StatusCode::OK, "ready\n"),
         "/debug/syncz" => json(&(state.sync_status)()),
         "/debug/configz" => json(&**state.config.load()),
         "/" => text(

@@ -72,7 +72,6 @@ pub struct BoundControlPlane {
     generators: watch::Sender<Arc<dyn Generator>>,
     first_generator: Arc<MeshGenerator>,
     ads: AdsServer,
-    ready: watch::Sender<bool>,
 }
 
 pub struct ControlPlane;
@@ -96,7 +95,6 @@ impl ControlPlane {
         let ads = AdsServer::new(generator_rx);
         let xds_listener = bind("xDS", config.xds_address).await?;
         let debug_listener = bind("debug", config.debug_address).await?;
-        let (ready, _) = watch::channel(true);
         Ok(BoundControlPlane {
             xds_listener,
             debug_listener,
@@ -106,7 +104,6 @@ impl ControlPlane {
             generators,
             first_generator,
             ads,
-            ready,
         })
     }
 }
@@ -145,7 +142,6 @@ impl BoundControlPlane {
             generators,
             first_generator,
             ads,
-            ready,
         } = self;
         let (changed_tx, mut changed_rx) = mpsc::channel(1);
         let _watch = FolderWatch::start(&config.config_dir, config.debounce, changed_tx)?;
@@ -154,7 +150,6 @@ impl BoundControlPlane {
         let ads_for_status = ads.clone();
         let debug_state = debug::DebugState {
             config: status.clone(),
-            ready: ready.subscribe(),
             sync_status: Arc::new(move || {
                 serde_json::to_value(ads_for_status.status()).unwrap_or_default()
             }),
@@ -169,35 +164,32 @@ impl BoundControlPlane {
                 // Parsing and translating a large mesh takes a while: off the async workers.
                 let base = Arc::clone(&previous);
                 let reloaded = tokio::task::spawn_blocking(move || {
-                    let started = std::time::Instant::now();
-                    let load = folder.reload();
-                    let loaded = started.elapsed();
-                    let built = load.as_ref().ok().map(|load| {
-                        Arc::new(MeshGenerator::with_previous(
+                    let reload = folder.reload().map(|load| {
+                        let started = std::time::Instant::now();
+                        let generator = Arc::new(MeshGenerator::with_previous(
                             Arc::clone(&load.snapshot),
                             Some(&base),
-                        ))
+                        ));
+                        tracing::debug!(
+                            translate_ms = started.elapsed().as_millis() as u64,
+                            "config translated"
+                        );
+                        (load, generator)
                     });
-                    tracing::info!(
-                        load_ms = loaded.as_millis() as u64,
-                        translate_ms = (started.elapsed() - loaded).as_millis() as u64,
-                        "config reloaded"
-                    );
-                    (folder, load, built)
+                    (folder, reload)
                 })
                 .await;
-                let Ok((returned, load, built)) = reloaded else {
+                let Ok((returned, reload)) = reloaded else {
                     tracing::error!("config reload panicked; serving the last good config");
                     return;
                 };
                 folder = returned;
-                let (load, generator) = match (load, built) {
-                    (Ok(load), Some(generator)) => (load, generator),
-                    (Err(error), _) => {
+                let (load, generator) = match reload {
+                    Ok(reloaded) => reloaded,
+                    Err(error) => {
                         tracing::error!(%error, "cannot read the config folder; serving the last good config");
                         continue;
                     }
-                    (Ok(_), None) => continue,
                 };
                 load.log();
                 generation += 1;
