@@ -18,7 +18,7 @@ use crate::config_status::{ConfigStatus, ResourceSummary, unix_now};
 use crate::folder_watch::is_yaml;
 
 /// Identifies a resource for duplicate detection: kind, namespace, name.
-type ResourceKey = (String, String, String);
+type ResourceKey = bosun_api::ResourceRef;
 
 /// A config folder and what each of its files held when it last loaded cleanly.
 pub struct ConfigFolder {
@@ -155,7 +155,7 @@ impl ConfigFolder {
         let mut order: Vec<ResourceKey> = Vec::new();
         for (file, resources) in loaded {
             for resource in resources {
-                let key = key(&resource);
+                let key = resource.reference();
                 let Some((kept_file, kept)) = winners.get(&key) else {
                     order.push(key.clone());
                     winners.insert(key, (file.clone(), resource));
@@ -165,10 +165,7 @@ impl ConfigFolder {
                 let newcomer_wins = serving == Some(&file) && serving != Some(kept_file);
                 let ignored = if newcomer_wins { kept } else { &resource };
                 errors.push(format!(
-                    "{} {}/{} is defined twice: at {} and at {}; ignoring the one at {} (rename or remove one)",
-                    key.0,
-                    key.1,
-                    key.2,
+                    "{key} is defined twice: at {} and at {}; ignoring the one at {} (rename or remove one)",
                     kept.origin(),
                     resource.origin(),
                     ignored.origin(),
@@ -187,15 +184,6 @@ impl ConfigFolder {
             .filter_map(|key| winners.remove(&key).map(|(_, resource)| resource))
             .collect()
     }
-}
-
-fn key(resource: &Resource) -> ResourceKey {
-    let meta = resource.meta();
-    (
-        resource.kind().to_string(),
-        meta.namespace.clone(),
-        meta.name.clone(),
-    )
 }
 
 fn summary(resource: &Resource) -> ResourceSummary {
@@ -266,14 +254,7 @@ fn load_file(file: &Path) -> FileLoad {
 
 /// "not supported yet" messages for a resource this version accepts only in part.
 fn unsupported_warnings(resource: &Resource) -> Vec<String> {
-    let meta = resource.meta();
-    let subject = format!(
-        "{} {}/{} ({})",
-        resource.kind(),
-        meta.namespace,
-        meta.name,
-        resource.origin()
-    );
+    let subject = format!("{} ({})", resource.reference(), resource.origin());
     if let Resource::Unsupported { .. } = resource {
         return vec![format!(
             "{subject}: not supported yet: kind {}; it is ignored",

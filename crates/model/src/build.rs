@@ -85,14 +85,7 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
 }
 
 fn subject(resource: &Resource) -> String {
-    let meta = resource.meta();
-    format!(
-        "{} {}/{} ({})",
-        resource.kind(),
-        meta.namespace,
-        meta.name,
-        resource.origin()
-    )
+    format!("{} ({})", resource.reference(), resource.origin())
 }
 
 fn source<T>(config: &Config<T>) -> String {
