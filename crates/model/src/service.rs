@@ -82,25 +82,14 @@ pub struct Endpoint {
     pub weight: u32,
 }
 
-impl Endpoint {
-    pub fn from_workload(workload: &Workload) -> Self {
-        Self {
-            address: workload.address,
-            ports: workload.ports.clone(),
-            labels: workload.labels.clone(),
-            weight: workload.weight,
-        }
-    }
-
-    /// The port this endpoint serves `service_port` on: the port named like the service
-    /// port, else the service port's target port, else its number (Istio's rule).
-    pub fn port_for(&self, service_port: &ServicePort) -> u16 {
-        self.ports
-            .get(&service_port.name)
-            .copied()
-            .or(service_port.target_port)
-            .unwrap_or(service_port.number)
-    }
+/// The port an endpoint with `ports` serves `service_port` on: the port named like the
+/// service port, else the service port's target port, else its number (Istio's rule).
+pub fn port_on(ports: &BTreeMap<String, u16>, service_port: &ServicePort) -> u16 {
+    ports
+        .get(&service_port.name)
+        .copied()
+        .or(service_port.target_port)
+        .unwrap_or(service_port.number)
 }
 
 /// Whether `labels` carries every label of `selector` (an empty selector selects all).

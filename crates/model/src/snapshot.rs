@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::host::Hostname;
 use crate::policy::{DestinationPolicy, LoadBalancer};
 use crate::routing::VirtualRoutes;
-use crate::service::{Endpoint, Service, ServicePort, Workload, selects};
+use crate::service::{Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
 #[derive(Debug, Default, serde::Serialize)]
@@ -110,7 +110,7 @@ impl Snapshot {
         &self,
         namespace: &str,
         selector: &BTreeMap<String, String>,
-    ) -> Vec<Endpoint> {
+    ) -> Vec<&Workload> {
         let in_namespace = |workload: &&Arc<Workload>| {
             workload.namespace == namespace && selects(selector, &workload.labels)
         };
@@ -128,14 +128,14 @@ impl Snapshot {
                 .iter()
                 .map(|index| &self.workloads[*index])
                 .filter(in_namespace)
-                .map(|workload| Endpoint::from_workload(workload))
+                .map(|workload| workload.as_ref())
                 .collect(),
             // An empty selector selects every workload of the namespace.
             None => self
                 .workloads
                 .iter()
                 .filter(in_namespace)
-                .map(|workload| Endpoint::from_workload(workload))
+                .map(|workload| workload.as_ref())
                 .collect(),
         }
     }
@@ -158,22 +158,26 @@ impl Snapshot {
                 None => return Vec::new(),
             },
         };
-        let in_subset = |endpoint: &Endpoint| {
-            subset_labels.is_none_or(|labels| selects(labels, &endpoint.labels))
-        };
         let selected = service
             .workload_selector
             .as_ref()
-            .map(|selector| self.selected_workloads(&service.namespace, selector));
-        selected
+            .map(|selector| self.selected_workloads(&service.namespace, selector))
+            .unwrap_or_default();
+        // Workloads and the service's own endpoints alike: address, ports, labels, weight.
+        let workloads = selected
+            .into_iter()
+            .map(|w| (w.address, &w.ports, &w.labels, w.weight));
+        let inline = service
+            .inline_endpoints
             .iter()
-            .flatten()
-            .chain(service.inline_endpoints.iter())
-            .filter(|endpoint| in_subset(endpoint))
-            .map(|endpoint| ResolvedEndpoint {
-                address: endpoint.address,
-                port: endpoint.port_for(port),
-                weight: endpoint.weight.max(1),
+            .map(|e| (e.address, &e.ports, &e.labels, e.weight));
+        workloads
+            .chain(inline)
+            .filter(|(_, _, labels, _)| subset_labels.is_none_or(|wanted| selects(wanted, labels)))
+            .map(|(address, ports, _, weight)| ResolvedEndpoint {
+                address,
+                port: port_on(ports, port),
+                weight: weight.max(1),
             })
             .collect()
     }
