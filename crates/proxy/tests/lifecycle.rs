@@ -165,13 +165,12 @@ async fn config_swaps_under_load(mode: XdsMode) {
             })
         })
         .collect();
-    for step in 0..20u32 {
+    const SWAPS: usize = 20;
+    for step in 0..SWAPS {
         let a_weight = if step % 2 == 0 { 30 } else { 70 };
         ads.set(ResourceType::Route, split_routes(a_weight, 100 - a_weight));
-        // Same clusters re-sent with every other step: must not rebuild their pools.
-        if step % 4 == 0 {
-            ads.repush();
-        }
+        // State of the world re-sends the same clusters with every change; delta
+        // sends only the routes. Neither may rebuild the clusters' pools.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     stop.store(true, SeqCst);
@@ -188,11 +187,13 @@ async fn config_swaps_under_load(mode: XdsMode) {
         "too little traffic: {}",
         served.load(SeqCst)
     );
-    // Four client connections; pools survive route changes, so connections stay few.
+    // Four workers share two pools. A pool may open a connection beyond one per
+    // worker when a checkout races a connection being returned, so the count is not
+    // exact; rebuilt pools would open at least one per cluster per swap (2 x SWAPS).
     let conns = a.connections.load(SeqCst) + b.connections.load(SeqCst);
     assert!(
-        conns <= 8,
-        "{conns} upstream connections: pools were rebuilt"
+        conns < SWAPS,
+        "{conns} upstream connections over {SWAPS} swaps: pools were rebuilt"
     );
 }
 

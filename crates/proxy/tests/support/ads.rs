@@ -115,11 +115,6 @@ impl FakeAds {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Pushes the same resources again (a resync with nothing changed).
-    pub fn repush(&self) {
-        self.changed.send_modify(|v| *v += 1);
-    }
-
     pub fn acks(&self) -> Vec<Ack> {
         self.shared.acks.lock().expect("lock").clone()
     }
