@@ -61,6 +61,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         debug = %bound.debug_address(),
         "control plane ready"
     );
-    bound.run(crate::shutdown_signal()).await?;
+    bound.run(bosun::shutdown_signal()).await?;
     Ok(())
 }

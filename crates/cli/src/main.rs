@@ -1,11 +1,11 @@
 //! `bosun`: one binary for the whole mesh — control plane, proxy, local runner and tools.
 
 mod control_plane_cmd;
-mod proxy_cmd;
 mod proxy_config;
 mod sample;
 mod up;
 
+use bosun::proxy_cmd;
 use clap::{Parser, Subcommand};
 
 /// Bosun: a service mesh that speaks Istio's language.
@@ -42,53 +42,21 @@ fn main() -> anyhow::Result<()> {
         Command::Up(_) => "warn",
         _ => "info",
     };
-    init_logging(default_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    bosun::init_logging(default_level);
+    match cli.command {
+        // The proxy sizes its own runtime (`--concurrency`).
+        Command::Proxy(args) => proxy_cmd::main(args),
+        Command::Up(args) => block_on(up::run(args)),
+        Command::ControlPlane(args) => block_on(control_plane_cmd::run(args)),
+        Command::ProxyConfig(args) => block_on(proxy_config::run(args)),
+        Command::Sample(args) => block_on(sample::run(args)),
+    }
+}
+
+/// Runs a subcommand on a runtime with a worker per core.
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Up(args) => up::run(args).await,
-            Command::ControlPlane(args) => control_plane_cmd::run(args).await,
-            Command::Proxy(args) => proxy_cmd::run(args).await,
-            Command::ProxyConfig(args) => proxy_config::run(args).await,
-            Command::Sample(args) => sample::run(args).await,
-        }
-    })
-}
-
-/// Logs to stderr at `default_level`; `RUST_LOG` (e.g. `debug`, `bosun_proxy=trace`)
-/// picks what is shown instead.
-fn init_logging(default_level: &str) {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
-/// Completes on Ctrl-C or SIGTERM: the signals every long-running subcommand stops on.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+        .build()?
+        .block_on(command)
 }

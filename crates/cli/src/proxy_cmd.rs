@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -53,6 +54,10 @@ pub struct Args {
     /// ADS variant: `delta` (incremental) or `sotw` (state of the world).
     #[arg(long, env = "BOSUN_XDS_MODE", default_value = "delta")]
     pub xds_mode: XdsMode,
+    /// Worker threads serving traffic, like Envoy's `--concurrency`. With 1 the whole
+    /// proxy runs on one thread: the least CPU and memory per request.
+    #[arg(long, env = "BOSUN_CONCURRENCY", default_value = "2")]
+    pub concurrency: NonZeroUsize,
     /// How long in-flight requests get to finish on shutdown: `5s`, `500ms`, or seconds.
     #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -119,7 +124,14 @@ impl Args {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the proxy on a runtime of `--concurrency` threads until Ctrl-C or SIGTERM.
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let runtime = crate::runtime(args.concurrency).context("starting the runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let concurrency = args.concurrency;
     let config = args.config()?;
     tracing::info!(
         node = %config.node.node_id(),
@@ -127,6 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         mode = ?config.xds_mode,
         admin = %config.admin_address,
         drain_timeout = ?config.drain_timeout,
+        concurrency,
         "starting proxy"
     );
     let proxy = Proxy::bind(config).await.context("starting the proxy")?;

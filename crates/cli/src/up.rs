@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mesh = tokio::select! {
         started = LocalMesh::start(&args.folder, options) => started?,
         // Interrupted while starting: `start` is dropped, and the processes with it.
-        () = crate::shutdown_signal() => {
+        () = bosun::shutdown_signal() => {
             println!("interrupted while starting");
             return Ok(());
         }
@@ -80,7 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         table::show_live(sources, args.refresh, std::io::stdout().is_terminal()).await;
     };
     let exited = tokio::select! {
-        () = crate::shutdown_signal() => None,
+        () = bosun::shutdown_signal() => None,
         exited = mesh.first_exit() => Some(exited),
         () = live => None,
     };

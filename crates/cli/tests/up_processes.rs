@@ -67,6 +67,13 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// The program a process runs: the first word of its command line.
+fn program(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let first = cmdline.split(|byte| *byte == 0).next()?;
+    Some(String::from_utf8_lossy(first).into_owned())
+}
+
 fn is_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(')')
@@ -206,6 +213,14 @@ fn up_runs_bookinfo_with_real_envoy_sidecars_beside_bosun_ones() {
     assert!(run_dir.path().join("productpage-v1.envoy.json").is_file());
 
     let children = descendants(up_pid);
+    // `cargo test` builds the lean sidecar binary beside `bosun`: Bosun's sidecars run it.
+    let programs: Vec<String> = children.iter().filter_map(|pid| program(*pid)).collect();
+    assert!(
+        programs
+            .iter()
+            .any(|program| program.ends_with("/bosun-proxy")),
+        "no sidecar runs bosun-proxy: {programs:?}"
+    );
     let pid = rustix::process::Pid::from_raw(i32::try_from(up_pid).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(up.wait().unwrap().success());

@@ -392,8 +392,10 @@ impl RunningMesh {
                 spec
             }
             ProxyKind::Bosun | ProxyKind::None => {
-                let mut spec = ProcessSpec::new(name, &options.bosun_exe, log_path);
-                spec.args = bosun_proxy_args(workload, xds);
+                let (program, mut args) = sidecar_command(&options.bosun_exe);
+                let mut spec = ProcessSpec::new(name, program, log_path);
+                args.extend(bosun_proxy_args(workload, xds));
+                spec.args = args;
                 spec
             }
         };
@@ -461,10 +463,24 @@ impl RunningMesh {
     }
 }
 
-/// `bosun proxy` flags for a workload's sidecar.
+/// The lean sidecar binary `bosun-proxy` when it was built beside `bosun` (`cargo build`
+/// builds both; `cargo run` only the one it runs), else `bosun proxy`: the same proxy.
+fn sidecar_command(bosun_exe: &Path) -> (PathBuf, Vec<OsString>) {
+    let lean = bosun_exe.with_file_name(format!("bosun-proxy{}", std::env::consts::EXE_SUFFIX));
+    if lean.is_file() {
+        (lean, Vec::new())
+    } else {
+        (bosun_exe.to_path_buf(), vec!["proxy".into()])
+    }
+}
+
+/// The proxy's flags for a workload's sidecar.
 fn bosun_proxy_args(workload: &WorkloadPlan, xds: SocketAddr) -> Vec<OsString> {
     let mut args: Vec<String> = vec![
-        "proxy".into(),
+        // Many sidecars share this machine: one thread each, like `--concurrency 1` for
+        // the Envoy sidecars.
+        "--concurrency".into(),
+        "1".into(),
         "--xds-address".into(),
         format!("http://{xds}"),
         "--workload".into(),
