@@ -2,18 +2,20 @@
 """Bosun's proxy side by side with Envoy, HAProxy and nginx on loopback.
 
 Each proxy runs pinned to CPU 0; the load generator and the upstream app (nginx serving
-a 1 KiB body) share CPU 1. For every target, each run measures:
+a 1 KiB body) share CPU 1. A target is one proxy on the path, or two sidecars (client
+sidecar -> server sidecar -> app, both on CPU 0). For every target, each run measures:
 
   * the highest request rate (wrk, HTTP/1.1 keep-alive, closed loop),
+  * the highest request rate over h2c (h2load, closed loop), where the target speaks it,
   * latency p50/p90/p99 at a fixed 1000 req/s (h2load --rps, per-request log),
-  * the proxy's CPU per 1000 req/s over that fixed-rate run (/proc/<pid>/stat),
-  * the proxy's peak RSS during it (/proc/<pid>/status VmRSS, sampled every 100 ms).
+  * the proxies' CPU per 1000 req/s over that fixed-rate run (/proc/<pid>/stat, summed),
+  * each proxy's peak RSS during it (/proc/<pid>/status VmRSS, sampled every 100 ms).
 
 Figures are medians over the runs. Results go to bench/results/latest.json, a chart next
 to it, and the table in docs/benchmarks.md. See docs/benchmarks.md for the method.
 
-  bench/run.py                      # every target, 3 runs (about 10 minutes)
-  bench/run.py --quick --only direct,bosun
+  bench/run.py                      # every target, 3 runs (about 15 minutes)
+  bench/run.py --quick --only direct,bosun,bosun-2hop
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.load import run_h2load_fixed_rate, run_wrk
+from harness.load import run_h2load_fixed_rate, run_h2load_max_rate, run_wrk
 from harness.procs import CpuMeter, ForeignCpuMeter, HarnessError, RssSampler, thread_count
 from harness.report import (added_latency, markdown_table, summarize, update_docs,
                             write_chart)
@@ -59,6 +61,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000, help="fixed request rate for latency and CPU")
     parser.add_argument("--clients", type=int, default=10, help="connections at the fixed rate")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections at max rate")
+    # 4 x 16 keeps 64 requests in flight, as wrk's 64 connections do: the two max-rate
+    # figures differ in the downstream protocol only.
+    parser.add_argument("--h2c-connections", type=int, default=4,
+                        help="h2load connections in the h2c max-rate run")
+    parser.add_argument("--h2c-streams", type=int, default=16,
+                        help="concurrent streams per connection in the h2c max-rate run")
+    parser.add_argument("--no-h2c", action="store_true", help="skip the h2c max-rate run")
     parser.add_argument("--warmup-seconds", type=float, default=3)
     parser.add_argument("--max-rate-seconds", type=float, default=10)
     parser.add_argument("--fixed-rate-seconds", type=float, default=15)
@@ -123,33 +132,56 @@ def busy_cpu_share(seconds: float) -> float:
 
 def measure_once(target: Target, endpoint: Endpoint, args: argparse.Namespace,
                  pinning: Pinning, log_file: Path) -> dict:
-    pid = target.proxy.pid if target.proxy else None
+    # Every proxy on the path: CPU is summed over them, RSS kept per proxy.
+    pids = target.pids
     run_wrk(endpoint, args.warmup_seconds, args.connections, pinning.client_cpu)
 
-    with CpuMeter(pid) as max_rate_cpu:
+    with CpuMeter(pids) as max_rate_cpu:
         max_rate = run_wrk(endpoint, args.max_rate_seconds, args.connections, pinning.client_cpu)
     _check_errors(target, "max rate", max_rate.errors, max_rate.requests)
 
-    with CpuMeter(pid) as fixed_rate_cpu, RssSampler(pid) as rss:
+    # Before the fixed-rate run, so that every run's RSS follows the same load history.
+    h2c = measure_h2c_max_rate(target, args, pinning)
+
+    with CpuMeter(pids) as fixed_rate_cpu, RssSampler(pids) as rss:
         fixed = run_h2load_fixed_rate(endpoint, args.rate, args.fixed_rate_seconds,
                                       args.clients, pinning.client_cpu, log_file)
     _check_errors(target, "fixed rate", fixed.errors, fixed.requests + fixed.errors)
-    if target.proxy:
-        target.proxy.check_alive()
+    target.check_alive()
 
     return {
         "max_rps": max_rate.requests_per_second,
-        "max_rps_proxy_cores": max_rate_cpu.window.cores_busy if pid else None,
+        "max_rps_proxy_cores": max_rate_cpu.window.cores_busy if pids else None,
+        **h2c,
         "p50_us": fixed.latency_us["p50"],
         "p90_us": fixed.latency_us["p90"],
         "p99_us": fixed.latency_us["p99"],
         "max_us": fixed.latency_us["max"],
         "achieved_rps": fixed.achieved_rps,
         # vCPU-seconds per 1000 requests is vCPU per 1000 req/s.
-        "cpu_per_1000rps": fixed_rate_cpu.window.cpu_seconds * 1000 / fixed.requests if pid else None,
-        "rss_mib": rss.max_kib / 1024 if pid else None,
-        "threads": thread_count(pid) if pid else None,
-        "errors": max_rate.errors + fixed.errors,
+        "cpu_per_1000rps": (fixed_rate_cpu.window.cpu_seconds * 1000 / fixed.requests
+                            if pids else None),
+        # The larger proxy's peak: what one sidecar costs. Each proxy's, client first, beside.
+        "rss_mib": rss.max_kib / 1024 if pids else None,
+        "rss_mib_per_proxy": [rss.max_kib_by_pid[pid] / 1024 for pid in pids] if pids else None,
+        "threads": sum(thread_count(pid) for pid in pids) if pids else None,
+        "errors": max_rate.errors + fixed.errors + (h2c["h2c_errors"] or 0),
+    }
+
+
+def measure_h2c_max_rate(target: Target, args: argparse.Namespace, pinning: Pinning) -> dict:
+    """The h2c max-rate figures, or None for each when the target or the run has no h2c."""
+    if args.no_h2c or target.h2c_endpoint is None:
+        return {"max_rps_h2c": None, "max_rps_h2c_proxy_cores": None, "h2c_errors": None}
+    pids = target.pids
+    with CpuMeter(pids) as cpu:
+        result = run_h2load_max_rate(target.h2c_endpoint, args.max_rate_seconds,
+                                     args.h2c_connections, args.h2c_streams, pinning.client_cpu)
+    _check_errors(target, "h2c max rate", result.errors, result.requests)
+    return {
+        "max_rps_h2c": result.requests_per_second,
+        "max_rps_h2c_proxy_cores": cpu.window.cores_busy if pids else None,
+        "h2c_errors": result.errors,
     }
 
 
@@ -172,11 +204,16 @@ def measure_quietly(target: Target, endpoint: Endpoint, args: argparse.Namespace
 
 
 def describe(run: dict, rate: int, proxied: bool) -> str:
-    text = (f"{run['max_rps']:,.0f} req/s max, p50/p99 {run['p50_us']:,.0f}/"
-            f"{run['p99_us']:,.0f} µs at {rate} req/s")
+    text = f"{run['max_rps']:,.0f} req/s max"
+    if run["max_rps_h2c"] is not None:
+        text += f" ({run['max_rps_h2c']:,.0f} over h2c)"
+    text += f", p50/p99 {run['p50_us']:,.0f}/{run['p99_us']:,.0f} µs at {rate} req/s"
     if proxied:
-        text += (f", {run['cpu_per_1000rps']:.3f} vCPU per 1000 req/s, {run['rss_mib']:.1f} MiB "
-                 f"RSS, {run['max_rps_proxy_cores'] * 100:.0f}% of its core at max rate")
+        each = run["rss_mib_per_proxy"]
+        rss = (f"{run['rss_mib']:.1f} MiB RSS" if len(each) == 1 else
+               f"RSS {' + '.join(f'{mib:.1f}' for mib in each)} MiB (client, server)")
+        text += (f", {run['cpu_per_1000rps']:.3f} vCPU per 1000 req/s, {rss}, "
+                 f"{run['max_rps_proxy_cores'] * 100:.0f}% of the proxy core at max rate")
     if run["foreign_cores"] > NOISY_FOREIGN_CORES:
         text += f" (disturbed: other processes used {run['foreign_cores']:.2f} CPU)"
     return text
@@ -221,9 +258,11 @@ def main() -> int:
     for name in args.targets:
         commands += TARGETS[name].required_commands
     ensure_commands(sorted(set(commands)), install)
-    needs_bosun = any(name in ("bosun", "envoy") for name in args.targets)
+    # Envoy is configured by Bosun's control plane, so it needs the bosun binary too.
+    needs_bosun = any(TARGETS[name].needs_bosun for name in args.targets)
+    needs_envoy = any(TARGETS[name].needs_envoy for name in args.targets)
     bosun_bin = bosun_binary(REPO, args.bosun_bin, build=not args.no_build) if needs_bosun else None
-    envoy_bin = envoy_binary(install) if "envoy" in args.targets else None
+    envoy_bin = envoy_binary(install) if needs_envoy else None
     chart = not args.no_chart and ensure_matplotlib(install)
 
     workdir = Path(tempfile.mkdtemp(prefix="bosun-bench-"))
@@ -236,10 +275,10 @@ def main() -> int:
         print(f"warning: {busy_before}; runs it disturbs are repeated", flush=True)
 
     def own_pids() -> list[int]:
-        return bench.service_pids() + [t.proxy.pid for t in targets if t.proxy is not None]
+        return bench.service_pids() + [pid for target in targets for pid in target.pids]
 
     try:
-        bench.start_upstream()
+        bench.start_upstream([ip for target in targets for ip in target.app_ips])
         # Every proxy is started up front and the runs go round the targets in turn, so
         # that a slow drift of the machine spreads over all of them alike. An idle proxy
         # on the proxy CPU costs the measured one nothing.
@@ -247,8 +286,7 @@ def main() -> int:
         for target in targets:
             print(f"{target.label}: starting", flush=True)
             endpoints[target.name] = target.start()
-            versions["upstream (nginx)" if target.name == "direct" else target.label] = \
-                target.version()
+            versions[target.version_label] = target.version()
         for run_index in range(args.runs):
             for target in targets:
                 log_file = workdir / f"{target.name}-{run_index}.h2load.tsv"
@@ -256,7 +294,7 @@ def main() -> int:
                                       own_pids)
                 runs[target.name].append(run)
                 print(f"{target.label}: run {run_index + 1}/{args.runs}: "
-                      f"{describe(run, args.rate, target.proxy is not None)}", flush=True)
+                      f"{describe(run, args.rate, bool(target.proxies))}", flush=True)
     finally:
         for target in targets:
             target.stop()
@@ -266,7 +304,8 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    results = {target.name: {"label": target.label, "runs": runs[target.name],
+    results = {target.name: {"label": target.label, "hops": target.hops,
+                             "baseline": target.baseline, "runs": runs[target.name],
                              "median": summarize(runs[target.name])} for target in targets}
     disturbed = sum(run["foreign_cores"] > NOISY_FOREIGN_CORES
                     for target_runs in runs.values() for run in target_runs)
@@ -284,6 +323,8 @@ def main() -> int:
         "settings": {
             "runs": args.runs, "quick": args.quick, "rate": args.rate, "clients": args.clients,
             "connections": args.connections, "warmup_seconds": args.warmup_seconds,
+            "h2c": not args.no_h2c, "h2c_connections": args.h2c_connections,
+            "h2c_streams": args.h2c_streams,
             "max_rate_seconds": args.max_rate_seconds,
             "fixed_rate_seconds": args.fixed_rate_seconds,
             "body_bytes": 1024, "proxy_cpu": pinning.proxy_cpu, "client_cpu": pinning.client_cpu,

@@ -12,14 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 COLOURS = {"direct": "#9e9e9e", "bosun": "#1f77b4", "envoy": "#d62728",
-           "haproxy": "#2ca02c", "nginx": "#ff7f0e"}
+           "haproxy": "#2ca02c", "nginx": "#ff7f0e",
+           # Two sidecars: the proxy's colour, lighter.
+           "bosun-2hop": "#9ecae1", "envoy-2hop": "#fc9272"}
 
 
 def main() -> None:
     report = json.load(sys.stdin)
     results = report["results"]
     proxies = [name for name in results if name != "direct"]
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
 
     def bars(axis, names, values, title, unit):
         colours = [COLOURS.get(name, "#555555") for name in names]
@@ -29,9 +31,36 @@ def main() -> None:
             f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for value in values])
         axis.set_title(title)
         axis.set_ylabel(unit)
+        axis.margins(y=0.12)  # room for the value labels under the title
+        axis.tick_params(axis="x", labelsize=8, labelrotation=20)
 
-    bars(axes[0][0], list(results), [results[n]["median"]["max_rps"] for n in results],
-         "Max requests/s, proxy on 1 core (higher is better)", "req/s")
+    def max_rates(axis):
+        """HTTP/1.1 and, where measured, h2c side by side for each target."""
+        names = list(results)
+        h2c = [results[n]["median"].get("max_rps_h2c") for n in names]
+        if not any(rate is not None for rate in h2c):
+            bars(axis, names, [results[n]["median"]["max_rps"] for n in names],
+                 "Max requests/s, proxy on 1 core (higher is better)", "req/s")
+            return
+        width = 0.4
+        positions = range(len(names))
+        colours = [COLOURS.get(name, "#555555") for name in names]
+        http1 = axis.bar([p - width / 2 for p in positions],
+                         [results[n]["median"]["max_rps"] for n in names], width,
+                         color=colours, label="HTTP/1.1")
+        h2 = axis.bar([p + width / 2 for p in positions], [rate or 0 for rate in h2c], width,
+                      color=colours, hatch="//", edgecolor="white", label="h2c")
+        for drawn in (http1, h2):
+            axis.bar_label(drawn, fontsize=6, rotation=90, padding=2, labels=[
+                f"{bar.get_height():,.0f}" if bar.get_height() else "" for bar in drawn])
+        axis.set_xticks(list(positions), [results[n]["label"] for n in names])
+        axis.tick_params(axis="x", labelsize=8, labelrotation=20)
+        axis.set_title("Max requests/s, proxies on 1 core (higher is better)")
+        axis.margins(y=0.15)
+        axis.set_ylabel("req/s")
+        axis.legend(fontsize=8)
+
+    max_rates(axes[0][0])
     with_added = [n for n in proxies if results[n].get("added_us")]
     if with_added:
         width = 0.4
@@ -42,17 +71,18 @@ def main() -> None:
         axis.bar([p - width / 2 for p in positions], p50, width, label="p50", color="#6baed6")
         axis.bar([p + width / 2 for p in positions], p99, width, label="p99", color="#08519c")
         axis.set_xticks(list(positions), [results[n]["label"] for n in with_added])
+        axis.tick_params(axis="x", labelsize=8, labelrotation=20)
         axis.set_title("Latency added over direct at 1000 req/s (lower is better)")
         axis.set_ylabel("µs")
         axis.legend()
     else:
         axes[0][1].set_axis_off()
     bars(axes[1][0], proxies, [results[n]["median"]["cpu_per_1000rps"] for n in proxies],
-         "Proxy CPU per 1000 req/s (lower is better)", "vCPU")
+         "CPU per 1000 req/s; 2 sidecars: both (lower is better)", "vCPU")
     bars(axes[1][1], proxies, [results[n]["median"]["rss_mib"] for n in proxies],
-         "Proxy RSS under load (lower is better)", "MiB")
-    figure.suptitle(f"HTTP/1.1 keep-alive, 1 KiB responses, loopback; median of "
-                    f"{report['settings']['runs']} run(s)")
+         "RSS under load; 2 sidecars: the larger (lower is better)", "MiB")
+    figure.suptitle(f"HTTP/1.1 keep-alive (and h2c for max rate), 1 KiB responses, loopback; "
+                    f"median of {report['settings']['runs']} run(s)")
     figure.tight_layout()
     figure.savefig(sys.argv[1], dpi=100)
 

@@ -1,6 +1,8 @@
-"""The load generators: wrk for the highest request rate, h2load for a fixed rate.
+"""The load generators: wrk for the highest request rate, h2load for a fixed rate and
+for the highest rate over h2c.
 
-Both speak HTTP/1.1 over keep-alive connections opened once per run.
+wrk and the fixed-rate h2load speak HTTP/1.1 over keep-alive connections opened once per
+run; the h2c run multiplexes streams over a few connections.
 """
 
 from __future__ import annotations
@@ -70,6 +72,39 @@ def parse_wrk(output: str) -> MaxRateResult:
     if socket_errors:
         errors += sum(int(count) for count in socket_errors.groups())
     return MaxRateResult(float(rate.group(1)), int(total.group(1)), errors)
+
+
+def run_h2load_max_rate(endpoint: Endpoint, seconds: float, connections: int, streams: int,
+                        cpu: int | None) -> MaxRateResult:
+    """Closed-loop load over h2c with prior knowledge: `connections` connections with up to
+    `streams` requests in flight on each, a new one sent as soon as one completes.
+
+    h2load's one-second warm-up keeps connection set-up (h2's SETTINGS exchange, the
+    proxy's first upstream connections) out of the measured window, as wrk's warm-up run
+    does for HTTP/1.1.
+    """
+    argv = ["h2load", "-t1", f"-c{connections}", f"-m{streams}",
+            f"-D{max(1, round(seconds))}", "--warm-up-time=1"]
+    if endpoint.host_header:
+        argv += ["-H", f":authority: {endpoint.host_header}"]
+    argv.append(endpoint.url)
+    result = _run_load(_pinned(cpu, argv), seconds + 1)
+    if result.returncode != 0:
+        raise HarnessError(f"h2load failed ({result.returncode}): {result.stderr or result.stdout}")
+    return parse_h2load(result.stdout)
+
+
+def parse_h2load(output: str) -> MaxRateResult:
+    """Rate and failures from h2load's summary. Of the requests done in the window, those
+    without a 2xx response are errors (failed streams and other statuses alike), as wrk's
+    socket errors and non-2xx count are."""
+    rate = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", output)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", output)
+    ok = re.search(r"status codes: (\d+) 2xx", output)
+    if not rate or not done or not ok:
+        raise HarnessError(f"could not read h2load's output:\n{output}")
+    requests = int(done.group(1))
+    return MaxRateResult(float(rate.group(1)), requests, max(0, requests - int(ok.group(1))))
 
 
 def run_h2load_fixed_rate(endpoint: Endpoint, rate: int, seconds: float, clients: int,

@@ -105,14 +105,23 @@ def thread_count(pid: int) -> int:
 
 
 class RssSampler:
-    """Samples a process's VmRSS in the background and keeps the maximum."""
+    """Samples the VmRSS of some processes in the background and keeps each one's maximum.
 
-    def __init__(self, pid: int | None, interval_seconds: float = 0.1):
-        self.pid = pid
+    A path through two sidecars has two proxies: their peaks are kept apart, because the
+    figure a sidecar is judged by is its own footprint, not the sum of a chain's.
+    """
+
+    def __init__(self, pids: list[int], interval_seconds: float = 0.1):
+        self.pids = list(pids)
         self.interval_seconds = interval_seconds
-        self.max_kib = 0
+        self.max_kib_by_pid: dict[int, int] = {pid: 0 for pid in self.pids}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def max_kib(self) -> int:
+        """The largest peak among the processes (0 when there are none)."""
+        return max(self.max_kib_by_pid.values(), default=0)
 
     def __enter__(self) -> "RssSampler":
         self._sample()
@@ -129,12 +138,12 @@ class RssSampler:
             self._sample()
 
     def _sample(self) -> None:
-        if self.pid is None:
-            return
-        try:
-            self.max_kib = max(self.max_kib, status_field_kib(self.pid, "VmRSS"))
-        except (OSError, HarnessError):
-            pass  # The process is gone; the caller notices through its own checks.
+        for pid in self.pids:
+            try:
+                self.max_kib_by_pid[pid] = max(self.max_kib_by_pid[pid],
+                                               status_field_kib(pid, "VmRSS"))
+            except (OSError, HarnessError):
+                pass  # The process is gone; the caller notices through its own checks.
 
 
 @dataclass
@@ -149,27 +158,51 @@ class CpuWindow:
 
 
 class CpuMeter:
-    """Measures a process's CPU time over a `with` block."""
+    """Measures the CPU time some processes use together over a `with` block.
 
-    def __init__(self, pid: int | None):
-        self.pid = pid
+    Summed, because two sidecars on one request path both cost the machine CPU.
+    """
+
+    def __init__(self, pids: list[int]):
+        self.pids = list(pids)
         self.window = CpuWindow(0.0, 0.0)
+
+    def _total(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     def __enter__(self) -> "CpuMeter":
         self._start_wall = time.monotonic()
-        self._start_cpu = cpu_seconds(self.pid) if self.pid else 0.0
+        self._start_cpu = self._total()
         return self
 
     def __exit__(self, *exc) -> None:
         wall = time.monotonic() - self._start_wall
-        used = cpu_seconds(self.pid) - self._start_cpu if self.pid else 0.0
-        self.window = CpuWindow(used, wall)
+        self.window = CpuWindow(self._total() - self._start_cpu, wall)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def free_port_on_all(hosts: list[str], attempts: int = 20) -> int:
+    """A port free on every one of `hosts`: one app listening on several workload IPs
+    is reached at the same port on each, as the mesh folder names a single app port."""
+    for _ in range(attempts):
+        port = free_port(hosts[0])
+        if all(_bindable(host, port) for host in hosts[1:]):
+            return port
+    raise HarnessError(f"found no port free on all of {', '.join(hosts)}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def ensure_port_free(host: str, port: int, what: str) -> None:

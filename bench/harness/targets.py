@@ -1,9 +1,13 @@
-"""What is measured: the upstream app, and each way of reaching it (directly or through
-one proxy), with the configuration each proxy is given.
+"""What is measured: the upstream app, and each way of reaching it (directly, through
+one proxy, or through two sidecars), with the configuration each proxy is given.
 
 Addresses: the upstream listens on 127.0.59.1; each proxy gets its own loopback address
 (as a workload would in a local mesh) and listens on port 15001, Istio's outbound port.
-Requests through a proxy carry `Host: bench:8080`, the mesh service's short name.
+Requests through one proxy carry `Host: bench:8080`, the mesh service's short name.
+
+Two sidecars: a client sidecar (127.0.6x.3) routes `Host: bench2-<kind>:8080` to the
+server workload's inbound listener (127.0.6x.2:8080), whose sidecar forwards to the app on
+the same IP, as in docs/design/local-mesh.md; the upstream nginx also listens there.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import HarnessError, Process, ensure_port_free, free_port, http_ok, wait_until
+from .procs import (HarnessError, Process, ensure_port_free, free_port, free_port_on_all,
+                    http_ok, wait_until)
 from .tools import version_line
 
 BODY_BYTES = 1024
@@ -21,6 +26,10 @@ SERVICE_HOST_HEADER = "bench:8080"
 UPSTREAM_IP = "127.0.59.1"
 OUTBOUND_PORT = 15001
 ADMIN_PORT = 15000
+# nginx 1.22 speaks h2c only on a listening socket of its own, where HTTP/1.1 fails.
+NGINX_H2C_PORT = 15002
+# The server workload's port in the two-sidecar scenarios (WorkloadEntry `http: 8080`).
+SERVER_PORT = 8080
 NAMESPACE = "default"
 STARTUP_TIMEOUT_SECONDS = 30.0
 
@@ -54,7 +63,8 @@ class Bench:
         self.pinning = pinning
         self.bosun_bin = bosun_bin
         self.envoy_bin = envoy_bin
-        self.upstream_port = free_port(UPSTREAM_IP)
+        self.upstream_port = 0
+        self.upstream_h2c_port = 0
         self._upstream: Process | None = None
         self._control_plane: Process | None = None
         self.xds_port = 0
@@ -63,13 +73,26 @@ class Bench:
     def upstream(self) -> Endpoint:
         return Endpoint(UPSTREAM_IP, self.upstream_port, None)
 
-    def start_upstream(self) -> None:
+    @property
+    def upstream_h2c(self) -> Endpoint:
+        """The same app over h2c (prior knowledge), on a port of its own: nginx 1.22 cannot
+        serve HTTP/1.1 and h2c on one cleartext port."""
+        return Endpoint(UPSTREAM_IP, self.upstream_h2c_port, None)
+
+    def start_upstream(self, app_ips: list[str]) -> None:
+        """Starts the app on the upstream IP and on `app_ips`, the workload IPs whose server
+        sidecars forward to `<workload IP>:<app port>`; the same port on each, since the
+        mesh folder names one app port."""
+        self.upstream_port = free_port_on_all([UPSTREAM_IP, *app_ips])
+        self.upstream_h2c_port = free_port(UPSTREAM_IP)
         config = self.workdir / "upstream.nginx.conf"
-        config.write_text(_upstream_nginx_config(self.workdir, self.upstream_port))
+        config.write_text(_upstream_nginx_config(self.workdir, self.upstream_port,
+                                                 self.upstream_h2c_port, app_ips))
         self._upstream = Process("upstream (nginx)", _nginx_argv(self.workdir, config),
                                  self.workdir / "upstream.log", cpu=self.pinning.client_cpu).start()
-        wait_until("the upstream app", http_ok(UPSTREAM_IP, self.upstream_port),
-                   STARTUP_TIMEOUT_SECONDS, [self._upstream])
+        for ip in (UPSTREAM_IP, *app_ips):
+            wait_until(f"the upstream app on {ip}", http_ok(ip, self.upstream_port),
+                       STARTUP_TIMEOUT_SECONDS, [self._upstream])
 
     def control_plane_xds_port(self) -> int:
         """Starts the control plane on first use; it serves both Bosun's proxy and Envoy."""
@@ -104,16 +127,28 @@ class Bench:
 
 
 class Target:
-    """One way of reaching the upstream. `proxy` is None when nothing sits in between."""
+    """One way of reaching the upstream, through the proxies in `proxies` (client side
+    first); none when nothing sits in between."""
 
     name = ""
     label = ""
     # Commands beyond the load generators and the upstream that this target runs.
     required_commands: tuple[str, ...] = ()
+    # Workload IPs where the upstream app must listen too (a server sidecar forwards there).
+    app_ips: tuple[str, ...] = ()
+    # Proxies a request crosses: 0 direct, 1 a proxy, 2 a client and a server sidecar.
+    hops = 1
+    # The target whose figures this one's are compared with (ratios in the table).
+    baseline = "envoy"
+    # Bosun's binary runs the control plane that configures Envoy too.
+    needs_bosun = False
+    needs_envoy = False
 
     def __init__(self, bench: Bench):
         self.bench = bench
-        self.proxy: Process | None = None
+        self.proxies: list[Process] = []
+        # Where h2c (HTTP/2 with prior knowledge) reaches the same path; None: no h2c.
+        self.h2c_endpoint: Endpoint | None = None
 
     def start(self) -> Endpoint:
         raise NotImplementedError
@@ -121,48 +156,64 @@ class Target:
     def version(self) -> str:
         return ""
 
+    @property
+    def version_label(self) -> str:
+        """What `version()` is listed as among the versions: one entry per program."""
+        return self.label
+
+    @property
+    def pids(self) -> list[int]:
+        return [proxy.pid for proxy in self.proxies]
+
+    def check_alive(self) -> None:
+        for proxy in self.proxies:
+            proxy.check_alive()
+
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-            self.proxy = None
+        for proxy in self.proxies:
+            proxy.stop()
+        self.proxies = []
 
     def _wait_for_route(self, endpoint: Endpoint, also_ready=None) -> None:
         if also_ready is not None:
-            wait_until(f"{self.label} readiness", also_ready, STARTUP_TIMEOUT_SECONDS, [self.proxy])
+            wait_until(f"{self.label} readiness", also_ready, STARTUP_TIMEOUT_SECONDS,
+                       self.proxies)
         wait_until(f"a 200 through {self.label}",
                    http_ok(endpoint.host, endpoint.port, "/", endpoint.host_header),
-                   STARTUP_TIMEOUT_SECONDS, [self.proxy])
+                   STARTUP_TIMEOUT_SECONDS, self.proxies)
 
 
 class Direct(Target):
     name = "direct"
     label = "direct (no proxy)"
+    hops = 0
 
     def start(self) -> Endpoint:
+        self.h2c_endpoint = self.bench.upstream_h2c
         return self.bench.upstream
 
     def version(self) -> str:
         return version_line(["nginx", "-v"])
+
+    @property
+    def version_label(self) -> str:
+        return "upstream (nginx)"
 
 
 class BosunProxy(Target):
     name = "bosun"
     label = "Bosun"
     ip = "127.0.60.1"
+    needs_bosun = True
 
     def start(self) -> Endpoint:
         endpoint = Endpoint(self.ip, OUTBOUND_PORT, SERVICE_HOST_HEADER)
         _ensure_proxy_ports_free(self.ip, self.label)
-        xds_port = self.bench.control_plane_xds_port()
-        self.proxy = Process(
-            "bosun proxy",
-            [str(self.bench.bosun_bin), "proxy",
-             "--xds-address", f"http://127.0.0.1:{xds_port}",
-             "--workload", "client", "--namespace", NAMESPACE, "--ip", self.ip,
-             "--label", "app=client", "--admin-port", str(ADMIN_PORT)],
-            self.bench.workdir / "bosun-proxy.log", cpu=self.bench.pinning.proxy_cpu,
-            env=_quiet_rust_env()).start()
+        self.proxies = [_start_bosun_sidecar(self.bench, "bosun-proxy", self.ip, "client",
+                                             "client", {})]
         self._wait_for_route(endpoint, http_ok(self.ip, ADMIN_PORT, "/ready"))
+        # One listener for HTTP/1.1 and h2c: hyper tells them apart by the preface.
+        self.h2c_endpoint = endpoint
         return endpoint
 
     def version(self) -> str:
@@ -174,28 +225,20 @@ class EnvoyProxy(Target):
     label = "Envoy"
     ip = "127.0.61.1"
     workload = "client-envoy"
+    needs_bosun = needs_envoy = True
 
     def start(self) -> Endpoint:
         endpoint = Endpoint(self.ip, OUTBOUND_PORT, SERVICE_HOST_HEADER)
         _ensure_proxy_ports_free(self.ip, self.label)
-        xds_port = self.bench.control_plane_xds_port()
-        bootstrap = self.bench.workdir / "envoy.json"
-        bootstrap.write_text(json.dumps(
-            envoy_bootstrap(self.ip, self.workload, {"app": "client"}, xds_port), indent=2))
-        self.proxy = Process(
-            "envoy",
-            [str(self.bench.envoy_bin), "-c", str(bootstrap),
-             # One worker thread: the figure is per core. No hot restart: no shared memory.
-             "--concurrency", "1", "--disable-hot-restart",
-             "--log-level", "warn", "--drain-time-s", "1"],
-            self.bench.workdir / "envoy.log", cpu=self.bench.pinning.proxy_cpu).start()
+        self.proxies = [_start_envoy_sidecar(self.bench, "envoy", self.ip, self.workload,
+                                             "client", {})]
         self._wait_for_route(endpoint, http_ok(self.ip, ADMIN_PORT, "/ready"))
+        # The control plane's listeners use codec AUTO: Envoy detects h2c's preface.
+        self.h2c_endpoint = endpoint
         return endpoint
 
     def version(self) -> str:
-        # Envoy prints `<path>  version: <sha>/<version>/...`; the path says nothing.
-        line = version_line([str(self.bench.envoy_bin), "--version"])
-        return "envoy version: " + line.split("version:", 1)[1].strip() if "version:" in line else line
+        return envoy_version(self.bench)
 
 
 class HaproxyProxy(Target):
@@ -211,10 +254,13 @@ class HaproxyProxy(Target):
         config = self.bench.workdir / "haproxy.cfg"
         config.write_text(_haproxy_config(self.ip, self.bench.upstream))
         # -db: stay in the foreground as one process (no master/worker).
-        self.proxy = Process("haproxy", ["haproxy", "-db", "-f", str(config)],
-                             self.bench.workdir / "haproxy.log",
-                             cpu=self.bench.pinning.proxy_cpu).start()
+        self.proxies = [Process("haproxy", ["haproxy", "-db", "-f", str(config)],
+                                self.bench.workdir / "haproxy.log",
+                                cpu=self.bench.pinning.proxy_cpu).start()]
         self._wait_for_route(endpoint)
+        # A `mode http` bind switches to HTTP/2 when a connection opens with h2's preface,
+        # so h2c needs no `proto h2` (which would refuse HTTP/1.1 there).
+        self.h2c_endpoint = endpoint
         return endpoint
 
     def version(self) -> str:
@@ -230,44 +276,157 @@ class NginxProxy(Target):
 
     def start(self) -> Endpoint:
         endpoint = Endpoint(self.ip, OUTBOUND_PORT, SERVICE_HOST_HEADER)
-        ensure_port_free(self.ip, OUTBOUND_PORT, self.label)
+        for port in (OUTBOUND_PORT, NGINX_H2C_PORT):
+            ensure_port_free(self.ip, port, self.label)
         config = self.bench.workdir / "proxy.nginx.conf"
         config.write_text(_proxy_nginx_config(self.bench.workdir, self.ip, self.bench.upstream))
-        self.proxy = Process("nginx proxy", _nginx_argv(self.bench.workdir, config),
-                             self.bench.workdir / "nginx-proxy.log",
-                             cpu=self.bench.pinning.proxy_cpu).start()
+        self.proxies = [Process("nginx proxy", _nginx_argv(self.bench.workdir, config),
+                                self.bench.workdir / "nginx-proxy.log",
+                                cpu=self.bench.pinning.proxy_cpu).start()]
         self._wait_for_route(endpoint)
+        self.h2c_endpoint = Endpoint(self.ip, NGINX_H2C_PORT, SERVICE_HOST_HEADER)
         return endpoint
 
     def version(self) -> str:
         return version_line(["nginx", "-v"])
 
 
+class TwoSidecars(Target):
+    """A request between two meshed workloads: the load generator is the client app, its
+    sidecar routes to the server workload's inbound listener, whose sidecar forwards to the
+    app on the server's IP. Both sidecars are of one kind and share the proxy CPU."""
+
+    hops = 2
+    client_ip = ""
+    server_ip = ""
+    client_workload = ""
+    server_workload = ""
+    # The service's short name, and the `app` label it selects the server by: one per
+    # proxy kind, so that a Bosun client never reaches an Envoy server or the reverse.
+    service = ""
+
+    def start(self) -> Endpoint:
+        endpoint = Endpoint(self.client_ip, OUTBOUND_PORT, f"{self.service}:{SERVER_PORT}")
+        for ip in (self.client_ip, self.server_ip):
+            _ensure_proxy_ports_free(ip, self.label)
+        ensure_port_free(self.server_ip, SERVER_PORT, self.label)
+        server = self._start_sidecar(f"{self.name}-server", self.server_ip,
+                                     self.server_workload, self.service,
+                                     {SERVER_PORT: self.bench.upstream_port})
+        self.proxies = [server]
+        self._wait_for_route(Endpoint(self.server_ip, SERVER_PORT, endpoint.host_header),
+                             http_ok(self.server_ip, ADMIN_PORT, "/ready"))
+        client = self._start_sidecar(f"{self.name}-client", self.client_ip,
+                                     self.client_workload, "client", {})
+        self.proxies = [client, server]
+        self._wait_for_route(endpoint, http_ok(self.client_ip, ADMIN_PORT, "/ready"))
+        # h2c reaches the client sidecar's outbound listener; the hop between the
+        # sidecars stays HTTP/1.1, as the service port is plain `http`.
+        self.h2c_endpoint = endpoint
+        return endpoint
+
+    def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
+                       app_ports: dict[int, int]) -> Process:
+        raise NotImplementedError
+
+
+class BosunTwoSidecars(TwoSidecars):
+    name = "bosun-2hop"
+    label = "Bosun, 2 sidecars"
+    baseline = "envoy-2hop"
+    client_ip = "127.0.60.3"
+    server_ip = "127.0.60.2"
+    client_workload = "client-2hop"
+    server_workload = "bench-server"
+    service = "bench2-bosun"
+    app_ips = (server_ip,)
+    needs_bosun = True
+
+    def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
+                       app_ports: dict[int, int]) -> Process:
+        return _start_bosun_sidecar(self.bench, log_name, ip, workload, app, app_ports)
+
+    def version(self) -> str:
+        return version_line([str(self.bench.bosun_bin), "--version"])
+
+    @property
+    def version_label(self) -> str:
+        return BosunProxy.label
+
+
+class EnvoyTwoSidecars(TwoSidecars):
+    name = "envoy-2hop"
+    label = "Envoy, 2 sidecars"
+    baseline = "envoy-2hop"
+    client_ip = "127.0.61.3"
+    server_ip = "127.0.61.2"
+    client_workload = "client-2hop-envoy"
+    server_workload = "bench-server-envoy"
+    service = "bench2-envoy"
+    app_ips = (server_ip,)
+    needs_bosun = needs_envoy = True
+
+    def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
+                       app_ports: dict[int, int]) -> Process:
+        return _start_envoy_sidecar(self.bench, log_name, ip, workload, app, app_ports)
+
+    def version(self) -> str:
+        return envoy_version(self.bench)
+
+    @property
+    def version_label(self) -> str:
+        return EnvoyProxy.label
+
+
 TARGETS: dict[str, type[Target]] = {
-    target.name: target for target in (Direct, BosunProxy, EnvoyProxy, HaproxyProxy, NginxProxy)
+    target.name: target for target in (Direct, BosunProxy, EnvoyProxy, HaproxyProxy, NginxProxy,
+                                       BosunTwoSidecars, EnvoyTwoSidecars)
 }
 
 
+def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,
+                         app_ports: dict[int, int]) -> Process:
+    """`bosun proxy` for one workload, pinned to the proxy CPU (the caller waits for it)."""
+    xds_port = bench.control_plane_xds_port()
+    argv = [str(bench.bosun_bin), "proxy",
+            "--xds-address", f"http://127.0.0.1:{xds_port}",
+            "--workload", workload, "--namespace", NAMESPACE, "--ip", ip,
+            "--label", f"app={app}", "--admin-port", str(ADMIN_PORT)]
+    for port, app_port in app_ports.items():
+        argv += ["--app-port", f"{port}={app_port}"]
+    return Process(log_name, argv, bench.workdir / f"{log_name}.log",
+                   cpu=bench.pinning.proxy_cpu, env=_quiet_rust_env()).start()
+
+
+def _start_envoy_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,
+                         app_ports: dict[int, int]) -> Process:
+    """Envoy with the bootstrap `bosun up` writes for the workload, pinned to the proxy CPU
+    (the caller waits for it)."""
+    xds_port = bench.control_plane_xds_port()
+    bootstrap = bench.workdir / f"{log_name}.json"
+    bootstrap.write_text(json.dumps(
+        envoy_bootstrap(ip, workload, {"app": app}, xds_port, app_ports), indent=2))
+    return Process(
+        log_name,
+        [str(bench.envoy_bin), "-c", str(bootstrap),
+         # One worker thread: the figure is per core. No hot restart: no shared memory.
+         "--concurrency", "1", "--disable-hot-restart",
+         "--log-level", "warn", "--drain-time-s", "1"],
+        bench.workdir / f"{log_name}.log", cpu=bench.pinning.proxy_cpu).start()
+
+
+def envoy_version(bench: Bench) -> str:
+    # Envoy prints `<path>  version: <sha>/<version>/...`; the path says nothing.
+    line = version_line([str(bench.envoy_bin), "--version"])
+    return "envoy version: " + line.split("version:", 1)[1].strip() if "version:" in line else line
+
+
 def mesh_folder_yaml(upstream_port: int) -> str:
-    """The service and its workloads, in Istio's resources, for the control plane."""
-    return f"""\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: bench
-  namespace: {NAMESPACE}
-spec:
-  hosts:
-  - bench.{NAMESPACE}.svc.cluster.local
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: 8080
-    name: http
-    protocol: HTTP
-  workloadSelector:
-    labels:
-      app: bench
+    """The services and their workloads, in Istio's resources, for the control plane.
+
+    The same folder whichever targets run, so that no figure depends on the others chosen.
+    """
+    return _service_entry("bench", "bench") + f"""\
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -280,32 +439,64 @@ spec:
     http: {upstream_port}
   labels:
     app: bench
----
+""" + _workload_entry("client", BosunProxy.ip, "client") \
+        + _workload_entry(EnvoyProxy.workload, EnvoyProxy.ip, "client") \
+        + "".join(_two_sidecar_resources(kind) for kind in (BosunTwoSidecars, EnvoyTwoSidecars))
+
+
+def _two_sidecar_resources(kind: type[TwoSidecars]) -> str:
+    """The server workload on its own IP with port `http: 8080` (its sidecar's inbound
+    listener), the service that selects it, and the client workload."""
+    return ("---\n" + _service_entry(kind.service, kind.service)
+            + _workload_entry(kind.server_workload, kind.server_ip, kind.service,
+                              {"http": SERVER_PORT})
+            + _workload_entry(kind.client_workload, kind.client_ip, "client"))
+
+
+def _service_entry(name: str, app: str) -> str:
+    return f"""\
 apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
+kind: ServiceEntry
 metadata:
-  name: client
+  name: {name}
   namespace: {NAMESPACE}
 spec:
-  address: {BosunProxy.ip}
-  labels:
-    app: client
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: {EnvoyProxy.workload}
-  namespace: {NAMESPACE}
-spec:
-  address: {EnvoyProxy.ip}
-  labels:
-    app: client
+  hosts:
+  - {name}.{NAMESPACE}.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: {SERVER_PORT}
+    name: http
+    protocol: HTTP
+  workloadSelector:
+    labels:
+      app: {app}
 """
 
 
-def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: int) -> dict:
+def _workload_entry(name: str, address: str, app: str, ports: dict[str, int] | None = None) -> str:
+    port_lines = "".join(f"    {port_name}: {port}\n" for port_name, port in (ports or {}).items())
+    return f"""\
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  address: {address}
+""" + (f"  ports:\n{port_lines}" if port_lines else "") + f"""\
+  labels:
+    app: {app}
+"""
+
+
+def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: int,
+                    app_ports: dict[int, int]) -> dict:
     """The bootstrap `bosun up` writes for an Envoy sidecar (crates/xds/src/bootstrap.rs):
-    the node identity of docs/design/local-mesh.md, admin on the workload IP, and ADS."""
+    the node identity of docs/design/local-mesh.md, admin on the workload IP, and ADS.
+    `app_ports` (workload port -> app port) is where its inbound listeners forward."""
     def socket_address(address: str, port: int) -> dict:
         return {"socket_address": {"address": address, "port_value": port}}
 
@@ -320,7 +511,8 @@ def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: in
                 "SERVICE_ACCOUNT": "default",
                 "INSTANCE_IPS": ip,
                 "BOSUN_OUTBOUND_PORT": str(OUTBOUND_PORT),
-                "BOSUN_APP_PORTS": {},
+                # Strings both ways, as ProxyNode::metadata writes them.
+                "BOSUN_APP_PORTS": {str(port): str(app) for port, app in app_ports.items()},
             },
         },
         "admin": {"address": socket_address(ip, ADMIN_PORT)},
@@ -400,13 +592,15 @@ def _nginx_http_common(workdir: Path, name: str) -> str:
 """
 
 
-def _upstream_nginx_config(workdir: Path, port: int) -> str:
+def _upstream_nginx_config(workdir: Path, port: int, h2c_port: int, app_ips: list[str]) -> str:
     body = "x" * (BODY_BYTES - 1) + "\\n"
+    listens = "".join(f"        listen {ip}:{port} backlog=4096;\n"
+                      for ip in [UPSTREAM_IP, *app_ips])
     return _nginx_common(workdir, "upstream") + f"""\
 http {{
 {_nginx_http_common(workdir, "upstream")}
     server {{
-        listen {UPSTREAM_IP}:{port} backlog=4096;
+{listens}        listen {UPSTREAM_IP}:{h2c_port} http2 backlog=4096;
         location / {{
             default_type application/octet-stream;
             return 200 "{body}";
@@ -428,6 +622,7 @@ http {{
     }}
     server {{
         listen {ip}:{OUTBOUND_PORT} backlog=4096;
+        listen {ip}:{NGINX_H2C_PORT} http2 backlog=4096;
         location / {{
             proxy_pass http://bench;
             proxy_http_version 1.1;
