@@ -116,6 +116,19 @@ class Bench:
                    STARTUP_TIMEOUT_SECONDS, [self._control_plane])
         return self.xds_port
 
+    def sidecar_command(self) -> list[str]:
+        """How Bosun's sidecar is started, as `bosun up` does it: the lean `bosun-proxy`
+        binary when it was built beside `bosun` (the sidecar as deployed, with only the
+        proxy's code mapped), else `bosun proxy`, the same proxy in the main binary."""
+        if self.bosun_bin is None:
+            raise HarnessError("Bosun's sidecar needs the bosun binary")
+        lean = self.bosun_bin.with_name("bosun-proxy")
+        return [str(lean)] if lean.is_file() else [str(self.bosun_bin), "proxy"]
+
+    def sidecar_version(self) -> str:
+        """The version line of the program that runs as the sidecar (it names itself)."""
+        return version_line([self.sidecar_command()[0], "--version"])
+
     def service_pids(self) -> list[int]:
         """The upstream's and control plane's pids: CPU they use is the benchmark's own."""
         return [p.pid for p in (self._upstream, self._control_plane) if p is not None]
@@ -217,7 +230,7 @@ class BosunProxy(Target):
         return endpoint
 
     def version(self) -> str:
-        return version_line([str(self.bench.bosun_bin), "--version"])
+        return self.bench.sidecar_version()
 
 
 class EnvoyProxy(Target):
@@ -347,7 +360,7 @@ class BosunTwoSidecars(TwoSidecars):
         return _start_bosun_sidecar(self.bench, log_name, ip, workload, app, app_ports)
 
     def version(self) -> str:
-        return version_line([str(self.bench.bosun_bin), "--version"])
+        return self.bench.sidecar_version()
 
     @property
     def version_label(self) -> str:
@@ -386,9 +399,9 @@ TARGETS: dict[str, type[Target]] = {
 
 def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,
                          app_ports: dict[int, int]) -> Process:
-    """`bosun proxy` for one workload, pinned to the proxy CPU (the caller waits for it)."""
+    """Bosun's sidecar for one workload, pinned to the proxy CPU (the caller waits for it)."""
     xds_port = bench.control_plane_xds_port()
-    argv = [str(bench.bosun_bin), "proxy",
+    argv = [*bench.sidecar_command(),
             "--xds-address", f"http://127.0.0.1:{xds_port}",
             "--workload", workload, "--namespace", NAMESPACE, "--ip", ip,
             "--label", f"app={app}", "--admin-port", str(ADMIN_PORT)]
@@ -553,9 +566,12 @@ def _ensure_proxy_ports_free(ip: str, label: str) -> None:
 
 
 def _quiet_rust_env() -> dict[str, str]:
-    # The proxies all log at warn: none of them logs per request at that level. One tokio
-    # worker, as Envoy gets one worker: taskset to one CPU gives the same, this says so.
-    return {**os.environ, "RUST_LOG": "warn", "TOKIO_WORKER_THREADS": "1"}
+    # The proxies all log at warn: none of them logs per request at that level. One worker,
+    # as Envoy gets one (--concurrency 1), as `bosun up` runs its sidecars: the proxy's
+    # BOSUN_CONCURRENCY (its default is 2, whatever the CPUs), and TOKIO_WORKER_THREADS for
+    # the control plane and for proxies built before that setting, which ignore it.
+    return {**os.environ, "RUST_LOG": "warn", "BOSUN_CONCURRENCY": "1",
+            "TOKIO_WORKER_THREADS": "1"}
 
 
 def _nginx_argv(workdir: Path, config: Path) -> list[str]:
