@@ -185,5 +185,10 @@ fn incremental_update(
 ) -> Option<ChangeHint> {
     let incremental = generator.incremental()?;
     let changes = incremental.shared_changes_since(resources.generation?)?;
-    Some(resources.apply(changes, incremental.own(node), incremental.generation()))
+    Some(resources.apply(
+        changes,
+        incremental.shared(),
+        incremental.own(node),
+        incremental.generation(),
+    ))
 }

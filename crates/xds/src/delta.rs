@@ -186,7 +186,7 @@ impl DeltaStream {
                 watch
                     .known
                     .keys()
-                    .filter(|name| !all.contains_key(*name))
+                    .filter(|name| !all.contains_key(name))
                     .cloned()
                     .collect(),
             ),
@@ -196,14 +196,12 @@ impl DeltaStream {
                     names
                         .iter()
                         .filter(|name| watch.subscription.covers(name))
-                        .filter_map(|name| all.get(*name))
+                        .filter_map(|name| all.get(name))
                         .filter(stale)
                         .collect(),
                     names
                         .iter()
-                        .filter(|name| {
-                            !all.contains_key(**name) && watch.known.contains_key(**name)
-                        })
+                        .filter(|name| !all.contains_key(name) && watch.known.contains_key(**name))
                         .map(|name| (*name).clone())
                         .collect(),
                 )

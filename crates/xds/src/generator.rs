@@ -3,7 +3,9 @@
 
 use crate::node::ProxyNode;
 use crate::resources::ResourceSet;
-use crate::versioned::{EncodedSet, SharedChanges};
+use std::sync::Arc;
+
+use crate::versioned::{EncodedSet, ResourceIndex, SharedChanges};
 
 /// Produces resources per proxy from one immutable config snapshot.
 ///
@@ -33,8 +35,8 @@ pub trait Generator: Send + Sync + 'static {
 pub trait IncrementalGenerator {
     /// A number no other generator of this process has.
     fn generation(&self) -> u64;
-    /// Every resource all proxies share.
-    fn shared(&self) -> EncodedSet;
+    /// Every resource all proxies share, indexed once: the same `Arc` for every proxy.
+    fn shared(&self) -> Arc<ResourceIndex>;
     /// What changed in the shared resources since `generation`, if this generator was
     /// built right after it.
     fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges>;

@@ -33,4 +33,4 @@ pub use resources::{
 };
 pub use server::AdsServer;
 pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};
-pub use versioned::{EncodedSet, SharedChanges, TypedResource, VersionedResource};
+pub use versioned::{EncodedSet, ResourceIndex, SharedChanges, TypedResource, VersionedResource};

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::resources::ResourceType;
-use crate::versioned::{ResourcesByName, VersionedResource};
+use crate::versioned::{TypeResources, VersionedResource};
 
 /// The name a client uses to ask for every resource of a type.
 const WILDCARD: &str = "*";
@@ -70,12 +70,12 @@ impl Subscription {
     /// The subscribed resources that exist, in name order.
     pub(crate) fn select<'a>(
         &'a self,
-        all: &'a ResourcesByName,
+        all: TypeResources<'a>,
     ) -> Box<dyn Iterator<Item = &'a Arc<VersionedResource>> + 'a> {
         if self.wildcard {
             Box::new(all.values())
         } else {
-            Box::new(self.names.iter().filter_map(|name| all.get(name)))
+            Box::new(self.names.iter().filter_map(move |name| all.get(name)))
         }
     }
 }

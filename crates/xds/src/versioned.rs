@@ -139,26 +139,26 @@ pub(crate) fn rewarmed_endpoints<'a>(
 /// Resources of one type by name.
 pub(crate) type ResourcesByName = BTreeMap<String, Arc<VersionedResource>>;
 
-/// Everything one proxy should have, per type, encoded and versioned.
-/// Names that may have changed in a push, per type: all a stream needs to look at.
-pub(crate) type ChangeHint = BTreeMap<ResourceType, BTreeSet<String>>;
-
+/// Resources of every type, by name. What all proxies share is indexed once per
+/// generation and handed to every stream as the same `Arc`, so a stream holds only its
+/// proxy's own resources: memory grows with the mesh once, not once per proxy.
 #[derive(Debug, Default)]
-pub(crate) struct ProxyResources {
+pub struct ResourceIndex {
     listeners: ResourcesByName,
     routes: ResourcesByName,
     clusters: ResourcesByName,
     endpoints: ResourcesByName,
-    /// The generator generation these were built from, when it tracks its changes.
-    pub(crate) generation: Option<u64>,
-    /// Which resources are this proxy's own (not shared), so a push replaces them.
-    own: BTreeMap<ResourceType, BTreeSet<String>>,
 }
 
-impl ProxyResources {
-    /// Encodes `set`, reusing the encoding and version of every resource unchanged since
-    /// `previous`.
-    pub(crate) fn build(set: EncodedSet, previous: &ProxyResources) -> Self {
+impl ResourceIndex {
+    /// Indexes `set` by type and name.
+    pub fn new(set: EncodedSet) -> Self {
+        Self::reusing(set, &ProxyResources::default())
+    }
+
+    /// Indexes `set`, keeping the encoding and version `previous` has for every resource
+    /// whose content did not change.
+    fn reusing(set: EncodedSet, previous: &ProxyResources) -> Self {
         let EncodedSet {
             listeners,
             routes,
@@ -166,82 +166,14 @@ impl ProxyResources {
             endpoints,
         } = set;
         Self {
-            listeners: index(listeners, &previous.listeners),
-            routes: index(routes, &previous.routes),
-            clusters: index(clusters, &previous.clusters),
-            endpoints: index(endpoints, &previous.endpoints),
-            generation: None,
-            own: BTreeMap::new(),
+            listeners: index(listeners, previous.of(ResourceType::Listener)),
+            routes: index(routes, previous.of(ResourceType::Route)),
+            clusters: index(clusters, previous.of(ResourceType::Cluster)),
+            endpoints: index(endpoints, previous.of(ResourceType::Endpoint)),
         }
     }
 
-    /// A full build from a generator that tracks its changes: the shared resources plus
-    /// the proxy's own, remembering which are which.
-    pub(crate) fn build_split(
-        shared: EncodedSet,
-        own: EncodedSet,
-        generation: u64,
-        previous: &ProxyResources,
-    ) -> Self {
-        let own_names = own.names();
-        let mut all = shared;
-        all.append(own);
-        let mut built = Self::build(all, previous);
-        built.generation = Some(generation);
-        built.own = own_names;
-        built
-    }
-
-    /// Applies one generation's shared changes and the proxy's own resources anew, in
-    /// time proportional to the change rather than to the mesh. Returns the names that may
-    /// have changed.
-    pub(crate) fn apply(
-        &mut self,
-        changes: &SharedChanges,
-        own: EncodedSet,
-        generation: u64,
-    ) -> ChangeHint {
-        let mut hint = ChangeHint::new();
-        for resource in changes.updated.iter() {
-            let resource_type = resource.typed.resource_type();
-            hint.entry(resource_type)
-                .or_default()
-                .insert(resource.name.clone());
-            upsert(self.of_mut(resource_type), Arc::clone(resource));
-        }
-        for (resource_type, name) in &changes.removed {
-            self.of_mut(*resource_type).remove(name);
-            hint.entry(*resource_type).or_default().insert(name.clone());
-        }
-        for (resource_type, names) in std::mem::take(&mut self.own) {
-            let resources = self.of_mut(resource_type);
-            for name in &names {
-                resources.remove(name);
-            }
-            hint.entry(resource_type).or_default().extend(names);
-        }
-        self.own = own.names();
-        for resource in own.into_iter() {
-            let resource_type = resource.typed.resource_type();
-            hint.entry(resource_type)
-                .or_default()
-                .insert(resource.name.clone());
-            upsert(self.of_mut(resource_type), resource);
-        }
-        self.generation = Some(generation);
-        hint
-    }
-
-    fn of_mut(&mut self, resource_type: ResourceType) -> &mut ResourcesByName {
-        match resource_type {
-            ResourceType::Listener => &mut self.listeners,
-            ResourceType::Route => &mut self.routes,
-            ResourceType::Cluster => &mut self.clusters,
-            ResourceType::Endpoint => &mut self.endpoints,
-        }
-    }
-
-    pub(crate) fn of(&self, resource_type: ResourceType) -> &ResourcesByName {
+    fn of(&self, resource_type: ResourceType) -> &ResourcesByName {
         match resource_type {
             ResourceType::Listener => &self.listeners,
             ResourceType::Route => &self.routes,
@@ -249,9 +181,137 @@ impl ProxyResources {
             ResourceType::Endpoint => &self.endpoints,
         }
     }
+
+    fn names(&self) -> impl Iterator<Item = (ResourceType, &String)> {
+        ResourceType::PUSH_ORDER
+            .into_iter()
+            .flat_map(|resource_type| {
+                self.of(resource_type)
+                    .keys()
+                    .map(move |name| (resource_type, name))
+            })
+    }
 }
 
-fn index(resources: Vec<Arc<VersionedResource>>, previous: &ResourcesByName) -> ResourcesByName {
+/// Names that may have changed in a push, per type: all a stream needs to look at.
+pub(crate) type ChangeHint = BTreeMap<ResourceType, BTreeSet<String>>;
+
+/// Everything one proxy should have: the mesh's shared resources (one `Arc` for every
+/// stream) and the proxy's own, encoded and versioned.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyResources {
+    shared: Arc<ResourceIndex>,
+    /// The proxy's own resources; everything, for generators that share nothing.
+    own: ResourceIndex,
+    /// The generator generation these were built from, when it tracks its changes.
+    pub(crate) generation: Option<u64>,
+}
+
+impl ProxyResources {
+    /// Encodes `set`, reusing the encoding and version of every resource unchanged since
+    /// `previous`.
+    pub(crate) fn build(set: EncodedSet, previous: &ProxyResources) -> Self {
+        Self {
+            shared: Arc::default(),
+            own: ResourceIndex::reusing(set, previous),
+            generation: None,
+        }
+    }
+
+    /// A full build from a generator that tracks its changes: its shared index and the
+    /// proxy's own resources.
+    pub(crate) fn build_split(
+        shared: Arc<ResourceIndex>,
+        own: EncodedSet,
+        generation: u64,
+        previous: &ProxyResources,
+    ) -> Self {
+        Self {
+            shared,
+            own: ResourceIndex::reusing(own, previous),
+            generation: Some(generation),
+        }
+    }
+
+    /// Moves to the next generation, given what changed in the shared resources, in time
+    /// proportional to the change rather than to the mesh. Returns the names that may
+    /// have changed.
+    pub(crate) fn apply(
+        &mut self,
+        changes: &SharedChanges,
+        shared: Arc<ResourceIndex>,
+        own: EncodedSet,
+        generation: u64,
+    ) -> ChangeHint {
+        let mut hint = ChangeHint::new();
+        let mut note = |resource_type: ResourceType, name: &String| {
+            hint.entry(resource_type).or_default().insert(name.clone());
+        };
+        for resource in changes.updated.iter() {
+            note(resource.typed.resource_type(), &resource.name);
+        }
+        for (resource_type, name) in &changes.removed {
+            note(*resource_type, name);
+        }
+        let own = ResourceIndex::reusing(own, self);
+        for (resource_type, name) in self.own.names().chain(own.names()) {
+            note(resource_type, name);
+        }
+        self.own = own;
+        self.shared = shared;
+        self.generation = Some(generation);
+        hint
+    }
+
+    pub(crate) fn of(&self, resource_type: ResourceType) -> TypeResources<'_> {
+        TypeResources {
+            own: self.own.of(resource_type),
+            shared: self.shared.of(resource_type),
+        }
+    }
+}
+
+/// One type's resources of a proxy: its own over the shared ones, in name order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TypeResources<'a> {
+    own: &'a ResourcesByName,
+    shared: &'a ResourcesByName,
+}
+
+impl<'a> TypeResources<'a> {
+    pub(crate) fn get(self, name: &str) -> Option<&'a Arc<VersionedResource>> {
+        self.own.get(name).or_else(|| self.shared.get(name))
+    }
+
+    pub(crate) fn contains_key(self, name: &str) -> bool {
+        self.own.contains_key(name) || self.shared.contains_key(name)
+    }
+
+    /// Every resource in name order; the proxy's own wins where both have a name.
+    pub(crate) fn values(self) -> impl Iterator<Item = &'a Arc<VersionedResource>> + 'a {
+        let mut own = self.own.values().peekable();
+        let mut shared = self.shared.values().peekable();
+        std::iter::from_fn(move || match (own.peek(), shared.peek()) {
+            (Some(mine), Some(common)) => match mine.name.cmp(&common.name) {
+                std::cmp::Ordering::Greater => shared.next(),
+                std::cmp::Ordering::Equal => {
+                    shared.next();
+                    own.next()
+                }
+                std::cmp::Ordering::Less => own.next(),
+            },
+            (Some(_), None) => own.next(),
+            (None, _) => shared.next(),
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(self) -> usize {
+        self.values().count()
+    }
+}
+
+fn index(resources: Vec<Arc<VersionedResource>>, previous: TypeResources<'_>) -> ResourcesByName {
     let mut indexed = ResourcesByName::new();
     for resource in resources {
         if resource.name.is_empty() {
@@ -277,16 +337,6 @@ fn index(resources: Vec<Arc<VersionedResource>>, previous: &ResourcesByName) -> 
         indexed.insert(resource.name.clone(), resource);
     }
     indexed
-}
-
-/// Inserts `resource`, keeping the one already there when the content is the same.
-fn upsert(resources: &mut ResourcesByName, resource: Arc<VersionedResource>) {
-    match resources.get(&resource.name) {
-        Some(existing) if existing.version == resource.version => {}
-        _ => {
-            resources.insert(resource.name.clone(), resource);
-        }
-    }
 }
 
 /// What changed among the resources every proxy shares, from one generation to the next.
@@ -331,17 +381,6 @@ impl EncodedSet {
         self.routes.extend(other.routes);
         self.clusters.extend(other.clusters);
         self.endpoints.extend(other.endpoints);
-    }
-
-    fn names(&self) -> BTreeMap<ResourceType, BTreeSet<String>> {
-        let mut names: BTreeMap<ResourceType, BTreeSet<String>> = BTreeMap::new();
-        for resource in self.iter() {
-            names
-                .entry(resource.typed.resource_type())
-                .or_default()
-                .insert(resource.name.clone());
-        }
-        names
     }
 
     /// Encodes every resource of `set` (for generators that share nothing).
@@ -442,8 +481,13 @@ mod tests {
             ]),
             &first,
         );
-        let version =
-            |r: &ProxyResources, name: &str| r.of(ResourceType::Cluster)[name].version.clone();
+        let version = |r: &ProxyResources, name: &str| {
+            r.of(ResourceType::Cluster)
+                .get(name)
+                .expect("cluster")
+                .version
+                .clone()
+        };
         assert_eq!(version(&first, "one"), version(&second, "one"));
         assert_ne!(version(&first, "two"), version(&second, "two"));
     }
@@ -460,9 +504,54 @@ mod tests {
         );
         let clusters = resources.of(ResourceType::Cluster);
         assert_eq!(clusters.len(), 1);
-        let TypedResource::Cluster(kept) = &clusters["one"].typed else {
+        let TypedResource::Cluster(kept) = &clusters.get("one").expect("kept").typed else {
             panic!("not a cluster");
         };
         assert_eq!(**kept, cluster_with_metadata("one", &["first"]));
+    }
+
+    #[test]
+    fn a_proxy_sees_its_own_resources_over_the_shared_ones_in_name_order() {
+        let shared = Arc::new(ResourceIndex::new(set(vec![
+            cluster_with_metadata("b", &["shared"]),
+            cluster_with_metadata("d", &["shared"]),
+        ])));
+        let own = set(vec![
+            cluster_with_metadata("a", &["own"]),
+            cluster_with_metadata("b", &["own"]),
+            cluster_with_metadata("c", &["own"]),
+        ]);
+        let resources = ProxyResources::build_split(shared, own, 1, &ProxyResources::default());
+        let clusters = resources.of(ResourceType::Cluster);
+        let names: Vec<&str> = clusters.values().map(|r| r.name()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let TypedResource::Cluster(b) = &clusters.get("b").expect("b").typed else {
+            panic!("not a cluster");
+        };
+        assert_eq!(**b, cluster_with_metadata("b", &["own"]));
+        assert!(clusters.contains_key("d") && !clusters.contains_key("e"));
+    }
+
+    #[test]
+    fn streams_hold_one_shared_index_not_copies_of_it() {
+        let shared = Arc::new(ResourceIndex::new(set(vec![cluster_with_metadata(
+            "outbound",
+            &[],
+        )])));
+        let stream = |own: &str| {
+            ProxyResources::build_split(
+                Arc::clone(&shared),
+                set(vec![cluster_with_metadata(own, &[])]),
+                1,
+                &ProxyResources::default(),
+            )
+        };
+        let (one, two) = (stream("inbound-one"), stream("inbound-two"));
+        assert_eq!(Arc::strong_count(&shared), 3);
+        let outbound = |r: &ProxyResources| {
+            Arc::clone(r.of(ResourceType::Cluster).get("outbound").expect("shared"))
+        };
+        assert!(Arc::ptr_eq(&outbound(&one), &outbound(&two)));
+        assert!(!one.of(ResourceType::Cluster).contains_key("inbound-two"));
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bosun_model::Snapshot;
 
 use crate::{
-    EncodedSet, Generator, IncrementalGenerator, ProxyNode, ResourceSet, ResourceType,
-    SharedChanges, TypedResource, VersionedResource,
+    EncodedSet, Generator, IncrementalGenerator, ProxyNode, ResourceIndex, ResourceSet,
+    ResourceType, SharedChanges, TypedResource, VersionedResource,
 };
 
 pub use names::{inbound_cluster_name, outbound_cluster_name};
@@ -37,6 +37,8 @@ pub struct MeshGenerator {
     snapshot: Arc<Snapshot>,
     outbound_clusters: Vec<Arc<VersionedResource>>,
     outbound_endpoints: Vec<Arc<VersionedResource>>,
+    /// The outbound clusters and endpoints, indexed once for every stream.
+    shared: Arc<ResourceIndex>,
     /// The outbound RouteConfiguration as seen from each namespace, made on first use.
     routes_by_namespace: Mutex<HashMap<String, Arc<VersionedResource>>>,
     /// The previous snapshot's routes, so unchanged ones keep their version.
@@ -106,12 +108,18 @@ impl MeshGenerator {
                     .clone()
             })
             .unwrap_or_default();
+        let shared = Arc::new(ResourceIndex::new(EncodedSet {
+            clusters: outbound_clusters.clone(),
+            endpoints: outbound_endpoints.clone(),
+            ..Default::default()
+        }));
         Self {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             changes,
             snapshot,
             outbound_clusters,
             outbound_endpoints,
+            shared,
             routes_by_namespace: Mutex::new(HashMap::new()),
             previous_routes,
         }
@@ -142,7 +150,11 @@ impl Generator for MeshGenerator {
     }
 
     fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
-        let mut set = self.shared();
+        let mut set = EncodedSet {
+            clusters: self.outbound_clusters.clone(),
+            endpoints: self.outbound_endpoints.clone(),
+            ..Default::default()
+        };
         set.append(self.own(node));
         set
     }
@@ -157,12 +169,8 @@ impl IncrementalGenerator for MeshGenerator {
         self.generation
     }
 
-    fn shared(&self) -> EncodedSet {
-        EncodedSet {
-            clusters: self.outbound_clusters.clone(),
-            endpoints: self.outbound_endpoints.clone(),
-            ..Default::default()
-        }
+    fn shared(&self) -> Arc<ResourceIndex> {
+        Arc::clone(&self.shared)
     }
 
     fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges> {
