@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use crate::connection::StreamProtocol;
+use crate::known::Known;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
@@ -34,8 +35,8 @@ pub(crate) struct DeltaStream {
 #[derive(Debug)]
 struct Watch {
     subscription: Subscription,
-    /// Name -> version of what the proxy has, or will have once it applies what was sent.
-    known: BTreeMap<String, String>,
+    /// What the proxy has, or will have once it applies what was sent.
+    known: Known,
     status: TypeSyncStatus,
     revision: u64,
 }
@@ -73,11 +74,7 @@ impl StreamProtocol for DeltaStream {
                 &request.resource_names_subscribe,
             ),
             // A reconnecting proxy says what it already has; it is not sent again.
-            known: request
-                .initial_resource_versions
-                .iter()
-                .map(|(name, version)| (name.clone(), version.clone()))
-                .collect(),
+            known: Known::new(resource_type, &request.initial_resource_versions),
             status: TypeSyncStatus::new(resource_type),
             revision: 0,
         });
@@ -94,14 +91,19 @@ impl StreamProtocol for DeltaStream {
             }
         }
 
-        let subscription_changed = watch.subscription.apply_delta(
+        let before = watch.subscription.apply_delta(
             &request.resource_names_subscribe,
             &request.resource_names_unsubscribe,
         );
-        if !request.resource_names_unsubscribe.is_empty() {
+        let subscription_changed = before.is_some();
+        if let Some(before) = before {
             // The proxy drops what it unsubscribes from; a later subscribe must resend it.
-            let subscription = &watch.subscription;
-            watch.known.retain(|name, _| subscription.covers(name));
+            watch.known.resubscribe(
+                &before,
+                &watch.subscription,
+                &request.resource_names_subscribe,
+                &request.resource_names_unsubscribe,
+            );
         }
 
         if first || subscription_changed {
@@ -177,15 +179,16 @@ impl DeltaStream {
     ) -> Option<DeltaDiscoveryResponse> {
         let watch = self.watches.get_mut(&resource_type)?;
         let all = resources.of(resource_type);
+        let (subscription, known) = (&watch.subscription, &watch.known);
         let stale = |r: &&std::sync::Arc<crate::versioned::VersionedResource>| {
-            watch.known.get(&r.name) != Some(&r.version) || resend.contains(&r.name)
+            known.version(subscription, &r.name) != Some(r.version.as_str())
+                || resend.contains(&r.name)
         };
         let (updated, removed): (Vec<_>, Vec<String>) = match candidates {
             None => (
-                watch.subscription.select(all).filter(stale).collect(),
-                watch
-                    .known
-                    .keys()
+                subscription.select(all).filter(stale).collect(),
+                known
+                    .names(subscription)
                     .filter(|name| !all.contains_key(name))
                     .cloned()
                     .collect(),
@@ -195,13 +198,15 @@ impl DeltaStream {
                 (
                     names
                         .iter()
-                        .filter(|name| watch.subscription.covers(name))
+                        .filter(|name| subscription.covers(name))
                         .filter_map(|name| all.get(name))
                         .filter(stale)
                         .collect(),
                     names
                         .iter()
-                        .filter(|name| !all.contains_key(name) && watch.known.contains_key(**name))
+                        .filter(|name| {
+                            !all.contains_key(name) && known.version(subscription, name).is_some()
+                        })
                         .map(|name| (*name).clone())
                         .collect(),
                 )
@@ -216,17 +221,19 @@ impl DeltaStream {
                 ..Default::default()
             })
             .collect();
-        if updated.is_empty() && removed.is_empty() && !always {
-            return None;
-        }
 
         for resource in &updated {
             watch
                 .known
-                .insert(resource.name.clone(), resource.version.clone());
+                .insert(&watch.subscription, &resource.name, &resource.version);
         }
         for name in &removed {
-            watch.known.remove(name);
+            watch.known.remove(&watch.subscription, name);
+        }
+        // Every subscribed resource the server has is now on its way to the proxy.
+        watch.known.rebase(&watch.subscription, resources.shared());
+        if updated.is_empty() && removed.is_empty() && !always {
+            return None;
         }
         let nonce = self.nonces.next_nonce();
         // Delta proxies do not read the system version; a revision per type is enough to

@@ -12,6 +12,7 @@ pub mod bootstrap;
 mod connection;
 mod delta;
 pub mod generator;
+mod known;
 pub mod node;
 pub mod resources;
 mod server;

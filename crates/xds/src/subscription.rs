@@ -41,8 +41,13 @@ impl Subscription {
         }
     }
 
-    /// Applies a delta request's changes; returns whether anything changed.
-    pub(crate) fn apply_delta(&mut self, subscribe: &[String], unsubscribe: &[String]) -> bool {
+    /// Applies a delta request's changes; returns the subscription before them if they
+    /// changed anything.
+    pub(crate) fn apply_delta(
+        &mut self,
+        subscribe: &[String],
+        unsubscribe: &[String],
+    ) -> Option<Self> {
         let before = self.clone();
         for name in subscribe {
             if name == WILDCARD {
@@ -58,7 +63,11 @@ impl Subscription {
                 self.names.remove(name);
             }
         }
-        *self != before
+        (*self != before).then_some(before)
+    }
+
+    pub(crate) fn is_wildcard(&self) -> bool {
+        self.wildcard
     }
 
     /// Whether a resource of this name is (or would be, once it exists) part of the
@@ -114,12 +123,16 @@ mod tests {
     fn delta_subscribe_and_unsubscribe_including_wildcard() {
         let mut subscription = Subscription::initial_delta(ResourceType::Cluster, &[]);
         assert!(subscription.covers("anything"));
-        assert!(subscription.apply_delta(&names(&["a"]), &names(&["*"])));
+        assert!(
+            subscription
+                .apply_delta(&names(&["a"]), &names(&["*"]))
+                .is_some()
+        );
         assert!(subscription.covers("a") && !subscription.covers("b"));
-        assert!(!subscription.apply_delta(&names(&["a"]), &[]));
+        assert!(subscription.apply_delta(&names(&["a"]), &[]).is_none());
 
         let mut routes = Subscription::initial_delta(ResourceType::Route, &names(&["r"]));
-        assert!(routes.apply_delta(&names(&["r"]), &[]));
+        assert!(routes.apply_delta(&names(&["r"]), &[]).is_some());
         assert!(routes.covers("r") && !routes.covers("other"));
     }
 }

@@ -173,7 +173,7 @@ impl ResourceIndex {
         }
     }
 
-    fn of(&self, resource_type: ResourceType) -> &ResourcesByName {
+    pub(crate) fn of(&self, resource_type: ResourceType) -> &ResourcesByName {
         match resource_type {
             ResourceType::Listener => &self.listeners,
             ResourceType::Route => &self.routes,
@@ -261,6 +261,11 @@ impl ProxyResources {
         self.shared = shared;
         self.generation = Some(generation);
         hint
+    }
+
+    /// What every proxy shares, as of this proxy's generation.
+    pub(crate) fn shared(&self) -> &Arc<ResourceIndex> {
+        &self.shared
     }
 
     pub(crate) fn of(&self, resource_type: ResourceType) -> TypeResources<'_> {
