@@ -5,6 +5,7 @@
 //! proxy never runs still costs resident memory through the pages the kernel maps around
 //! the code it does run.
 
+pub mod memory;
 pub mod proxy_cmd;
 
 use std::num::NonZeroUsize;

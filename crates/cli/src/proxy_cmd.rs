@@ -143,6 +143,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "starting proxy"
     );
     let proxy = Proxy::bind(config).await.context("starting the proxy")?;
+    tokio::spawn(crate::memory::release_periodically(
+        crate::memory::RELEASE_PERIOD,
+    ));
     proxy
         .run(crate::shutdown_signal())
         .await

@@ -14,7 +14,6 @@ use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
 use crate::config_dump::ConfigDump;
 use crate::drain;
-use crate::memory;
 use crate::state::ConfigStore;
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::xds::{AdsClient, XdsError};
@@ -83,13 +82,11 @@ impl BoundProxy {
         let (admin_trigger, admin_watcher) = drain::channel();
         let admin = tokio::spawn(admin::serve(self.admin_listener, state, admin_watcher));
         let ads = tokio::spawn(self.ads.run());
-        let release = tokio::spawn(memory::release_periodically(memory::RELEASE_PERIOD));
         tracing::info!(admin = %self.admin_address, "proxy running");
 
         shutdown.await;
         tracing::info!(deadline = ?self.drain_timeout, "draining");
         ads.abort();
-        release.abort();
         if !self.handle.store.shutdown(self.drain_timeout).await {
             tracing::warn!("drain deadline passed; closing remaining connections");
         }

@@ -15,7 +15,6 @@ mod http;
 /// Request and response header handling, public for the benchmarks.
 pub use http::headers;
 mod listeners;
-mod memory;
 pub mod resource;
 pub mod routing;
 mod snapshot;
