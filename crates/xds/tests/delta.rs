@@ -206,3 +206,50 @@ async fn updated_clusters_are_followed_by_their_endpoints() {
     assert_eq!(delta_names(&resent), ["a"], "only the subscribed endpoints");
     assert_eq!(versions(&resent), versions(&endpoints));
 }
+
+/// A mesh too large for one response arrives in several, each under the cap, that
+/// together carry every cluster once; the push counts as acked when its last part is,
+/// and a NACK of an earlier part marks it rejected.
+#[tokio::test]
+async fn a_large_push_is_split_into_bounded_responses() {
+    use bosun_xds::testing::AdsTestServer;
+    use bosun_xds::{ProxyNode, ResourceSet};
+    use prost::Message as _;
+
+    let generator = |_: &ProxyNode| ResourceSet {
+        // ~100 bytes each: about 600 KiB in all.
+        clusters: (0..6000)
+            .map(|i| common::mesh::eds_cluster(&format!("outbound|9080||service-{i:05}.mesh")))
+            .collect(),
+        ..Default::default()
+    };
+    let server = AdsTestServer::start(Arc::new(generator))
+        .await
+        .expect("server");
+    let mut proxy = DeltaClient::connect(server.addr, test_node("reviews-v1", "reviews")).await;
+    proxy.subscribe(CLUSTER_TYPE_URL, &[], &[]);
+    let mut parts = Vec::new();
+    let mut received = std::collections::BTreeSet::new();
+    while received.len() < 6000 {
+        let part = proxy.recv().await;
+        let bytes: usize = part.resources.iter().map(|r| r.encoded_len()).sum();
+        assert!(bytes <= 256 * 1024, "a response of {bytes} bytes");
+        for name in delta_names(&part) {
+            assert!(received.insert(name.clone()), "{name} sent twice");
+        }
+        parts.push(part);
+    }
+    assert!(parts.len() >= 3, "{} responses", parts.len());
+
+    proxy.nack(&parts[0], "cluster service-00000 rejected");
+    for part in &parts[1..] {
+        proxy.ack(part);
+    }
+    let status = wait_for_status(&server, |s| {
+        type_status(s, ResourceType::Cluster).is_some_and(|t| t.last_nack.is_some())
+    })
+    .await;
+    let clusters = type_status(&status, ResourceType::Cluster).expect("clusters");
+    assert_eq!(clusters.state(), SyncState::Nacked);
+    assert_eq!(clusters.resource_count, 6000);
+}
