@@ -28,7 +28,9 @@ pub struct ClientTimes {
 
 #[derive(Default)]
 struct SyncState {
-    clusters: bool,
+    /// Clusters the mesh has (one per service); they may come over several responses.
+    clusters_expected: usize,
+    clusters_seen: usize,
     listeners: bool,
     routes: bool,
     endpoints_wanted: usize,
@@ -38,7 +40,7 @@ struct SyncState {
 
 impl SyncState {
     fn synced(&self) -> bool {
-        self.clusters
+        self.clusters_seen >= self.clusters_expected
             && self.listeners
             && self.routes
             && self.endpoints_seen >= self.endpoints_wanted
@@ -60,6 +62,7 @@ pub async fn run(
     index: usize,
     start: watch::Receiver<bool>,
     watched: String,
+    clusters_expected: usize,
     times: watch::Sender<ClientTimes>,
 ) -> anyhow::Result<()> {
     let ip = IpAddr::V4(Ipv4Addr::new(127, 1, (index >> 8) as u8, index as u8));
@@ -82,7 +85,10 @@ pub async fn run(
         .await?
         .into_inner();
 
-    let mut state = SyncState::default();
+    let mut state = SyncState {
+        clusters_expected,
+        ..SyncState::default()
+    };
     while let Some(response) = responses.next().await {
         let response: DeltaDiscoveryResponse = response?;
         let now = Instant::now();
@@ -94,12 +100,13 @@ pub async fn run(
         let mut subscribe = Vec::new();
         let type_url = response.type_url.as_str();
         match type_url {
-            // The first answer is every cluster; they are EDS clusters named like their
-            // endpoints. Later answers are changes, not needed here.
-            CLUSTER_TYPE_URL if !state.clusters => {
-                state.clusters = true;
+            // The first answers are every cluster, possibly over several responses;
+            // they are EDS clusters named like their endpoints, subscribed to as they
+            // come, as Envoy does. Later answers are changes, not needed here.
+            CLUSTER_TYPE_URL if state.clusters_seen < state.clusters_expected => {
+                state.clusters_seen += response.resources.len();
                 subscribe = response.resources.iter().map(|r| r.name.clone()).collect();
-                state.endpoints_wanted = subscribe.len();
+                state.endpoints_wanted += subscribe.len();
             }
             LISTENER_TYPE_URL if !state.listeners => {
                 state.listeners = true;

@@ -149,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
             index,
             start_rx.clone(),
             mesh::changed_cluster(),
+            // One outbound cluster per service (one port, no subsets).
+            args.services,
             times_tx,
         ));
         clients.push((task, times_rx));
