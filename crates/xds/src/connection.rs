@@ -36,12 +36,12 @@ pub(crate) trait StreamProtocol: Send + 'static {
 
     fn new(proxy_id: &str) -> Self;
     fn node(request: &Self::Request) -> Option<&Node>;
-    /// The responses a request calls for, if any.
+    /// The response a request calls for, if any.
     fn on_request(
         &mut self,
         request: Self::Request,
         resources: &ProxyResources,
-    ) -> Vec<Self::Response>;
+    ) -> Option<Self::Response>;
     /// The responses a config change calls for, in push order.
     /// A config change; `hint`, when given, names every resource that may have changed.
     fn on_push(
@@ -110,16 +110,11 @@ pub(crate) async fn serve<P, S>(
 
     loop {
         if let Some(request) = next_request.take() {
-            let answers = protocol.on_request(request, &resources);
+            let response = protocol.on_request(request, &resources);
             registration.update(protocol.status());
-            let mut closed = false;
-            for answer in answers {
-                if responses.send(Ok(answer)).await.is_err() {
-                    closed = true;
-                    break;
-                }
-            }
-            if closed {
+            if let Some(response) = response
+                && responses.send(Ok(response)).await.is_err()
+            {
                 break;
             }
         }

@@ -13,7 +13,6 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use prost::Message as _;
 
 use crate::connection::StreamProtocol;
 use crate::known::Known;
@@ -23,30 +22,6 @@ use crate::subscription::{NonceSource, Subscription};
 use crate::versioned::{ChangeHint, ProxyResources, rewarmed_endpoints};
 
 static NOTHING: BTreeSet<String> = BTreeSet::new();
-
-/// The most resource bytes one response carries; more are split over several responses.
-/// gRPC's encoder keeps, for the life of a stream, a buffer as large as the largest
-/// message it has sent: without a cap, every stream would hold a whole mesh's worth.
-const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-
-/// `resources` in order, in groups of at most `limit` bytes (a resource larger than that
-/// goes alone); always at least one group, possibly empty.
-fn split_by_size(resources: Vec<Resource>, limit: usize) -> Vec<Vec<Resource>> {
-    let mut groups = vec![Vec::new()];
-    let mut size = 0;
-    for resource in resources {
-        let bytes = resource.encoded_len();
-        if size + bytes > limit && !groups.last().is_some_and(Vec::is_empty) {
-            groups.push(Vec::new());
-            size = 0;
-        }
-        size += bytes;
-        if let Some(group) = groups.last_mut() {
-            group.push(resource);
-        }
-    }
-    groups
-}
 
 /// One delta stream.
 #[derive(Debug)]
@@ -87,10 +62,10 @@ impl StreamProtocol for DeltaStream {
         &mut self,
         request: DeltaDiscoveryRequest,
         resources: &ProxyResources,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    ) -> Option<DeltaDiscoveryResponse> {
         let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
             tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
-            return Vec::new();
+            return None;
         };
         let first = !self.watches.contains_key(&resource_type);
         let watch = self.watches.entry(resource_type).or_insert_with(|| Watch {
@@ -136,7 +111,7 @@ impl StreamProtocol for DeltaStream {
             // initial fetch for this type completes.
             self.respond(resource_type, resources, first, &BTreeSet::new())
         } else {
-            Vec::new()
+            None
         }
     }
 
@@ -154,17 +129,21 @@ impl StreamProtocol for DeltaStream {
                 _ => BTreeSet::new(),
             };
             let candidates = hint.map(|hint| hint.get(&resource_type).unwrap_or(&NOTHING));
-            let answers = self.respond_to(resource_type, resources, false, &resend, candidates);
+            let Some(response) =
+                self.respond_to(resource_type, resources, false, &resend, candidates)
+            else {
+                continue;
+            };
             if resource_type == ResourceType::Cluster {
                 let clusters = resources.of(ResourceType::Cluster);
                 rewarmed = rewarmed_endpoints(
-                    answers
+                    response
+                        .resources
                         .iter()
-                        .flat_map(|answer| &answer.resources)
                         .filter_map(|sent| clusters.get(&sent.name)),
                 );
             }
-            responses.extend(answers);
+            responses.push(response);
         }
         responses
     }
@@ -176,15 +155,15 @@ impl StreamProtocol for DeltaStream {
 
 impl DeltaStream {
     /// The resources the proxy lacks or has at another version (plus those named in
-    /// `resend`), and the ones it has that no longer exist, in responses of at most
-    /// [`MAX_RESPONSE_BYTES`]; none when there is nothing to say and `always` is false.
+    /// `resend`), and the ones it has that no longer exist; `None` when there is nothing to
+    /// say and `always` is false.
     fn respond(
         &mut self,
         resource_type: ResourceType,
         resources: &ProxyResources,
         always: bool,
         resend: &BTreeSet<String>,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    ) -> Option<DeltaDiscoveryResponse> {
         self.respond_to(resource_type, resources, always, resend, None)
     }
 
@@ -197,17 +176,15 @@ impl DeltaStream {
         always: bool,
         resend: &BTreeSet<String>,
         candidates: Option<&BTreeSet<String>>,
-    ) -> Vec<DeltaDiscoveryResponse> {
-        let Some(watch) = self.watches.get_mut(&resource_type) else {
-            return Vec::new();
-        };
+    ) -> Option<DeltaDiscoveryResponse> {
+        let watch = self.watches.get_mut(&resource_type)?;
         let all = resources.of(resource_type);
         let (subscription, known) = (&watch.subscription, &watch.known);
         let stale = |r: &&std::sync::Arc<crate::versioned::VersionedResource>| {
             known.version(subscription, &r.name) != Some(r.version.as_str())
                 || resend.contains(&r.name)
         };
-        let (updated, mut removed): (Vec<_>, Vec<String>) = match candidates {
+        let (updated, removed): (Vec<_>, Vec<String>) = match candidates {
             None => (
                 subscription.select(all).filter(stale).collect(),
                 known
@@ -256,91 +233,24 @@ impl DeltaStream {
         // Every subscribed resource the server has is now on its way to the proxy.
         watch.known.rebase(&watch.subscription, resources.shared());
         if updated.is_empty() && removed.is_empty() && !always {
-            return Vec::new();
+            return None;
         }
-        let (updated_count, removed_count) = (updated.len(), removed.len());
-        let mut parts = split_by_size(updated, MAX_RESPONSE_BYTES);
-        let mut nonces = Vec::with_capacity(parts.len());
+        let nonce = self.nonces.next_nonce();
         // Delta proxies do not read the system version; a revision per type is enough to
         // tell responses apart, and costs nothing per resource.
         watch.revision += 1;
         let version = format!("{}", watch.revision);
-        let last = parts.len() - 1;
-        let answers: Vec<DeltaDiscoveryResponse> = parts
-            .drain(..)
-            .enumerate()
-            .map(|(index, part)| {
-                let nonce = self.nonces.next_nonce();
-                nonces.push(nonce.clone());
-                DeltaDiscoveryResponse {
-                    system_version_info: version.clone(),
-                    resources: part,
-                    type_url: resource_type.type_url().to_string(),
-                    // Removals go last, after everything that may replace them.
-                    removed_resources: if index == last {
-                        std::mem::take(&mut removed)
-                    } else {
-                        Vec::new()
-                    },
-                    nonce,
-                    ..Default::default()
-                }
-            })
-            .collect();
-        tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonces = ?nonces, updated = updated_count, removed = removed_count, "sending");
         watch
             .status
-            .record_sent_in_parts(version, nonces, watch.known.len());
-        answers
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resource(name: &str, bytes: usize) -> Resource {
-        Resource {
-            name: name.to_string(),
-            resource: Some(envoy_types::pb::google::protobuf::Any {
-                type_url: String::new(),
-                value: vec![0; bytes],
-            }),
+            .record_sent(version.clone(), nonce.clone(), watch.known.len());
+        tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonce, updated = updated.len(), removed = removed.len(), "sending");
+        Some(DeltaDiscoveryResponse {
+            system_version_info: version,
+            resources: updated,
+            type_url: resource_type.type_url().to_string(),
+            removed_resources: removed,
+            nonce,
             ..Default::default()
-        }
-    }
-
-    fn names(groups: &[Vec<Resource>]) -> Vec<Vec<&str>> {
-        groups
-            .iter()
-            .map(|group| group.iter().map(|r| r.name.as_str()).collect())
-            .collect()
-    }
-
-    #[test]
-    fn resources_are_split_in_order_under_the_limit() {
-        let groups = split_by_size(
-            vec![
-                resource("a", 40),
-                resource("b", 40),
-                resource("c", 40),
-                resource("big", 500),
-                resource("d", 10),
-            ],
-            100,
-        );
-        assert_eq!(
-            names(&groups),
-            [vec!["a", "b"], vec!["c"], vec!["big"], vec!["d"]]
-        );
-        for group in &groups[..2] {
-            assert!(group.iter().map(|r| r.encoded_len()).sum::<usize>() <= 100);
-        }
-    }
-
-    #[test]
-    fn nothing_to_split_is_one_empty_group() {
-        assert_eq!(split_by_size(Vec::new(), 100).len(), 1);
-        assert!(split_by_size(Vec::new(), 100)[0].is_empty());
+        })
     }
 }

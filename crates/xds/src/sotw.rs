@@ -60,8 +60,41 @@ impl StreamProtocol for SotwStream {
         &mut self,
         request: DiscoveryRequest,
         resources: &ProxyResources,
-    ) -> Vec<DiscoveryResponse> {
-        self.answer(request, resources).into_iter().collect()
+    ) -> Option<DiscoveryResponse> {
+        let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
+            tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
+            return None;
+        };
+        let requested = Subscription::from_sotw_request(resource_type, &request.resource_names);
+
+        let watch = self
+            .watches
+            .entry(resource_type)
+            .or_insert_with(|| Watch::new(resource_type));
+        // A first request, or one from a proxy that reconnected and carries a nonce from
+        // another stream: answer with what it should have now.
+        if request.response_nonce.is_empty() || watch.status.sent_nonce.is_none() {
+            watch.subscription = requested;
+            return Some(self.respond(resource_type, resources));
+        }
+
+        let error = request
+            .error_detail
+            .as_ref()
+            .map(|status| status.message.as_str());
+        if !watch.status.record_answer(&request.response_nonce, error) {
+            tracing::debug!(proxy = %self.proxy_id, type = %resource_type, nonce = %request.response_nonce, "ignoring a request with a stale nonce");
+            return None;
+        }
+        if let Some(message) = error {
+            tracing::warn!(proxy = %self.proxy_id, type = %resource_type, version = %request.version_info, message, "proxy rejected config");
+            return None;
+        }
+        if watch.subscription == requested {
+            return None;
+        }
+        watch.subscription = requested;
+        Some(self.respond(resource_type, resources))
     }
 
     fn on_push(
@@ -100,48 +133,6 @@ impl StreamProtocol for SotwStream {
 }
 
 impl SotwStream {
-    /// The response a request calls for, if any.
-    fn answer(
-        &mut self,
-        request: DiscoveryRequest,
-        resources: &ProxyResources,
-    ) -> Option<DiscoveryResponse> {
-        let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
-            tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
-            return None;
-        };
-        let requested = Subscription::from_sotw_request(resource_type, &request.resource_names);
-
-        let watch = self
-            .watches
-            .entry(resource_type)
-            .or_insert_with(|| Watch::new(resource_type));
-        // A first request, or one from a proxy that reconnected and carries a nonce from
-        // another stream: answer with what it should have now.
-        if request.response_nonce.is_empty() || watch.status.sent_nonce.is_none() {
-            watch.subscription = requested;
-            return Some(self.respond(resource_type, resources));
-        }
-
-        let error = request
-            .error_detail
-            .as_ref()
-            .map(|status| status.message.as_str());
-        if !watch.status.record_answer(&request.response_nonce, error) {
-            tracing::debug!(proxy = %self.proxy_id, type = %resource_type, nonce = %request.response_nonce, "ignoring a request with a stale nonce");
-            return None;
-        }
-        if let Some(message) = error {
-            tracing::warn!(proxy = %self.proxy_id, type = %resource_type, version = %request.version_info, message, "proxy rejected config");
-            return None;
-        }
-        if watch.subscription == requested {
-            return None;
-        }
-        watch.subscription = requested;
-        Some(self.respond(resource_type, resources))
-    }
-
     /// The full response for `resource_type`: every subscribed resource that exists.
     fn respond(
         &mut self,

@@ -57,10 +57,6 @@ pub struct TypeSyncStatus {
     pub last_nack: Option<Nack>,
     /// How many resources of this type the proxy should have after the latest response.
     pub resource_count: usize,
-    /// The nonces of the latest push's earlier parts, when it was split over several
-    /// responses (`sent_nonce` is the last): a NACK of any part counts.
-    #[serde(skip)]
-    earlier_nonces: Vec<String>,
 }
 
 impl TypeSyncStatus {
@@ -73,18 +69,13 @@ impl TypeSyncStatus {
             acked_version: None,
             last_nack: None,
             resource_count: 0,
-            earlier_nonces: Vec::new(),
         }
     }
 
     pub fn state(&self) -> SyncState {
         match (&self.sent_nonce, &self.last_nack) {
             (None, _) => SyncState::NotSent,
-            (Some(sent), Some(nack))
-                if *sent == nack.nonce || self.earlier_nonces.contains(&nack.nonce) =>
-            {
-                SyncState::Nacked
-            }
+            (Some(sent), Some(nack)) if *sent == nack.nonce => SyncState::Nacked,
             _ if self.acked_version.is_some() && self.acked_version == self.sent_version => {
                 SyncState::Synced
             }
@@ -93,32 +84,18 @@ impl TypeSyncStatus {
     }
 
     pub(crate) fn record_sent(&mut self, version: String, nonce: String, resource_count: usize) {
-        self.record_sent_in_parts(version, vec![nonce], resource_count);
-    }
-
-    /// One push sent as several responses, `nonces` in the order they were sent.
-    pub(crate) fn record_sent_in_parts(
-        &mut self,
-        version: String,
-        mut nonces: Vec<String>,
-        resource_count: usize,
-    ) {
         self.sent_version = Some(version);
-        self.sent_nonce = nonces.pop();
-        self.earlier_nonces = nonces;
+        self.sent_nonce = Some(nonce);
         self.resource_count = resource_count;
     }
 
-    /// Records an ACK or NACK of the latest push; an answer to an older nonce is stale
-    /// and ignored, as istiod does. Returns false for a stale answer. The push is acked
-    /// when its last part is; a NACK of any part marks it rejected.
+    /// Records an ACK or NACK of the latest response; an answer to an older nonce is stale
+    /// and ignored, as istiod does. Returns false for a stale answer.
     pub(crate) fn record_answer(&mut self, nonce: &str, error: Option<&str>) -> bool {
-        let last = self.sent_nonce.as_deref() == Some(nonce);
-        if !last && !self.earlier_nonces.iter().any(|earlier| earlier == nonce) {
+        if self.sent_nonce.as_deref() != Some(nonce) {
             return false;
         }
         match error {
-            None if !last => {}
             None => self.acked_version = self.sent_version.clone(),
             Some(message) => {
                 self.last_nack = Some(Nack {
