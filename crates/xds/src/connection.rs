@@ -9,9 +9,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::generator::Generator;
+use crate::index::{ChangeHint, ProxyResources};
 use crate::node::{NodeError, ProxyNode};
 use crate::status::{ProxySyncStatus, StatusRegistry, StreamKind, TypeSyncStatus};
-use crate::versioned::{ChangeHint, ProxyResources};
 
 /// Why a stream ended with an error status.
 #[derive(Debug, thiserror::Error)]

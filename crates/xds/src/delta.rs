@@ -15,11 +15,12 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use crate::connection::StreamProtocol;
+use crate::index::{ChangeHint, ProxyResources};
 use crate::known::Known;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::{ChangeHint, ProxyResources, rewarmed_endpoints};
+use crate::versioned::rewarmed_endpoints;
 
 static NOTHING: BTreeSet<String> = BTreeSet::new();
 

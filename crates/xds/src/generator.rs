@@ -5,7 +5,8 @@ use crate::node::ProxyNode;
 use crate::resources::ResourceSet;
 use std::sync::Arc;
 
-use crate::versioned::{EncodedSet, ResourceIndex, SharedChanges};
+use crate::index::ResourceIndex;
+use crate::versioned::{EncodedSet, SharedChanges};
 
 /// Produces resources per proxy from one immutable config snapshot.
 ///

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::index::ResourceIndex;
 use crate::resources::ResourceType;
 use crate::subscription::Subscription;
-use crate::versioned::ResourceIndex;
 
 #[derive(Debug)]
 pub(crate) struct Known {
@@ -165,8 +165,9 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::ProxyResources;
     use crate::resources::ResourceSet;
-    use crate::versioned::{EncodedSet, ProxyResources};
+    use crate::versioned::EncodedSet;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
     fn index(names: &[(&str, u32)]) -> Arc<ResourceIndex> {

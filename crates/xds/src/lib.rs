@@ -12,6 +12,7 @@ pub mod bootstrap;
 mod connection;
 mod delta;
 pub mod generator;
+mod index;
 mod known;
 pub mod node;
 pub mod resources;
@@ -27,6 +28,7 @@ pub mod versioned;
 pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
 pub use generator::{EmptyGenerator, Generator, IncrementalGenerator};
+pub use index::ResourceIndex;
 pub use node::{NodeError, ProxyNode};
 pub use resources::{
     CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL, ResourceSet,
@@ -34,4 +36,4 @@ pub use resources::{
 };
 pub use server::AdsServer;
 pub use status::{Nack, ProxySyncStatus, StreamKind, SyncState, TypeSyncStatus};
-pub use versioned::{EncodedSet, ResourceIndex, SharedChanges, TypedResource, VersionedResource};
+pub use versioned::{EncodedSet, SharedChanges, TypedResource, VersionedResource};

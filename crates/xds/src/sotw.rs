@@ -16,11 +16,11 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use crate::connection::StreamProtocol;
+use crate::index::{ChangeHint, ProxyResources};
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::ChangeHint;
-use crate::versioned::{ProxyResources, rewarmed_endpoints, set_version};
+use crate::versioned::{rewarmed_endpoints, set_version};
 
 /// One state-of-the-world stream.
 #[derive(Debug)]

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::index::TypeResources;
 use crate::resources::ResourceType;
-use crate::versioned::{TypeResources, VersionedResource};
+use crate::versioned::VersionedResource;
 
 /// The name a client uses to ask for every resource of a type.
 const WILDCARD: &str = "*";
