@@ -6,8 +6,8 @@
 //! typed message because protobuf map fields (e.g. `Struct` metadata) encode in hash-map
 //! order: equal messages may not encode to equal bytes.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeSet;
+use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
