@@ -11,6 +11,7 @@
 pub mod bootstrap;
 mod connection;
 mod delta;
+mod frames;
 pub mod generator;
 mod index;
 mod known;
@@ -27,6 +28,7 @@ pub mod versioned;
 
 pub use bootstrap::envoy_bootstrap;
 pub use connection::StreamError;
+pub use frames::AdsService;
 pub use generator::{EmptyGenerator, Generator, IncrementalGenerator};
 pub use index::ResourceIndex;
 pub use node::{NodeError, ProxyNode};

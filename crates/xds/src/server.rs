@@ -4,9 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -17,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::connection::{self, StreamContext, StreamProtocol};
 use crate::delta::DeltaStream;
+use crate::frames::AdsService;
 use crate::generator::Generator;
 use crate::sotw::SotwStream;
 use crate::status::{ProxySyncStatus, StatusRegistry};
@@ -44,8 +43,8 @@ impl AdsServer {
     }
 
     /// The gRPC service, to add to a `tonic` server.
-    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self.clone())
+    pub fn service(&self) -> AdsService {
+        AdsService::new(self.clone())
     }
 
     /// Per connected proxy: per type, what was sent, acknowledged and rejected.
@@ -53,7 +52,7 @@ impl AdsServer {
         self.registry.snapshot()
     }
 
-    fn open_stream<P>(
+    pub(crate) fn open_stream<P>(
         &self,
         requests: Streaming<P::Request>,
     ) -> ReceiverStream<Result<P::Response, Status>>

@@ -206,3 +206,21 @@ async fn updated_clusters_are_followed_by_their_endpoints() {
     assert_eq!(delta_names(&resent), ["a"], "only the subscribed endpoints");
     assert_eq!(versions(&resent), versions(&endpoints));
 }
+
+#[tokio::test]
+async fn a_stream_with_an_invalid_node_is_refused_with_a_status_and_others_carry_on() {
+    let server = start_server(TestMesh::new()).await;
+    let mut invalid = DeltaClient::connect(
+        server.addr,
+        envoy_types::pb::envoy::config::core::v3::Node::default(),
+    )
+    .await;
+    invalid.subscribe(CLUSTER_TYPE_URL, &[], &[]);
+    let error = invalid.recv_error().await;
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().contains("node id is empty"), "{error:?}");
+
+    let mut valid = DeltaClient::connect(server.addr, test_node("reviews-v1", "reviews")).await;
+    valid.subscribe(CLUSTER_TYPE_URL, &[], &[]);
+    assert_eq!(delta_names(&valid.recv().await), ["a", "b"]);
+}

@@ -217,6 +217,13 @@ impl DeltaClient {
             other => panic!("expected a response, got {other:?}"),
         }
     }
+    /// The error the server ended the stream with.
+    pub async fn recv_error(&mut self) -> tonic::Status {
+        match tokio::time::timeout(RECV_TIMEOUT, self.responses.message()).await {
+            Ok(Err(status)) => status,
+            other => panic!("expected the stream to fail, got {other:?}"),
+        }
+    }
 }
 
 /// Name -> version of the resources in a delta response.
