@@ -45,11 +45,12 @@ pub struct AdsService {
     server: AdsServer,
 }
 
-impl AdsService {
-    pub(crate) fn new(server: AdsServer) -> Self {
-        Self {
-            generated: AggregatedDiscoveryServiceServer::new(server.clone()),
-            server,
+impl AdsServer {
+    /// The gRPC service, to add to a `tonic` server.
+    pub fn service(&self) -> AdsService {
+        AdsService {
+            generated: AggregatedDiscoveryServiceServer::new(self.clone()),
+            server: self.clone(),
         }
     }
 }

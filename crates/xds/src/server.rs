@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::connection::{self, StreamContext, StreamProtocol};
 use crate::delta::DeltaStream;
-use crate::frames::AdsService;
 use crate::generator::Generator;
 use crate::sotw::SotwStream;
 use crate::status::{ProxySyncStatus, StatusRegistry};
@@ -40,11 +39,6 @@ impl AdsServer {
             registry: Arc::default(),
             next_connection_id: Arc::new(AtomicU64::new(1)),
         }
-    }
-
-    /// The gRPC service, to add to a `tonic` server.
-    pub fn service(&self) -> AdsService {
-        AdsService::new(self.clone())
     }
 
     /// Per connected proxy: per type, what was sent, acknowledged and rejected.
