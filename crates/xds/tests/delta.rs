@@ -10,7 +10,7 @@ use bosun_xds::{
 };
 use common::clients::{DeltaClient, delta_names, test_node, versions};
 use common::mesh::TestMesh;
-use common::{start_server, type_status, wait_for_status};
+use common::{start_server, type_status, wait_for_status, wait_until_synced};
 
 #[tokio::test]
 async fn initial_fetch_is_wildcard_for_listeners_and_clusters_and_named_for_the_rest() {
@@ -48,12 +48,7 @@ async fn a_change_sends_only_changed_resources_and_removals() {
     proxy.subscribe(ENDPOINT_TYPE_URL, &["a", "b"], &[]);
     let endpoints = proxy.recv().await;
     proxy.ack(&endpoints);
-    wait_for_status(&server, |s| {
-        [ResourceType::Cluster, ResourceType::Endpoint]
-            .iter()
-            .all(|t| type_status(s, *t).is_some_and(|t| t.state() == SyncState::Synced))
-    })
-    .await;
+    wait_until_synced(&server, &[ResourceType::Cluster, ResourceType::Endpoint]).await;
 
     // Only b's endpoints changed; an answered ACK would arrive before this.
     server.publish(Arc::new(

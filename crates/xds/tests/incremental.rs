@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bosun_xds::testing::{AdsTestServer, generated_mesh};
 use bosun_xds::translate::MeshGenerator;
-use bosun_xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, ResourceType, SyncState};
+use bosun_xds::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, ResourceType};
 use common::clients::{DeltaClient, delta_names, test_node};
-use common::{type_status, wait_for_status};
+use common::wait_until_synced;
 
 const SERVICES: usize = 200;
 
@@ -33,12 +33,7 @@ async fn moving_one_endpoint_pushes_only_that_service_s_endpoints() {
     let endpoints = proxy.recv().await;
     assert_eq!(endpoints.resources.len(), SERVICES);
     proxy.ack(&endpoints);
-    wait_for_status(&server, |s| {
-        [ResourceType::Cluster, ResourceType::Endpoint]
-            .iter()
-            .all(|t| type_status(s, *t).is_some_and(|t| t.state() == SyncState::Synced))
-    })
-    .await;
+    wait_until_synced(&server, &[ResourceType::Cluster, ResourceType::Endpoint]).await;
 
     server.publish(Arc::new(MeshGenerator::with_previous(
         Arc::new(mesh(true)),

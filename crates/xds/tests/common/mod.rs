@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bosun_xds::testing::AdsTestServer;
-use bosun_xds::{ProxySyncStatus, ResourceType, TypeSyncStatus};
+use bosun_xds::{ProxySyncStatus, ResourceType, SyncState, TypeSyncStatus};
 
 /// Starts an ADS server serving `mesh`.
 pub async fn start_server(mesh: mesh::TestMesh) -> AdsTestServer {
@@ -35,6 +35,17 @@ pub async fn wait_for_status(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the only connected proxy has acknowledged the latest response of each of
+/// `types`.
+pub async fn wait_until_synced(server: &AdsTestServer, types: &[ResourceType]) {
+    wait_for_status(server, |s| {
+        types
+            .iter()
+            .all(|t| type_status(s, *t).is_some_and(|t| t.state() == SyncState::Synced))
+    })
+    .await;
 }
 
 /// One type's status on the only connected proxy.
