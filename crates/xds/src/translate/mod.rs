@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bosun_model::Snapshot;
 
+use crate::index::ResourcesByName;
 use crate::{
     EncodedSet, Generator, IncrementalGenerator, ProxyNode, ResourceIndex, ResourceSet,
     ResourceType, SharedChanges, TypedResource, VersionedResource,
@@ -54,50 +55,30 @@ impl MeshGenerator {
     /// content did not change.
     pub fn with_previous(snapshot: Arc<Snapshot>, previous: Option<&MeshGenerator>) -> Self {
         let outbound = clusters::outbound(&snapshot);
-        let by_name =
-            |resources: &[Arc<VersionedResource>]| -> HashMap<String, Arc<VersionedResource>> {
-                resources
-                    .iter()
-                    .map(|resource| (resource.name().to_string(), Arc::clone(resource)))
-                    .collect()
-            };
-        let previous_clusters = previous
-            .map(|p| by_name(&p.outbound_clusters))
-            .unwrap_or_default();
-        let previous_endpoints = previous
-            .map(|p| by_name(&p.outbound_endpoints))
-            .unwrap_or_default();
-        let outbound_clusters: Vec<Arc<VersionedResource>> = outbound
-            .clusters
-            .into_iter()
-            .map(|cluster| {
-                let previous = previous_clusters.get(&cluster.name);
-                VersionedResource::encode_reusing(
-                    TypedResource::Cluster(Box::new(cluster)),
-                    previous,
-                )
+        // What the previous generator shared, by name: its index already holds it.
+        let previous_of = |resource_type| {
+            previous.map_or(&NO_RESOURCES, |previous: &MeshGenerator| {
+                previous.shared.of(resource_type)
             })
-            .collect();
-        let outbound_endpoints: Vec<Arc<VersionedResource>> = outbound
-            .endpoints
-            .into_iter()
-            .map(|assignment| {
-                let previous = previous_endpoints.get(&assignment.cluster_name);
-                VersionedResource::encode_reusing(
-                    TypedResource::Endpoint(Box::new(assignment)),
-                    previous,
-                )
-            })
-            .collect();
+        };
+        let outbound_clusters = encode_reusing_all(
+            outbound
+                .clusters
+                .into_iter()
+                .map(|cluster| TypedResource::Cluster(Box::new(cluster))),
+            previous_of(ResourceType::Cluster),
+        );
+        let outbound_endpoints = encode_reusing_all(
+            outbound
+                .endpoints
+                .into_iter()
+                .map(|assignment| TypedResource::Endpoint(Box::new(assignment))),
+            previous_of(ResourceType::Endpoint),
+        );
         let changes = previous.map(|previous| {
             (
                 previous.generation,
-                shared_changes(
-                    &previous_clusters,
-                    &previous_endpoints,
-                    &outbound_clusters,
-                    &outbound_endpoints,
-                ),
+                shared_changes(&previous.shared, &outbound_clusters, &outbound_endpoints),
             )
         });
         let previous_routes = previous
@@ -201,16 +182,32 @@ impl IncrementalGenerator for MeshGenerator {
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+static NO_RESOURCES: ResourcesByName = ResourcesByName::new();
+
+/// Encodes each resource, reusing the encoding (and version) of the one of the same name
+/// in `previous` when the content is the same.
+fn encode_reusing_all(
+    resources: impl Iterator<Item = TypedResource>,
+    previous: &ResourcesByName,
+) -> Vec<Arc<VersionedResource>> {
+    resources
+        .map(|typed| {
+            let before = previous.get(typed.name());
+            VersionedResource::encode_reusing(typed, before)
+        })
+        .collect()
+}
+
 /// The shared resources that differ between two generations (by identity: an unchanged
 /// resource is carried over as the same `Arc`), and those that are gone.
 fn shared_changes(
-    previous_clusters: &HashMap<String, Arc<VersionedResource>>,
-    previous_endpoints: &HashMap<String, Arc<VersionedResource>>,
+    previous: &ResourceIndex,
     clusters: &[Arc<VersionedResource>],
     endpoints: &[Arc<VersionedResource>],
 ) -> SharedChanges {
-    let changed = |previous: &HashMap<String, Arc<VersionedResource>>,
-                   current: &[Arc<VersionedResource>]| {
+    let previous_clusters = previous.of(ResourceType::Cluster);
+    let previous_endpoints = previous.of(ResourceType::Endpoint);
+    let changed = |previous: &ResourcesByName, current: &[Arc<VersionedResource>]| {
         current
             .iter()
             .filter(|resource| {
@@ -221,7 +218,7 @@ fn shared_changes(
             .cloned()
             .collect::<Vec<_>>()
     };
-    let gone = |previous: &HashMap<String, Arc<VersionedResource>>,
+    let gone = |previous: &ResourcesByName,
                 current: &[Arc<VersionedResource>],
                 resource_type: ResourceType| {
         let current: std::collections::HashSet<&str> =
