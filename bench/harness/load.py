@@ -46,16 +46,24 @@ def _run_load(argv: list[str], seconds: float) -> subprocess.CompletedProcess:
         raise HarnessError(f"`{' '.join(argv)}` did not finish within {grace_seconds}s of its duration") from None
 
 
-def run_wrk(endpoint: Endpoint, seconds: float, connections: int, cpu: int | None) -> MaxRateResult:
-    """Closed-loop load: every connection sends its next request as soon as the last one ends."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+def _run_against(endpoint: Endpoint, argv: list[str], host_header: str, seconds: float,
+                  cpu: int | None) -> str:
+    """Runs a load generator (`argv` without its target) against `endpoint`, naming the
+    service in `host_header` when the endpoint needs one; returns its output."""
+    argv = list(argv)
     if endpoint.host_header:
-        argv += ["-H", f"Host: {endpoint.host_header}"]
+        argv += ["-H", f"{host_header}: {endpoint.host_header}"]
     argv.append(endpoint.url)
     result = _run_load(_pinned(cpu, argv), seconds)
     if result.returncode != 0:
-        raise HarnessError(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
-    return parse_wrk(result.stdout)
+        raise HarnessError(f"{argv[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def run_wrk(endpoint: Endpoint, seconds: float, connections: int, cpu: int | None) -> MaxRateResult:
+    """Closed-loop load: every connection sends its next request as soon as the last one ends."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    return parse_wrk(_run_against(endpoint, argv, "Host", seconds, cpu))
 
 
 def parse_wrk(output: str) -> MaxRateResult:
@@ -85,13 +93,7 @@ def run_h2load_max_rate(endpoint: Endpoint, seconds: float, connections: int, st
     """
     argv = ["h2load", "-t1", f"-c{connections}", f"-m{streams}",
             f"-D{max(1, round(seconds))}", "--warm-up-time=1"]
-    if endpoint.host_header:
-        argv += ["-H", f":authority: {endpoint.host_header}"]
-    argv.append(endpoint.url)
-    result = _run_load(_pinned(cpu, argv), seconds + 1)
-    if result.returncode != 0:
-        raise HarnessError(f"h2load failed ({result.returncode}): {result.stderr or result.stdout}")
-    return parse_h2load(result.stdout)
+    return parse_h2load(_run_against(endpoint, argv, ":authority", seconds + 1, cpu))
 
 
 def parse_h2load(output: str) -> MaxRateResult:
@@ -120,13 +122,8 @@ def run_h2load_fixed_rate(endpoint: Endpoint, rate: int, seconds: float, clients
         raise HarnessError(f"rate {rate} must be a multiple of the {clients} clients")
     argv = ["h2load", "--h1", "-t1", f"-c{clients}", f"--rps={rate // clients}",
             f"-D{max(1, round(seconds))}", f"--log-file={log_file}"]
-    if endpoint.host_header:
-        # A `host` header would be sent beside h2load's own; `:authority` replaces it.
-        argv += ["-H", f":authority: {endpoint.host_header}"]
-    argv.append(endpoint.url)
-    result = _run_load(_pinned(cpu, argv), seconds)
-    if result.returncode != 0:
-        raise HarnessError(f"h2load failed ({result.returncode}): {result.stderr or result.stdout}")
+    # A `host` header would be sent beside h2load's own; `:authority` replaces it.
+    _run_against(endpoint, argv, ":authority", seconds, cpu)
     return read_h2load_log(log_file, seconds)
 
 
