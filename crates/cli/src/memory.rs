@@ -2,8 +2,9 @@
 //!
 //! glibc's allocator returns memory to the system only from the top of the heap. After a
 //! burst (a sidecar's spike of connections) the buffers freed in the middle of the heap
-//! stay resident for good, and the footprint becomes the busiest moment's. Trimming now and then lets the process shrink back, as
-//! Envoy's allocator releases freed memory in the background.
+//! stay resident for good, and the footprint becomes the busiest moment's. Trimming now
+//! and then lets the process shrink back, as Envoy's allocator releases freed memory in
+//! the background.
 
 use std::time::Duration;
 

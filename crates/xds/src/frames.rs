@@ -1,4 +1,4 @@
-//! The delta ADS method served with response frames of exactly their size.
+//! The ADS methods served with response frames of exactly their size.
 //!
 //! tonic encodes all of a stream's responses into one buffer that keeps, for the life of
 //! the stream, the capacity it grew to: after a full push every connected proxy's stream
@@ -10,22 +10,24 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::SERVICE_NAME;
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use prost::Message as _;
 use tonic::Status;
 use tonic::codec::{Codec as _, Streaming};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
+use crate::connection::StreamProtocol;
 use crate::delta::DeltaStream;
 use crate::server::AdsServer;
+use crate::sotw::SotwStream;
+
+/// The path of `StreamAggregatedResources` (state of the world).
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
 /// The path of `DeltaAggregatedResources`.
 const DELTA_PATH: &str =
@@ -37,11 +39,10 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// gRPC's length prefix: a compression flag and a big-endian length.
 const PREFIX_LEN: usize = 5;
 
-/// The ADS gRPC service: state of the world through tonic's generated server, delta with
-/// exactly-sized frames. Add it to a `tonic` server.
+/// The ADS gRPC service, both methods with exactly-sized frames. Add it to a `tonic`
+/// server.
 #[derive(Clone)]
 pub struct AdsService {
-    generated: AggregatedDiscoveryServiceServer<AdsServer>,
     server: AdsServer,
 }
 
@@ -49,14 +50,13 @@ impl AdsServer {
     /// The gRPC service, to add to a `tonic` server.
     pub fn service(&self) -> AdsService {
         AdsService {
-            generated: AggregatedDiscoveryServiceServer::new(self.clone()),
             server: self.clone(),
         }
     }
 }
 
 impl NamedService for AdsService {
-    const NAME: &'static str = <AggregatedDiscoveryServiceServer<AdsServer> as NamedService>::NAME;
+    const NAME: &'static str = SERVICE_NAME;
 }
 
 impl Service<http::Request<tonic::body::Body>> for AdsService {
@@ -69,18 +69,25 @@ impl Service<http::Request<tonic::body::Body>> for AdsService {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        if request.uri().path() != DELTA_PATH {
-            return self.generated.call(request);
-        }
-        let server = self.server.clone();
-        Box::pin(async move { Ok(serve_delta(&server, request)) })
+        let response = match request.uri().path() {
+            SOTW_PATH => serve::<SotwStream>(&self.server, request),
+            DELTA_PATH => serve::<DeltaStream>(&self.server, request),
+            other => Status::unimplemented(format!("no ADS method at {other}")).into_http(),
+        };
+        Box::pin(async move { Ok(response) })
     }
 }
 
-fn serve_delta(
+/// One ADS stream of protocol `P`: requests decoded as they come, responses framed.
+fn serve<P>(
     server: &AdsServer,
     request: http::Request<tonic::body::Body>,
-) -> http::Response<tonic::body::Body> {
+) -> http::Response<tonic::body::Body>
+where
+    P: StreamProtocol,
+    P::Request: prost::Message + Default,
+    P::Response: prost::Message,
+{
     let compressed = request
         .headers()
         .get("grpc-encoding")
@@ -88,12 +95,10 @@ fn serve_delta(
     if compressed {
         return Status::unimplemented("compressed ADS requests are not supported").into_http();
     }
-    let decoder =
-        tonic_prost::ProstCodec::<DeltaDiscoveryResponse, DeltaDiscoveryRequest>::default()
-            .decoder();
+    let decoder = tonic_prost::ProstCodec::<P::Response, P::Request>::default().decoder();
     let requests =
         Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST_BYTES));
-    let mut responses = server.open_stream::<DeltaStream>(requests);
+    let mut responses = server.open_stream::<P>(requests);
     let mut finished = false;
     let frames = futures::stream::poll_fn(move |cx| {
         if finished {
@@ -124,7 +129,7 @@ fn serve_delta(
 }
 
 /// `message` with gRPC's prefix, in a buffer of exactly that size.
-fn framed(message: &DeltaDiscoveryResponse) -> Result<Bytes, Status> {
+fn framed(message: &impl prost::Message) -> Result<Bytes, Status> {
     let len = message.encoded_len();
     let prefix = u32::try_from(len)
         .map_err(|_| Status::resource_exhausted(format!("a {len}-byte response")))?;
@@ -147,6 +152,8 @@ fn trailers(status: &Status) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
+    use prost::Message as _;
 
     #[test]
     fn a_frame_is_the_prefix_and_the_message_in_a_buffer_of_exactly_that_size() {

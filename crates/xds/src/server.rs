@@ -1,22 +1,15 @@
-//! The ADS gRPC service: `envoy.service.discovery.v3.AggregatedDiscoveryService`.
+//! The ADS server: the streams of `envoy.service.discovery.v3.AggregatedDiscoveryService`
+//! (the gRPC service that carries them is in `frames.rs`).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::connection::{self, StreamContext, StreamProtocol};
-use crate::delta::DeltaStream;
 use crate::generator::Generator;
-use crate::sotw::SotwStream;
 use crate::status::{ProxySyncStatus, StatusRegistry};
 
 /// Responses queued per stream before the stream's task waits for the proxy to read.
@@ -62,29 +55,5 @@ impl AdsServer {
         };
         tokio::spawn(connection::serve::<P, _>(requests, responses, ctx));
         ReceiverStream::new(outbound)
-    }
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let responses = self.open_stream::<SotwStream>(request.into_inner());
-        Ok(Response::new(Box::pin(responses)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let responses = self.open_stream::<DeltaStream>(request.into_inner());
-        Ok(Response::new(Box::pin(responses)))
     }
 }
