@@ -1,11 +1,11 @@
 //! Who makes a proxy's resources: the [`Generator`] the server calls on every change,
 //! and the [`IncrementalGenerator`] that lets a push cost the change, not the mesh.
 
-use crate::node::ProxyNode;
-use crate::resources::ResourceSet;
 use std::sync::Arc;
 
 use crate::index::ResourceIndex;
+use crate::node::ProxyNode;
+use crate::resources::ResourceSet;
 use crate::versioned::{EncodedSet, SharedChanges};
 
 /// Produces resources per proxy from one immutable config snapshot.
