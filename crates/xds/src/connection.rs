@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use crate::generator::Generator;
 use crate::index::{ChangeHint, ProxyResources};
 use crate::node::{NodeError, ProxyNode};
+use crate::reply::Reply;
 use crate::status::{ProxySyncStatus, StatusRegistry, StreamKind, TypeSyncStatus};
 
 /// Why a stream ended with an error status.
@@ -31,24 +32,15 @@ impl From<StreamError> for tonic::Status {
 /// The protocol side of a stream: state-of-the-world or delta.
 pub(crate) trait StreamProtocol: Send + 'static {
     type Request: Send + 'static;
-    type Response: Send + 'static;
     const KIND: StreamKind;
 
     fn new(proxy_id: &str) -> Self;
     fn node(request: &Self::Request) -> Option<&Node>;
     /// The response a request calls for, if any.
-    fn on_request(
-        &mut self,
-        request: Self::Request,
-        resources: &ProxyResources,
-    ) -> Option<Self::Response>;
+    fn on_request(&mut self, request: Self::Request, resources: &ProxyResources) -> Option<Reply>;
     /// The responses a config change calls for, in push order.
     /// A config change; `hint`, when given, names every resource that may have changed.
-    fn on_push(
-        &mut self,
-        resources: &ProxyResources,
-        hint: Option<&ChangeHint>,
-    ) -> Vec<Self::Response>;
+    fn on_push(&mut self, resources: &ProxyResources, hint: Option<&ChangeHint>) -> Vec<Reply>;
     fn status(&self) -> Vec<TypeSyncStatus>;
 }
 
@@ -60,14 +52,11 @@ pub(crate) struct StreamContext {
     pub(crate) connection_id: u64,
 }
 
-pub(crate) type Outbound<R> = mpsc::Sender<Result<R, tonic::Status>>;
+pub(crate) type Outbound = mpsc::Sender<Result<Reply, tonic::Status>>;
 
 /// Serves one stream until the proxy goes away or the response channel closes.
-pub(crate) async fn serve<P, S>(
-    mut requests: S,
-    responses: Outbound<P::Response>,
-    mut ctx: StreamContext,
-) where
+pub(crate) async fn serve<P, S>(mut requests: S, responses: Outbound, mut ctx: StreamContext)
+where
     P: StreamProtocol,
     S: Stream<Item = Result<P::Request, tonic::Status>> + Unpin,
 {

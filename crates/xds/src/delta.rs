@@ -8,19 +8,21 @@
 //! Envoy re-warms an updated cluster and waits for its endpoints.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 
 use crate::connection::StreamProtocol;
 use crate::index::{ChangeHint, ProxyResources};
 use crate::known::Known;
+use crate::reply::Reply;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
-use crate::versioned::rewarmed_endpoints;
+use crate::versioned::{VersionedResource, rewarmed_endpoints};
 
 static NOTHING: BTreeSet<String> = BTreeSet::new();
 
@@ -44,7 +46,6 @@ struct Watch {
 
 impl StreamProtocol for DeltaStream {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
     const KIND: StreamKind = StreamKind::Delta;
 
     fn new(proxy_id: &str) -> Self {
@@ -63,7 +64,7 @@ impl StreamProtocol for DeltaStream {
         &mut self,
         request: DeltaDiscoveryRequest,
         resources: &ProxyResources,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Reply> {
         let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
             tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
             return None;
@@ -116,11 +117,7 @@ impl StreamProtocol for DeltaStream {
         }
     }
 
-    fn on_push(
-        &mut self,
-        resources: &ProxyResources,
-        hint: Option<&ChangeHint>,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    fn on_push(&mut self, resources: &ProxyResources, hint: Option<&ChangeHint>) -> Vec<Reply> {
         let types: Vec<ResourceType> = self.watches.keys().copied().collect();
         let mut rewarmed = BTreeSet::new();
         let mut responses = Vec::new();
@@ -136,13 +133,7 @@ impl StreamProtocol for DeltaStream {
                 continue;
             };
             if resource_type == ResourceType::Cluster {
-                let clusters = resources.of(ResourceType::Cluster);
-                rewarmed = rewarmed_endpoints(
-                    response
-                        .resources
-                        .iter()
-                        .filter_map(|sent| clusters.get(&sent.name)),
-                );
+                rewarmed = rewarmed_endpoints(response.resources().iter());
             }
             responses.push(response);
         }
@@ -164,7 +155,7 @@ impl DeltaStream {
         resources: &ProxyResources,
         always: bool,
         resend: &BTreeSet<String>,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Reply> {
         self.respond_to(resource_type, resources, always, resend, None)
     }
 
@@ -177,11 +168,11 @@ impl DeltaStream {
         always: bool,
         resend: &BTreeSet<String>,
         candidates: Option<&BTreeSet<String>>,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Reply> {
         let watch = self.watches.get_mut(&resource_type)?;
         let all = resources.of(resource_type);
         let (subscription, known) = (&watch.subscription, &watch.known);
-        let stale = |r: &&std::sync::Arc<crate::versioned::VersionedResource>| {
+        let stale = |r: &&Arc<VersionedResource>| {
             known.version(subscription, &r.name) != Some(r.version.as_str())
                 || resend.contains(&r.name)
         };
@@ -213,15 +204,7 @@ impl DeltaStream {
                 )
             }
         };
-        let updated: Vec<Resource> = updated
-            .into_iter()
-            .map(|r| Resource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.any.clone()),
-                ..Default::default()
-            })
-            .collect();
+        let updated: Vec<Arc<VersionedResource>> = updated.into_iter().cloned().collect();
 
         for resource in &updated {
             watch
@@ -245,13 +228,13 @@ impl DeltaStream {
             .status
             .record_sent(version.clone(), nonce.clone(), watch.known.len());
         tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonce, updated = updated.len(), removed = removed.len(), "sending");
-        Some(DeltaDiscoveryResponse {
+        let head = DeltaDiscoveryResponse {
             system_version_info: version,
-            resources: updated,
             type_url: resource_type.type_url().to_string(),
             removed_resources: removed,
             nonce,
             ..Default::default()
-        })
+        };
+        Some(Reply::delta(&head, updated))
     }
 }

@@ -1,15 +1,16 @@
-//! The ADS methods served with response frames of exactly their size.
+//! The ADS methods served by a gRPC service of our own, which writes each response in
+//! chunks as the stream can take them.
 //!
 //! tonic encodes all of a stream's responses into one buffer that keeps, for the life of
 //! the stream, the capacity it grew to: after a full push every connected proxy's stream
 //! holds about as much as the proxy was sent (a heap profile at 1k services and 200
-//! proxies: 86 of 103 MiB live). Here each response is framed (gRPC's 5-byte prefix, then
-//! the message) into a buffer of its own size, freed as soon as it is written.
+//! proxies: 86 of 103 MiB live). Here a response is a [`Reply`](crate::reply::Reply) of shared resources,
+//! turned into bytes a chunk at a time: HTTP/2 polls the body for the next chunk once the
+//! previous one is on its way, so a stream holds a few chunks, not its proxy's whole config.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::SERVICE_NAME;
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderValue};
@@ -22,6 +23,7 @@ use tonic::server::NamedService;
 
 use crate::connection::StreamProtocol;
 use crate::delta::DeltaStream;
+use crate::reply::GrpcChunks;
 use crate::server::AdsServer;
 use crate::sotw::SotwStream;
 
@@ -36,8 +38,8 @@ const DELTA_PATH: &str =
 /// The largest request accepted: a subscription naming every cluster of a large mesh.
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// gRPC's length prefix: a compression flag and a big-endian length.
-const PREFIX_LEN: usize = 5;
+/// About how many bytes of a response are copied into one chunk: a few HTTP/2 frames.
+const CHUNK_SIZE: usize = 64 * 1024;
 
 /// The ADS gRPC service, both methods with exactly-sized frames. Add it to a `tonic`
 /// server.
@@ -86,7 +88,6 @@ fn serve<P>(
 where
     P: StreamProtocol,
     P::Request: prost::Message + Default,
-    P::Response: prost::Message,
 {
     let compressed = request
         .headers()
@@ -95,30 +96,36 @@ where
     if compressed {
         return Status::unimplemented("compressed ADS requests are not supported").into_http();
     }
-    let decoder = tonic_prost::ProstCodec::<P::Response, P::Request>::default().decoder();
+    // The encoder half is unused: responses are framed here, not by tonic.
+    let decoder = tonic_prost::ProstCodec::<(), P::Request>::default().decoder();
     let requests =
         Streaming::new_request(decoder, request.into_body(), None, Some(MAX_REQUEST_BYTES));
-    let mut responses = server.open_stream::<P>(requests);
+    let mut replies = server.open_stream::<P>(requests);
+    let mut chunks: Option<GrpcChunks> = None;
     let mut finished = false;
     let frames = futures::stream::poll_fn(move |cx| {
         if finished {
             return Poll::Ready(None);
         }
-        let frame = match futures::ready!(responses.poll_next_unpin(cx)) {
-            Some(Ok(response)) => framed(&response).map(Frame::data).unwrap_or_else(|status| {
-                finished = true;
-                Frame::trailers(trailers(&status))
-            }),
-            Some(Err(status)) => {
-                finished = true;
-                Frame::trailers(trailers(&status))
+        loop {
+            if let Some(chunk) = chunks.as_mut().and_then(Iterator::next) {
+                return Poll::Ready(Some(Ok::<_, Infallible>(Frame::data(chunk))));
             }
-            None => {
-                finished = true;
-                Frame::trailers(trailers(&Status::ok("")))
-            }
-        };
-        Poll::Ready(Some(Ok::<_, Infallible>(frame)))
+            chunks = None;
+            let status = match futures::ready!(replies.poll_next_unpin(cx)) {
+                Some(Ok(reply)) => match reply.into_grpc_chunks(CHUNK_SIZE) {
+                    Ok(next) => {
+                        chunks = Some(next);
+                        continue;
+                    }
+                    Err(error) => Status::resource_exhausted(error.to_string()),
+                },
+                Some(Err(status)) => status,
+                None => Status::ok(""),
+            };
+            finished = true;
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers(&status)))));
+        }
     });
     let mut response = http::Response::new(tonic::body::Body::new(StreamBody::new(frames)));
     response.headers_mut().insert(
@@ -128,18 +135,6 @@ where
     response
 }
 
-/// `message` with gRPC's prefix, in a buffer of exactly that size.
-fn framed(message: &impl prost::Message) -> Result<Bytes, Status> {
-    let len = message.encoded_len();
-    let prefix = u32::try_from(len)
-        .map_err(|_| Status::resource_exhausted(format!("a {len}-byte response")))?;
-    let mut buf = Vec::with_capacity(PREFIX_LEN + len);
-    buf.push(0);
-    buf.extend_from_slice(&prefix.to_be_bytes());
-    message.encode_raw(&mut buf);
-    Ok(Bytes::from(buf))
-}
-
 /// The trailers that end a gRPC response with `status`.
 fn trailers(status: &Status) -> HeaderMap {
     let mut trailers = HeaderMap::new();
@@ -147,30 +142,4 @@ fn trailers(status: &Status) -> HeaderMap {
         trailers.insert("grpc-status", HeaderValue::from_static("13"));
     }
     trailers
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
-    use prost::Message as _;
-
-    #[test]
-    fn a_frame_is_the_prefix_and_the_message_in_a_buffer_of_exactly_that_size() {
-        let response = DeltaDiscoveryResponse {
-            nonce: "7".into(),
-            type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
-            ..Default::default()
-        };
-        let frame = framed(&response).expect("frame");
-        let len = response.encoded_len();
-        assert_eq!(frame.len(), PREFIX_LEN + len);
-        assert_eq!(frame[0], 0, "not compressed");
-        assert_eq!(
-            u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize,
-            len
-        );
-        let decoded = DeltaDiscoveryResponse::decode(&frame[PREFIX_LEN..]).expect("decode");
-        assert_eq!(decoded, response);
-    }
 }

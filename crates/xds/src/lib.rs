@@ -16,6 +16,7 @@ pub mod generator;
 mod index;
 mod known;
 pub mod node;
+mod reply;
 pub mod resources;
 mod server;
 mod sotw;

@@ -10,6 +10,7 @@ use tonic::{Status, Streaming};
 
 use crate::connection::{self, StreamContext, StreamProtocol};
 use crate::generator::Generator;
+use crate::reply::Reply;
 use crate::status::{ProxySyncStatus, StatusRegistry};
 
 /// Responses queued per stream before the stream's task waits for the proxy to read.
@@ -42,7 +43,7 @@ impl AdsServer {
     pub(crate) fn open_stream<P>(
         &self,
         requests: Streaming<P::Request>,
-    ) -> ReceiverStream<Result<P::Response, Status>>
+    ) -> ReceiverStream<Result<Reply, Status>>
     where
         P: StreamProtocol,
         P::Request: prost::Message + Default,

@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 
 use crate::connection::StreamProtocol;
 use crate::index::{ChangeHint, ProxyResources};
+use crate::reply::Reply;
 use crate::resources::ResourceType;
 use crate::status::{StreamKind, TypeSyncStatus};
 use crate::subscription::{NonceSource, Subscription};
@@ -41,7 +42,6 @@ struct Watch {
 
 impl StreamProtocol for SotwStream {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
     const KIND: StreamKind = StreamKind::Sotw;
 
     fn new(proxy_id: &str) -> Self {
@@ -60,7 +60,7 @@ impl StreamProtocol for SotwStream {
         &mut self,
         request: DiscoveryRequest,
         resources: &ProxyResources,
-    ) -> Option<DiscoveryResponse> {
+    ) -> Option<Reply> {
         let Some(resource_type) = ResourceType::from_type_url(&request.type_url) else {
             tracing::debug!(proxy = %self.proxy_id, type_url = %request.type_url, "ignoring request for an unsupported type");
             return None;
@@ -97,11 +97,7 @@ impl StreamProtocol for SotwStream {
         Some(self.respond(resource_type, resources))
     }
 
-    fn on_push(
-        &mut self,
-        resources: &ProxyResources,
-        _hint: Option<&ChangeHint>,
-    ) -> Vec<DiscoveryResponse> {
+    fn on_push(&mut self, resources: &ProxyResources, _hint: Option<&ChangeHint>) -> Vec<Reply> {
         // State of the world sends whole sets: a hint cannot make that smaller.
         let mut rewarmed = BTreeSet::new();
         let mut changed = Vec::new();
@@ -134,11 +130,7 @@ impl StreamProtocol for SotwStream {
 
 impl SotwStream {
     /// The full response for `resource_type`: every subscribed resource that exists.
-    fn respond(
-        &mut self,
-        resource_type: ResourceType,
-        resources: &ProxyResources,
-    ) -> DiscoveryResponse {
+    fn respond(&mut self, resource_type: ResourceType, resources: &ProxyResources) -> Reply {
         let nonce = self.nonces.next_nonce();
         let watch = self
             .watches
@@ -147,6 +139,7 @@ impl SotwStream {
         let selected: Vec<_> = watch
             .subscription
             .select(resources.of(resource_type))
+            .cloned()
             .collect();
         watch.sent = selected
             .iter()
@@ -157,13 +150,13 @@ impl SotwStream {
             .status
             .record_sent(version.clone(), nonce.clone(), selected.len());
         tracing::debug!(proxy = %self.proxy_id, type = %resource_type, version, nonce, resources = selected.len(), "sending");
-        DiscoveryResponse {
+        let head = DiscoveryResponse {
             version_info: version,
-            resources: selected.iter().map(|r| r.any.clone()).collect(),
             type_url: resource_type.type_url().to_string(),
             nonce,
             ..Default::default()
-        }
+        };
+        Reply::sotw(&head, selected)
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
@@ -66,7 +67,8 @@ impl TypedResource {
 pub struct VersionedResource {
     pub(crate) name: String,
     pub(crate) version: String,
-    pub(crate) any: Any,
+    /// The encoded `Any`, shared by every response that carries the resource.
+    pub(crate) any: Bytes,
     pub(crate) typed: TypedResource,
 }
 
@@ -100,7 +102,9 @@ impl VersionedResource {
             any: Any {
                 type_url: typed.resource_type().type_url().to_string(),
                 value,
-            },
+            }
+            .encode_to_vec()
+            .into(),
             typed,
         }
     }
