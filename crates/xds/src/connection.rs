@@ -92,8 +92,12 @@ where
     tracing::info!(proxy = %node.id, stream = ?P::KIND, user_agent = %node.user_agent, "proxy connected");
 
     // Clone the generator out of the watch: its borrow must not live across an await.
-    let generator = Arc::clone(&ctx.generators.borrow_and_update());
-    let mut resources = resources_for(generator.as_ref(), &node, &ProxyResources::default());
+    // Dropped right away: a stream holding it would keep its whole snapshot alive after
+    // the next config change.
+    let mut resources = {
+        let generator = Arc::clone(&ctx.generators.borrow_and_update());
+        resources_for(generator.as_ref(), &node, &ProxyResources::default())
+    };
     let mut generators_open = true;
     let mut next_request = Some(first);
 
@@ -131,6 +135,8 @@ where
                         None
                     }
                 };
+                // Not held while a slow proxy reads: the next change may replace it.
+                drop(generator);
                 let pushes = protocol.on_push(&resources, hint.as_ref());
                 registration.update(protocol.status());
                 let mut closed = false;

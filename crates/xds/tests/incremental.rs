@@ -46,4 +46,11 @@ async fn moving_one_endpoint_pushes_only_that_service_s_endpoints() {
         ["outbound|8080||svc-7.default.svc.cluster.local"]
     );
     assert!(pushed.removed_resources.is_empty());
+    // The stream moved on: nothing but this test still holds the first config (with its
+    // whole snapshot), so a change frees it.
+    assert_eq!(
+        Arc::strong_count(&first),
+        1,
+        "a stream keeps the old config alive"
+    );
 }
