@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::connection::{self, StreamContext, StreamProtocol};
 use crate::generator::Generator;
@@ -42,7 +43,7 @@ impl AdsServer {
 
     pub(crate) fn open_stream<P>(
         &self,
-        requests: Streaming<P::Request>,
+        requests: impl Stream<Item = Result<P::Request, Status>> + Send + Unpin + 'static,
     ) -> ReceiverStream<Result<Reply, Status>>
     where
         P: StreamProtocol,
