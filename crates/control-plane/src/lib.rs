@@ -159,7 +159,8 @@ impl BoundControlPlane {
         let reload_status = status.clone();
         let reloads = tokio::spawn(async move {
             let mut generation = 1;
-            let mut previous = Arc::clone(&first_generator);
+            // Moved, not cloned: the task must not keep the first config alive.
+            let mut previous = first_generator;
             while changed_rx.recv().await.is_some() {
                 // Parsing and translating a large mesh takes a while: off the async workers.
                 let base = Arc::clone(&previous);

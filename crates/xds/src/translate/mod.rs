@@ -190,12 +190,15 @@ fn encode_reusing_all(
     resources: impl Iterator<Item = TypedResource>,
     previous: &ResourcesByName,
 ) -> Vec<Arc<VersionedResource>> {
-    resources
-        .map(|typed| {
-            let before = previous.get(typed.name());
-            VersionedResource::encode_reusing(typed, before)
-        })
-        .collect()
+    // Not `collect`: collected from a `Vec` of typed messages, the pointers would be
+    // written in place into that `Vec`'s allocation, sized for the messages (a `Cluster`
+    // is 3 KiB: 55 MB kept for 10k clusters).
+    let mut encoded = Vec::with_capacity(resources.size_hint().0);
+    encoded.extend(resources.map(|typed| {
+        let before = previous.get(typed.name());
+        VersionedResource::encode_reusing(typed, before)
+    }));
+    encoded
 }
 
 /// The shared resources that differ between two generations (by identity: an unchanged
