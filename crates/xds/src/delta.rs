@@ -96,6 +96,7 @@ impl StreamProtocol for DeltaStream {
         let before = watch.subscription.apply_delta(
             &request.resource_names_subscribe,
             &request.resource_names_unsubscribe,
+            resources.shared(),
         );
         let subscription_changed = before.is_some();
         if let Some(before) = before {

@@ -204,7 +204,7 @@ mod tests {
     fn named(names: &[&str]) -> Subscription {
         let mut subscription = Subscription::initial_delta(ResourceType::Endpoint, &[]);
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        subscription.apply_delta(&names, &[]);
+        subscription.apply_delta(&names, &[], &Arc::default());
         subscription
     }
 
@@ -237,13 +237,13 @@ mod tests {
         known.rebase(&subscription, &shared);
 
         let before = subscription.clone();
-        subscription.apply_delta(&["b".to_string()], &[]);
+        subscription.apply_delta(&["b".to_string()], &[], &Arc::default());
         known.resubscribe(&before, &subscription, &["b".to_string()], &[]);
         assert_eq!(known.version(&subscription, "b"), None);
         assert_eq!(known.len(), 1);
 
         let before = subscription.clone();
-        subscription.apply_delta(&[], &["a".to_string()]);
+        subscription.apply_delta(&[], &["a".to_string()], &Arc::default());
         known.resubscribe(&before, &subscription, &[], &["a".to_string()]);
         assert_eq!(known.version(&subscription, "a"), None);
         assert_eq!(known.len(), 0);

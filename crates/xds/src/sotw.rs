@@ -163,7 +163,7 @@ impl SotwStream {
 impl Watch {
     fn new(resource_type: ResourceType) -> Self {
         Self {
-            subscription: Subscription::default(),
+            subscription: Subscription::none(resource_type),
             sent: BTreeMap::new(),
             status: TypeSyncStatus::new(resource_type),
         }
