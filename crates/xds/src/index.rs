@@ -119,7 +119,7 @@ impl ProxyResources {
             hint.entry(resource_type).or_default().insert(name.clone());
         };
         for resource in changes.updated.iter() {
-            note(resource.typed.resource_type(), &resource.name);
+            note(resource.resource_type, &resource.name);
         }
         for (resource_type, name) in &changes.removed {
             note(*resource_type, name);
@@ -191,11 +191,11 @@ fn index(resources: Vec<Arc<VersionedResource>>, previous: TypeResources<'_>) ->
     let mut indexed = ResourcesByName::new();
     for resource in resources {
         if resource.name.is_empty() {
-            tracing::warn!(type = %resource.typed.resource_type(), "generator produced a resource without a name; skipped");
+            tracing::warn!(type = %resource.resource_type, "generator produced a resource without a name; skipped");
             continue;
         }
         if indexed.contains_key(&resource.name) {
-            tracing::warn!(type = %resource.typed.resource_type(), name = %resource.name, "generator produced a duplicate resource name; the first one is kept");
+            tracing::warn!(type = %resource.resource_type, name = %resource.name, "generator produced a duplicate resource name; the first one is kept");
             continue;
         }
         // The same content keeps the version the proxy already has: by identity (a shared
@@ -204,7 +204,7 @@ fn index(resources: Vec<Arc<VersionedResource>>, previous: TypeResources<'_>) ->
             Some(unchanged)
                 if Arc::ptr_eq(unchanged, &resource)
                     || unchanged.version == resource.version
-                    || unchanged.typed == resource.typed =>
+                    || unchanged.same_content(&resource) =>
             {
                 Arc::clone(unchanged)
             }
@@ -294,10 +294,11 @@ mod tests {
         );
         let clusters = resources.of(ResourceType::Cluster);
         assert_eq!(clusters.len(), 1);
-        let TypedResource::Cluster(kept) = &clusters.get("one").expect("kept").typed else {
+        let TypedResource::Cluster(kept) = clusters.get("one").expect("kept").decode().unwrap()
+        else {
             panic!("not a cluster");
         };
-        assert_eq!(**kept, cluster_with_metadata("one", &["first"]));
+        assert_eq!(*kept, cluster_with_metadata("one", &["first"]));
     }
 
     #[test]
@@ -315,10 +316,10 @@ mod tests {
         let clusters = resources.of(ResourceType::Cluster);
         let names: Vec<&str> = clusters.values().map(|r| r.name()).collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
-        let TypedResource::Cluster(b) = &clusters.get("b").expect("b").typed else {
+        let TypedResource::Cluster(b) = clusters.get("b").expect("b").decode().unwrap() else {
             panic!("not a cluster");
         };
-        assert_eq!(**b, cluster_with_metadata("b", &["own"]));
+        assert_eq!(*b, cluster_with_metadata("b", &["own"]));
         assert!(clusters.contains_key("d") && !clusters.contains_key("e"));
     }
 

@@ -2,9 +2,10 @@
 //!
 //! Each resource is encoded to an `Any` when it first appears and versioned by a hash of
 //! its bytes. A resource that comes back equal from the next generation keeps its encoding
-//! and version, so a proxy is only sent what really changed. Equality is checked on the
-//! typed message because protobuf map fields (e.g. `Struct` metadata) encode in hash-map
-//! order: equal messages may not encode to equal bytes.
+//! and version, so a proxy is only sent what really changed. Only the bytes are kept (the
+//! typed messages of a 10k-service mesh are ten times their encoding): equal bytes are
+//! equal content, and where bytes differ both are decoded and compared, because protobuf
+//! map fields (e.g. `Struct` metadata) encode in hash-map order.
 
 use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
@@ -31,6 +32,14 @@ pub enum TypedResource {
     Endpoint(Box<ClusterLoadAssignment>),
 }
 
+/// Bytes that do not decode as the resource they were encoded from.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode a {resource_type} resource: {source}")]
+pub struct DecodeError {
+    resource_type: ResourceType,
+    source: prost::DecodeError,
+}
+
 impl TypedResource {
     pub fn name(&self) -> &str {
         match self {
@@ -50,6 +59,34 @@ impl TypedResource {
         }
     }
 
+    fn decode(resource_type: ResourceType, value: &[u8]) -> Result<Self, prost::DecodeError> {
+        Ok(match resource_type {
+            ResourceType::Listener => Self::Listener(Box::new(Listener::decode(value)?)),
+            ResourceType::Route => Self::Route(Box::new(RouteConfiguration::decode(value)?)),
+            ResourceType::Cluster => Self::Cluster(Box::new(Cluster::decode(value)?)),
+            ResourceType::Endpoint => {
+                Self::Endpoint(Box::new(ClusterLoadAssignment::decode(value)?))
+            }
+        })
+    }
+
+    /// For a cluster whose endpoints come from EDS, the name they are requested under.
+    fn eds_service_name(&self) -> Option<&str> {
+        let Self::Cluster(cluster) = self else {
+            return None;
+        };
+        let eds = cluster::DiscoveryType::Eds as i32;
+        if cluster.cluster_discovery_type != Some(cluster::ClusterDiscoveryType::Type(eds)) {
+            return None;
+        }
+        let service_name = cluster
+            .eds_cluster_config
+            .as_ref()
+            .map(|config| config.service_name.as_str())
+            .filter(|name| !name.is_empty());
+        Some(service_name.unwrap_or(&cluster.name))
+    }
+
     fn encode_to_vec(&self) -> Vec<u8> {
         match self {
             Self::Listener(listener) => listener.encode_to_vec(),
@@ -67,9 +104,11 @@ impl TypedResource {
 pub struct VersionedResource {
     pub(crate) name: String,
     pub(crate) version: String,
+    pub(crate) resource_type: ResourceType,
     /// The encoded `Any`, shared by every response that carries the resource.
     pub(crate) any: Bytes,
-    pub(crate) typed: TypedResource,
+    /// For a cluster whose endpoints come from EDS, the name they are requested under.
+    eds_service_name: Option<String>,
 }
 
 impl VersionedResource {
@@ -81,31 +120,53 @@ impl VersionedResource {
         &self.version
     }
 
-    pub fn typed(&self) -> &TypedResource {
-        &self.typed
+    /// The message, decoded from its encoding.
+    pub fn decode(&self) -> Result<TypedResource, DecodeError> {
+        let decode = || {
+            let any = Any::decode(self.any.clone())?;
+            TypedResource::decode(self.resource_type, &any.value)
+        };
+        decode().map_err(|source| DecodeError {
+            resource_type: self.resource_type,
+            source,
+        })
     }
 
     /// Encodes `typed`, unless `previous` already holds the same message: then that
     /// encoding (and its version) is reused, so equal content keeps its version.
     pub fn encode_reusing(typed: TypedResource, previous: Option<&Arc<Self>>) -> Arc<Self> {
+        let encoded = Self::encode(typed);
         match previous {
-            Some(previous) if previous.typed == typed => Arc::clone(previous),
-            _ => Arc::new(Self::encode(typed)),
+            Some(previous) if previous.same_content(&encoded) => Arc::clone(previous),
+            _ => Arc::new(encoded),
         }
     }
 
     pub fn encode(typed: TypedResource) -> Self {
         let value = typed.encode_to_vec();
+        let resource_type = typed.resource_type();
         Self {
             name: typed.name().to_string(),
             version: content_version(&value),
+            resource_type,
             any: Any {
-                type_url: typed.resource_type().type_url().to_string(),
+                type_url: resource_type.type_url().to_string(),
                 value,
             }
             .encode_to_vec()
             .into(),
-            typed,
+            eds_service_name: typed.eds_service_name().map(str::to_string),
+        }
+    }
+
+    /// Whether `other` holds the same message, however its map fields were ordered.
+    pub(crate) fn same_content(&self, other: &Self) -> bool {
+        if self.any == other.any {
+            return true;
+        }
+        match (self.decode(), other.decode()) {
+            (Ok(mine), Ok(theirs)) => mine == theirs,
+            _ => false,
         }
     }
 }
@@ -113,19 +174,7 @@ impl VersionedResource {
 impl VersionedResource {
     /// For a cluster whose endpoints come from EDS, the name they are requested under.
     pub(crate) fn eds_service_name(&self) -> Option<&str> {
-        let TypedResource::Cluster(cluster) = &self.typed else {
-            return None;
-        };
-        let eds = cluster::DiscoveryType::Eds as i32;
-        if cluster.cluster_discovery_type != Some(cluster::ClusterDiscoveryType::Type(eds)) {
-            return None;
-        }
-        let service_name = cluster
-            .eds_cluster_config
-            .as_ref()
-            .map(|config| config.service_name.as_str())
-            .filter(|name| !name.is_empty());
-        Some(service_name.unwrap_or(&cluster.name))
+        self.eds_service_name.as_deref()
     }
 }
 
