@@ -4,9 +4,12 @@
 //! - full push: from the moment every client subscribes until each is in sync (p50, max);
 //! - incremental change: one endpoint of one service moves; time until each client has
 //!   the new endpoints (p50, p99, max), measured from the file write;
-//! - the control plane's memory (RSS now and peak).
+//! - the control plane's memory (RSS now and peak);
+//! - with `--wire-floor`, the floor: the same bytes to as many loopback connections, and
+//!   nothing else.
 
 mod client;
+mod floor;
 mod mesh;
 
 use std::path::PathBuf;
@@ -41,6 +44,10 @@ struct Args {
     /// Write the control plane's log (at info level) to this file.
     #[arg(long)]
     control_plane_log: Option<PathBuf>,
+    /// Also time moving the full push's bytes to as many loopback connections with nothing
+    /// else done: what the wire alone costs on this machine.
+    #[arg(long)]
+    wire_floor: bool,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -54,6 +61,20 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds `pid` has used so far (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end at its closing paren.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let total = ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0);
+    // Linux reports them in USER_HZ, 100 on every architecture it supports.
+    total / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -160,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         &format!("{} clients connected; subscribing", args.clients),
     );
     let started = Instant::now();
+    let cpu_before_push = cpu_seconds(pid);
     start_tx.send(true)?;
     let all_synced = wait_all(&clients, |t| t.synced.is_some(), Duration::from_secs(600)).await;
     if !all_synced {
@@ -172,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
     full.sort();
     let bytes: usize = clients.iter().map(|(_, t)| t.borrow().bytes).sum();
     let (rss_synced, peak_synced) = rss_kib(pid);
+    let push_cpu = cpu_seconds(pid) - cpu_before_push;
     progress(
         args.json,
         &format!(
@@ -200,6 +223,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
+    let wire_floor = if args.wire_floor {
+        progress(args.json, "timing the wire alone with the same bytes");
+        Some(ms(floor::wire_floor(
+            args.clients,
+            bytes / args.clients.max(1),
+        )
+        .await?))
+    } else {
+        None
+    };
+
     let result = serde_json::json!({
         "services": args.services,
         "endpoints": args.services * args.endpoints,
@@ -209,6 +243,8 @@ async fn main() -> anyhow::Result<()> {
         "full_push_max_ms": ms(full.last().copied().unwrap_or_default()),
         "full_push_p50_ms": ms(percentile(&full, 50.0)),
         "full_push_mib_sent": bytes / (1 << 20),
+        "full_push_control_plane_cpu_s": (push_cpu * 10.0).round() / 10.0,
+        "wire_floor_ms": wire_floor,
         "incremental_all_clients": all_changed,
         "incremental_p50_ms": ms(percentile(&incremental, 50.0)),
         "incremental_p99_ms": ms(percentile(&incremental, 99.0)),

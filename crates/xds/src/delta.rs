@@ -177,15 +177,27 @@ impl DeltaStream {
             known.version(subscription, &r.name) != Some(r.version.as_str())
                 || resend.contains(&r.name)
         };
+        // After a full look, how many resources the proxy will hold.
+        let mut held_after_full_look = None;
         let (updated, removed): (Vec<_>, Vec<String>) = match candidates {
-            None => (
-                subscription.select(all).filter(stale).collect(),
-                known
-                    .names(subscription)
-                    .filter(|name| !all.contains_key(name))
+            None => {
+                let mut held = 0;
+                let updated = subscription
+                    .select(all)
+                    .inspect(|_| held += 1)
+                    .filter(stale)
                     .cloned()
-                    .collect(),
-            ),
+                    .collect();
+                held_after_full_look = Some(held);
+                (
+                    updated,
+                    known
+                        .names(subscription)
+                        .filter(|name| !all.contains_key(name))
+                        .cloned()
+                        .collect(),
+                )
+            }
             Some(candidates) => {
                 let names: BTreeSet<&String> = candidates.iter().chain(resend).collect();
                 (
@@ -194,6 +206,7 @@ impl DeltaStream {
                         .filter(|name| subscription.covers(name))
                         .filter_map(|name| all.get(name))
                         .filter(stale)
+                        .cloned()
                         .collect(),
                     names
                         .iter()
@@ -205,18 +218,24 @@ impl DeltaStream {
                 )
             }
         };
-        let updated: Vec<Arc<VersionedResource>> = updated.into_iter().cloned().collect();
 
-        for resource in &updated {
-            watch
-                .known
-                .insert(&watch.subscription, &resource.name, &resource.version);
+        match held_after_full_look {
+            // Everything subscribed is on its way, and nothing else is held: said at once,
+            // instead of name by name (20k names per proxy at 10k services).
+            Some(held) => watch.known.hold_all(&watch.subscription, resources, held),
+            None => {
+                for resource in &updated {
+                    watch
+                        .known
+                        .insert(&watch.subscription, &resource.name, &resource.version);
+                }
+                for name in &removed {
+                    watch.known.remove(&watch.subscription, name);
+                }
+                // Every subscribed resource the server has is now on its way to the proxy.
+                watch.known.rebase(&watch.subscription, resources.shared());
+            }
         }
-        for name in &removed {
-            watch.known.remove(&watch.subscription, name);
-        }
-        // Every subscribed resource the server has is now on its way to the proxy.
-        watch.known.rebase(&watch.subscription, resources.shared());
         if updated.is_empty() && removed.is_empty() && !always {
             return None;
         }

@@ -139,6 +139,11 @@ impl ProxyResources {
         &self.shared
     }
 
+    /// The proxy's own resources of `resource_type`.
+    pub(crate) fn own_of(&self, resource_type: ResourceType) -> &ResourcesByName {
+        self.own.of(resource_type)
+    }
+
     pub(crate) fn of(&self, resource_type: ResourceType) -> TypeResources<'_> {
         TypeResources {
             own: self.own.of(resource_type),

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::index::ResourceIndex;
+use crate::index::{ProxyResources, ResourceIndex};
 use crate::resources::ResourceType;
 use crate::subscription::Subscription;
 
@@ -101,6 +101,25 @@ impl Known {
     }
 
     /// After a response that left the proxy holding every subscribed resource of
+    /// `resources` at its version, `held` of them, and nothing else: the shared index is
+    /// the base, and only the proxy's own resources differ from it.
+    pub(crate) fn hold_all(
+        &mut self,
+        subscription: &Subscription,
+        resources: &ProxyResources,
+        held: usize,
+    ) {
+        self.base = Arc::clone(resources.shared());
+        self.exceptions = resources
+            .own_of(self.resource_type)
+            .iter()
+            .filter(|(name, _)| subscription.covers(name))
+            .map(|(name, resource)| (name.clone(), Some(resource.version().to_string())))
+            .collect();
+        self.held = held;
+    }
+
+    /// After a response that left the proxy holding every subscribed resource of
     /// `current` at its version (besides its own): makes `current` the base and keeps only
     /// the names where the proxy still differs from it.
     pub(crate) fn rebase(&mut self, subscription: &Subscription, current: &Arc<ResourceIndex>) {
@@ -165,7 +184,6 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::ProxyResources;
     use crate::resources::ResourceSet;
     use crate::versioned::EncodedSet;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -226,6 +244,46 @@ mod tests {
         assert_eq!(known.version(&subscription, "c"), None, "not subscribed");
         let names: Vec<&String> = known.names(&subscription).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn holding_all_takes_the_shared_index_with_the_proxy_s_own_resources_as_exceptions() {
+        let shared = index(&[("a", 0), ("b", 0), ("c", 0)]);
+        let own = EncodedSet::encode(ResourceSet {
+            endpoints: vec![
+                ClusterLoadAssignment {
+                    cluster_name: "b".into(),
+                    policy: Some(Default::default()),
+                    ..Default::default()
+                },
+                ClusterLoadAssignment {
+                    cluster_name: "own".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let resources =
+            ProxyResources::build_split(Arc::clone(&shared), own, 1, &ProxyResources::default());
+        let subscription = named(&["a", "b", "own"]);
+        let mut known = Known::new(ResourceType::Endpoint, &BTreeMap::new());
+        known.hold_all(&subscription, &resources, 3);
+
+        let all = resources.of(ResourceType::Endpoint);
+        for name in ["a", "b", "own"] {
+            let expected = all.get(name).expect("resource").version();
+            assert_eq!(known.version(&subscription, name), Some(expected), "{name}");
+        }
+        assert_ne!(
+            known.version(&subscription, "b"),
+            Some(version_in(&shared, "b").as_str()),
+            "the proxy's own `b` is held, not the shared one"
+        );
+        assert_eq!(known.version(&subscription, "c"), None, "not subscribed");
+        assert_eq!(known.len(), 3);
+        assert_eq!(known.exceptions.len(), 2, "only the proxy's own resources");
+        let names: Vec<&String> = known.names(&subscription).collect();
+        assert_eq!(names.len(), 3);
     }
 
     #[test]
