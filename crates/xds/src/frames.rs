@@ -281,30 +281,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_compressed_request_ends_the_stream_with_unimplemented() {
-        let mut frame = framed(&subscription(3));
-        frame[0] = 1;
-        let mut requests = GrpcRequests::<DeltaDiscoveryRequest>::new(body(vec![frame]));
+    /// The status a stream of `chunks` ends with; nothing comes after it.
+    async fn error_of(chunks: Vec<Vec<u8>>) -> Status {
+        let mut requests = GrpcRequests::<DeltaDiscoveryRequest>::new(body(chunks));
         let status = requests
             .next()
             .await
             .expect("an item")
-            .expect_err("refused");
+            .expect_err("an error");
+        assert!(requests.next().await.is_none(), "the stream ends");
+        status
+    }
+
+    #[tokio::test]
+    async fn a_compressed_request_ends_the_stream_with_unimplemented() {
+        let mut frame = framed(&subscription(3));
+        frame[0] = 1;
+        let status = error_of(vec![frame]).await;
         assert_eq!(status.code(), tonic::Code::Unimplemented);
-        assert!(requests.next().await.is_none());
     }
 
     #[tokio::test]
     async fn an_oversized_request_is_refused_before_it_is_buffered() {
         let mut header = vec![0];
         header.extend_from_slice(&(MAX_REQUEST_BYTES as u32 + 1).to_be_bytes());
-        let mut requests = GrpcRequests::<DeltaDiscoveryRequest>::new(body(vec![header]));
-        let status = requests
-            .next()
-            .await
-            .expect("an item")
-            .expect_err("refused");
+        let status = error_of(vec![header]).await;
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     }
 
@@ -312,12 +313,7 @@ mod tests {
     async fn a_body_that_ends_inside_a_message_is_an_error() {
         let mut frame = framed(&subscription(10));
         frame.truncate(frame.len() - 3);
-        let mut requests = GrpcRequests::<DeltaDiscoveryRequest>::new(body(vec![frame]));
-        let status = requests
-            .next()
-            .await
-            .expect("an item")
-            .expect_err("truncated");
+        let status = error_of(vec![frame]).await;
         assert_eq!(status.code(), tonic::Code::Internal);
     }
 }
