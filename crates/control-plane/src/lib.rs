@@ -195,10 +195,13 @@ impl BoundControlPlane {
                 load.log();
                 generation += 1;
                 reload_status.store(Arc::new(load.status(generation)));
-                previous = Arc::clone(&generator);
+                let replaced = std::mem::replace(&mut previous, Arc::clone(&generator));
                 if generators.send(generator).is_err() {
                     return;
                 }
+                // Freeing a generation of a large mesh takes a while (~90 ms at 10k
+                // services): not on an async worker, where streams would wait for it.
+                tokio::task::spawn_blocking(move || drop(replaced));
             }
         });
 
