@@ -61,9 +61,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         debug = %bound.debug_address(),
         "control plane ready"
     );
-    tokio::spawn(bosun::memory::release_periodically(
-        bosun::memory::RELEASE_PERIOD,
-    ));
     bound.run(bosun::shutdown_signal()).await?;
     Ok(())
 }

@@ -13,9 +13,8 @@ use std::time::Duration;
 pub const RELEASE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Releases freed heap memory every `period`, until the task is dropped. The sidecar
-/// spawns it beside its work; so does the control plane, whose full pushes free a chunk
-/// buffer per stream and whose reloads free a whole generation of the mesh (at 10k
-/// services and 1,000 proxies, 1.1 GiB resident after a full push without it, 0.6 with).
+/// spawns it beside its work. (The `bosun` binary, which runs the control plane, uses
+/// mimalloc, which returns freed memory on its own.)
 pub async fn release_periodically(period: Duration) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
