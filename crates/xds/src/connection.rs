@@ -38,8 +38,8 @@ pub(crate) trait StreamProtocol: Send + 'static {
     fn node(request: &Self::Request) -> Option<&Node>;
     /// The response a request calls for, if any.
     fn on_request(&mut self, request: Self::Request, resources: &ProxyResources) -> Option<Reply>;
-    /// The responses a config change calls for, in push order.
-    /// A config change; `hint`, when given, names every resource that may have changed.
+    /// The responses a config change calls for, in push order; `hint`, when given, names
+    /// every resource that may have changed.
     fn on_push(&mut self, resources: &ProxyResources, hint: Option<&ChangeHint>) -> Vec<Reply>;
     fn status(&self) -> Vec<TypeSyncStatus>;
 }

@@ -177,9 +177,8 @@ impl DeltaStream {
             known.version(subscription, &r.name) != Some(r.version.as_str())
                 || resend.contains(&r.name)
         };
-        // After a full look, how many resources the proxy will hold.
-        let mut held_after_full_look = None;
-        let (updated, removed): (Vec<_>, Vec<String>) = match candidates {
+        // With a full look, also how many resources the proxy will hold after it.
+        let (updated, removed, held_after_full_look): (Vec<_>, Vec<String>, _) = match candidates {
             None => {
                 let mut held = 0;
                 let updated = subscription
@@ -188,15 +187,12 @@ impl DeltaStream {
                     .filter(stale)
                     .cloned()
                     .collect();
-                held_after_full_look = Some(held);
-                (
-                    updated,
-                    known
-                        .names(subscription)
-                        .filter(|name| !all.contains_key(name))
-                        .cloned()
-                        .collect(),
-                )
+                let removed = known
+                    .names(subscription)
+                    .filter(|name| !all.contains_key(name))
+                    .cloned()
+                    .collect();
+                (updated, removed, Some(held))
             }
             Some(candidates) => {
                 let names: BTreeSet<&String> = candidates.iter().chain(resend).collect();
@@ -215,6 +211,7 @@ impl DeltaStream {
                         })
                         .map(|name| (*name).clone())
                         .collect(),
+                    None,
                 )
             }
         };
