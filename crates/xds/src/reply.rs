@@ -120,7 +120,9 @@ impl Reply {
     pub(crate) fn into_grpc_chunks(self, chunk_size: usize) -> Result<GrpcChunks, TooLarge> {
         let len = self.encoded_len();
         let prefix = u32::try_from(len).map_err(|_| TooLarge(len))?;
-        let mut first = BytesMut::with_capacity(chunk_size.max(GRPC_PREFIX_LEN + self.head.len()));
+        let started_len = GRPC_PREFIX_LEN + self.head.len();
+        let unwritten = GRPC_PREFIX_LEN + len - started_len;
+        let mut first = BytesMut::with_capacity(started_len + capacity(chunk_size, unwritten));
         first.put_u8(0);
         first.put_u32(prefix);
         first.put_slice(&self.head);
@@ -128,6 +130,7 @@ impl Reply {
             reply: self,
             next: 0,
             chunk_size,
+            unwritten,
             started: Some(first),
             shared: None,
         })
@@ -141,6 +144,8 @@ pub(crate) struct GrpcChunks {
     /// The next resource to write.
     next: usize,
     chunk_size: usize,
+    /// Bytes of the message not yet put in a chunk: a small reply gets a small buffer.
+    unwritten: usize,
     /// Bytes written but not yet handed out.
     started: Option<BytesMut>,
     /// A large resource's bytes, handed out after the chunk that holds its header.
@@ -157,7 +162,8 @@ impl Iterator for GrpcChunks {
         let mut chunk = self
             .started
             .take()
-            .unwrap_or_else(|| BytesMut::with_capacity(self.chunk_size));
+            .unwrap_or_else(|| BytesMut::with_capacity(capacity(self.chunk_size, self.unwritten)));
+        let before = chunk.len();
         while chunk.len() < self.chunk_size {
             let Some(resource) = self.reply.resources.get(self.next) else {
                 break;
@@ -170,8 +176,19 @@ impl Iterator for GrpcChunks {
             }
             chunk.put_slice(&resource.any);
         }
-        (!chunk.is_empty()).then(|| chunk.freeze())
+        self.unwritten -= chunk.len() - before + self.shared.as_ref().map_or(0, Bytes::len);
+        if chunk.is_empty() {
+            debug_assert_eq!(self.unwritten, 0, "every byte of the message written");
+            return None;
+        }
+        Some(chunk.freeze())
     }
+}
+
+/// The buffer for the next chunk: what is left, up to a chunk and the largest resource
+/// that is copied rather than shared.
+fn capacity(chunk_size: usize, unwritten: usize) -> usize {
+    unwritten.min(chunk_size + SHARE_THRESHOLD)
 }
 
 impl GrpcChunks {
