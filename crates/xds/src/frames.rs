@@ -45,7 +45,7 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// About how many bytes of a response are copied into one chunk: a few HTTP/2 frames.
 const CHUNK_SIZE: usize = 64 * 1024;
 
-/// The ADS gRPC service, both methods with exactly-sized frames. Add it to a `tonic`
+/// The ADS gRPC service, both methods, responses written in chunks. Add it to a `tonic`
 /// server.
 #[derive(Clone)]
 pub struct AdsService {
