@@ -82,6 +82,10 @@ impl Subscription {
         unsubscribe: &[String],
         shared: &Arc<ResourceIndex>,
     ) -> Option<Self> {
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            // An acknowledgement: most requests. Nothing to copy or compare.
+            return None;
+        }
         let before = self.clone();
         let mut changed = false;
         for name in subscribe {
