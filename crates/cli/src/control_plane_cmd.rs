@@ -13,6 +13,10 @@ use bosun_control_plane::{ControlPlane, ControlPlaneConfig, folder_watch::DEFAUL
 /// ServiceEntry, WorkloadEntry). Edits apply as soon as the folder is quiet for a moment.
 /// A file with errors is reported with file:line and keeps serving its last good version.
 ///
+/// The same port signs workload certificates (Istio's certificate service) and answers
+/// SDS for Envoy: sidecars talk mutual TLS to every workload whose WorkloadEntry names a
+/// serviceAccount (or carries security.istio.io/tlsMode: istio).
+///
 /// Examples:
 ///   bosun control-plane --config examples/bookinfo
 ///   curl http://127.0.0.1:15014/debug/syncz     # what each proxy acked or NACKed
@@ -30,6 +34,13 @@ pub struct Args {
     /// How long the folder must be quiet before a change is applied, e.g. 100ms.
     #[arg(long, default_value = "100ms", value_parser = parse_millis)]
     debounce: Duration,
+    /// Trust domain of workload identities: spiffe://<trust-domain>/ns/<ns>/sa/<sa>.
+    #[arg(long, env = "BOSUN_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Istio's plug-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem).
+    /// Without it the control plane makes a fresh self-signed root at every start.
+    #[arg(long, env = "BOSUN_CA_DIR", value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
 }
 
 fn parse_millis(text: &str) -> Result<Duration, String> {
@@ -52,6 +63,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             args.debounce
         },
+        trust_domain: args.trust_domain,
+        ca_folder: args.ca_dir,
     };
     let bound = ControlPlane::bind(config)
         .await

@@ -27,6 +27,13 @@ pub struct Args {
         default_value = "http://127.0.0.1:15010"
     )]
     pub xds_address: String,
+    /// Where to get the workload certificate signed (Istio's certificate service);
+    /// the control plane's address when not given.
+    #[arg(long, env = "BOSUN_CA_ADDRESS")]
+    pub ca_address: Option<String>,
+    /// Trust domain of the workload's SPIFFE identity.
+    #[arg(long, env = "BOSUN_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
     /// The WorkloadEntry this proxy runs for.
     #[arg(long, env = "BOSUN_WORKLOAD_NAME")]
     pub workload: String,
@@ -107,6 +114,8 @@ impl Args {
         }
         Ok(ProxyConfig {
             xds_address: self.xds_address,
+            ca_address: self.ca_address,
+            trust_domain: self.trust_domain,
             xds_mode: self.xds_mode,
             admin_address: SocketAddr::new(self.ip, self.admin_port),
             drain_timeout: self.drain_timeout,

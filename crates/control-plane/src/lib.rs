@@ -8,7 +8,9 @@ pub mod config_folder;
 pub mod config_status;
 pub mod debug;
 pub mod folder_watch;
+pub mod secrets;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bosun_ca::service::Authorizer;
+use bosun_ca::{CertificateAuthority, CertificateService, Identity};
+use bosun_model::Snapshot;
 use bosun_xds::translate::MeshGenerator;
 use bosun_xds::{AdsServer, Generator};
 use tokio::net::TcpListener;
@@ -24,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config_folder::ConfigFolder;
 use crate::config_status::ConfigStatus;
 use crate::folder_watch::FolderWatch;
+use crate::secrets::SecretService;
 
 /// How long open xDS streams get to close at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -39,6 +45,10 @@ pub struct ControlPlaneConfig {
     pub debug_address: SocketAddr,
     /// How long the folder must be quiet before a reload.
     pub debounce: Duration,
+    /// The trust domain of workload identities (Istio's `meshConfig.trustDomain`).
+    pub trust_domain: String,
+    /// Istio's plug-in CA folder (`cacerts`); a fresh self-signed root when unset.
+    pub ca_folder: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +68,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Watch(#[from] folder_watch::WatchError),
+    #[error("cannot set up the certificate authority: {0}")]
+    Ca(#[from] bosun_ca::CaError),
     #[error("the xDS server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -72,6 +84,10 @@ pub struct BoundControlPlane {
     generators: watch::Sender<Arc<dyn Generator>>,
     first_generator: Arc<MeshGenerator>,
     ads: AdsServer,
+    ca: Arc<CertificateAuthority>,
+    /// The identities workloads may be given: every (namespace, service account) the
+    /// config names, refreshed on each reload.
+    identities: Arc<ArcSwap<KnownIdentities>>,
 }
 
 pub struct ControlPlane;
@@ -89,7 +105,15 @@ impl ControlPlane {
         })?;
         load.log();
         let status = Arc::new(ArcSwap::from_pointee(load.status(1)));
-        let first_generator = Arc::new(MeshGenerator::new(Arc::clone(&load.snapshot)));
+        let ca = Arc::new(match &config.ca_folder {
+            Some(folder) => CertificateAuthority::from_folder(folder, &config.trust_domain)?,
+            None => CertificateAuthority::self_signed(&config.trust_domain)?,
+        });
+        let identities = Arc::new(ArcSwap::from_pointee(KnownIdentities::of(&load.snapshot)));
+        let first_generator = Arc::new(MeshGenerator::in_trust_domain(
+            Arc::clone(&load.snapshot),
+            &config.trust_domain,
+        ));
         let generator: Arc<dyn Generator> = first_generator.clone();
         let (generators, generator_rx) = watch::channel(generator);
         let ads = AdsServer::new(generator_rx);
@@ -104,7 +128,40 @@ impl ControlPlane {
             generators,
             first_generator,
             ads,
+            ca,
+            identities,
         })
+    }
+}
+
+/// The (namespace, service account) pairs the config's workloads run as.
+#[derive(Debug, Default)]
+struct KnownIdentities(HashSet<(String, String)>);
+
+impl KnownIdentities {
+    fn of(snapshot: &Snapshot) -> Self {
+        Self(
+            snapshot
+                .workloads()
+                .iter()
+                .map(|w| (w.namespace.clone(), w.service_account.clone()))
+                .collect(),
+        )
+    }
+
+    /// A workload may have its own identity, or its namespace's `default` account.
+    ///
+    /// On one machine callers are not authenticated (there is no platform token to check),
+    /// so this only keeps identities to those the config declares.
+    fn allows(&self, identity: &Identity) -> bool {
+        identity.service_account == "default"
+            && self
+                .0
+                .iter()
+                .any(|(namespace, _)| *namespace == identity.namespace)
+            || self
+                .0
+                .contains(&(identity.namespace.clone(), identity.service_account.clone()))
     }
 }
 
@@ -142,7 +199,13 @@ impl BoundControlPlane {
             generators,
             first_generator,
             ads,
+            ca,
+            identities,
         } = self;
+        let authorize: Authorizer = {
+            let identities = Arc::clone(&identities);
+            Arc::new(move |identity: &Identity| identities.load().allows(identity))
+        };
         let (changed_tx, mut changed_rx) = mpsc::channel(1);
         let _watch = FolderWatch::start(&config.config_dir, config.debounce, changed_tx)?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -193,6 +256,7 @@ impl BoundControlPlane {
                     }
                 };
                 load.log();
+                identities.store(Arc::new(KnownIdentities::of(&load.snapshot)));
                 generation += 1;
                 reload_status.store(Arc::new(load.status(generation)));
                 let replaced = std::mem::replace(&mut previous, Arc::clone(&generator));
@@ -209,6 +273,11 @@ impl BoundControlPlane {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
         let serve = tonic::transport::Server::builder()
             .add_service(ads.service())
+            .add_service(CertificateService::new(
+                Arc::clone(&ca),
+                Arc::clone(&authorize),
+            ))
+            .add_service(SecretService::new(ca, authorize).into_server())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop_for_xds.wait_for(|stop| *stop).await;
             });

@@ -14,7 +14,7 @@ use bosun_api::{Config, Resource};
 use crate::host::Hostname;
 use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
 use crate::routing::{HttpRouteRule, RequestMatch, RouteDestination, StringMatch, VirtualRoutes};
-use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload};
+use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
 
 /// Builds the snapshot from loaded resources. Resources that cannot take part (a
@@ -175,6 +175,8 @@ fn endpoint_of(entry: &WorkloadEntry) -> Result<Endpoint, String> {
         address: address(entry)?,
         ports: ports(entry),
         labels: entry.labels.clone(),
+        service_account: entry.service_account.clone(),
+        mutual_tls: mutual_tls(&entry.labels, entry.service_account.as_deref()),
         weight: entry.weight.unwrap_or(1),
     })
 }
@@ -191,6 +193,7 @@ fn workload_of(entry: &Config<WorkloadEntry>) -> Result<Workload, String> {
             .service_account
             .clone()
             .unwrap_or_else(|| "default".to_string()),
+        mutual_tls: mutual_tls(&entry.spec.labels, entry.spec.service_account.as_deref()),
         weight: entry.spec.weight.unwrap_or(1),
     })
 }

@@ -69,6 +69,8 @@ pub struct Workload {
     pub ports: BTreeMap<String, u16>,
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
+    /// Whether a sidecar beside it takes Istio mutual TLS ([`mutual_tls`]).
+    pub mutual_tls: bool,
     pub weight: u32,
 }
 
@@ -79,7 +81,24 @@ pub struct Endpoint {
     /// Port name -> port number, as in a WorkloadEntry.
     pub ports: BTreeMap<String, u16>,
     pub labels: BTreeMap<String, String>,
+    /// The service account it runs as, when its entry names one.
+    pub service_account: Option<String>,
+    /// Whether a sidecar beside it takes Istio mutual TLS ([`mutual_tls`]).
+    pub mutual_tls: bool,
     pub weight: u32,
+}
+
+/// The label that says whether a workload's sidecar takes Istio mutual TLS.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// Istio's rule for a WorkloadEntry: the `security.istio.io/tlsMode` label decides
+/// (`istio` or `disabled`); without it, an entry that names a service account is taken
+/// to run a sidecar, and one that does not, not.
+pub fn mutual_tls(labels: &BTreeMap<String, String>, service_account: Option<&str>) -> bool {
+    match labels.get(TLS_MODE_LABEL) {
+        Some(mode) => mode == "istio",
+        None => service_account.is_some_and(|account| !account.is_empty()),
+    }
 }
 
 /// The port an endpoint with `ports` serves `service_port` on: the port named like the

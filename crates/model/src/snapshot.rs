@@ -1,6 +1,6 @@
 //! One immutable view of the mesh, indexed for the questions translation asks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub struct ResolvedEndpoint {
     pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
+    /// Whether the endpoint's sidecar takes Istio mutual TLS.
+    pub mutual_tls: bool,
 }
 
 impl Snapshot {
@@ -166,19 +168,43 @@ impl Snapshot {
         // Workloads and the service's own endpoints alike: address, ports, labels, weight.
         let workloads = selected
             .into_iter()
-            .map(|w| (w.address, &w.ports, &w.labels, w.weight));
+            .map(|w| (w.address, &w.ports, &w.labels, w.weight, w.mutual_tls));
         let inline = service
             .inline_endpoints
             .iter()
-            .map(|e| (e.address, &e.ports, &e.labels, e.weight));
+            .map(|e| (e.address, &e.ports, &e.labels, e.weight, e.mutual_tls));
         workloads
             .chain(inline)
-            .filter(|(_, _, labels, _)| subset_labels.is_none_or(|wanted| selects(wanted, labels)))
-            .map(|(address, ports, _, weight)| ResolvedEndpoint {
+            .filter(|(_, _, labels, _, _)| {
+                subset_labels.is_none_or(|wanted| selects(wanted, labels))
+            })
+            .map(|(address, ports, _, weight, mutual_tls)| ResolvedEndpoint {
                 address,
                 port: port_on(ports, port),
                 weight: weight.max(1),
+                mutual_tls,
             })
             .collect()
+    }
+
+    /// The service accounts of the service's endpoints that take mutual TLS: the
+    /// identities a client accepts from the service's side of a connection (Istio's
+    /// "service accounts of a service"). Entries without one run as `default`.
+    pub fn service_accounts(&self, service: &Service) -> BTreeSet<String> {
+        let selected = service
+            .workload_selector
+            .as_ref()
+            .map(|selector| self.selected_workloads(&service.namespace, selector))
+            .unwrap_or_default();
+        let workloads = selected
+            .into_iter()
+            .filter(|w| w.mutual_tls)
+            .map(|w| w.service_account.as_str());
+        let inline = service
+            .inline_endpoints
+            .iter()
+            .filter(|e| e.mutual_tls)
+            .map(|e| e.service_account.as_deref().unwrap_or("default"));
+        workloads.chain(inline).map(str::to_owned).collect()
     }
 }

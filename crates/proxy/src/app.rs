@@ -16,7 +16,10 @@ use crate::config_dump::ConfigDump;
 use crate::drain;
 use crate::state::ConfigStore;
 use crate::stats::{StatsRegistry, StatsSnapshot};
+use crate::tls::{TlsContexts, WorkloadCertificates};
 use crate::xds::{AdsClient, XdsError};
+use bosun_ca::Identity;
+use tonic::transport::Endpoint;
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -27,6 +30,11 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Xds(#[from] XdsError),
+    #[error("invalid CA address {address:?}: {source}")]
+    CaAddress {
+        address: String,
+        source: tonic::transport::Error,
+    },
 }
 
 pub struct Proxy;
@@ -47,12 +55,27 @@ impl Proxy {
                     source,
                 })?;
         let stats = Arc::new(StatsRegistry::default());
-        let store = Arc::new(ConfigStore::new(stats.clone(), config.drain_timeout));
+        let certificates = Arc::new(WorkloadCertificates::default());
+        let tls = Arc::new(TlsContexts::new(Arc::clone(&certificates)));
+        let store = Arc::new(ConfigStore::new(stats.clone(), tls, config.drain_timeout));
         let ads = AdsClient::new(&config, store.clone())?;
+        let ca_address = config
+            .ca_address
+            .clone()
+            .unwrap_or_else(|| config.xds_address.clone());
+        let ca = Endpoint::from_shared(ca_address.clone())
+            .map_err(|source| ProxyError::CaAddress {
+                address: ca_address,
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(5));
         Ok(BoundProxy {
             admin_address,
             admin_listener,
             ads,
+            ca,
+            identity: config.node.identity(&config.trust_domain),
+            certificates,
             handle: ProxyHandle { store, stats },
             drain_timeout: config.drain_timeout,
         })
@@ -63,6 +86,9 @@ pub struct BoundProxy {
     pub admin_address: SocketAddr,
     admin_listener: TcpListener,
     ads: AdsClient,
+    ca: Endpoint,
+    identity: Identity,
+    certificates: Arc<WorkloadCertificates>,
     handle: ProxyHandle,
     drain_timeout: Duration,
 }
@@ -82,11 +108,22 @@ impl BoundProxy {
         let (admin_trigger, admin_watcher) = drain::channel();
         let admin = tokio::spawn(admin::serve(self.admin_listener, state, admin_watcher));
         let ads = tokio::spawn(self.ads.run());
+        let certificates =
+            tokio::spawn(Arc::clone(&self.certificates).keep_current(self.ca, self.identity));
+        // A config that uses mTLS is ready only once the certificate is there.
+        let store = self.handle.store.clone();
+        let first_certificate = self.certificates;
+        let readiness = tokio::spawn(async move {
+            first_certificate.wait_ready().await;
+            store.recheck_readiness().await;
+        });
         tracing::info!(admin = %self.admin_address, "proxy running");
 
         shutdown.await;
         tracing::info!(deadline = ?self.drain_timeout, "draining");
         ads.abort();
+        certificates.abort();
+        readiness.abort();
         if !self.handle.store.shutdown(self.drain_timeout).await {
             tracing::warn!("drain deadline passed; closing remaining connections");
         }

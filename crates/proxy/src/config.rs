@@ -72,6 +72,11 @@ impl NodeIdentity {
     pub fn cluster(&self) -> String {
         format!("{}.{}", self.workload, self.namespace)
     }
+
+    /// The workload's SPIFFE identity in `trust_domain`.
+    pub fn identity(&self, trust_domain: &str) -> bosun_ca::Identity {
+        bosun_ca::Identity::new(trust_domain, &self.namespace, &self.service_account)
+    }
 }
 
 /// How long to wait between control-plane connection attempts.
@@ -94,6 +99,11 @@ impl Default for Backoff {
 pub struct ProxyConfig {
     /// The control plane's ADS endpoint, e.g. `http://127.0.0.1:15010`.
     pub xds_address: String,
+    /// Where the CA signs workload certificates (Istio's `CA_ADDR`); the control plane's
+    /// address when unset.
+    pub ca_address: Option<String>,
+    /// The trust domain of the workload's SPIFFE identity.
+    pub trust_domain: String,
     pub xds_mode: XdsMode,
     pub node: NodeIdentity,
     /// Where the admin API listens; port 0 picks a free port.
@@ -107,6 +117,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             xds_address: "http://127.0.0.1:15010".into(),
+            ca_address: None,
+            trust_domain: "cluster.local".into(),
             xds_mode: XdsMode::Delta,
             node: NodeIdentity::default(),
             admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),

@@ -31,6 +31,18 @@ pub struct ListenerDump {
     /// RDS route configuration name, when routes come over ADS.
     pub route_config_name: Option<String>,
     pub inline_route_config: Option<RouteConfigDump>,
+    /// What connections it takes: `plaintext`, `mTLS`, or `mTLS and plaintext`.
+    #[serde(default)]
+    pub transport: String,
+}
+
+/// A listener's `transport`, from whether it has a TLS chain and a plaintext chain.
+pub fn transport_label(tls: bool, plaintext: bool) -> &'static str {
+    match (tls, plaintext) {
+        (true, true) => "mTLS and plaintext",
+        (true, false) => "mTLS",
+        _ => "plaintext",
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,17 +20,26 @@ pub fn build<'a>(
     ConfigDump {
         ready,
         listeners: listeners
-            .map(|(name, version, spec, bound)| ListenerDump {
-                name: name.to_owned(),
-                version: version.to_owned(),
-                address: spec.address.to_string(),
-                bound_address: bound.map(|a| a.to_string()),
-                stat_prefix: spec.stat_prefix.clone(),
-                route_config_name: spec.rds_name().map(str::to_owned),
-                inline_route_config: match &spec.routes {
-                    RouteSource::Inline(table) => Some(route_config(version, table)),
-                    RouteSource::Rds(_) => None,
-                },
+            .map(|(name, version, spec, bound)| {
+                // Both chains of an inbound port serve the same routes: show the first.
+                let chain = spec.chains().next();
+                ListenerDump {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                    address: spec.address.to_string(),
+                    bound_address: bound.map(|a| a.to_string()),
+                    stat_prefix: chain.map(|c| c.stat_prefix.clone()).unwrap_or_default(),
+                    route_config_name: spec.rds_names().next().map(str::to_owned),
+                    inline_route_config: chain.and_then(|c| match &c.routes {
+                        RouteSource::Inline(table) => Some(route_config(version, table)),
+                        RouteSource::Rds(_) => None,
+                    }),
+                    transport: transport_label(
+                        spec.tls_chain.is_some(),
+                        spec.plaintext_chain.is_some(),
+                    )
+                    .to_owned(),
+                }
             })
             .collect(),
         routes: routes

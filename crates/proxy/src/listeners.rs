@@ -7,18 +7,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
 use crate::compile::ListenerSpec;
 use crate::drain::{self, DrainTrigger};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
+use crate::tls::{TlsContexts, WorkloadCertificates};
 
 /// A listener's current config, swapped whole on update.
 #[derive(Debug)]
 pub struct ListenerRuntime {
     pub spec: ListenerSpec,
     pub stats: Arc<ListenerStats>,
+    /// Terminates the TLS chain's mutual TLS, when the listener has one.
+    pub server_tls: Option<Arc<ServerConfig>>,
+}
+
+impl ListenerRuntime {
+    fn new(spec: ListenerSpec, stats: Arc<ListenerStats>, tls: &TlsContexts) -> Self {
+        let server_tls = spec
+            .tls_chain
+            .as_ref()
+            .and_then(|chain| chain.tls.as_ref())
+            .map(|downstream| tls.server(&downstream.alpn));
+        Self {
+            spec,
+            stats,
+            server_tls,
+        }
+    }
 }
 
 /// What a listener's connections read per request.
@@ -26,6 +45,8 @@ pub struct ListenerRuntime {
 pub struct ListenerContext {
     pub config: ArcSwap<ListenerRuntime>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The workload's certificate, for the `By` of `x-forwarded-client-cert`.
+    pub certificates: Arc<WorkloadCertificates>,
 }
 
 #[derive(Debug)]
@@ -40,14 +61,20 @@ struct RunningListener {
 pub struct ListenerManager {
     running: HashMap<String, RunningListener>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    tls: Arc<TlsContexts>,
     drain_timeout: Duration,
 }
 
 impl ListenerManager {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, drain_timeout: Duration) -> Self {
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        tls: Arc<TlsContexts>,
+        drain_timeout: Duration,
+    ) -> Self {
         ListenerManager {
             running: HashMap::new(),
             snapshot,
+            tls,
             drain_timeout,
         }
     }
@@ -64,7 +91,7 @@ impl ListenerManager {
             running
                 .ctx
                 .config
-                .store(Arc::new(ListenerRuntime { spec, stats }));
+                .store(Arc::new(ListenerRuntime::new(spec, stats, &self.tls)));
             return Ok(running.bound);
         }
         let name = spec.name.clone();
@@ -82,8 +109,9 @@ impl ListenerManager {
             .local_addr()
             .map_err(|e| format!("cannot read bound address: {e}"))?;
         let ctx = Arc::new(ListenerContext {
-            config: ArcSwap::from_pointee(ListenerRuntime { spec, stats }),
+            config: ArcSwap::from_pointee(ListenerRuntime::new(spec, stats, &self.tls)),
             snapshot: self.snapshot.clone(),
+            certificates: Arc::clone(self.tls.certificates()),
         });
         let (trigger, watcher) = drain::channel();
         tokio::spawn(crate::http::serve(listener, ctx.clone(), watcher));

@@ -25,6 +25,7 @@ use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::snapshot::Snapshot;
 use crate::stats::StatsRegistry;
+use crate::tls::TlsContexts;
 use crate::upstream::{Cluster, EndpointSpec};
 
 /// One resource from the control plane, still encoded.
@@ -69,11 +70,12 @@ pub struct ConfigStore {
     inner: Mutex<Inner>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<StatsRegistry>,
+    tls: Arc<TlsContexts>,
     ready: watch::Sender<bool>,
 }
 
 impl ConfigStore {
-    pub fn new(stats: Arc<StatsRegistry>, drain_timeout: Duration) -> Self {
+    pub fn new(stats: Arc<StatsRegistry>, tls: Arc<TlsContexts>, drain_timeout: Duration) -> Self {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         ConfigStore {
             inner: Mutex::new(Inner {
@@ -83,10 +85,15 @@ impl ConfigStore {
                 endpoints: BTreeMap::new(),
                 received: BTreeSet::new(),
                 nacks: BTreeMap::new(),
-                listener_manager: ListenerManager::new(snapshot.clone(), drain_timeout),
+                listener_manager: ListenerManager::new(
+                    snapshot.clone(),
+                    Arc::clone(&tls),
+                    drain_timeout,
+                ),
             }),
             snapshot,
             stats,
+            tls,
             ready: watch::channel(false).0,
         }
     }
@@ -210,10 +217,28 @@ impl ConfigStore {
                 .collect(),
         };
         self.snapshot.store(Arc::new(snapshot));
-        if !self.is_ready() && is_complete(inner) {
-            tracing::info!("initial configuration applied; proxy is ready");
-            self.ready.send_replace(true);
+        self.update_readiness(inner);
+    }
+
+    /// Ready once the first config is complete and, when it uses mutual TLS, the
+    /// workload certificate is there too.
+    fn update_readiness(&self, inner: &Inner) {
+        if self.is_ready() || !is_complete(inner) {
+            return;
         }
+        if uses_tls(inner) && self.tls.certificates().current().is_none() {
+            tracing::info!("configuration applied; waiting for the workload certificate");
+            return;
+        }
+        tracing::info!("initial configuration applied; proxy is ready");
+        self.ready.send_replace(true);
+    }
+
+    /// Re-evaluates readiness after something outside the config changed (the
+    /// workload certificate arrived).
+    pub async fn recheck_readiness(&self) {
+        let inner = self.inner.lock().await;
+        self.update_readiness(&inner);
     }
 
     fn apply_clusters(&self, inner: &mut Inner, update: &Update) -> Vec<CompileError> {
@@ -245,7 +270,7 @@ impl ConfigStore {
                 existing.version = version;
                 continue;
             }
-            let cluster = Cluster::new(spec, self.stats.cluster(&name));
+            let cluster = Cluster::new(spec, self.stats.cluster(&name), &self.tls);
             if let Some(service) = cluster.eds_service_name()
                 && let Some(endpoints) = inner.endpoints.get(service)
             {
@@ -400,7 +425,7 @@ fn wanted_routes(inner: &Inner) -> BTreeSet<String> {
     inner
         .listeners
         .values()
-        .filter_map(|l| l.value.rds_name().map(str::to_owned))
+        .flat_map(|l| l.value.rds_names().map(str::to_owned))
         .collect()
 }
 
@@ -410,6 +435,17 @@ fn wanted_endpoints(inner: &Inner) -> BTreeSet<String> {
         .values()
         .filter_map(|c| c.value.eds_service_name().map(str::to_owned))
         .collect()
+}
+
+fn uses_tls(inner: &Inner) -> bool {
+    inner
+        .listeners
+        .values()
+        .any(|listener| listener.value.tls_chain.is_some())
+        || inner.clusters.values().any(|cluster| {
+            let transport = &cluster.value.spec.transport;
+            transport.default.is_some() || transport.matches.iter().any(|(_, tls)| tls.is_some())
+        })
 }
 
 fn is_complete(inner: &Inner) -> bool {

@@ -68,7 +68,9 @@ async fn nack_names_the_resource_and_the_rest_applies(mode: XdsMode) {
         ],
     );
     let nack = ads
-        .wait_for_nack("listener faulty: http filter envoy.filters.http.fault is not supported yet")
+        .wait_for_nack(
+            "listener faulty: filter_chains[0]: http filter envoy.filters.http.fault is not supported yet",
+        )
         .await;
     assert_eq!(nack.kind, Some(ResourceType::Listener));
     // The good listener in the same update was applied and serves.

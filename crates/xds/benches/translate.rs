@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use bosun_xds::testing::generated_mesh;
-use bosun_xds::translate::{MeshGenerator, generate};
+use bosun_xds::translate::{DEFAULT_TRUST_DOMAIN, MeshGenerator, generate};
 use bosun_xds::{Generator, ProxyNode};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -14,7 +14,13 @@ fn translate(c: &mut Criterion) {
     for services in [100, 1000] {
         let snapshot = Arc::new(generated_mesh(services, 10, None));
         c.bench_function(&format!("translate/{services}-services/one-proxy"), |b| {
-            b.iter(|| black_box(generate(&snapshot, &node).clusters.len()))
+            b.iter(|| {
+                black_box(
+                    generate(&snapshot, &node, DEFAULT_TRUST_DOMAIN)
+                        .clusters
+                        .len(),
+                )
+            })
         });
         c.bench_function(&format!("translate/{services}-services/snapshot"), |b| {
             b.iter(|| black_box(MeshGenerator::new(Arc::clone(&snapshot))))

@@ -1,5 +1,6 @@
 //! The bootstrap a real Envoy needs to be one of Bosun's proxies: its identity (node
-//! metadata per docs/design/local-mesh.md), an admin address and ADS to the control plane.
+//! metadata per docs/design/local-mesh.md), an admin address, and ADS and SDS to the
+//! control plane.
 //!
 //! Envoy reads JSON bootstraps directly: write the value to `bootstrap.json` and start
 //! `envoy -c bootstrap.json`.
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use crate::node::ProxyNode;
 use crate::status::StreamKind;
+use crate::translate::SDS_CLUSTER;
 
 /// The static cluster that reaches the control plane (Istio's name for it).
 pub const XDS_CLUSTER_NAME: &str = "xds-grpc";
@@ -50,24 +52,33 @@ pub fn envoy_bootstrap(
             "lds_config": { "ads": {}, "resource_api_version": "V3" },
         },
         "static_resources": {
-            "clusters": [{
-                "name": XDS_CLUSTER_NAME,
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {
-                    "cluster_name": XDS_CLUSTER_NAME,
-                    "endpoints": [{
-                        "lb_endpoints": [{ "endpoint": { "address": socket_address(ads_addr) } }],
-                    }],
-                },
-                // ADS is gRPC: the control plane must be spoken to over HTTP/2.
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http2_protocol_options": {} },
-                    },
-                },
+            // Envoy has no agent beside it here, so the control plane also answers its
+            // secret requests (the workload certificate and the mesh root).
+            "clusters": [
+                grpc_cluster(XDS_CLUSTER_NAME, ads_addr),
+                grpc_cluster(SDS_CLUSTER, ads_addr),
+            ],
+        },
+    })
+}
+
+/// A static cluster spoken to over gRPC (HTTP/2).
+fn grpc_cluster(name: &str, address: SocketAddr) -> serde_json::Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{
+                "lb_endpoints": [{ "endpoint": { "address": socket_address(address) } }],
             }],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http2_protocol_options": {} },
+            },
         },
     })
 }
@@ -134,6 +145,13 @@ mod tests {
         let xds = &bootstrap["static_resources"]["clusters"][0];
         assert_eq!(
             xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            15010
+        );
+        let sds = &bootstrap["static_resources"]["clusters"][1];
+        assert_eq!(sds["name"], SDS_CLUSTER);
+        assert_eq!(
+            sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
                 ["port_value"],
             15010
         );

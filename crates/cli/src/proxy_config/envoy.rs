@@ -2,9 +2,24 @@
 //! listeners, routes and clusters; Envoy omits endpoints unless asked).
 
 use bosun_proxy::config_dump::{
-    ClusterDump, ConfigDump, ListenerDump, RouteConfigDump, VirtualHostDump,
+    ClusterDump, ConfigDump, ListenerDump, RouteConfigDump, VirtualHostDump, transport_label,
 };
 use serde_json::Value;
+
+/// Whether an Envoy listener's chains terminate TLS, take plaintext, or both.
+fn listener_transport(listener: &Value) -> &'static str {
+    let chains = listener["filter_chains"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tls = chains
+        .iter()
+        .any(|chain| !chain["transport_socket"].is_null());
+    let plaintext = chains
+        .iter()
+        .any(|chain| chain["transport_socket"].is_null());
+    transport_label(tls, plaintext)
+}
 
 pub fn from_envoy(value: &Value) -> ConfigDump {
     let mut dump = ConfigDump {
@@ -37,6 +52,7 @@ pub fn from_envoy(value: &Value) -> ConfigDump {
                     stat_prefix: String::new(),
                     route_config_name: None,
                     inline_route_config: None,
+                    transport: listener_transport(&l).to_owned(),
                 });
             }
         } else if kind.ends_with("ClustersConfigDump") {

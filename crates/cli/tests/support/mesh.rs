@@ -160,7 +160,13 @@ impl TestMesh {
             ip,
             &[("app", "reviews"), ("version", version)],
         );
-        proxy.args(["--app-port", "9080=19080"]);
+        // The identity clients expect: the WorkloadEntries' serviceAccount.
+        proxy.args([
+            "--app-port",
+            "9080=19080",
+            "--service-account",
+            "bookinfo-reviews",
+        ]);
         let proxy = Process::spawn(&format!("reviews-{version}-proxy"), proxy, self.logs.path());
         wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         wait_ready(&app, SocketAddr::new(ip, 19080), "/healthz").await;

@@ -9,7 +9,9 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 
-use super::{CompileError, Reason, decode_any, duration, require_ads, socket_addr, type_url_of};
+use super::{
+    CompileError, Reason, decode_any, duration, require_ads, socket_addr, tls, type_url_of,
+};
 use crate::resource::ResourceType;
 use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, LbPolicy, UpstreamProtocol};
 
@@ -25,10 +27,6 @@ pub fn compile_cluster(c: &Cluster) -> Result<ClusterSpec, CompileError> {
 #[allow(deprecated)]
 fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
     let unsupported = [
-        (
-            c.transport_socket.is_some() || !c.transport_socket_matches.is_empty(),
-            "transport_socket (TLS)",
-        ),
         (!c.health_checks.is_empty(), "health_checks"),
         (c.outlier_detection.is_some(), "outlier_detection"),
         (c.circuit_breakers.is_some(), "circuit_breakers"),
@@ -99,6 +97,10 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
         discovery,
         lb_policy,
         protocol: upstream_protocol(c)?,
+        transport: tls::transport_sockets(
+            c.transport_socket.as_ref(),
+            &c.transport_socket_matches,
+        )?,
         connect_timeout: c
             .connect_timeout
             .as_ref()
@@ -179,6 +181,8 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
                 &format!("{field}.endpoint.address"),
             )?;
             let health = HealthStatus::try_from(lb.health_status).unwrap_or(HealthStatus::Unknown);
+            let socket_match = tls::endpoint_socket_match(lb.metadata.as_ref())
+                .map_err(|r| format!("{field}.{r}"))?;
             out.push(EndpointSpec {
                 address,
                 weight: lb
@@ -190,6 +194,7 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
                     HealthStatus::Unknown | HealthStatus::Healthy | HealthStatus::Degraded
                 ),
                 health: health.as_str_name().to_owned(),
+                socket_match,
             });
         }
     }

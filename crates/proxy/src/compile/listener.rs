@@ -3,11 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    FilterChain, FilterChainMatch, Listener, filter,
+};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager, http_filter,
 };
 
+use super::tls::{self, DownstreamTls};
 use super::{
     CompileError, Reason, compile_route_config, decode_any, require_ads, socket_addr, type_url_of,
 };
@@ -33,19 +36,66 @@ pub enum RouteSource {
     Inline(Arc<RouteTable>),
 }
 
+/// How the app is told who called over mTLS (Envoy's `forward_client_cert_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCertHeader {
+    /// Remove any `x-forwarded-client-cert` the caller sent (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Over mTLS, append the caller's certificate details to it; otherwise remove it.
+    AppendForward(CertDetails),
+    /// Over mTLS, replace it with the caller's certificate details; otherwise remove it.
+    SanitizeSet(CertDetails),
+}
+
+/// Which of the caller's certificate fields go in the header beside `By` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CertDetails {
+    pub subject: bool,
+    pub uri: bool,
+    pub dns: bool,
+}
+
+/// One filter chain: an HTTP connection manager, behind mutual TLS or not.
+#[derive(Debug, Clone)]
+pub struct FilterChainSpec {
+    pub stat_prefix: String,
+    pub routes: RouteSource,
+    pub client_cert_header: ClientCertHeader,
+    /// `Some` for the chain that terminates mutual TLS.
+    pub tls: Option<DownstreamTls>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub name: String,
     pub address: SocketAddr,
-    pub stat_prefix: String,
-    pub routes: RouteSource,
+    /// The chain for connections that open with a TLS handshake.
+    pub tls_chain: Option<FilterChainSpec>,
+    /// The chain for every other connection.
+    pub plaintext_chain: Option<FilterChainSpec>,
 }
 
 impl ListenerSpec {
-    pub fn rds_name(&self) -> Option<&str> {
-        match &self.routes {
-            RouteSource::Rds(name) => Some(name),
+    pub fn chains(&self) -> impl Iterator<Item = &FilterChainSpec> {
+        self.plaintext_chain.iter().chain(self.tls_chain.iter())
+    }
+
+    /// The RouteConfigurations the listener's chains name.
+    pub fn rds_names(&self) -> impl Iterator<Item = &str> {
+        self.chains().filter_map(|chain| match &chain.routes {
+            RouteSource::Rds(name) => Some(name.as_str()),
             RouteSource::Inline(_) => None,
+        })
+    }
+
+    /// The chain a connection is served by: the TLS chain when it opened with a TLS
+    /// handshake and there is one, else the plaintext chain.
+    pub fn chain_for(&self, is_tls: bool) -> Option<&FilterChainSpec> {
+        if is_tls {
+            self.tls_chain.as_ref()
+        } else {
+            self.plaintext_chain.as_ref()
         }
     }
 }
@@ -74,21 +124,79 @@ fn compile(listener: &Listener) -> Result<ListenerSpec, Reason> {
             return Err(format!("listener filter {} is not supported yet", lf.name));
         }
     }
-    let [chain] = listener.filter_chains.as_slice() else {
-        return Err(format!(
-            "exactly one filter chain is supported, found {}",
-            listener.filter_chains.len()
-        ));
-    };
-    if chain.filter_chain_match.is_some() {
-        return Err("filter_chains[0].filter_chain_match is not supported yet".into());
+    if listener.filter_chains.is_empty() {
+        return Err("a listener needs a filter chain".into());
     }
-    if chain.transport_socket.is_some() {
-        return Err("filter_chains[0].transport_socket (TLS) is not supported yet".into());
+    let mut spec = ListenerSpec {
+        name: listener.name.clone(),
+        address,
+        tls_chain: None,
+        plaintext_chain: None,
+    };
+    for (index, chain) in listener.filter_chains.iter().enumerate() {
+        let field = format!("filter_chains[{index}]");
+        let compiled = compile_chain(chain).map_err(|r| format!("{field}: {r}"))?;
+        let slot = if compiled.tls.is_some() {
+            &mut spec.tls_chain
+        } else {
+            &mut spec.plaintext_chain
+        };
+        if slot.is_some() {
+            return Err(format!(
+                "{field}: a second {} chain; chains are told apart only by whether the connection opens with TLS",
+                if compiled.tls.is_some() {
+                    "TLS"
+                } else {
+                    "plaintext"
+                }
+            ));
+        }
+        *slot = Some(compiled);
+    }
+    Ok(spec)
+}
+
+/// A chain: an optional match on the transport protocol only, an optional mTLS socket
+/// and one HTTP connection manager.
+fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
+    let tls = match &chain.transport_socket {
+        Some(socket) => {
+            Some(tls::downstream_socket(socket).map_err(|r| format!("transport_socket: {r}"))?)
+        }
+        None => None,
+    };
+    if let Some(chain_match) = &chain.filter_chain_match {
+        let only_transport = FilterChainMatch {
+            transport_protocol: chain_match.transport_protocol.clone(),
+            ..Default::default()
+        };
+        if *chain_match != only_transport {
+            return Err(
+                "filter_chain_match may only set transport_protocol (\"tls\" or \"raw_buffer\")"
+                    .into(),
+            );
+        }
+        match (chain_match.transport_protocol.as_str(), &tls) {
+            ("tls", Some(_)) | ("raw_buffer" | "", None) => {}
+            ("tls", None) => {
+                return Err(
+                    "a chain matching TLS must terminate it (TLS passthrough is not supported yet)"
+                        .into(),
+                );
+            }
+            ("raw_buffer", Some(_)) => {
+                return Err(
+                    "a chain matching raw_buffer cannot have a TLS transport socket".into(),
+                );
+            }
+            (other, _) => {
+                return Err(format!("transport_protocol {other:?} is not supported"));
+            }
+        }
     }
     let [filter] = chain.filters.as_slice() else {
         return Err(format!(
-            "filter_chains[0] must hold exactly one filter ({HCM_FILTER}), found {}",
+            "a chain must hold exactly one filter ({HCM_FILTER}), found {}",
             chain.filters.len()
         ));
     };
@@ -106,12 +214,51 @@ fn compile(listener: &Listener) -> Result<ListenerSpec, Reason> {
     }
     let hcm: HttpConnectionManager = decode_any(any, &type_url_of(HCM_TYPE))?;
     let routes = compile_hcm(&hcm)?;
-    Ok(ListenerSpec {
-        name: listener.name.clone(),
-        address,
+    Ok(FilterChainSpec {
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
+        client_cert_header: client_cert_header(&hcm)?,
+        tls,
     })
+}
+
+fn client_cert_header(hcm: &HttpConnectionManager) -> Result<ClientCertHeader, Reason> {
+    use http_connection_manager::ForwardClientCertDetails as Mode;
+    let details = hcm
+        .set_current_client_cert_details
+        .as_ref()
+        .map(|details| CertDetails {
+            subject: details.subject.is_some_and(|v| v.value),
+            uri: details.uri,
+            dns: details.dns,
+        })
+        .unwrap_or_default();
+    let header = match Mode::try_from(hcm.forward_client_cert_details) {
+        Ok(Mode::Sanitize) => ClientCertHeader::Sanitize,
+        Ok(Mode::AppendForward) => ClientCertHeader::AppendForward(details),
+        Ok(Mode::SanitizeSet) => ClientCertHeader::SanitizeSet(details),
+        Ok(other) => {
+            return Err(format!(
+                "forward_client_cert_details {} is not supported yet",
+                other.as_str_name()
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "forward_client_cert_details {} is unknown",
+                hcm.forward_client_cert_details
+            ));
+        }
+    };
+    if let Some(details) = &hcm.set_current_client_cert_details
+        && (details.cert || details.chain)
+    {
+        return Err(
+            "set_current_client_cert_details cert / chain are not supported yet (subject, uri and dns are)"
+                .into(),
+        );
+    }
+    Ok(header)
 }
 
 fn compile_hcm(hcm: &HttpConnectionManager) -> Result<RouteSource, Reason> {

@@ -6,6 +6,7 @@
 mod cluster;
 mod listener;
 mod route;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -18,8 +19,11 @@ use prost::Message;
 use thiserror::Error;
 
 pub use cluster::{compile_cluster, compile_endpoints};
-pub use listener::{ListenerSpec, RouteSource, compile_listener};
+pub use listener::{
+    CertDetails, ClientCertHeader, FilterChainSpec, ListenerSpec, RouteSource, compile_listener,
+};
 pub use route::compile_route_config;
+pub use tls::{DownstreamTls, TransportSockets, UpstreamTls};
 
 use crate::resource::ResourceType;
 

@@ -15,12 +15,17 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
-use crate::compile::RouteSource;
+use super::headers::{
+    X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_CLIENT_CERT, remove_hop_by_hop,
+    set_forwarding_headers,
+};
+use super::server::ConnectionInfo;
+use crate::compile::{ClientCertHeader, RouteSource};
 use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::{ClusterStats, ListenerStats};
+use crate::tls::PeerCertificate;
 use crate::upstream::{ActiveRequest, Cluster, UpstreamProtocol};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -43,19 +48,69 @@ impl Drop for InFlight<'_> {
 
 pub async fn handle(
     ctx: Arc<ListenerContext>,
-    req: Request<Incoming>,
+    connection: Arc<ConnectionInfo>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let listener = ctx.config.load_full();
     let stats = &listener.stats;
     stats.requests.fetch_add(1, Relaxed);
     let _in_flight = InFlight::enter(&stats.in_flight);
     let version = req.version();
-    let mut response = route_and_forward(&ctx, &listener.spec.routes, stats, req).await;
+    // The listener may have lost this connection's chain in an update since it opened.
+    let Some(chain) = listener.spec.chain_for(connection.is_tls) else {
+        let response = local_reply(StatusCode::SERVICE_UNAVAILABLE, "listener changed");
+        stats.responses.record(response.status().as_u16());
+        return Ok(response);
+    };
+    set_client_cert_header(
+        req.headers_mut(),
+        chain.client_cert_header,
+        connection.peer.as_ref(),
+        &ctx,
+    );
+    let mut response = route_and_forward(&ctx, &chain.routes, stats, req).await;
     stats.responses.record(response.status().as_u16());
     if version != Version::HTTP_2 {
         *response.version_mut() = Version::HTTP_11;
     }
     Ok(response)
+}
+
+/// Envoy's `forward_client_cert_details`: the app behind an mTLS chain learns who
+/// called; a header that arrives any other way is removed.
+fn set_client_cert_header(
+    headers: &mut http::HeaderMap,
+    mode: ClientCertHeader,
+    peer: Option<&PeerCertificate>,
+    ctx: &ListenerContext,
+) {
+    let (details, append) = match (mode, peer) {
+        (ClientCertHeader::AppendForward(details), Some(_)) => (details, true),
+        (ClientCertHeader::SanitizeSet(details), Some(_)) => (details, false),
+        _ => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+            return;
+        }
+    };
+    let Some(peer) = peer else { return };
+    let own = ctx.certificates.current();
+    let by = own.as_ref().map(|certificate| certificate.identity.uri());
+    let element = peer.forwarded_element(by.as_deref(), details);
+    let value = match headers
+        .get(&X_FORWARDED_CLIENT_CERT)
+        .map(HeaderValue::to_str)
+    {
+        Some(Ok(existing)) if append => format!("{existing},{element}"),
+        _ => element,
+    };
+    match HeaderValue::try_from(value) {
+        Ok(value) => {
+            headers.insert(X_FORWARDED_CLIENT_CERT.clone(), value);
+        }
+        Err(_) => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
 }
 
 async fn route_and_forward(

@@ -1,16 +1,35 @@
-//! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port.
+//! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port, and behind
+//! Istio mutual TLS when the listener has a TLS chain (both at once in PERMISSIVE mode,
+//! told apart by the first byte, as Envoy's TLS inspector does).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
+use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::forward;
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
+use crate::tls::PeerCertificate;
+
+/// How long a caller gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a request needs to know of the connection it came on.
+#[derive(Debug, Default)]
+pub struct ConnectionInfo {
+    /// Whether the connection is served by the listener's TLS chain.
+    pub is_tls: bool,
+    /// The caller's certificate, over mutual TLS.
+    pub peer: Option<PeerCertificate>,
+}
 
 /// Serves `listener` until `drain` fires; then stops accepting and lets every
 /// connection finish its in-flight requests (the drain trigger waits for them).
@@ -36,14 +55,23 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         let builder = builder.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| forward::handle(ctx.clone(), req));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = drain.signaled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let result = match open(stream, &ctx).await {
+                Ok(Opened::Plain(stream)) => {
+                    serve_connection(
+                        &builder,
+                        TokioIo::new(stream),
+                        ctx,
+                        ConnectionInfo::default(),
+                        &drain,
+                    )
+                    .await
+                }
+                Ok(Opened::Tls(stream, info)) => {
+                    serve_connection(&builder, TokioIo::new(*stream), ctx, info, &drain).await
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection refused before HTTP");
+                    Ok(())
                 }
             };
             if let Err(err) = result {
@@ -51,5 +79,77 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
             }
             drop(drain);
         });
+    }
+}
+
+enum Opened {
+    Plain(TcpStream),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        ConnectionInfo,
+    ),
+}
+
+/// Picks the chain for a new connection and, for the TLS chain, completes the handshake.
+async fn open(stream: TcpStream, ctx: &ListenerContext) -> std::io::Result<Opened> {
+    let runtime = ctx.config.load_full();
+    let spec = &runtime.spec;
+    let server_tls = match (&runtime.server_tls, spec.plaintext_chain.is_some()) {
+        (None, _) => return Ok(Opened::Plain(stream)),
+        (Some(server_tls), false) => server_tls,
+        (Some(server_tls), true) => {
+            let mut first = [0u8; 1];
+            let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first))
+                .await
+                .map_err(|_| timed_out("the first byte"))??;
+            if read == 0 || first[0] != TLS_HANDSHAKE_RECORD {
+                return Ok(Opened::Plain(stream));
+            }
+            server_tls
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(server_tls));
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| timed_out("the TLS handshake"))??;
+    let peer = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(PeerCertificate::of);
+    Ok(Opened::Tls(
+        Box::new(stream),
+        ConnectionInfo { is_tls: true, peer },
+    ))
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} did not arrive within {HANDSHAKE_TIMEOUT:?}"),
+    )
+}
+
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    ctx: Arc<ListenerContext>,
+    info: ConnectionInfo,
+    drain: &DrainWatcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let service = service_fn(move |req| forward::handle(ctx.clone(), info.clone(), req));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = drain.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Clusters as the data path sees them: immutable settings plus a swappable
 //! endpoint set, so EDS updates never rebuild the cluster or drop its pools.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -8,8 +9,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::connector::TlsConnect;
 use super::endpoint::{Endpoint, EndpointSet, UpstreamProtocol};
+use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
+use crate::tls::TlsContexts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
@@ -43,6 +47,8 @@ pub struct EndpointSpec {
     pub weight: u32,
     pub healthy: bool,
     pub health: String,
+    /// What the cluster's transport socket matches read (`envoy.transport_socket_match`).
+    pub socket_match: BTreeMap<String, String>,
 }
 
 /// Everything about a cluster except its EDS endpoints. Two equal specs mean the
@@ -54,19 +60,39 @@ pub struct ClusterSpec {
     pub lb_policy: LbPolicy,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
+    /// Plaintext or mutual TLS, per endpoint.
+    pub transport: TransportSockets,
 }
+
+/// Endpoint metadata a socket applies to, and the socket (`None`: plaintext).
+type SocketMatch = (BTreeMap<String, String>, Option<Arc<TlsConnect>>);
 
 #[derive(Debug)]
 pub struct Cluster {
     pub spec: ClusterSpec,
+    /// The TLS settings of `spec.transport`, made into rustls configs once.
+    sockets: Vec<SocketMatch>,
+    default_socket: Option<Arc<TlsConnect>>,
     endpoints: ArcSwap<EndpointSet>,
     rr_cursor: AtomicUsize,
     pub stats: Arc<ClusterStats>,
 }
 
 impl Cluster {
-    pub fn new(spec: ClusterSpec, stats: Arc<ClusterStats>) -> Self {
+    pub fn new(spec: ClusterSpec, stats: Arc<ClusterStats>, tls: &TlsContexts) -> Self {
+        let connect = |upstream: &Option<UpstreamTls>| {
+            upstream
+                .as_ref()
+                .map(|upstream| Arc::new(TlsConnect::new(tls, upstream)))
+        };
         let cluster = Cluster {
+            sockets: spec
+                .transport
+                .matches
+                .iter()
+                .map(|(wanted, upstream)| (wanted.clone(), connect(upstream)))
+                .collect(),
+            default_socket: connect(&spec.transport.default),
             spec,
             endpoints: ArcSwap::from_pointee(EndpointSet::default()),
             rr_cursor: AtomicUsize::new(0),
@@ -87,17 +113,32 @@ impl Cluster {
             .iter()
             .filter(|e| e.healthy)
             .map(|e| {
-                let endpoint = current.find(e.address).cloned().unwrap_or_else(|| {
-                    Arc::new(Endpoint::new(
-                        e.address,
-                        self.spec.protocol,
-                        self.spec.connect_timeout,
-                    ))
-                });
+                let tls = self.socket_for(&e.socket_match);
+                // An endpoint whose transport changed gets a new pool.
+                let endpoint = current
+                    .find(e.address)
+                    .filter(|endpoint| same_socket(endpoint.tls(), tls.as_ref()))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Endpoint::new(
+                            e.address,
+                            self.spec.protocol,
+                            self.spec.connect_timeout,
+                            tls,
+                        ))
+                    });
                 (endpoint, e.weight)
             })
             .collect();
         self.endpoints.store(Arc::new(EndpointSet::new(members)));
+    }
+
+    fn socket_for(&self, socket_match: &BTreeMap<String, String>) -> Option<Arc<TlsConnect>> {
+        self.sockets
+            .iter()
+            .find(|(wanted, _)| wanted.iter().all(|(k, v)| socket_match.get(k) == Some(v)))
+            .map_or(self.default_socket.as_ref(), |(_, tls)| tls.as_ref())
+            .cloned()
     }
 
     pub fn healthy_endpoints(&self) -> usize {
@@ -120,5 +161,13 @@ impl Cluster {
             Discovery::Eds { service_name } => Some(service_name),
             Discovery::Static(_) => None,
         }
+    }
+}
+
+fn same_socket(a: Option<&Arc<TlsConnect>>, b: Option<&Arc<TlsConnect>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }

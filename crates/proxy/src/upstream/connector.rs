@@ -1,4 +1,5 @@
-//! A connector that always dials one endpoint, whatever the request's authority.
+//! A connector that always dials one endpoint, whatever the request's authority, in
+//! plaintext or Istio mutual TLS as the cluster's transport socket says.
 //!
 //! Each endpoint owns its own pool, so the request URI can keep the original
 //! authority (`reviews:9080`, sent upstream as `Host` / `:authority`) while the TCP
@@ -8,30 +9,66 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::compile::UpstreamTls;
+use crate::tls::TlsContexts;
+
+/// Mutual TLS to an endpoint: the shared client config and the name sent as SNI.
+#[derive(Debug)]
+pub struct TlsConnect {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl TlsConnect {
+    pub fn new(contexts: &TlsContexts, upstream: &UpstreamTls) -> Self {
+        // Identities are checked by URI SAN, so the name only travels as SNI; a name
+        // that is not a valid DNS name (or none) is replaced by a neutral one.
+        let server_name = ServerName::try_from(upstream.sni.clone())
+            .unwrap_or_else(|_| ServerName::try_from("outbound.mesh").expect("a valid DNS name"));
+        Self {
+            config: contexts.client(&upstream.identities, &upstream.alpn),
+            server_name,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EndpointConnector {
     address: SocketAddr,
     connect_timeout: Duration,
+    tls: Option<Arc<TlsConnect>>,
 }
 
 impl EndpointConnector {
-    pub fn new(address: SocketAddr, connect_timeout: Duration) -> Self {
+    pub fn new(
+        address: SocketAddr,
+        connect_timeout: Duration,
+        tls: Option<Arc<TlsConnect>>,
+    ) -> Self {
         EndpointConnector {
             address,
             connect_timeout,
+            tls,
         }
     }
 }
 
 impl tower::Service<Uri> for EndpointConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<UpstreamStream>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
 
@@ -42,17 +79,116 @@ impl tower::Service<Uri> for EndpointConnector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let address = self.address;
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connect to {address} timed out after {timeout:?}"),
-                    )
-                })??;
-            stream.set_nodelay(true)?;
+            let connect = async {
+                let stream = TcpStream::connect(address).await?;
+                stream.set_nodelay(true)?;
+                match tls {
+                    None => Ok::<_, io::Error>(UpstreamStream::Plain(stream)),
+                    Some(tls) => {
+                        let connector = TlsConnector::from(Arc::clone(&tls.config));
+                        let stream = connector
+                            .connect(tls.server_name.clone(), stream)
+                            .await
+                            .map_err(|error| {
+                                io::Error::new(
+                                    error.kind(),
+                                    format!("mTLS handshake with {address} failed: {error}"),
+                                )
+                            })?;
+                        Ok(UpstreamStream::Tls(Box::new(stream)))
+                    }
+                }
+            };
+            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {address} timed out after {timeout:?}"),
+                )
+            })??;
             Ok(TokioIo::new(stream))
         })
+    }
+}
+
+/// An upstream connection, plaintext or mutual TLS.
+#[derive(Debug)]
+pub enum UpstreamStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        match self {
+            Self::Plain(stream) => stream.connected(),
+            Self::Tls(stream) => {
+                let connected = stream.get_ref().0.connected();
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }

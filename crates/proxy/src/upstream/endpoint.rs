@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::connector::EndpointConnector;
+use super::connector::{EndpointConnector, TlsConnect};
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -29,20 +29,36 @@ pub struct Endpoint {
     pub address: SocketAddr,
     active: AtomicUsize,
     client: UpstreamClient,
+    tls: Option<Arc<TlsConnect>>,
 }
 
 impl Endpoint {
-    pub fn new(address: SocketAddr, protocol: UpstreamProtocol, connect_timeout: Duration) -> Self {
+    pub fn new(
+        address: SocketAddr,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+        tls: Option<Arc<TlsConnect>>,
+    ) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .http2_only(protocol == UpstreamProtocol::Http2)
             .set_host(false)
-            .build(EndpointConnector::new(address, connect_timeout));
+            .build(EndpointConnector::new(
+                address,
+                connect_timeout,
+                tls.clone(),
+            ));
         Endpoint {
             address,
             active: AtomicUsize::new(0),
             client,
+            tls,
         }
+    }
+
+    /// The endpoint's mutual TLS, when its transport socket is TLS.
+    pub fn tls(&self) -> Option<&Arc<TlsConnect>> {
+        self.tls.as_ref()
     }
 
     pub fn client(&self) -> &UpstreamClient {
@@ -235,6 +251,7 @@ mod tests {
                             addr,
                             UpstreamProtocol::Http1,
                             Duration::from_secs(1),
+                            None,
                         )),
                         *w,
                     )

@@ -46,6 +46,7 @@ pub fn generated_mesh(services: usize, endpoints: usize, moved: Option<usize>) -
                 ports: BTreeMap::from([("http".to_string(), 8080)]),
                 labels: selector.clone(),
                 service_account: "default".to_string(),
+                mutual_tls: false,
                 weight: 1,
             }));
         }

@@ -7,8 +7,8 @@ use bosun_model::snapshot::ResolvedEndpoint;
 use bosun_model::{LoadBalancer, Protocol, Service, ServicePort, Snapshot};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
-    address, config_source, socket_address,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, Metadata,
+    SocketAddress, address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -20,6 +20,7 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::names::outbound_cluster_name;
+use super::tls;
 
 /// Istio's default connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration {
@@ -34,7 +35,7 @@ pub(super) struct Outbound {
 }
 
 /// Every outbound cluster of the mesh with its load assignment.
-pub(super) fn outbound(snapshot: &Snapshot) -> Outbound {
+pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
     let mut out = Outbound {
         clusters: Vec::new(),
         endpoints: Vec::new(),
@@ -49,18 +50,39 @@ pub(super) fn outbound(snapshot: &Snapshot) -> Outbound {
                     .map(|subset| Some(subset.name.as_str())),
             )
             .collect();
+        let identities: Vec<String> = snapshot
+            .service_accounts(service)
+            .iter()
+            .map(|account| spiffe_uri(trust_domain, &service.namespace, account))
+            .collect();
         for port in &service.ports {
             for subset in &subsets {
                 let name = outbound_cluster_name(port.number, *subset, &service.hostname);
                 let load_balancer = snapshot.load_balancer(&service.hostname, *subset);
-                out.clusters
-                    .push(eds_cluster(&name, load_balancer, port.protocol));
+                let mut cluster = eds_cluster(&name, load_balancer, port.protocol);
                 let endpoints = snapshot.endpoints(service, port, *subset);
+                // Auto mTLS: only services with a sidecar behind them need the sockets.
+                if !identities.is_empty() {
+                    cluster.transport_socket_matches =
+                        tls::auto_mtls(&identities, &sni(&name), port.protocol);
+                }
+                out.clusters.push(cluster);
                 out.endpoints.push(load_assignment(name, &endpoints));
             }
         }
     }
     out
+}
+
+/// A workload identity: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+pub(super) fn spiffe_uri(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// The SNI a sidecar sends to a cluster's endpoints: Istio's, the cluster name with
+/// each `|` made `_.` (`outbound_.9080_._.reviews.default.svc.cluster.local`).
+fn sni(cluster_name: &str) -> String {
+    cluster_name.replace('|', "_.")
 }
 
 /// A cluster with endpoints delivered over ADS.
@@ -93,6 +115,7 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
         address: ip,
         port,
         weight: 1,
+        mutual_tls: false,
     };
     Cluster {
         name: name.to_string(),
@@ -155,6 +178,13 @@ fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> Clus
             })),
             load_balancing_weight: Some(UInt32Value {
                 value: endpoint.weight,
+            }),
+            metadata: endpoint.mutual_tls.then(|| Metadata {
+                filter_metadata: HashMap::from([(
+                    tls::TRANSPORT_SOCKET_MATCH.to_string(),
+                    tls::istio_tls_mode(),
+                )]),
+                ..Default::default()
             }),
             ..Default::default()
         })

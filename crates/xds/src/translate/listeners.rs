@@ -8,7 +8,9 @@ use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions, SocketAddress,
     address, config_source, socket_address,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, filter,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match,
@@ -19,10 +21,12 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
+use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
 
 use super::DEFAULT_APP_PORT_OFFSET;
 use super::clusters::static_cluster;
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
+use super::tls;
 use crate::ProxyNode;
 
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -104,12 +108,12 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 }],
                 ..Default::default()
             };
-            let hcm = http_connection_manager(
+            let plaintext = http_connection_manager(
                 &format!("inbound_0.0.0.0_{port}"),
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
             );
             InboundPort {
-                listener: listener(format!("inbound|{port}"), ip, port, hcm),
+                listener: permissive_inbound(format!("inbound|{port}"), ip, port, plaintext),
                 cluster: static_cluster(&cluster_name, ip, app_port, protocol),
             }
         })
@@ -179,20 +183,76 @@ fn http_connection_manager(
 fn listener(name: String, ip: IpAddr, port: u16, hcm: HttpConnectionManager) -> Listener {
     Listener {
         name,
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: ip.to_string(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
-                ..Default::default()
-            })),
-        }),
+        address: Some(socket_address(ip, port)),
         filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: HCM_FILTER.to_string(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-            }],
+            filters: vec![hcm_filter(hcm)],
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+/// An inbound port in Istio's default PERMISSIVE mode: mutual TLS from other sidecars
+/// and plaintext alike, told apart by the TLS inspector. Behind mTLS the app is told
+/// who called in `x-forwarded-client-cert`, as Istio does.
+fn permissive_inbound(
+    name: String,
+    ip: IpAddr,
+    port: u16,
+    plaintext: HttpConnectionManager,
+) -> Listener {
+    let mtls = HttpConnectionManager {
+        forward_client_cert_details: ForwardClientCertDetails::AppendForward as i32,
+        set_current_client_cert_details: Some(SetCurrentClientCertDetails {
+            subject: Some(BoolValue { value: true }),
+            uri: true,
+            dns: true,
+            ..Default::default()
+        }),
+        ..plaintext.clone()
+    };
+    Listener {
+        name,
+        address: Some(socket_address(ip, port)),
+        listener_filters: vec![tls::tls_inspector()],
+        filter_chains: vec![
+            FilterChain {
+                name: "inbound-mtls".to_string(),
+                filter_chain_match: Some(FilterChainMatch {
+                    transport_protocol: "tls".to_string(),
+                    ..Default::default()
+                }),
+                transport_socket: Some(tls::downstream_mtls()),
+                filters: vec![hcm_filter(mtls)],
+                ..Default::default()
+            },
+            FilterChain {
+                name: "inbound-plaintext".to_string(),
+                filter_chain_match: Some(FilterChainMatch {
+                    transport_protocol: "raw_buffer".to_string(),
+                    ..Default::default()
+                }),
+                filters: vec![hcm_filter(plaintext)],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+fn socket_address(ip: IpAddr, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
+    Filter {
+        name: HCM_FILTER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
     }
 }

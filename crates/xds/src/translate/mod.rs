@@ -7,6 +7,7 @@ mod clusters;
 mod listeners;
 mod names;
 mod routes;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,10 @@ use crate::{
 };
 
 pub use names::{inbound_cluster_name, outbound_cluster_name};
+pub use tls::{ROOT_SECRET, SDS_CLUSTER, WORKLOAD_SECRET};
+
+/// The trust domain of workload identities when the mesh does not name one (Istio's).
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// The port an app listens on for a workload port when the proxy does not say.
 pub const DEFAULT_APP_PORT_OFFSET: u16 = 10000;
@@ -33,6 +38,8 @@ pub const DEFAULT_APP_PORT_OFFSET: u16 = 10000;
 /// Resources equal to those of the previous snapshot keep their encoding and version.
 pub struct MeshGenerator {
     generation: u64,
+    /// The trust domain of the SPIFFE identities sidecars verify each other by.
+    trust_domain: Arc<str>,
     /// The generation this one was built from, and what changed since it.
     changes: Option<(u64, SharedChanges)>,
     snapshot: Arc<Snapshot>,
@@ -48,13 +55,30 @@ pub struct MeshGenerator {
 
 impl MeshGenerator {
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        Self::with_previous(snapshot, None)
+        Self::in_trust_domain(snapshot, DEFAULT_TRUST_DOMAIN)
+    }
+
+    /// The first generator of a mesh whose identities live in `trust_domain`.
+    pub fn in_trust_domain(snapshot: Arc<Snapshot>, trust_domain: &str) -> Self {
+        Self::build(snapshot, Arc::from(trust_domain), None)
     }
 
     /// Builds the generator for `snapshot`, reusing what `previous` encoded where the
     /// content did not change.
     pub fn with_previous(snapshot: Arc<Snapshot>, previous: Option<&MeshGenerator>) -> Self {
-        let outbound = clusters::outbound(&snapshot);
+        let trust_domain = previous.map_or_else(
+            || Arc::from(DEFAULT_TRUST_DOMAIN),
+            |previous| Arc::clone(&previous.trust_domain),
+        );
+        Self::build(snapshot, trust_domain, previous)
+    }
+
+    fn build(
+        snapshot: Arc<Snapshot>,
+        trust_domain: Arc<str>,
+        previous: Option<&MeshGenerator>,
+    ) -> Self {
+        let outbound = clusters::outbound(&snapshot, &trust_domain);
         // What the previous generator shared, by name: its index already holds it.
         let previous_of = |resource_type| {
             previous.map_or(&NO_RESOURCES, |previous: &MeshGenerator| {
@@ -96,6 +120,7 @@ impl MeshGenerator {
         }));
         Self {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            trust_domain,
             changes,
             snapshot,
             outbound_clusters,
@@ -127,7 +152,7 @@ impl MeshGenerator {
 
 impl Generator for MeshGenerator {
     fn generate(&self, node: &ProxyNode) -> ResourceSet {
-        generate(&self.snapshot, node)
+        generate(&self.snapshot, node, &self.trust_domain)
     }
 
     fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
@@ -245,8 +270,8 @@ fn shared_changes(
 }
 
 /// Everything `node` should run with, given `snapshot`.
-pub fn generate(snapshot: &Snapshot, node: &ProxyNode) -> ResourceSet {
-    let outbound = clusters::outbound(snapshot);
+pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> ResourceSet {
+    let outbound = clusters::outbound(snapshot, trust_domain);
     let inbound = listeners::inbound(snapshot, node);
     let mut set = ResourceSet {
         listeners: vec![listeners::virtual_outbound(node)],

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
 
-use super::generate;
+use super::{DEFAULT_TRUST_DOMAIN, generate};
 use crate::ProxyNode;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -37,6 +37,7 @@ fn workload(name: &str, ip: [u8; 4], version: &str) -> Arc<Workload> {
         ports: BTreeMap::from([("http".to_string(), 9080)]),
         labels: labels(&[("app", "reviews"), ("version", version)]),
         service_account: "bookinfo-reviews".to_string(),
+        mutual_tls: true,
         weight: 1,
     })
 }
@@ -99,7 +100,7 @@ fn node() -> ProxyNode {
 }
 
 fn outbound_routes(snapshot: &Snapshot) -> RouteConfiguration {
-    let set = generate(snapshot, &node());
+    let set = generate(snapshot, &node(), DEFAULT_TRUST_DOMAIN);
     assert_eq!(set.routes.len(), 1);
     set.routes
         .into_iter()
@@ -234,7 +235,7 @@ fn uri_matches_map_to_envoy_path_specifiers() {
 
 #[test]
 fn subsets_get_clusters_and_endpoints_by_label() {
-    let set = generate(&bookinfo_reviews(None), &node());
+    let set = generate(&bookinfo_reviews(None), &node(), DEFAULT_TRUST_DOMAIN);
     let names: Vec<&str> = set.clusters.iter().map(|c| c.name.as_str()).collect();
     assert!(names.contains(&"outbound|9080||reviews.default.svc.cluster.local"));
     assert!(names.contains(&"outbound|9080|v1|reviews.default.svc.cluster.local"));
@@ -280,7 +281,7 @@ fn the_workload_gets_inbound_listeners_to_its_app() {
         "default",
     );
     node.app_ports.insert(9080, 19999);
-    let set = generate(&snapshot, &node);
+    let set = generate(&snapshot, &node, DEFAULT_TRUST_DOMAIN);
     let listeners: Vec<&str> = set.listeners.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(listeners, vec!["virtualOutbound", "inbound|9080"]);
     let inbound = set
@@ -300,7 +301,7 @@ fn short_names_only_for_the_proxy_namespace() {
     let snapshot = bookinfo_reviews(None);
     let mut other = node();
     other.namespace = "prod".to_string();
-    let set = generate(&snapshot, &other);
+    let set = generate(&snapshot, &other, DEFAULT_TRUST_DOMAIN);
     let domains = &set.routes[0].virtual_hosts[0].domains;
     assert!(!domains.iter().any(|d| d == "reviews"), "{domains:?}");
     assert!(
@@ -333,7 +334,7 @@ fn shared_resources_are_the_same_for_every_proxy_and_keep_versions_across_snapsh
     );
 
     // The encoded form carries the same content as the typed translation.
-    let typed = generate(first.snapshot(), &node());
+    let typed = generate(first.snapshot(), &node(), DEFAULT_TRUST_DOMAIN);
     assert_eq!(typed.clusters.len(), a.clusters.len());
 
     // A new snapshot with the same content keeps every version.

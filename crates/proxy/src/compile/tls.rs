@@ -1,0 +1,254 @@
+//! Transport sockets → TLS specs: Istio mutual TLS as istiod writes it, with both
+//! secrets (`default`, `ROOTCA`) answered by the proxy's own certificate.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+use envoy_types::pb::envoy::config::core::v3::{Metadata, TransportSocket, transport_socket};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
+    UpstreamTlsContext, common_tls_context, subject_alt_name_matcher,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
+use envoy_types::pb::google::protobuf::value::Kind;
+
+use super::{Reason, decode_any, type_url_of};
+use crate::tls::{ROOT_SECRET, WORKLOAD_SECRET};
+
+const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
+const UPSTREAM_TLS_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+const DOWNSTREAM_TLS_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const RAW_BUFFER_TYPE: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+/// The endpoint metadata namespace transport socket matches read.
+pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+/// Mutual TLS to an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// SPIFFE identities the server may present; empty accepts any the mesh root signed.
+    pub identities: Vec<String>,
+    pub alpn: Vec<String>,
+    pub sni: String,
+}
+
+/// Mutual TLS terminated on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamTls {
+    pub alpn: Vec<String>,
+}
+
+/// A cluster's choice of transport per endpoint (Envoy's transport socket matches).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransportSockets {
+    /// Tried in order against an endpoint's `envoy.transport_socket_match` metadata: the
+    /// first whose fields the endpoint all carries decides (`None`: plaintext).
+    pub matches: Vec<(BTreeMap<String, String>, Option<UpstreamTls>)>,
+    /// The cluster's own socket, when no match applies.
+    pub default: Option<UpstreamTls>,
+}
+
+pub(super) fn transport_sockets(
+    socket: Option<&TransportSocket>,
+    matches: &[TransportSocketMatch],
+) -> Result<TransportSockets, Reason> {
+    let default = match socket {
+        Some(socket) => upstream_socket(socket).map_err(|r| format!("transport_socket: {r}"))?,
+        None => None,
+    };
+    let mut compiled = Vec::with_capacity(matches.len());
+    for (index, entry) in matches.iter().enumerate() {
+        let field = format!("transport_socket_matches[{index}] ({})", entry.name);
+        let wanted = string_fields(entry.r#match.as_ref().map(|m| &m.fields))
+            .map_err(|r| format!("{field}.match: {r}"))?;
+        let tls = match &entry.transport_socket {
+            Some(socket) => upstream_socket(socket).map_err(|r| format!("{field}: {r}"))?,
+            None => None,
+        };
+        compiled.push((wanted, tls));
+    }
+    Ok(TransportSockets {
+        matches: compiled,
+        default,
+    })
+}
+
+/// An endpoint's `envoy.transport_socket_match` metadata.
+pub(super) fn endpoint_socket_match(
+    metadata: Option<&Metadata>,
+) -> Result<BTreeMap<String, String>, Reason> {
+    let fields = metadata
+        .and_then(|m| m.filter_metadata.get(TRANSPORT_SOCKET_MATCH))
+        .map(|s| &s.fields);
+    string_fields(fields).map_err(|r| format!("metadata {TRANSPORT_SOCKET_MATCH}: {r}"))
+}
+
+fn string_fields(
+    fields: Option<&std::collections::HashMap<String, envoy_types::pb::google::protobuf::Value>>,
+) -> Result<BTreeMap<String, String>, Reason> {
+    let mut out = BTreeMap::new();
+    for (key, value) in fields.into_iter().flatten() {
+        let Some(Kind::StringValue(value)) = &value.kind else {
+            return Err(format!(
+                "field {key} is not a string; only strings are matched"
+            ));
+        };
+        out.insert(key.clone(), value.clone());
+    }
+    Ok(out)
+}
+
+fn upstream_socket(socket: &TransportSocket) -> Result<Option<UpstreamTls>, Reason> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return match socket.name.as_str() {
+            RAW_BUFFER_SOCKET => Ok(None),
+            name => Err(format!("transport socket {name} has no typed_config")),
+        };
+    };
+    if any.type_url == type_url_of(RAW_BUFFER_TYPE) {
+        return Ok(None);
+    }
+    if any.type_url != type_url_of(UPSTREAM_TLS_TYPE) {
+        return Err(format!(
+            "transport socket {} is not supported",
+            any.type_url
+        ));
+    }
+    let context: UpstreamTlsContext = decode_any(any, &type_url_of(UPSTREAM_TLS_TYPE))?;
+    if context.allow_renegotiation || context.max_session_keys.is_some() {
+        return Err("allow_renegotiation / max_session_keys are not supported".into());
+    }
+    let common = context
+        .common_tls_context
+        .as_ref()
+        .ok_or("an UpstreamTlsContext needs a common_tls_context")?;
+    let (alpn, validation) = mesh_context(common)?;
+    let mut identities = Vec::new();
+    for (index, matcher) in validation.match_typed_subject_alt_names.iter().enumerate() {
+        let field = format!("match_typed_subject_alt_names[{index}]");
+        if matcher.san_type != subject_alt_name_matcher::SanType::Uri as i32 {
+            return Err(format!(
+                "{field}: only URI SANs (SPIFFE identities) are supported"
+            ));
+        }
+        match matcher
+            .matcher
+            .as_ref()
+            .and_then(|m| m.match_pattern.as_ref())
+        {
+            Some(string_matcher::MatchPattern::Exact(identity)) => {
+                identities.push(identity.clone())
+            }
+            _ => return Err(format!("{field}: only exact matches are supported")),
+        }
+    }
+    Ok(Some(UpstreamTls {
+        identities,
+        alpn,
+        sni: context.sni,
+    }))
+}
+
+pub(super) fn downstream_socket(socket: &TransportSocket) -> Result<DownstreamTls, Reason> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return Err(format!(
+            "transport socket {} has no typed_config",
+            socket.name
+        ));
+    };
+    if any.type_url != type_url_of(DOWNSTREAM_TLS_TYPE) {
+        return Err(format!(
+            "transport socket {} is not supported on a listener ({TLS_SOCKET} with a DownstreamTlsContext is)",
+            any.type_url
+        ));
+    }
+    let context: DownstreamTlsContext = decode_any(any, &type_url_of(DOWNSTREAM_TLS_TYPE))?;
+    if !context.require_client_certificate.is_some_and(|v| v.value) {
+        return Err(
+            "only mutual TLS is supported on listeners: set require_client_certificate".into(),
+        );
+    }
+    if context.require_sni.is_some_and(|v| v.value) || context.session_ticket_keys_type.is_some() {
+        return Err("require_sni / session ticket keys are not supported".into());
+    }
+    let common = context
+        .common_tls_context
+        .as_ref()
+        .ok_or("a DownstreamTlsContext needs a common_tls_context")?;
+    let (alpn, validation) = mesh_context(common)?;
+    if !validation.match_typed_subject_alt_names.is_empty() {
+        return Err(
+            "matching the client's SANs is not supported; authorize callers with an AuthorizationPolicy"
+                .into(),
+        );
+    }
+    Ok(DownstreamTls { alpn })
+}
+
+/// The mesh's own TLS context: the workload certificate from SDS `default`, validated
+/// against SDS `ROOTCA`. Returns the ALPN list and the inline validation settings.
+fn mesh_context(
+    common: &CommonTlsContext,
+) -> Result<(Vec<String>, CertificateValidationContext), Reason> {
+    if !common.tls_certificates.is_empty() || common.tls_certificate_provider_instance.is_some() {
+        return Err(format!(
+            "only SDS certificates are supported: name the secret {WORKLOAD_SECRET:?}"
+        ));
+    }
+    match common.tls_certificate_sds_secret_configs.as_slice() {
+        [secret] => require_secret(secret, WORKLOAD_SECRET)?,
+        other => {
+            return Err(format!(
+                "exactly one tls_certificate_sds_secret_config ({WORKLOAD_SECRET:?}) is supported, found {}",
+                other.len()
+            ));
+        }
+    }
+    use common_tls_context::ValidationContextType;
+    let validation = match &common.validation_context_type {
+        Some(ValidationContextType::CombinedValidationContext(combined)) => {
+            let secret = combined
+                .validation_context_sds_secret_config
+                .as_ref()
+                .ok_or("combined_validation_context needs validation_context_sds_secret_config")?;
+            require_secret(secret, ROOT_SECRET)?;
+            combined
+                .default_validation_context
+                .clone()
+                .unwrap_or_default()
+        }
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(secret)) => {
+            require_secret(secret, ROOT_SECRET)?;
+            CertificateValidationContext::default()
+        }
+        _ => {
+            return Err(format!(
+                "the peer must be validated against the SDS secret {ROOT_SECRET:?}"
+            ));
+        }
+    };
+    #[allow(deprecated)]
+    let unsupported_validation = validation.trusted_ca.is_some()
+        || !validation.verify_certificate_spki.is_empty()
+        || !validation.verify_certificate_hash.is_empty()
+        || !validation.match_subject_alt_names.is_empty()
+        || validation.crl.is_some()
+        || validation.custom_validator_config.is_some();
+    if unsupported_validation {
+        return Err(
+            "validation beyond the mesh root and URI SANs (trusted_ca, spki/hash pins, CRLs, custom validators) is not supported"
+                .into(),
+        );
+    }
+    Ok((common.alpn_protocols.clone(), validation))
+}
+
+fn require_secret(secret: &SdsSecretConfig, expected: &str) -> Result<(), Reason> {
+    if secret.name != expected {
+        return Err(format!(
+            "SDS secret {:?} is not known: the proxy answers {WORKLOAD_SECRET:?} (its certificate) and {ROOT_SECRET:?} (the mesh root)",
+            secret.name
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The workload's own certificate (SDS `default`) and the mesh root (`ROOTCA`), kept
+//! current: the proxy makes its key, sends only a CSR to the control plane's CA (Istio's
+//! certificate service), and rotates at half the certificate's life.
+//!
+//! Handshakes read the current certificate through rustls' resolver traits, so a
+//! rotation never rebuilds a TLS config or drops a connection.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use bosun_ca::Identity;
+use rustls::RootCertStore;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::sync::watch;
+use tonic::transport::Endpoint;
+use x509_parser::prelude::FromDer;
+
+use super::TlsError;
+
+/// How long a certificate is asked for (Istio's default workload certificate TTL).
+pub const CERTIFICATE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+const RETRY_INITIAL: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// One issued certificate with what verifying peers needs beside it.
+#[derive(Debug)]
+pub struct WorkloadCertificate {
+    pub identity: Identity,
+    pub certified: Arc<CertifiedKey>,
+    /// The trust anchors peers' chains must end in.
+    pub roots: Arc<RootCertStore>,
+    pub not_after: SystemTime,
+}
+
+impl WorkloadCertificate {
+    /// Builds from the key this proxy made and the chain the CA returned (leaf first,
+    /// root last, as Istio's CreateCertificate answers).
+    pub fn from_pem(
+        identity: Identity,
+        key_pem: &str,
+        chain_pem: &[String],
+        not_after: SystemTime,
+    ) -> Result<Self, TlsError> {
+        let mut chain = Vec::with_capacity(chain_pem.len());
+        for pem in chain_pem {
+            chain.push(
+                CertificateDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|error| TlsError::Certificate(format!("bad PEM: {error}")))?,
+            );
+        }
+        let Some(root) = chain.pop() else {
+            return Err(TlsError::Certificate("the CA returned no chain".into()));
+        };
+        if chain.is_empty() {
+            return Err(TlsError::Certificate(
+                "the CA returned only a root, no workload certificate".into(),
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(root)
+            .map_err(|error| TlsError::Certificate(format!("bad root: {error}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|error| TlsError::Certificate(format!("bad key: {error}")))?;
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|error| TlsError::Certificate(format!("key and certificate: {error}")))?;
+        Ok(Self {
+            identity,
+            certified: Arc::new(certified),
+            roots: Arc::new(roots),
+            not_after,
+        })
+    }
+}
+
+/// The workload's current certificate, shared by every TLS context of the proxy.
+#[derive(Debug)]
+pub struct WorkloadCertificates {
+    current: ArcSwapOption<WorkloadCertificate>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for WorkloadCertificates {
+    fn default() -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            ready: watch::channel(false).0,
+        }
+    }
+}
+
+impl WorkloadCertificates {
+    pub fn current(&self) -> Option<Arc<WorkloadCertificate>> {
+        self.current.load_full()
+    }
+
+    pub fn install(&self, certificate: WorkloadCertificate) {
+        tracing::info!(
+            identity = %certificate.identity,
+            expires_in_s = certificate
+                .not_after
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_secs(),
+            "workload certificate installed"
+        );
+        self.current.store(Some(Arc::new(certificate)));
+        self.ready.send_replace(true);
+    }
+
+    /// Resolves once a certificate is installed.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Asks the CA at `ca` for a certificate for `identity`, again at half of each
+    /// certificate's life, retrying with backoff while the CA cannot be reached. Runs
+    /// until the task is dropped; the last certificate keeps serving meanwhile.
+    pub async fn keep_current(self: Arc<Self>, ca: Endpoint, identity: Identity) {
+        let mut retry = RETRY_INITIAL;
+        loop {
+            match self.fetch(&ca, &identity).await {
+                Ok(certificate) => {
+                    retry = RETRY_INITIAL;
+                    let renew_in = renewal_delay(SystemTime::now(), certificate.not_after);
+                    self.install(certificate);
+                    tokio::time::sleep(renew_in).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%identity, %error, retry_in = ?retry, "cannot get a workload certificate");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        ca: &Endpoint,
+        identity: &Identity,
+    ) -> Result<WorkloadCertificate, TlsError> {
+        let request = bosun_ca::certificate_request(identity)?;
+        let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
+        let chain =
+            bosun_ca::request_certificate(channel, &request.csr_pem, CERTIFICATE_TTL).await?;
+        let not_after = not_after(&chain[0])?;
+        WorkloadCertificate::from_pem(identity.clone(), &request.key_pem, &chain, not_after)
+    }
+
+    fn certified(&self) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|certificate| Arc::clone(&certificate.certified))
+    }
+}
+
+/// When the leaf certificate (PEM) expires.
+fn not_after(leaf_pem: &str) -> Result<SystemTime, TlsError> {
+    let der = CertificateDer::from_pem_slice(leaf_pem.as_bytes())
+        .map_err(|error| TlsError::Certificate(format!("bad PEM: {error}")))?;
+    let (_, leaf) = x509_parser::prelude::X509Certificate::from_der(der.as_ref())
+        .map_err(|error| TlsError::Certificate(format!("bad certificate: {error}")))?;
+    let seconds = u64::try_from(leaf.validity().not_after.timestamp()).unwrap_or(0);
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+/// Renew at half of the remaining life (Istio's grace ratio), and not in a tight loop.
+fn renewal_delay(now: SystemTime, not_after: SystemTime) -> Duration {
+    let remaining = not_after.duration_since(now).unwrap_or_default();
+    (remaining / 2).max(Duration::from_secs(1))
+}
+
+/// Serves the workload certificate on every inbound handshake.
+#[derive(Debug)]
+pub struct ServerCertificate(pub Arc<WorkloadCertificates>);
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.certified()
+    }
+}
+
+/// Presents the workload certificate on every outbound handshake.
+#[derive(Debug)]
+pub struct ClientCertificate(pub Arc<WorkloadCertificates>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.0.certified()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renews_at_half_the_remaining_life() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            renewal_delay(now, now + Duration::from_secs(3600)),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            renewal_delay(now, now - Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Istio mutual TLS between sidecars, in Envoy's terms.
+//!
+//! Certificates are never inlined: every TLS context names two SDS secrets, `default`
+//! (the workload's own certificate and key) and `ROOTCA` (the mesh's trust anchors),
+//! fetched over gRPC from the cluster `sds-grpc`, exactly as istiod writes them. That
+//! cluster is the proxy's own business (its bootstrap says where it is), so the same
+//! bytes serve every proxy. Bosun's proxy answers both names itself.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+use envoy_types::pb::envoy::config::core::v3::{
+    ApiConfigSource, ApiVersion, ConfigSource, GrpcService, TransportSocket, api_config_source,
+    config_source, grpc_service, transport_socket,
+};
+use envoy_types::pb::envoy::config::listener::v3::{ListenerFilter, listener_filter};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
+    SubjectAltNameMatcher, UpstreamTlsContext, common_tls_context, subject_alt_name_matcher,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::{BoolValue, Duration, Struct, Value, value};
+use envoy_types::util::pack_any;
+
+use bosun_model::Protocol;
+
+/// The SDS secret holding the workload's certificate chain and key.
+pub const WORKLOAD_SECRET: &str = "default";
+/// The SDS secret holding the mesh's trust anchors.
+pub const ROOT_SECRET: &str = "ROOTCA";
+/// The bootstrap cluster that serves both secrets.
+pub const SDS_CLUSTER: &str = "sds-grpc";
+/// Endpoint metadata key Envoy's transport socket matches read.
+pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+/// The metadata field (and its value) marking an endpoint whose sidecar takes mTLS.
+pub const TLS_MODE_KEY: &str = "tlsMode";
+pub const TLS_MODE_ISTIO: &str = "istio";
+
+const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// An outbound cluster's sockets under Istio's auto mTLS: TLS to the endpoints marked
+/// `tlsMode: istio` (their sidecar takes it), plaintext to the rest.
+///
+/// `identities` are the SPIFFE URIs the server side may present; empty accepts any
+/// identity the mesh root signed.
+pub(super) fn auto_mtls(
+    identities: &[String],
+    sni: &str,
+    protocol: Protocol,
+) -> Vec<TransportSocketMatch> {
+    vec![
+        TransportSocketMatch {
+            name: "tlsMode-istio".to_string(),
+            r#match: Some(istio_tls_mode()),
+            transport_socket: Some(upstream_mtls(identities, sni, protocol)),
+        },
+        TransportSocketMatch {
+            name: "tlsMode-disabled".to_string(),
+            r#match: Some(Struct::default()),
+            transport_socket: Some(TransportSocket {
+                name: RAW_BUFFER_SOCKET.to_string(),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(
+                    RawBuffer::default(),
+                ))),
+            }),
+        },
+    ]
+}
+
+/// The endpoint metadata that selects the mTLS socket of [`auto_mtls`].
+pub(super) fn istio_tls_mode() -> Struct {
+    let mut fields = Struct::default();
+    fields.fields.insert(
+        TLS_MODE_KEY.to_string(),
+        Value {
+            kind: Some(value::Kind::StringValue(TLS_MODE_ISTIO.to_string())),
+        },
+    );
+    fields
+}
+
+fn upstream_mtls(identities: &[String], sni: &str, protocol: Protocol) -> TransportSocket {
+    let san_matchers = identities
+        .iter()
+        .map(|identity| SubjectAltNameMatcher {
+            san_type: subject_alt_name_matcher::SanType::Uri as i32,
+            matcher: Some(StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(identity.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    // Offered so the server's HTTP codec need not guess; both proxies also detect.
+    let alpn = match protocol {
+        Protocol::Http2 => "h2",
+        _ => "http/1.1",
+    };
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(common_context(
+            vec![alpn.to_string()],
+            CertificateValidationContext {
+                match_typed_subject_alt_names: san_matchers,
+                ..Default::default()
+            },
+        )),
+        sni: sni.to_string(),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_SOCKET.to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// The inbound side: terminate mTLS, requiring a certificate from the mesh's root.
+pub(super) fn downstream_mtls() -> TransportSocket {
+    let context = DownstreamTlsContext {
+        common_tls_context: Some(common_context(
+            vec!["h2".to_string(), "http/1.1".to_string()],
+            CertificateValidationContext::default(),
+        )),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_SOCKET.to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// Detects TLS on an inbound port, so one port takes mTLS and plaintext (PERMISSIVE).
+pub(super) fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: TLS_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+fn common_context(
+    alpn_protocols: Vec<String>,
+    validation: CertificateValidationContext,
+) -> CommonTlsContext {
+    CommonTlsContext {
+        alpn_protocols,
+        tls_certificate_sds_secret_configs: vec![sds_secret(WORKLOAD_SECRET)],
+        validation_context_type: Some(
+            common_tls_context::ValidationContextType::CombinedValidationContext(
+                common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(validation),
+                    validation_context_sds_secret_config: Some(sds_secret(ROOT_SECRET)),
+                    ..Default::default()
+                },
+            ),
+        ),
+        ..Default::default()
+    }
+}
+
+fn sds_secret(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ConfigSource {
+            config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(
+                ApiConfigSource {
+                    api_type: api_config_source::ApiType::Grpc as i32,
+                    transport_api_version: ApiVersion::V3 as i32,
+                    set_node_on_first_message_only: true,
+                    grpc_services: vec![GrpcService {
+                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                            grpc_service::EnvoyGrpc {
+                                cluster_name: SDS_CLUSTER.to_string(),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )),
+            // Istio waits for the certificate rather than warming without it.
+            initial_fetch_timeout: Some(Duration {
+                seconds: 0,
+                nanos: 0,
+            }),
+            resource_api_version: ApiVersion::V3 as i32,
+            ..Default::default()
+        }),
+    }
+}
