@@ -75,6 +75,15 @@ impl TestMesh {
         SocketAddr::new(self.subnet.ip(CLIENT_HOST), 15001)
     }
 
+    /// The inbound port of the sidecar beside reviews `version`.
+    pub fn reviews_inbound(&self, version: &str) -> SocketAddr {
+        let (_, host) = VERSIONS
+            .iter()
+            .find(|(v, _)| *v == version)
+            .expect("a version of the test mesh");
+        SocketAddr::new(self.subnet.ip(*host), 9080)
+    }
+
     pub fn client_admin(&self) -> SocketAddr {
         SocketAddr::new(self.subnet.ip(CLIENT_HOST), 15000)
     }
@@ -245,6 +254,12 @@ fn copy_istio_file(name: &str, dir: &Path) {
 }
 
 pub fn services_yaml(subnet: &Subnet) -> String {
+    services_yaml_with_account(subnet, "bookinfo-reviews")
+}
+
+/// The services file with the reviews WorkloadEntries running as `account`: the identity
+/// every client sidecar then demands of the reviews sidecars.
+pub fn services_yaml_with_account(subnet: &Subnet, account: &str) -> String {
     let mut yaml = String::from(
         "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -278,7 +293,7 @@ spec:
   labels:
     app: reviews
     version: {version}
-  serviceAccount: bookinfo-reviews
+  serviceAccount: {account}
 ",
             ip = subnet.ip(host)
         ));
