@@ -76,8 +76,6 @@ impl TestMesh {
     }
 
     /// The inbound port of the sidecar beside reviews `version`.
-    // Each test binary compiles this module; not every one calls this.
-    #[allow(dead_code)]
     pub fn reviews_inbound(&self, version: &str) -> SocketAddr {
         let (_, host) = VERSIONS
             .iter()

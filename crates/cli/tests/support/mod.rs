@@ -2,6 +2,9 @@
 //! proxies, sample workloads) and optionally a real Envoy, each on its own loopback IP
 //! of a /24 that belongs to one test, so tests run in parallel without port clashes.
 
+// Every test binary compiles this module, and none uses all of it.
+#![allow(dead_code)]
+
 pub mod mesh;
 
 use std::collections::BTreeMap;
