@@ -117,3 +117,27 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
         .iter()
         .all(|(key, value)| labels.get(key) == Some(value))
 }
+
+#[cfg(test)]
+mod mutual_tls_tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_service_account_means_a_sidecar_unless_the_label_says_otherwise() {
+        assert!(mutual_tls(&labels(&[]), Some("reviews")));
+        assert!(!mutual_tls(&labels(&[]), None));
+        assert!(!mutual_tls(&labels(&[]), Some("")));
+        assert!(!mutual_tls(
+            &labels(&[(TLS_MODE_LABEL, "disabled")]),
+            Some("reviews")
+        ));
+        assert!(mutual_tls(&labels(&[(TLS_MODE_LABEL, "istio")]), None));
+    }
+}

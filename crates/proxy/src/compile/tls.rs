@@ -252,3 +252,149 @@ fn require_secret(secret: &SdsSecretConfig, expected: &str) -> Result<(), Reason
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::core::v3::{ConfigSource, Metadata};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        SubjectAltNameMatcher, TlsCertificate,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
+    use envoy_types::pb::google::protobuf::{BoolValue, Struct, Value};
+    use envoy_types::util::pack_any;
+
+    use super::*;
+
+    fn secret(name: &str) -> SdsSecretConfig {
+        SdsSecretConfig {
+            name: name.to_string(),
+            sds_config: Some(ConfigSource::default()),
+        }
+    }
+
+    fn mesh_common(alpn: &[&str], identities: &[&str]) -> CommonTlsContext {
+        CommonTlsContext {
+            alpn_protocols: alpn.iter().map(|p| p.to_string()).collect(),
+            tls_certificate_sds_secret_configs: vec![secret(WORKLOAD_SECRET)],
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::CombinedValidationContext(
+                    common_tls_context::CombinedCertificateValidationContext {
+                        default_validation_context: Some(CertificateValidationContext {
+                            match_typed_subject_alt_names: identities
+                                .iter()
+                                .map(|identity| SubjectAltNameMatcher {
+                                    san_type: subject_alt_name_matcher::SanType::Uri as i32,
+                                    matcher: Some(StringMatcher {
+                                        match_pattern: Some(string_matcher::MatchPattern::Exact(
+                                            identity.to_string(),
+                                        )),
+                                        ..Default::default()
+                                    }),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        }),
+                        validation_context_sds_secret_config: Some(secret(ROOT_SECRET)),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn socket(any: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
+        TransportSocket {
+            name: TLS_SOCKET.to_string(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(any)),
+        }
+    }
+
+    fn istio_match() -> Struct {
+        let mut fields = Struct::default();
+        fields.fields.insert(
+            "tlsMode".to_string(),
+            Value {
+                kind: Some(Kind::StringValue("istio".to_string())),
+            },
+        );
+        fields
+    }
+
+    #[test]
+    fn auto_mtls_sockets_compile_per_endpoint_metadata() {
+        let tls = socket(pack_any(UpstreamTlsContext {
+            common_tls_context: Some(mesh_common(&["h2"], &["spiffe://td/ns/a/sa/b"])),
+            sni: "outbound_.80_._.b.a.svc.cluster.local".to_string(),
+            ..Default::default()
+        }));
+        let matches = vec![
+            TransportSocketMatch {
+                name: "tlsMode-istio".into(),
+                r#match: Some(istio_match()),
+                transport_socket: Some(tls),
+            },
+            TransportSocketMatch {
+                name: "tlsMode-disabled".into(),
+                r#match: Some(Struct::default()),
+                transport_socket: None,
+            },
+        ];
+        let sockets = transport_sockets(None, &matches).expect("compiles");
+        assert_eq!(sockets.matches.len(), 2);
+        let upstream = sockets.matches[0]
+            .1
+            .as_ref()
+            .expect("TLS for istio endpoints");
+        assert_eq!(upstream.identities, ["spiffe://td/ns/a/sa/b"]);
+        assert_eq!(upstream.alpn, ["h2"]);
+        assert!(sockets.matches[1].1.is_none());
+
+        let metadata = Metadata {
+            filter_metadata: [(TRANSPORT_SOCKET_MATCH.to_string(), istio_match())].into(),
+            ..Default::default()
+        };
+        let read = endpoint_socket_match(Some(&metadata)).expect("metadata");
+        assert_eq!(read.get("tlsMode").map(String::as_str), Some("istio"));
+    }
+
+    #[test]
+    fn secrets_the_proxy_cannot_answer_are_refused_by_name() {
+        let mut common = mesh_common(&[], &[]);
+        common.tls_certificate_sds_secret_configs = vec![secret("my-cert")];
+        let refused = upstream_socket(&socket(pack_any(UpstreamTlsContext {
+            common_tls_context: Some(common),
+            ..Default::default()
+        })))
+        .expect_err("refused");
+        assert!(refused.contains("\"my-cert\""), "{refused}");
+
+        let mut inline = mesh_common(&[], &[]);
+        inline.tls_certificates = vec![TlsCertificate::default()];
+        let refused = upstream_socket(&socket(pack_any(UpstreamTlsContext {
+            common_tls_context: Some(inline),
+            ..Default::default()
+        })))
+        .expect_err("refused");
+        assert!(refused.contains("only SDS certificates"), "{refused}");
+    }
+
+    #[test]
+    fn listeners_terminate_only_mutual_tls() {
+        let mtls = downstream_socket(&socket(pack_any(DownstreamTlsContext {
+            common_tls_context: Some(mesh_common(&["h2", "http/1.1"], &[])),
+            require_client_certificate: Some(BoolValue { value: true }),
+            ..Default::default()
+        })))
+        .expect("mutual TLS compiles");
+        assert_eq!(mtls.alpn, ["h2", "http/1.1"]);
+
+        let one_way = downstream_socket(&socket(pack_any(DownstreamTlsContext {
+            common_tls_context: Some(mesh_common(&[], &[])),
+            ..Default::default()
+        })))
+        .expect_err("refused");
+        assert!(one_way.contains("require_client_certificate"), "{one_way}");
+    }
+}

@@ -43,6 +43,16 @@ fn workload(name: &str, ip: [u8; 4], version: &str) -> Arc<Workload> {
 }
 
 fn bookinfo_reviews(routes: Option<VirtualRoutes>) -> Snapshot {
+    bookinfo_reviews_with(
+        vec![
+            workload("reviews-v1", [127, 0, 10, 3], "v1"),
+            workload("reviews-v2", [127, 0, 10, 4], "v2"),
+        ],
+        routes,
+    )
+}
+
+fn bookinfo_reviews_with(workloads: Vec<Arc<Workload>>, routes: Option<VirtualRoutes>) -> Snapshot {
     let service = Arc::new(Service {
         hostname: reviews_host(),
         namespace: "default".to_string(),
@@ -71,10 +81,7 @@ fn bookinfo_reviews(routes: Option<VirtualRoutes>) -> Snapshot {
     });
     Snapshot::new(
         BTreeMap::from([(reviews_host(), service)]),
-        vec![
-            workload("reviews-v1", [127, 0, 10, 3], "v1"),
-            workload("reviews-v2", [127, 0, 10, 4], "v2"),
-        ],
+        workloads,
         routes
             .map(|routes| BTreeMap::from([(reviews_host(), Arc::new(routes))]))
             .unwrap_or_default(),
@@ -423,4 +430,143 @@ fn a_generator_knows_which_shared_resources_changed_since_the_one_before() {
             .shared_changes_since(first.generation() + 100)
             .is_none()
     );
+}
+
+#[test]
+fn services_with_sidecars_get_istio_mutual_tls_to_their_identities() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        UpstreamTlsContext, common_tls_context,
+    };
+    use prost::Message;
+
+    let set = generate(&bookinfo_reviews(None), &node(), "example.org");
+    let cluster = set
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080|v1|reviews.default.svc.cluster.local")
+        .expect("v1 cluster");
+    let names: Vec<&str> = cluster
+        .transport_socket_matches
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["tlsMode-istio", "tlsMode-disabled"]);
+    let istio = &cluster.transport_socket_matches[0];
+    assert!(
+        istio
+            .r#match
+            .as_ref()
+            .unwrap()
+            .fields
+            .contains_key("tlsMode")
+    );
+    use envoy_types::pb::envoy::config::core::v3::transport_socket;
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = istio
+        .transport_socket
+        .as_ref()
+        .and_then(|s| s.config_type.clone())
+    else {
+        panic!("no TLS socket");
+    };
+    let context = UpstreamTlsContext::decode(any.value.as_slice()).expect("decode");
+    assert_eq!(
+        context.sni,
+        "outbound_.9080_.v1_.reviews.default.svc.cluster.local"
+    );
+    let common = context.common_tls_context.expect("common context");
+    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "default");
+    let Some(common_tls_context::ValidationContextType::CombinedValidationContext(combined)) =
+        common.validation_context_type
+    else {
+        panic!("no combined validation context");
+    };
+    assert_eq!(
+        combined.validation_context_sds_secret_config.unwrap().name,
+        "ROOTCA"
+    );
+    let identities: Vec<String> = combined
+        .default_validation_context
+        .unwrap()
+        .match_typed_subject_alt_names
+        .iter()
+        .map(|m| format!("{:?}", m.matcher))
+        .collect();
+    assert_eq!(identities.len(), 1);
+    assert!(
+        identities[0].contains("spiffe://example.org/ns/default/sa/bookinfo-reviews"),
+        "{identities:?}"
+    );
+
+    // Each endpoint whose sidecar takes mTLS is marked so the socket match picks TLS.
+    let assignment = set
+        .endpoints
+        .iter()
+        .find(|e| e.cluster_name == cluster.name)
+        .expect("load assignment");
+    let metadata = assignment.endpoints[0].lb_endpoints[0]
+        .metadata
+        .as_ref()
+        .expect("endpoint metadata");
+    assert!(
+        metadata.filter_metadata["envoy.transport_socket_match"]
+            .fields
+            .contains_key("tlsMode")
+    );
+}
+
+#[test]
+fn a_service_without_sidecars_stays_plaintext() {
+    let mut snapshot_workloads = vec![
+        workload("reviews-v1", [127, 0, 10, 3], "v1"),
+        workload("reviews-v2", [127, 0, 10, 4], "v2"),
+    ];
+    for workload in &mut snapshot_workloads {
+        Arc::make_mut(workload).mutual_tls = false;
+    }
+    let snapshot = bookinfo_reviews_with(snapshot_workloads, None);
+    let set = generate(&snapshot, &node(), DEFAULT_TRUST_DOMAIN);
+    assert!(
+        set.clusters
+            .iter()
+            .all(|c| c.transport_socket_matches.is_empty() && c.transport_socket.is_none())
+    );
+    assert!(
+        set.endpoints
+            .iter()
+            .flat_map(|e| e.endpoints.iter().flat_map(|l| l.lb_endpoints.iter()))
+            .all(|e| e.metadata.is_none())
+    );
+}
+
+#[test]
+fn inbound_ports_take_mutual_tls_and_plaintext() {
+    let node = ProxyNode::sidecar(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 10, 3)),
+        "reviews-v1",
+        "default",
+    );
+    let set = generate(&bookinfo_reviews(None), &node, DEFAULT_TRUST_DOMAIN);
+    let inbound = set
+        .listeners
+        .iter()
+        .find(|l| l.name == "inbound|9080")
+        .expect("inbound listener");
+    assert_eq!(
+        inbound.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
+    let chains: Vec<(&str, bool)> = inbound
+        .filter_chains
+        .iter()
+        .map(|chain| {
+            (
+                chain
+                    .filter_chain_match
+                    .as_ref()
+                    .map_or("", |m| m.transport_protocol.as_str()),
+                chain.transport_socket.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(chains, [("tls", true), ("raw_buffer", false)]);
 }
