@@ -68,6 +68,10 @@ pub struct Args {
     /// How long in-flight requests get to finish on shutdown: `5s`, `500ms`, or seconds.
     #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// How long the workload certificate lives (Istio's SECRET_TTL); it is renewed at
+    /// half its life. The CA caps it at 24h.
+    #[arg(long, env = "BOSUN_CERTIFICATE_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub certificate_ttl: Duration,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -102,7 +106,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -119,6 +124,7 @@ impl Args {
             xds_mode: self.xds_mode,
             admin_address: SocketAddr::new(self.ip, self.admin_port),
             drain_timeout: self.drain_timeout,
+            certificate_ttl: self.certificate_ttl,
             node: NodeIdentity {
                 workload: self.workload,
                 namespace: self.namespace,

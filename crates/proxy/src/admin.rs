@@ -1,4 +1,4 @@
-//! The admin API: `/ready`, `/config_dump`, `/stats`, `/stats/prometheus`.
+//! The admin API: `/ready`, `/config_dump`, `/certs`, `/stats`, `/stats/prometheus`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,14 +12,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::config_dump::CertificatesDump;
 use crate::drain::DrainWatcher;
 use crate::state::ConfigStore;
 use crate::stats::StatsRegistry;
+use crate::tls::WorkloadCertificates;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<ConfigStore>,
     pub stats: Arc<StatsRegistry>,
+    pub certificates: Arc<WorkloadCertificates>,
 }
 
 pub async fn serve(listener: TcpListener, state: AdminState, drain: DrainWatcher) {
@@ -69,11 +72,12 @@ async fn handle(
             }
         }
         "/config_dump" => json(&state.store.dump().await),
+        "/certs" => json(&CertificatesDump::of(&state.certificates)),
         "/stats" => json(&state.stats.snapshot()),
         "/stats/prometheus" => text(StatusCode::OK, &state.stats.snapshot().to_prometheus()),
         "/" => text(
             StatusCode::OK,
-            "bosun proxy admin\n  /ready\n  /config_dump\n  /stats\n  /stats/prometheus\n",
+            "bosun proxy admin\n  /ready\n  /config_dump\n  /certs\n  /stats\n  /stats/prometheus\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };

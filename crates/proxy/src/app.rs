@@ -75,6 +75,7 @@ impl Proxy {
             ads,
             ca,
             identity: config.node.identity(&config.trust_domain),
+            certificate_ttl: config.certificate_ttl,
             certificates,
             handle: ProxyHandle { store, stats },
             drain_timeout: config.drain_timeout,
@@ -88,6 +89,7 @@ pub struct BoundProxy {
     ads: AdsClient,
     ca: Endpoint,
     identity: Identity,
+    certificate_ttl: Duration,
     certificates: Arc<WorkloadCertificates>,
     handle: ProxyHandle,
     drain_timeout: Duration,
@@ -104,12 +106,16 @@ impl BoundProxy {
         let state = AdminState {
             store: self.handle.store.clone(),
             stats: self.handle.stats.clone(),
+            certificates: Arc::clone(&self.certificates),
         };
         let (admin_trigger, admin_watcher) = drain::channel();
         let admin = tokio::spawn(admin::serve(self.admin_listener, state, admin_watcher));
         let ads = tokio::spawn(self.ads.run());
-        let certificates =
-            tokio::spawn(Arc::clone(&self.certificates).keep_current(self.ca, self.identity));
+        let certificates = tokio::spawn(Arc::clone(&self.certificates).keep_current(
+            self.ca,
+            self.identity,
+            self.certificate_ttl,
+        ));
         // A config that uses mTLS is ready only once the certificate is there.
         let store = self.handle.store.clone();
         let first_certificate = self.certificates;

@@ -104,6 +104,9 @@ pub struct ProxyConfig {
     pub ca_address: Option<String>,
     /// The trust domain of the workload's SPIFFE identity.
     pub trust_domain: String,
+    /// How long the workload certificate asked for lives (Istio's `SECRET_TTL`); it is
+    /// renewed at half its life.
+    pub certificate_ttl: Duration,
     pub xds_mode: XdsMode,
     pub node: NodeIdentity,
     /// Where the admin API listens; port 0 picks a free port.
@@ -119,6 +122,7 @@ impl Default for ProxyConfig {
             xds_address: "http://127.0.0.1:15010".into(),
             ca_address: None,
             trust_domain: "cluster.local".into(),
+            certificate_ttl: crate::tls::CERTIFICATE_TTL,
             xds_mode: XdsMode::Delta,
             node: NodeIdentity::default(),
             admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),

@@ -121,3 +121,45 @@ pub struct NackDump {
     /// Seconds since the Unix epoch.
     pub at_unix: u64,
 }
+
+/// The workload certificate, as `/certs` shows it (`istioctl proxy-config secret`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CertificatesDump {
+    /// `None` until the CA has signed one.
+    pub workload: Option<WorkloadCertificateDump>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadCertificateDump {
+    pub identity: String,
+    pub serial_number: String,
+    pub valid_from_unix: u64,
+    pub expiration_unix: u64,
+    pub seconds_until_expiration: u64,
+    /// How many trust anchors peers are verified against.
+    pub trust_anchors: usize,
+}
+
+impl CertificatesDump {
+    pub fn of(certificates: &crate::tls::WorkloadCertificates) -> Self {
+        let unix = |at: std::time::SystemTime| {
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        Self {
+            workload: certificates
+                .current()
+                .map(|current| WorkloadCertificateDump {
+                    identity: current.identity.uri(),
+                    serial_number: current.serial_number.clone(),
+                    valid_from_unix: unix(current.not_before),
+                    expiration_unix: unix(current.not_after),
+                    seconds_until_expiration: current
+                        .not_after
+                        .duration_since(std::time::SystemTime::now())
+                        .map_or(0, |d| d.as_secs()),
+                    trust_anchors: current.roots.len(),
+                }),
+        }
+    }
+}

@@ -34,6 +34,9 @@ pub struct WorkloadCertificate {
     pub certified: Arc<CertifiedKey>,
     /// The trust anchors peers' chains must end in.
     pub roots: Arc<RootCertStore>,
+    /// The leaf's serial number, lowercase hex.
+    pub serial_number: String,
+    pub not_before: SystemTime,
     pub not_after: SystemTime,
 }
 
@@ -44,7 +47,6 @@ impl WorkloadCertificate {
         identity: Identity,
         key_pem: &str,
         chain_pem: &[String],
-        not_after: SystemTime,
     ) -> Result<Self, TlsError> {
         let mut chain = Vec::with_capacity(chain_pem.len());
         for pem in chain_pem {
@@ -61,6 +63,7 @@ impl WorkloadCertificate {
                 "the CA returned only a root, no workload certificate".into(),
             ));
         }
+        let leaf = Leaf::read(&chain[0])?;
         let mut roots = RootCertStore::empty();
         roots
             .add(root)
@@ -74,7 +77,9 @@ impl WorkloadCertificate {
             identity,
             certified: Arc::new(certified),
             roots: Arc::new(roots),
-            not_after,
+            serial_number: leaf.serial_number,
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
         })
     }
 }
@@ -127,10 +132,10 @@ impl WorkloadCertificates {
     /// Asks the CA at `ca` for a certificate for `identity`, again at half of each
     /// certificate's life, retrying with backoff while the CA cannot be reached. Runs
     /// until the task is dropped; the last certificate keeps serving meanwhile.
-    pub async fn keep_current(self: Arc<Self>, ca: Endpoint, identity: Identity) {
+    pub async fn keep_current(self: Arc<Self>, ca: Endpoint, identity: Identity, ttl: Duration) {
         let mut retry = RETRY_INITIAL;
         loop {
-            match self.fetch(&ca, &identity).await {
+            match self.fetch(&ca, &identity, ttl).await {
                 Ok(certificate) => {
                     retry = RETRY_INITIAL;
                     let renew_in = renewal_delay(SystemTime::now(), certificate.not_after);
@@ -150,13 +155,12 @@ impl WorkloadCertificates {
         &self,
         ca: &Endpoint,
         identity: &Identity,
+        ttl: Duration,
     ) -> Result<WorkloadCertificate, TlsError> {
         let request = bosun_ca::certificate_request(identity)?;
         let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
-        let chain =
-            bosun_ca::request_certificate(channel, &request.csr_pem, CERTIFICATE_TTL).await?;
-        let not_after = not_after(&chain[0])?;
-        WorkloadCertificate::from_pem(identity.clone(), &request.key_pem, &chain, not_after)
+        let chain = bosun_ca::request_certificate(channel, &request.csr_pem, ttl).await?;
+        WorkloadCertificate::from_pem(identity.clone(), &request.key_pem, &chain)
     }
 
     fn certified(&self) -> Option<Arc<CertifiedKey>> {
@@ -167,14 +171,26 @@ impl WorkloadCertificates {
     }
 }
 
-/// When the leaf certificate (PEM) expires.
-fn not_after(leaf_pem: &str) -> Result<SystemTime, TlsError> {
-    let der = CertificateDer::from_pem_slice(leaf_pem.as_bytes())
-        .map_err(|error| TlsError::Certificate(format!("bad PEM: {error}")))?;
-    let (_, leaf) = x509_parser::prelude::X509Certificate::from_der(der.as_ref())
-        .map_err(|error| TlsError::Certificate(format!("bad certificate: {error}")))?;
-    let seconds = u64::try_from(leaf.validity().not_after.timestamp()).unwrap_or(0);
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+/// What the proxy shows of its own certificate.
+struct Leaf {
+    serial_number: String,
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+impl Leaf {
+    fn read(der: &CertificateDer<'_>) -> Result<Self, TlsError> {
+        let (_, leaf) = x509_parser::prelude::X509Certificate::from_der(der.as_ref())
+            .map_err(|error| TlsError::Certificate(format!("bad certificate: {error}")))?;
+        let time = |at: x509_parser::time::ASN1Time| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).unwrap_or(0))
+        };
+        Ok(Self {
+            serial_number: leaf.raw_serial_as_string().replace(':', ""),
+            not_before: time(leaf.validity().not_before),
+            not_after: time(leaf.validity().not_after),
+        })
+    }
 }
 
 /// Renew at half of the remaining life (Istio's grace ratio), and not in a tight loop.

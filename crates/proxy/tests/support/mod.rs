@@ -61,7 +61,16 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub async fn start(xds: &str, mode: XdsMode) -> TestProxy {
-        let config = ProxyConfig {
+        Self::start_with(xds, mode, |_| {}).await
+    }
+
+    /// Starts a proxy whose config `adjust` has changed from the tests' default.
+    pub async fn start_with(
+        xds: &str,
+        mode: XdsMode,
+        adjust: impl FnOnce(&mut ProxyConfig),
+    ) -> TestProxy {
+        let mut config = ProxyConfig {
             xds_address: xds.to_owned(),
             xds_mode: mode,
             admin_address: "127.0.0.1:0".parse().expect("addr"),
@@ -72,6 +81,7 @@ impl TestProxy {
             },
             ..Default::default()
         };
+        adjust(&mut config);
         let bound = Proxy::bind(config).await.expect("bind proxy");
         let handle = bound.handle();
         let admin = bound.admin_address;
