@@ -21,8 +21,10 @@ fn forwarded_client_cert(body: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn the_app_learns_who_called(proxy: ClientProxy) {
-    let Some(mesh) = TestMesh::start("virtual-service-all-v1.yaml", proxy).await else {
+async fn the_app_learns_who_called(proxy: ClientProxy, backends: ClientProxy) {
+    let Some(mesh) =
+        TestMesh::start_with_backends("virtual-service-all-v1.yaml", proxy, backends).await
+    else {
         return;
     };
     let mut client = mesh.client().await;
@@ -50,13 +52,20 @@ async fn the_app_learns_who_called(proxy: ClientProxy) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_learns_who_called_through_bosun() {
-    the_app_learns_who_called(ClientProxy::Bosun).await;
+    the_app_learns_who_called(ClientProxy::Bosun, ClientProxy::Bosun).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_learns_who_called_through_envoy() {
     // Envoy gets its certificate from the control plane over SDS.
-    the_app_learns_who_called(ClientProxy::Envoy(StreamKind::Delta)).await;
+    the_app_learns_who_called(ClientProxy::Envoy(StreamKind::Delta), ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_sidecar_terminates_mutual_tls_from_bosun() {
+    // Envoy's inbound side: its PERMISSIVE chains, its certificate and the mesh root from
+    // SDS, and the header it writes for the app.
+    the_app_learns_who_called(ClientProxy::Bosun, ClientProxy::Envoy(StreamKind::Delta)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,19 @@ impl TestMesh {
     /// VirtualService file (from Istio's bookinfo samples), then starts everything.
     /// Returns `None` when an Envoy client is asked for and no Envoy is installed.
     pub async fn start(virtual_service: &str, client_proxy: ClientProxy) -> Option<Self> {
+        Self::start_with_backends(virtual_service, client_proxy, ClientProxy::Bosun).await
+    }
+
+    /// As [`TestMesh::start`], with `backend_proxy` as the reviews workloads' sidecars.
+    pub async fn start_with_backends(
+        virtual_service: &str,
+        client_proxy: ClientProxy,
+        backend_proxy: ClientProxy,
+    ) -> Option<Self> {
+        let backend_envoy = match backend_proxy {
+            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
+            ClientProxy::Bosun => None,
+        };
         let envoy = match client_proxy {
             ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
             ClientProxy::Bosun => None,
@@ -54,7 +67,8 @@ impl TestMesh {
         };
         mesh.start_control_plane().await;
         for (version, host) in VERSIONS {
-            mesh.start_backend(version, host).await;
+            mesh.start_backend(version, host, backend_envoy.as_ref())
+                .await;
         }
         match envoy {
             Some((envoy, api)) => mesh.start_envoy_client(&envoy, api).await,
@@ -150,7 +164,12 @@ impl TestMesh {
         command
     }
 
-    async fn start_backend(&mut self, version: &str, host: u8) {
+    async fn start_backend(
+        &mut self,
+        version: &str,
+        host: u8,
+        envoy: Option<&(std::path::PathBuf, bosun_xds::StreamKind)>,
+    ) {
         let ip = self.subnet.ip(host);
         let mut app = bosun();
         app.args([
@@ -164,6 +183,21 @@ impl TestMesh {
         .arg("--listen")
         .arg(format!("{ip}:19080"));
         let app = Process::spawn(&format!("reviews-{version}-app"), app, self.logs.path());
+        if let Some((envoy, api)) = envoy {
+            let mut node =
+                bosun_xds::ProxyNode::sidecar(ip, &format!("reviews-{version}"), "default");
+            node.labels.insert("app".to_string(), "reviews".to_string());
+            node.labels
+                .insert("version".to_string(), version.to_string());
+            node.app_ports.insert(9080, 19080);
+            node.service_account = "bookinfo-reviews".to_string();
+            let proxy = self.spawn_envoy(&format!("reviews-{version}-envoy"), envoy, *api, &node);
+            wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
+            wait_ready(&app, SocketAddr::new(ip, 19080), "/healthz").await;
+            self.processes.push(app);
+            self.processes.push(proxy);
+            return;
+        }
         let mut proxy = self.proxy_command(
             &format!("reviews-{version}"),
             ip,
@@ -195,9 +229,23 @@ impl TestMesh {
         let ip = self.subnet.ip(CLIENT_HOST);
         let mut node = bosun_xds::ProxyNode::sidecar(ip, "client", "default");
         node.labels.insert("app".to_string(), "client".to_string());
-        let bootstrap =
-            bosun_xds::envoy_bootstrap(&node, self.xds_address(), self.client_admin(), api);
-        let path = self.logs.path().join("envoy-client.json");
+        let proxy = self.spawn_envoy("client-envoy", envoy, api, &node);
+        wait_ready(&proxy, self.client_admin(), "/ready").await;
+        self.processes.push(proxy);
+    }
+
+    /// A real Envoy as `node`'s sidecar, its admin on the node's IP at port 15000.
+    fn spawn_envoy(
+        &self,
+        name: &str,
+        envoy: &Path,
+        api: bosun_xds::StreamKind,
+        node: &bosun_xds::ProxyNode,
+    ) -> Process {
+        let ip = node.ip.expect("a sidecar node has an IP");
+        let admin = SocketAddr::new(ip, 15000);
+        let bootstrap = bosun_xds::envoy_bootstrap(node, self.xds_address(), admin, api);
+        let path = self.logs.path().join(format!("{name}.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
         let mut command = std::process::Command::new(envoy);
         command.arg("-c").arg(&path).args([
@@ -207,9 +255,7 @@ impl TestMesh {
             "--log-level",
             "warn",
         ]);
-        let proxy = Process::spawn("client-envoy", command, self.logs.path());
-        wait_ready(&proxy, self.client_admin(), "/ready").await;
-        self.processes.push(proxy);
+        Process::spawn(name, command, self.logs.path())
     }
 
     /// Every log, for a failing test's message.
