@@ -8,9 +8,9 @@ pub mod config_folder;
 pub mod config_status;
 pub mod debug;
 pub mod folder_watch;
+mod identities;
 pub mod secrets;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config_folder::ConfigFolder;
 use crate::config_status::ConfigStatus;
 use crate::folder_watch::FolderWatch;
+use crate::identities::KnownIdentities;
 use crate::secrets::SecretService;
 
 /// How long open xDS streams get to close at shutdown.
@@ -131,37 +132,6 @@ impl ControlPlane {
             ca,
             identities,
         })
-    }
-}
-
-/// The (namespace, service account) pairs the config's workloads run as.
-#[derive(Debug, Default)]
-struct KnownIdentities(HashSet<(String, String)>);
-
-impl KnownIdentities {
-    fn of(snapshot: &Snapshot) -> Self {
-        Self(
-            snapshot
-                .workloads()
-                .iter()
-                .map(|w| (w.namespace.clone(), w.service_account.clone()))
-                .collect(),
-        )
-    }
-
-    /// A workload may have its own identity, or its namespace's `default` account.
-    ///
-    /// On one machine callers are not authenticated (there is no platform token to check),
-    /// so this only keeps identities to those the config declares.
-    fn allows(&self, identity: &Identity) -> bool {
-        identity.service_account == "default"
-            && self
-                .0
-                .iter()
-                .any(|(namespace, _)| *namespace == identity.namespace)
-            || self
-                .0
-                .contains(&(identity.namespace.clone(), identity.service_account.clone()))
     }
 }
 
