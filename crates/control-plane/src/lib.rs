@@ -20,7 +20,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bosun_ca::service::Authorizer;
 use bosun_ca::{CertificateAuthority, CertificateService, Identity};
-use bosun_model::Snapshot;
 use bosun_xds::translate::MeshGenerator;
 use bosun_xds::{AdsServer, Generator};
 use tokio::net::TcpListener;
