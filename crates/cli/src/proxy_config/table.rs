@@ -47,7 +47,7 @@ fn table(header: &[&str]) -> Table {
 }
 
 fn listeners(dump: &ConfigDump) -> Table {
-    let mut t = table(&["NAME", "ADDRESS", "ROUTES", "VERSION"]);
+    let mut t = table(&["NAME", "ADDRESS", "TRANSPORT", "ROUTES", "VERSION"]);
     for l in &dump.listeners {
         let routes = match (&l.route_config_name, &l.inline_route_config) {
             (Some(rds), _) => format!("RDS {rds}"),
@@ -55,7 +55,13 @@ fn listeners(dump: &ConfigDump) -> Table {
             (None, None) => "-".to_owned(),
         };
         let address = l.bound_address.clone().unwrap_or_else(|| l.address.clone());
-        t.add_row(vec![l.name.clone(), address, routes, l.version.clone()]);
+        t.add_row(vec![
+            l.name.clone(),
+            address,
+            l.transport.clone(),
+            routes,
+            l.version.clone(),
+        ]);
     }
     t
 }
