@@ -48,6 +48,10 @@ struct Args {
     /// else done: what the wire alone costs on this machine.
     #[arg(long)]
     wire_floor: bool,
+    /// Give every WorkloadEntry a service account, so every cluster carries auto mTLS
+    /// (the shape of a mesh of sidecars).
+    #[arg(long)]
+    mtls: bool,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -109,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             dir.display()
         ),
     );
-    mesh::write(&dir, args.services, args.endpoints)?;
+    mesh::write(&dir, args.services, args.endpoints, args.mtls)?;
 
     let xds_port = free_port()?;
     let debug_port = free_port()?;
@@ -208,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
 
     // One endpoint of one service moves.
     let changed_at = Instant::now();
-    mesh::write_file(&dir, 0, args.services, args.endpoints, 1)?;
+    mesh::write_file(&dir, 0, args.services, args.endpoints, 1, args.mtls)?;
     let all_changed = wait_all(&clients, |t| t.changed.is_some(), Duration::from_secs(120)).await;
     let mut incremental: Vec<Duration> = clients
         .iter()

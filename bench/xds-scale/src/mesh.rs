@@ -22,9 +22,13 @@ fn file_name(file: usize) -> String {
 
 /// Writes every file; `generation` shifts the first endpoint of service 0, which is how
 /// the incremental change is made (rewrite file 0 with the next generation).
-pub fn write(dir: &Path, services: usize, endpoints: usize) -> std::io::Result<()> {
+///
+/// With `mtls`, every WorkloadEntry names a service account (`svc-<n>`), so every cluster
+/// carries Istio's auto mTLS sockets and every endpoint its `tlsMode`, as in a mesh of
+/// sidecars.
+pub fn write(dir: &Path, services: usize, endpoints: usize, mtls: bool) -> std::io::Result<()> {
     for file in 0..services.div_ceil(SERVICES_PER_FILE) {
-        write_file(dir, file, services, endpoints, 0)?;
+        write_file(dir, file, services, endpoints, 0, mtls)?;
     }
     Ok(())
 }
@@ -35,6 +39,7 @@ pub fn write_file(
     services: usize,
     endpoints: usize,
     generation: usize,
+    mtls: bool,
 ) -> std::io::Result<()> {
     let mut yaml = String::new();
     let first = file * SERVICES_PER_FILE;
@@ -71,10 +76,15 @@ spec:
   address: 10.{a}.{b}.{c}
   ports: {{http: {PORT}}}
   labels: {{app: svc-{service}, version: v1}}
-",
+{account}",
                 a = (index >> 16) & 0xff,
                 b = (index >> 8) & 0xff,
                 c = index & 0xff,
+                account = if mtls {
+                    format!("  serviceAccount: svc-{service}\n")
+                } else {
+                    String::new()
+                },
             );
         }
     }
