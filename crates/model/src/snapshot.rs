@@ -160,11 +160,7 @@ impl Snapshot {
                 None => return Vec::new(),
             },
         };
-        let selected = service
-            .workload_selector
-            .as_ref()
-            .map(|selector| self.selected_workloads(&service.namespace, selector))
-            .unwrap_or_default();
+        let selected = self.workloads_of(service);
         // Workloads and the service's own endpoints alike: address, ports, labels, weight.
         let workloads = selected
             .into_iter()
@@ -187,16 +183,21 @@ impl Snapshot {
             .collect()
     }
 
+    /// The workloads a service's selector picks (none when it lists its endpoints).
+    fn workloads_of(&self, service: &Service) -> Vec<&Workload> {
+        service
+            .workload_selector
+            .as_ref()
+            .map(|selector| self.selected_workloads(&service.namespace, selector))
+            .unwrap_or_default()
+    }
+
     /// The service accounts of the service's endpoints that take mutual TLS: the
     /// identities a client accepts from the service's side of a connection (Istio's
     /// "service accounts of a service"). Entries without one run as `default`.
     pub fn service_accounts(&self, service: &Service) -> BTreeSet<String> {
-        let selected = service
-            .workload_selector
-            .as_ref()
-            .map(|selector| self.selected_workloads(&service.namespace, selector))
-            .unwrap_or_default();
-        let workloads = selected
+        let workloads = self
+            .workloads_of(service)
             .into_iter()
             .filter(|w| w.mutual_tls)
             .map(|w| w.service_account.as_str());

@@ -30,57 +30,91 @@ pub fn spiffe_identity(certificate: &CertificateDer<'_>) -> Option<String> {
         })
 }
 
-/// Checks `end_entity` chains to the current mesh root for `usage`.
-fn verify_chain(
-    certificates: &WorkloadCertificates,
-    algorithms: &WebPkiSupportedAlgorithms,
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-    now: UnixTime,
-    usage: webpki::KeyUsage,
-) -> Result<(), Error> {
-    let current = certificates
-        .current()
-        .ok_or_else(|| Error::General("no workload certificate yet, so no mesh root".into()))?;
-    let certificate = webpki::EndEntityCert::try_from(end_entity).map_err(|error| {
-        Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-            Arc::new(error),
-        )))
-    })?;
-    certificate
-        .verify_for_usage(
-            algorithms.all,
-            &current.roots.roots,
-            intermediates,
-            now,
-            usage,
-            None,
-            None,
-        )
-        .map(|_| ())
-        .map_err(|error| {
+/// What both verifiers check: the chain ends in the current mesh root, and handshake
+/// signatures verify with the provider's algorithms.
+#[derive(Debug)]
+struct MeshRoots {
+    certificates: Arc<WorkloadCertificates>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl MeshRoots {
+    fn new(certificates: Arc<WorkloadCertificates>) -> Self {
+        Self {
+            certificates,
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
+        }
+    }
+
+    /// Checks `end_entity` chains to the current mesh root for `usage`.
+    fn verify_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: webpki::KeyUsage,
+    ) -> Result<(), Error> {
+        let current = self
+            .certificates
+            .current()
+            .ok_or_else(|| Error::General("no workload certificate yet, so no mesh root".into()))?;
+        let invalid = |error: webpki::Error| {
             Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
                 Arc::new(error),
             )))
-        })
+        };
+        webpki::EndEntityCert::try_from(end_entity)
+            .map_err(invalid)?
+            .verify_for_usage(
+                self.algorithms.all,
+                &current.roots.roots,
+                intermediates,
+                now,
+                usage,
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(invalid)
+    }
+
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// Verifies the server side of an outbound connection: signed by the mesh root and,
 /// when the cluster names identities, presenting one of them.
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
-    certificates: Arc<WorkloadCertificates>,
+    mesh: MeshRoots,
     identities: Vec<String>,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl SpiffeServerVerifier {
     pub fn new(certificates: Arc<WorkloadCertificates>, identities: Vec<String>) -> Self {
         Self {
-            certificates,
+            mesh: MeshRoots::new(certificates),
             identities,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
         }
     }
 }
@@ -94,9 +128,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        verify_chain(
-            &self.certificates,
-            &self.algorithms,
+        self.mesh.verify_chain(
             end_entity,
             intermediates,
             now,
@@ -123,7 +155,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.mesh.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -132,11 +164,11 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.mesh.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.mesh.schemes()
     }
 }
 
@@ -144,16 +176,13 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 /// signed (who may call what is authorization's business, not the handshake's).
 #[derive(Debug)]
 pub struct MeshClientVerifier {
-    certificates: Arc<WorkloadCertificates>,
-    algorithms: WebPkiSupportedAlgorithms,
+    mesh: MeshRoots,
 }
 
 impl MeshClientVerifier {
     pub fn new(certificates: Arc<WorkloadCertificates>) -> Self {
         Self {
-            certificates,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
+            mesh: MeshRoots::new(certificates),
         }
     }
 }
@@ -169,9 +198,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        verify_chain(
-            &self.certificates,
-            &self.algorithms,
+        self.mesh.verify_chain(
             end_entity,
             intermediates,
             now,
@@ -186,7 +213,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.mesh.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -195,10 +222,10 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.mesh.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.mesh.schemes()
     }
 }
