@@ -193,7 +193,7 @@ impl CertificateAuthority {
         self.check_domain(&request.identity)?;
         if !authorize(&request.identity) {
             return Err(CaError::Unauthorized {
-                identity: request.identity,
+                identity: request.identity.uri(),
             });
         }
         let (leaf, not_after) = self.sign_leaf(&request.identity, &request.public_key, ttl)?;
@@ -223,7 +223,8 @@ impl CertificateAuthority {
             Ok(())
         } else {
             Err(CaError::ForeignTrustDomain {
-                identity: identity.clone(),
+                identity: identity.uri(),
+                trust_domain: identity.trust_domain.clone(),
                 expected: self.trust_domain.clone(),
             })
         }

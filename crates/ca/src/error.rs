@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::identity::Identity;
-
 /// Why an identity could not be parsed, a certificate not be issued, a CA not be loaded, or
 /// a certificate not be obtained from the certificate service.
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +29,22 @@ pub enum CaError {
 
     /// An identity of another trust domain than the CA's.
     #[error(
-        "{identity} is in trust domain {:?}, but this CA issues for {expected:?}; request an \
-         identity in {expected:?}",
-        identity.trust_domain
+        "{identity} is in trust domain {trust_domain:?}, but this CA issues for {expected:?}; \
+         request an identity in {expected:?}"
     )]
     ForeignTrustDomain {
-        identity: Identity,
+        /// The identity's URI.
+        identity: String,
+        trust_domain: String,
         expected: String,
     },
 
     /// The caller may not have a certificate for this identity.
     #[error("not authorized to obtain a certificate for {identity}")]
-    Unauthorized { identity: Identity },
+    Unauthorized {
+        /// The identity's URI.
+        identity: String,
+    },
 
     /// A certificate lifetime that cannot be honoured.
     #[error("invalid certificate lifetime: {0}")]

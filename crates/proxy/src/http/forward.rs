@@ -15,11 +15,11 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::connection::ConnectionInfo;
 use super::headers::{
     X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_CLIENT_CERT, remove_hop_by_hop,
     set_forwarding_headers,
 };
-use super::server::ConnectionInfo;
 use crate::compile::{ClientCertHeader, RouteSource};
 use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};

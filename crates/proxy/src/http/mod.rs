@@ -1,5 +1,6 @@
 //! The HTTP data path: serving downstream connections and forwarding requests.
 
+mod connection;
 mod forward;
 pub mod headers;
 mod server;

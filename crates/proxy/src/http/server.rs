@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::connection::ConnectionInfo;
 use super::forward;
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
@@ -21,15 +22,6 @@ use crate::tls::PeerCertificate;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// What a request needs to know of the connection it came on.
-#[derive(Debug, Default)]
-pub struct ConnectionInfo {
-    /// Whether the connection is served by the listener's TLS chain.
-    pub is_tls: bool,
-    /// The caller's certificate, over mutual TLS.
-    pub peer: Option<PeerCertificate>,
-}
 
 /// Serves `listener` until `drain` fires; then stops accepting and lets every
 /// connection finish its in-flight requests (the drain trigger waits for them).
