@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use bosun_ca::Identity;
 use bosun_model::snapshot::ResolvedEndpoint;
 use bosun_model::{LoadBalancer, Protocol, Service, ServicePort, Snapshot};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
@@ -53,7 +54,7 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
         let identities: Vec<String> = snapshot
             .service_accounts(service)
             .iter()
-            .map(|account| spiffe_uri(trust_domain, &service.namespace, account))
+            .map(|account| Identity::new(trust_domain, &service.namespace, account).uri())
             .collect();
         for port in &service.ports {
             for subset in &subsets {
@@ -72,11 +73,6 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
         }
     }
     out
-}
-
-/// A workload identity: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
-pub(super) fn spiffe_uri(trust_domain: &str, namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
 
 /// The SNI a sidecar sends to a cluster's endpoints: Istio's, the cluster name with
