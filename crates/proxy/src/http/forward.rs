@@ -20,12 +20,11 @@ use super::headers::{
     X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_CLIENT_CERT, remove_hop_by_hop,
     set_forwarding_headers,
 };
-use crate::compile::{ClientCertHeader, RouteSource};
+use crate::compile::{CertDetails, ClientCertHeader, RouteSource};
 use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::{ClusterStats, ListenerStats};
-use crate::tls::PeerCertificate;
 use crate::upstream::{ActiveRequest, Cluster, UpstreamProtocol};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -65,7 +64,7 @@ pub async fn handle(
     set_client_cert_header(
         req.headers_mut(),
         chain.client_cert_header,
-        connection.peer.as_ref(),
+        &connection,
         &ctx,
     );
     let mut response = route_and_forward(&ctx, &chain.routes, stats, req).await;
@@ -81,33 +80,40 @@ pub async fn handle(
 fn set_client_cert_header(
     headers: &mut http::HeaderMap,
     mode: ClientCertHeader,
-    peer: Option<&PeerCertificate>,
+    connection: &ConnectionInfo,
     ctx: &ListenerContext,
 ) {
-    let (details, append) = match (mode, peer) {
-        (ClientCertHeader::AppendForward(details), Some(_)) => (details, true),
-        (ClientCertHeader::SanitizeSet(details), Some(_)) => (details, false),
-        _ => {
-            headers.remove(&X_FORWARDED_CLIENT_CERT);
-            return;
+    let (details, append) = match mode {
+        ClientCertHeader::AppendForward(details) => (details, true),
+        ClientCertHeader::SanitizeSet(details) => (details, false),
+        ClientCertHeader::Sanitize => (CertDetails::default(), false),
+    };
+    let element = match mode {
+        ClientCertHeader::Sanitize => None,
+        _ => connection.forwarded_element(details, || {
+            ctx.certificates
+                .current()
+                .map(|certificate| certificate.identity.uri())
+        }),
+    };
+    let Some(element) = element else {
+        headers.remove(&X_FORWARDED_CLIENT_CERT);
+        return;
+    };
+    let value = match headers.get(&X_FORWARDED_CLIENT_CERT) {
+        Some(existing) if append => {
+            let mut joined = existing.as_bytes().to_vec();
+            joined.push(b',');
+            joined.extend_from_slice(element.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
         }
+        _ => Some(element),
     };
-    let Some(peer) = peer else { return };
-    let own = ctx.certificates.current();
-    let by = own.as_ref().map(|certificate| certificate.identity.uri());
-    let element = peer.forwarded_element(by.as_deref(), details);
-    let value = match headers
-        .get(&X_FORWARDED_CLIENT_CERT)
-        .map(HeaderValue::to_str)
-    {
-        Some(Ok(existing)) if append => format!("{existing},{element}"),
-        _ => element,
-    };
-    match HeaderValue::try_from(value) {
-        Ok(value) => {
+    match value {
+        Some(value) => {
             headers.insert(X_FORWARDED_CLIENT_CERT.clone(), value);
         }
-        Err(_) => {
+        None => {
             headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }

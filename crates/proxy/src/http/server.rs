@@ -112,7 +112,7 @@ async fn open(stream: TcpStream, ctx: &ListenerContext) -> std::io::Result<Opene
         .map(PeerCertificate::of);
     Ok(Opened::Tls(
         Box::new(stream),
-        ConnectionInfo { is_tls: true, peer },
+        ConnectionInfo::mutual_tls(peer),
     ))
 }
 
