@@ -9,13 +9,17 @@ sidecar -> server sidecar -> app, both on CPU 0). For every target, each run mea
   * the highest request rate over h2c (h2load, closed loop), where the target speaks it,
   * latency p50/p90/p99 at a fixed 1000 req/s (h2load --rps, per-request log),
   * the proxies' CPU per 1000 req/s over that fixed-rate run (/proc/<pid>/stat, summed),
-  * each proxy's peak RSS during it (/proc/<pid>/status VmRSS, sampled every 100 ms).
+  * each proxy's peak RSS during it (/proc/<pid>/status VmRSS, sampled every 100 ms),
+  * for two sidecars speaking mTLS, new handshakes per second into the server sidecar's
+    inbound port (openssl s_time, a client certificate from the mesh CA) and that
+    sidecar's CPU meanwhile.
 
 Figures are medians over the runs. Results go to bench/results/latest.json, a chart next
 to it, and the table in docs/benchmarks.md. See docs/benchmarks.md for the method.
 
   bench/run.py                      # every target, 3 runs (about 15 minutes)
   bench/run.py --quick --only direct,bosun,bosun-2hop
+  bench/run.py --only direct,bosun-2hop,envoy-2hop,bosun-2hop-mtls,envoy-2hop-mtls
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.load import run_h2load_fixed_rate, run_h2load_max_rate, run_wrk
+from harness.load import run_h2load_fixed_rate, run_h2load_max_rate, run_s_time, run_wrk
 from harness.procs import CpuMeter, ForeignCpuMeter, HarnessError, RssSampler, thread_count
 from harness.report import (added_latency, markdown_table, summarize, update_docs,
                             write_chart)
@@ -68,6 +72,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--h2c-streams", type=int, default=16,
                         help="concurrent streams per connection in the h2c max-rate run")
     parser.add_argument("--no-h2c", action="store_true", help="skip the h2c max-rate run")
+    parser.add_argument("--handshake-seconds", type=float, default=10,
+                        help="length of the new mTLS handshakes run (mTLS targets)")
+    parser.add_argument("--handshake-clients", type=int, default=2,
+                        help="openssl s_time processes side by side in the handshakes run")
     parser.add_argument("--warmup-seconds", type=float, default=3)
     parser.add_argument("--max-rate-seconds", type=float, default=10)
     parser.add_argument("--fixed-rate-seconds", type=float, default=15)
@@ -87,12 +95,15 @@ def parse_args() -> argparse.Namespace:
         args.runs = 1
         args.noisy_retries = 0
         args.warmup_seconds, args.max_rate_seconds, args.fixed_rate_seconds = 1, 3, 3
+        args.handshake_seconds = 2
     args.targets = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in args.targets if name not in TARGETS]
     if unknown or not args.targets:
         parser.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.handshake_clients < 1:
+        parser.error("--handshake-clients must be at least 1")
     return args
 
 
@@ -149,6 +160,9 @@ def measure_once(target: Target, endpoint: Endpoint, args: argparse.Namespace,
     _check_errors(target, "fixed rate", fixed.errors, fixed.requests + fixed.errors)
     target.check_alive()
 
+    # Last, so that the figures above follow the same load history as without mTLS.
+    handshakes = measure_handshakes(target, args, pinning)
+
     return {
         "max_rps": max_rate.requests_per_second,
         "max_rps_proxy_cores": max_rate_cpu.window.cores_busy if pids else None,
@@ -166,7 +180,28 @@ def measure_once(target: Target, endpoint: Endpoint, args: argparse.Namespace,
         "rss_mib_per_proxy": [rss.max_kib_by_pid[pid] / 1024 for pid in pids] if pids else None,
         "threads": sum(thread_count(pid) for pid in pids) if pids else None,
         "errors": max_rate.errors + fixed.errors + (h2c["h2c_errors"] or 0),
+        **handshakes,
     }
+
+
+def measure_handshakes(target: Target, args: argparse.Namespace, pinning: Pinning) -> dict:
+    """New mTLS handshakes per second into the server sidecar's inbound port, and that
+    sidecar's CPU over the run; None for each when the target has no mTLS."""
+    if target.handshake_endpoint is None:
+        return {"handshakes_per_second": None, "handshake_proxy_cores": None,
+                "handshake_cpu_us": None}
+    proxy = target.handshake_proxy
+    with CpuMeter([proxy.pid]) as cpu:
+        result = run_s_time(target.handshake_endpoint, target.bench.client_certificate(),
+                            args.handshake_seconds, args.handshake_clients, pinning.client_cpu)
+    target.check_alive()
+    if result.handshakes == 0:
+        raise HarnessError(f"{target.label}: no mTLS handshake completed")
+    return {"handshakes_per_second": result.per_second,
+            "handshake_proxy_cores": cpu.window.cores_busy,
+            # The server sidecar's CPU time per handshake: its cost whether or not the
+            # load generator kept it busy.
+            "handshake_cpu_us": cpu.window.cpu_seconds * 1e6 / result.handshakes}
 
 
 def measure_h2c_max_rate(target: Target, args: argparse.Namespace, pinning: Pinning) -> dict:
@@ -214,6 +249,10 @@ def describe(run: dict, rate: int, proxied: bool) -> str:
                f"RSS {' + '.join(f'{mib:.1f}' for mib in each)} MiB (client, server)")
         text += (f", {run['cpu_per_1000rps']:.3f} vCPU per 1000 req/s, {rss}, "
                  f"{run['max_rps_proxy_cores'] * 100:.0f}% of the proxy core at max rate")
+    if run.get("handshakes_per_second") is not None:
+        text += (f", {run['handshakes_per_second']:,.0f} new mTLS handshakes/s "
+                 f"({run['handshake_proxy_cores'] * 100:.0f}% of the proxy core, "
+                 f"{run['handshake_cpu_us']:,.0f} µs of its CPU each)")
     if run["foreign_cores"] > NOISY_FOREIGN_CORES:
         text += f" (disturbed: other processes used {run['foreign_cores']:.2f} CPU)"
     return text
@@ -258,6 +297,7 @@ def main() -> int:
     for name in args.targets:
         commands += TARGETS[name].required_commands
     ensure_commands(sorted(set(commands)), install)
+    mesh_ca = any(TARGETS[name].mtls for name in args.targets)
     # Envoy is configured by Bosun's control plane, so it needs the bosun binary too.
     needs_bosun = any(TARGETS[name].needs_bosun for name in args.targets)
     needs_envoy = any(TARGETS[name].needs_envoy for name in args.targets)
@@ -266,7 +306,7 @@ def main() -> int:
     chart = not args.no_chart and ensure_matplotlib(install)
 
     workdir = Path(tempfile.mkdtemp(prefix="bosun-bench-"))
-    bench = Bench(workdir, pinning, bosun_bin, envoy_bin)
+    bench = Bench(workdir, pinning, bosun_bin, envoy_bin, mesh_ca=mesh_ca)
     targets = [TARGETS[name](bench) for name in args.targets]
     runs: dict[str, list[dict]] = {target.name: [] for target in targets}
     versions: dict[str, str] = {}
@@ -305,6 +345,7 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     results = {target.name: {"label": target.label, "hops": target.hops,
+                             "mtls": target.mtls,
                              "baseline": target.baseline, "runs": runs[target.name],
                              "median": summarize(runs[target.name])} for target in targets}
     disturbed = sum(run["foreign_cores"] > NOISY_FOREIGN_CORES
@@ -327,6 +368,8 @@ def main() -> int:
             "h2c_streams": args.h2c_streams,
             "max_rate_seconds": args.max_rate_seconds,
             "fixed_rate_seconds": args.fixed_rate_seconds,
+            "handshake_seconds": args.handshake_seconds if mesh_ca else None,
+            "handshake_clients": args.handshake_clients if mesh_ca else None,
             "body_bytes": 1024, "proxy_cpu": pinning.proxy_cpu, "client_cpu": pinning.client_cpu,
         },
         "results": results,

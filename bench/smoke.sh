@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmark harness: one short run straight to the upstream, one through
-# Bosun's proxy and one through two Bosun sidecars, each over HTTP/1.1 and h2c. Fails only
-# when no figures come out, never on how fast they are.
+# Bosun's proxy, one through two Bosun sidecars and one through two Bosun sidecars speaking
+# mTLS (with its new-handshakes run), each over HTTP/1.1 and h2c. Fails only when no
+# figures come out, never on how fast they are.
 #
 #   bash bench/smoke.sh                 # builds bosun (debug) unless BOSUN_BIN is set
 #
-# As root on Debian, the harness installs what it lacks (wrk, nghttp2-client, nginx) with
-# apt-get; elsewhere it prints the command to run.
+# As root on Debian, the harness installs what it lacks (wrk, nghttp2-client, nginx,
+# openssl) with apt-get; elsewhere it prints the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -21,7 +22,7 @@ if [[ -z "$bosun_bin" ]]; then
   bosun_bin=target/debug/bosun
 fi
 
-python3 bench/run.py --quick --only direct,bosun,bosun-2hop --bosun-bin "$bosun_bin" \
+python3 bench/run.py --quick --only direct,bosun,bosun-2hop,bosun-2hop-mtls --bosun-bin "$bosun_bin" \
   --output "$out/smoke.json" --no-docs --no-chart
 
 python3 - "$out/smoke.json" <<'PY'
@@ -30,16 +31,18 @@ import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 latency = ("max_rps", "max_rps_h2c", "p50_us", "p90_us", "p99_us")
 proxied = latency + ("max_rps_proxy_cores", "cpu_per_1000rps", "rss_mib")
-required = {"direct": latency, "bosun": proxied, "bosun-2hop": proxied}
+mtls = proxied + ("handshakes_per_second", "handshake_proxy_cores")
+required = {"direct": latency, "bosun": proxied, "bosun-2hop": proxied, "bosun-2hop-mtls": mtls}
 missing = [f"{target}.{metric}" for target, metrics in required.items()
            for metric in metrics
            if not (results.get(target, {}).get("median", {}).get(metric) or 0) > 0]
 # Two sidecars: an RSS for each of them, not only the larger one.
-sidecars = results.get("bosun-2hop", {}).get("median", {}).get("rss_mib_per_proxy") or []
-if len(sidecars) != 2 or not all(mib > 0 for mib in sidecars):
-    missing.append("bosun-2hop.rss_mib_per_proxy (client and server)")
+for target in ("bosun-2hop", "bosun-2hop-mtls"):
+    sidecars = results.get(target, {}).get("median", {}).get("rss_mib_per_proxy") or []
+    if len(sidecars) != 2 or not all(mib > 0 for mib in sidecars):
+        missing.append(f"{target}.rss_mib_per_proxy (client and server)")
 if missing:
     sys.exit(f"bench smoke: no figure for {', '.join(missing)}")
-print("bench smoke: direct, bosun and bosun-2hop produced figures")
+print("bench smoke: " + ", ".join(required) + " produced figures")
 PY
 echo "bench smoke: $((SECONDS - started)) s"

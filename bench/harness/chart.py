@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 COLOURS = {"direct": "#9e9e9e", "bosun": "#1f77b4", "envoy": "#d62728",
            "haproxy": "#2ca02c", "nginx": "#ff7f0e",
            # Two sidecars: the proxy's colour, lighter.
-           "bosun-2hop": "#9ecae1", "envoy-2hop": "#fc9272"}
+           "bosun-2hop": "#9ecae1", "envoy-2hop": "#fc9272",
+           # Two sidecars with mTLS: the proxy's colour, darker.
+           "bosun-2hop-mtls": "#08519c", "envoy-2hop-mtls": "#a50f15"}
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The load generators: wrk for the highest request rate, h2load for a fixed rate and
-for the highest rate over h2c.
+for the highest rate over h2c, and `openssl s_time` for new mTLS handshakes.
 
 wrk and the fixed-rate h2load speak HTTP/1.1 over keep-alive connections opened once per
-run; the h2c run multiplexes streams over a few connections.
+run; the h2c run multiplexes streams over a few connections. s_time opens one connection
+after another, each a full handshake, and closes it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import math
 import re
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pki import ClientCertificate
 from .procs import HarnessError
 from .targets import Endpoint
 
@@ -30,6 +34,16 @@ class FixedRateResult:
     errors: int
     achieved_rps: float
     latency_us: dict[str, float]  # p50, p90, p99, max
+
+
+@dataclass
+class HandshakeResult:
+    handshakes: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.handshakes / self.seconds if self.seconds > 0 else 0.0
 
 
 def _pinned(cpu: int | None, argv: list[str]) -> list[str]:
@@ -163,3 +177,53 @@ def percentile(sorted_values: list[int], pct: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
     return float(sorted_values[rank - 1])
+
+
+def run_s_time(endpoint: Endpoint, certificate: ClientCertificate, seconds: float, clients: int,
+               cpu: int | None) -> HandshakeResult:
+    """New connections, each a full TLS handshake with `certificate` as the client's and
+    no session resumption (`-new`), from `clients` s_time processes side by side for
+    `seconds`. Each sends nothing after the handshake and closes the connection.
+
+    s_time sends only the leaf of its `-cert` file and builds the rest of the chain from
+    its CA store, so that store holds the intermediate beside the root. Its own summary
+    gives whole real seconds only: the rate is taken over the processes' wall time.
+    """
+    argv = ["openssl", "s_time", "-connect", f"{endpoint.host}:{endpoint.port}",
+            "-cert", str(certificate.chain), "-key", str(certificate.key),
+            "-CAfile", str(certificate.ca_bundle), "-new", "-time", str(max(1, round(seconds)))]
+    # Files, not pipes: s_time prints a character per connection, and a full pipe would
+    # stall one process while another is read.
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(clients)]
+    started = time.monotonic()
+    children = [subprocess.Popen(_pinned(cpu, argv), stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL) for log in logs]
+    outputs = []
+    try:
+        for child, log in zip(children, logs):
+            child.wait(timeout=seconds + 30)
+            log.seek(0)
+            output = log.read()
+            if child.returncode != 0:
+                raise HarnessError(f"openssl s_time failed ({child.returncode}) against "
+                                   f"{endpoint.host}:{endpoint.port}: {output[-2000:]}")
+            outputs.append(output)
+    except subprocess.TimeoutExpired:
+        raise HarnessError("openssl s_time did not finish within 30s of its duration") from None
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for log in logs:
+            log.close()
+    wall = time.monotonic() - started
+    return HandshakeResult(sum(parse_s_time(output) for output in outputs), wall)
+
+
+def parse_s_time(output: str) -> int:
+    """The connections s_time completed: "<n> connections in <t> real seconds"."""
+    done = re.search(r"(\d+) connections in [\d.]+ real seconds", output)
+    if not done:
+        raise HarnessError(f"could not read openssl s_time's output:\n{output}")
+    return int(done.group(1))

@@ -26,7 +26,8 @@ REFERENCE = {
 # Figures taken per run; the summary holds the median of each over the runs.
 RUN_METRICS = ("max_rps", "max_rps_proxy_cores", "max_rps_h2c", "max_rps_h2c_proxy_cores",
                "p50_us", "p90_us", "p99_us", "cpu_per_1000rps", "rss_mib", "threads", "errors",
-               "foreign_cores")
+               "foreign_cores", "handshakes_per_second", "handshake_proxy_cores",
+               "handshake_cpu_us")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -60,12 +61,16 @@ def markdown_table(report: dict) -> str:
     results = report["results"]
     one_hop = {name: result for name, result in results.items() if result.get("hops", 1) < 2}
     two_hop = {name: result for name, result in results.items() if result.get("hops", 1) == 2}
+    settings = report["settings"]
     lines = one_proxy_table(results, one_hop) if one_hop else []
     if two_hop:
         lines += ([""] if lines else []) + two_sidecar_table(results, two_hop)
-    settings = report["settings"]
+    handshakes = handshake_table(results, settings)
+    if handshakes:
+        lines += ([""] if lines else []) + handshakes
     meta = report["meta"]
     compared = any(_baseline(results, name) for name in results)
+    mtls_compared = any(_baseline(results, name) for name in results if _is_mtls(results, name))
     h2c = (f" Max rate over h2c: h2load, {settings['h2c_connections']} connections × "
            f"{settings['h2c_streams']} streams, {settings['max_rate_seconds']:.0f} s."
            if settings.get("h2c") else "")
@@ -74,7 +79,8 @@ def markdown_table(report: dict) -> str:
         f"Median of {settings['runs']} run(s) on {meta['date']}, {meta['cpu']} "
         f"({meta['cpus']} vCPU), kernel {meta['kernel']}."
         + (" Ratios in brackets are against Envoy (against Envoy's two sidecars for two "
-           "sidecars)." if compared else "")
+           "sidecars" + (", Envoy's two mTLS sidecars for mTLS" if mtls_compared else "")
+           + ")." if compared else "")
         + f" Max rate: wrk, {settings['connections']} connections, "
         f"{settings['max_rate_seconds']:.0f} s.{h2c} Latency, CPU and RSS: h2load at "
         f"{settings['rate']} req/s over {settings['clients']} connections, "
@@ -143,6 +149,43 @@ def two_sidecar_table(results: dict, rows: dict) -> list[str]:
             f"{median['rss_mib']:.1f} MiB{_ratio(results, name, 'rss_mib')}",
         ]) + " |")
     return lines
+
+
+def handshake_table(results: dict, settings: dict) -> list[str]:
+    """New mTLS handshakes per second into a server sidecar's inbound port, for the
+    targets that measured them, and that sidecar's CPU per handshake; ratios against
+    their baseline (Envoy's)."""
+    rows = [name for name, result in results.items()
+            if result["median"].get("handshakes_per_second") is not None]
+    if not rows:
+        return []
+    clients = settings.get("handshake_clients") or 1
+    lines = [
+        "New mTLS handshakes into the server sidecar's inbound port (`openssl s_time -new`: "
+        "a full TLS 1.3 handshake with an ECDSA P-256 client certificate per connection, "
+        f"{clients} process{'es' if clients > 1 else ''} on the load core, "
+        f"{settings.get('handshake_seconds') or 0:.0f} s). Where the sidecar's core is well "
+        "below 100% busy the load generator is the limit, and the CPU per handshake is "
+        "the figure to compare:",
+        "",
+        "| | new handshakes/s | server sidecar core busy | CPU per handshake (server sidecar) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in rows:
+        median = results[name]["median"]
+        cpu = median.get("handshake_cpu_us")
+        lines.append("| " + " | ".join([
+            results[name]["label"],
+            f"{median['handshakes_per_second']:,.0f}"
+            f"{_ratio(results, name, 'handshakes_per_second')}",
+            _percent(median.get("handshake_proxy_cores")),
+            f"{cpu:,.0f} µs{_ratio(results, name, 'handshake_cpu_us')}" if cpu else "—",
+        ]) + " |")
+    return lines
+
+
+def _is_mtls(results: dict, name: str) -> bool:
+    return bool(results[name].get("mtls"))
 
 
 def _baseline(results: dict, name: str) -> dict | None:

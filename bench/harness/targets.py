@@ -8,17 +8,24 @@ Requests through one proxy carry `Host: bench:8080`, the mesh service's short na
 Two sidecars: a client sidecar (127.0.6x.3) routes `Host: bench2-<kind>:8080` to the
 server workload's inbound listener (127.0.6x.2:8080), whose sidecar forwards to the app on
 the same IP, as in docs/design/local-mesh.md; the upstream nginx also listens there.
+
+Two sidecars with mutual TLS: the same with the client at 127.0.6x.5 and the server at
+127.0.6x.4 (`Host: bench2-<kind>-mtls:8080`), whose WorkloadEntries name service accounts,
+so the client sidecar speaks Istio mTLS to the server's inbound listener.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pki import ClientCertificate, MeshPki, spiffe_id
 from .procs import (HarnessError, Process, ensure_port_free, free_port, free_port_on_all,
-                    http_ok, wait_until)
+                    http_get, http_ok, wait_until)
 from .tools import version_line
 
 BODY_BYTES = 1024
@@ -32,6 +39,12 @@ NGINX_H2C_PORT = 15002
 SERVER_PORT = 8080
 NAMESPACE = "default"
 STARTUP_TIMEOUT_SECONDS = 30.0
+# The service accounts of the mTLS scenarios' workloads: their SPIFFE identities.
+CLIENT_SERVICE_ACCOUNT = "bench-client"
+SERVER_SERVICE_ACCOUNT = "bench-server"
+# Where the upstream echoes the `x-forwarded-client-cert` it received: after an mTLS hop
+# the server sidecar puts the caller's identity there.
+XFCC_PATH = "/xfcc"
 
 
 @dataclass(frozen=True)
@@ -58,11 +71,15 @@ class Bench:
     configured over xDS, Bosun's control plane with a mesh folder describing the upstream."""
 
     def __init__(self, workdir: Path, pinning: Pinning, bosun_bin: Path | None,
-                 envoy_bin: Path | None):
+                 envoy_bin: Path | None, mesh_ca: bool = False):
         self.workdir = workdir
         self.pinning = pinning
         self.bosun_bin = bosun_bin
         self.envoy_bin = envoy_bin
+        # With mTLS targets the control plane signs from a plug-in CA the harness makes
+        # (so that the harness can sign a client certificate of its own); otherwise it
+        # makes its own root, as it does when given none.
+        self.pki = MeshPki(workdir / "pki") if mesh_ca else None
         self.upstream_port = 0
         self.upstream_h2c_port = 0
         self._upstream: Process | None = None
@@ -105,16 +122,24 @@ class Bench:
         (mesh / "bench.yaml").write_text(mesh_folder_yaml(self.upstream_port))
         self.xds_port = free_port()
         debug_port = free_port()
+        argv = [str(self.bosun_bin), "control-plane", "--config", str(mesh),
+                "--xds-address", f"127.0.0.1:{self.xds_port}",
+                "--debug-address", f"127.0.0.1:{debug_port}"]
+        if self.pki is not None:
+            argv += ["--ca-dir", str(self.pki.create_ca())]
         self._control_plane = Process(
-            "control plane",
-            [str(self.bosun_bin), "control-plane", "--config", str(mesh),
-             "--xds-address", f"127.0.0.1:{self.xds_port}",
-             "--debug-address", f"127.0.0.1:{debug_port}"],
-            self.workdir / "control-plane.log", cpu=self.pinning.client_cpu,
-            env=_quiet_rust_env()).start()
+            "control plane", argv, self.workdir / "control-plane.log",
+            cpu=self.pinning.client_cpu, env=_quiet_rust_env()).start()
         wait_until("the control plane", http_ok("127.0.0.1", debug_port, "/ready"),
                    STARTUP_TIMEOUT_SECONDS, [self._control_plane])
         return self.xds_port
+
+    def client_certificate(self) -> ClientCertificate:
+        """The harness's own workload certificate (`bench-client`), from the mesh CA."""
+        if self.pki is None:
+            raise HarnessError("a client certificate needs the mesh CA (an mTLS target)")
+        self.control_plane_xds_port()
+        return self.pki.client_certificate(NAMESPACE, CLIENT_SERVICE_ACCOUNT)
 
     def sidecar_command(self) -> list[str]:
         """How Bosun's sidecar is started, as `bosun up` does it: the lean `bosun-proxy`
@@ -156,12 +181,19 @@ class Target:
     # Bosun's binary runs the control plane that configures Envoy too.
     needs_bosun = False
     needs_envoy = False
+    # Whether the sidecars speak mutual TLS to each other (the control plane then signs
+    # from the harness's plug-in CA).
+    mtls = False
 
     def __init__(self, bench: Bench):
         self.bench = bench
         self.proxies: list[Process] = []
         # Where h2c (HTTP/2 with prior knowledge) reaches the same path; None: no h2c.
         self.h2c_endpoint: Endpoint | None = None
+        # Where new mTLS handshakes are counted (a server sidecar's inbound port), and the
+        # proxy that terminates them; None: no handshake figure.
+        self.handshake_endpoint: Endpoint | None = None
+        self.handshake_proxy: Process | None = None
 
     def start(self) -> Endpoint:
         raise NotImplementedError
@@ -317,6 +349,10 @@ class TwoSidecars(Target):
     # The service's short name, and the `app` label it selects the server by: one per
     # proxy kind, so that a Bosun client never reaches an Envoy server or the reverse.
     service = ""
+    # The WorkloadEntries' service accounts, which each sidecar runs as; None (plaintext
+    # between the sidecars): the entries name none and the sidecars run as `default`.
+    client_service_account: str | None = None
+    server_service_account: str | None = None
 
     def start(self) -> Endpoint:
         endpoint = Endpoint(self.client_ip, OUTBOUND_PORT, f"{self.service}:{SERVER_PORT}")
@@ -325,21 +361,61 @@ class TwoSidecars(Target):
         ensure_port_free(self.server_ip, SERVER_PORT, self.label)
         server = self._start_sidecar(f"{self.name}-server", self.server_ip,
                                      self.server_workload, self.service,
-                                     {SERVER_PORT: self.bench.upstream_port})
+                                     {SERVER_PORT: self.bench.upstream_port},
+                                     self.server_service_account)
         self.proxies = [server]
-        self._wait_for_route(Endpoint(self.server_ip, SERVER_PORT, endpoint.host_header),
-                             http_ok(self.server_ip, ADMIN_PORT, "/ready"))
+        inbound = Endpoint(self.server_ip, SERVER_PORT, endpoint.host_header)
+        self._wait_for_route(inbound, http_ok(self.server_ip, ADMIN_PORT, "/ready"))
         client = self._start_sidecar(f"{self.name}-client", self.client_ip,
-                                     self.client_workload, "client", {})
+                                     self.client_workload, "client", {},
+                                     self.client_service_account)
         self.proxies = [client, server]
         self._wait_for_route(endpoint, http_ok(self.client_ip, ADMIN_PORT, "/ready"))
+        if self.mtls:
+            self._check_mtls(endpoint, inbound)
+            self.handshake_endpoint = inbound
+            self.handshake_proxy = server
         # h2c reaches the client sidecar's outbound listener; the hop between the
         # sidecars stays HTTP/1.1, as the service port is plain `http`.
         self.h2c_endpoint = endpoint
         return endpoint
 
+    def _check_mtls(self, endpoint: Endpoint, inbound: Endpoint) -> None:
+        """Fails the target unless the hop between its sidecars is mutual TLS with the
+        workloads' identities, and the server's inbound port takes the harness's own
+        certificate (the handshakes counted later)."""
+        client_id = spiffe_id(NAMESPACE, self.client_service_account)
+        server_id = spiffe_id(NAMESPACE, self.server_service_account)
+        # The server sidecar sets the header only on its mTLS chain: a plaintext hop
+        # (PERMISSIVE takes both) reaches the app without it.
+        status, body = http_get(endpoint.host, endpoint.port, XFCC_PATH, endpoint.host_header)
+        xfcc = body.decode(errors="replace").strip()
+        if status != 200 or f"URI={client_id}" not in xfcc or f"By={server_id}" not in xfcc:
+            raise HarnessError(
+                f"{self.label}: the hop between the sidecars is not mTLS: through the client "
+                f"sidecar the app got x-forwarded-client-cert {xfcc!r} (status {status}); "
+                f"expected By={server_id} and URI={client_id}")
+        certificate = self.bench.client_certificate()
+        found: dict[str, str] = {}
+
+        def harness_handshake() -> bool:
+            presented, found["xfcc"] = _mtls_get(inbound, XFCC_PATH, certificate)
+            found["presented"] = ", ".join(presented) or "no URI SAN"
+            return server_id in presented and f"URI={certificate.identity}" in found["xfcc"]
+
+        try:
+            wait_until(f"mTLS with {certificate.identity}'s certificate into "
+                       f"{inbound.host}:{inbound.port}", harness_handshake,
+                       STARTUP_TIMEOUT_SECONDS, self.proxies)
+        except HarnessError as error:
+            raise HarnessError(
+                f"{self.label}: the server sidecar's inbound port did not take the "
+                f"harness's mTLS as expected (it presented {found.get('presented', '?')}, "
+                f"expected {server_id}; the app got x-forwarded-client-cert "
+                f"{found.get('xfcc', '')!r}): {error}") from None
+
     def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
-                       app_ports: dict[int, int]) -> Process:
+                       app_ports: dict[int, int], service_account: str | None) -> Process:
         raise NotImplementedError
 
 
@@ -356,8 +432,9 @@ class BosunTwoSidecars(TwoSidecars):
     needs_bosun = True
 
     def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
-                       app_ports: dict[int, int]) -> Process:
-        return _start_bosun_sidecar(self.bench, log_name, ip, workload, app, app_ports)
+                       app_ports: dict[int, int], service_account: str | None) -> Process:
+        return _start_bosun_sidecar(self.bench, log_name, ip, workload, app, app_ports,
+                                    service_account)
 
     def version(self) -> str:
         return self.bench.sidecar_version()
@@ -380,8 +457,9 @@ class EnvoyTwoSidecars(TwoSidecars):
     needs_bosun = needs_envoy = True
 
     def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
-                       app_ports: dict[int, int]) -> Process:
-        return _start_envoy_sidecar(self.bench, log_name, ip, workload, app, app_ports)
+                       app_ports: dict[int, int], service_account: str | None) -> Process:
+        return _start_envoy_sidecar(self.bench, log_name, ip, workload, app, app_ports,
+                                    service_account)
 
     def version(self) -> str:
         return envoy_version(self.bench)
@@ -391,20 +469,77 @@ class EnvoyTwoSidecars(TwoSidecars):
         return EnvoyProxy.label
 
 
+class BosunTwoSidecarsMtls(BosunTwoSidecars):
+    name = "bosun-2hop-mtls"
+    label = "Bosun, 2 sidecars, mTLS"
+    baseline = "envoy-2hop-mtls"
+    client_ip = "127.0.60.5"
+    server_ip = "127.0.60.4"
+    client_workload = "client-2hop-mtls"
+    server_workload = "bench-server-mtls"
+    service = "bench2-bosun-mtls"
+    app_ips = (server_ip,)
+    client_service_account = CLIENT_SERVICE_ACCOUNT
+    server_service_account = SERVER_SERVICE_ACCOUNT
+    mtls = True
+    required_commands = ("openssl",)
+
+
+class EnvoyTwoSidecarsMtls(EnvoyTwoSidecars):
+    name = "envoy-2hop-mtls"
+    label = "Envoy, 2 sidecars, mTLS"
+    baseline = "envoy-2hop-mtls"
+    client_ip = "127.0.61.5"
+    server_ip = "127.0.61.4"
+    client_workload = "client-2hop-envoy-mtls"
+    server_workload = "bench-server-envoy-mtls"
+    service = "bench2-envoy-mtls"
+    app_ips = (server_ip,)
+    client_service_account = CLIENT_SERVICE_ACCOUNT
+    server_service_account = SERVER_SERVICE_ACCOUNT
+    mtls = True
+    required_commands = ("openssl",)
+
+
 TARGETS: dict[str, type[Target]] = {
     target.name: target for target in (Direct, BosunProxy, EnvoyProxy, HaproxyProxy, NginxProxy,
-                                       BosunTwoSidecars, EnvoyTwoSidecars)
+                                       BosunTwoSidecars, EnvoyTwoSidecars,
+                                       BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls)
 }
 
 
+def _mtls_get(endpoint: Endpoint, path: str,
+              certificate: ClientCertificate) -> tuple[list[str], str]:
+    """One request over mTLS with `certificate`: the URI SANs the server presented (its
+    chain verified against the mesh root) and the response body (empty unless 200)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certificate.root))
+    # A SPIFFE certificate names a URI, not a host: the identity is checked by the caller.
+    context.check_hostname = False
+    context.load_cert_chain(str(certificate.chain), str(certificate.key))
+    connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=2.0,
+                                             context=context)
+    try:
+        connection.request("GET", path, headers={"Host": endpoint.host_header or endpoint.host})
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace").strip()
+        peer = connection.sock.getpeercert() or {}
+        uris = [value for kind, value in peer.get("subjectAltName", ()) if kind == "URI"]
+        return uris, body if response.status == 200 else ""
+    finally:
+        connection.close()
+
+
 def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,
-                         app_ports: dict[int, int]) -> Process:
-    """Bosun's sidecar for one workload, pinned to the proxy CPU (the caller waits for it)."""
+                         app_ports: dict[int, int], service_account: str | None = None) -> Process:
+    """Bosun's sidecar for one workload, pinned to the proxy CPU (the caller waits for it).
+    Without `service_account` it runs as the proxy's default one."""
     xds_port = bench.control_plane_xds_port()
     argv = [*bench.sidecar_command(),
             "--xds-address", f"http://127.0.0.1:{xds_port}",
             "--workload", workload, "--namespace", NAMESPACE, "--ip", ip,
             "--label", f"app={app}", "--admin-port", str(ADMIN_PORT)]
+    if service_account is not None:
+        argv += ["--service-account", service_account]
     for port, app_port in app_ports.items():
         argv += ["--app-port", f"{port}={app_port}"]
     return Process(log_name, argv, bench.workdir / f"{log_name}.log",
@@ -412,13 +547,14 @@ def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, ap
 
 
 def _start_envoy_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,
-                         app_ports: dict[int, int]) -> Process:
+                         app_ports: dict[int, int], service_account: str | None = None) -> Process:
     """Envoy with the bootstrap `bosun up` writes for the workload, pinned to the proxy CPU
     (the caller waits for it)."""
     xds_port = bench.control_plane_xds_port()
     bootstrap = bench.workdir / f"{log_name}.json"
     bootstrap.write_text(json.dumps(
-        envoy_bootstrap(ip, workload, {"app": app}, xds_port, app_ports), indent=2))
+        envoy_bootstrap(ip, workload, {"app": app}, xds_port, app_ports,
+                        service_account or "default"), indent=2))
     return Process(
         log_name,
         [str(bench.envoy_bin), "-c", str(bootstrap),
@@ -454,16 +590,19 @@ spec:
     app: bench
 """ + _workload_entry("client", BosunProxy.ip, "client") \
         + _workload_entry(EnvoyProxy.workload, EnvoyProxy.ip, "client") \
-        + "".join(_two_sidecar_resources(kind) for kind in (BosunTwoSidecars, EnvoyTwoSidecars))
+        + "".join(_two_sidecar_resources(kind) for kind in (
+            BosunTwoSidecars, EnvoyTwoSidecars, BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls))
 
 
 def _two_sidecar_resources(kind: type[TwoSidecars]) -> str:
     """The server workload on its own IP with port `http: 8080` (its sidecar's inbound
-    listener), the service that selects it, and the client workload."""
+    listener), the service that selects it, and the client workload; with service
+    accounts for the mTLS kinds (a server entry naming one is reached over mTLS)."""
     return ("---\n" + _service_entry(kind.service, kind.service)
             + _workload_entry(kind.server_workload, kind.server_ip, kind.service,
-                              {"http": SERVER_PORT})
-            + _workload_entry(kind.client_workload, kind.client_ip, "client"))
+                              {"http": SERVER_PORT}, kind.server_service_account)
+            + _workload_entry(kind.client_workload, kind.client_ip, "client",
+                              service_account=kind.client_service_account))
 
 
 def _service_entry(name: str, app: str) -> str:
@@ -488,7 +627,8 @@ spec:
 """
 
 
-def _workload_entry(name: str, address: str, app: str, ports: dict[str, int] | None = None) -> str:
+def _workload_entry(name: str, address: str, app: str, ports: dict[str, int] | None = None,
+                    service_account: str | None = None) -> str:
     port_lines = "".join(f"    {port_name}: {port}\n" for port_name, port in (ports or {}).items())
     return f"""\
 ---
@@ -502,16 +642,36 @@ spec:
 """ + (f"  ports:\n{port_lines}" if port_lines else "") + f"""\
   labels:
     app: {app}
-"""
+""" + (f"  serviceAccount: {service_account}\n" if service_account else "")
 
 
 def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: int,
-                    app_ports: dict[int, int]) -> dict:
+                    app_ports: dict[int, int], service_account: str = "default") -> dict:
     """The bootstrap `bosun up` writes for an Envoy sidecar (crates/xds/src/bootstrap.rs):
-    the node identity of docs/design/local-mesh.md, admin on the workload IP, and ADS.
+    the node identity of docs/design/local-mesh.md, admin on the workload IP, ADS, and SDS
+    (the workload certificate of its namespace and service account, and the mesh root).
     `app_ports` (workload port -> app port) is where its inbound listeners forward."""
     def socket_address(address: str, port: int) -> dict:
         return {"socket_address": {"address": address, "port_value": port}}
+
+    def grpc_cluster(name: str) -> dict:
+        """A static cluster to the control plane, spoken to over HTTP/2 (gRPC)."""
+        return {
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": socket_address("127.0.0.1", xds_port)}}]}],
+            },
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            },
+        }
 
     return {
         "node": {
@@ -521,7 +681,7 @@ def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: in
                 "NAMESPACE": NAMESPACE,
                 "WORKLOAD_NAME": workload,
                 "LABELS": labels,
-                "SERVICE_ACCOUNT": "default",
+                "SERVICE_ACCOUNT": service_account,
                 "INSTANCE_IPS": ip,
                 "BOSUN_OUTBOUND_PORT": str(OUTBOUND_PORT),
                 # Strings both ways, as ProxyNode::metadata writes them.
@@ -539,23 +699,10 @@ def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: in
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
+        # The control plane answers Envoy's secret requests too (`sds-grpc`, the cluster
+        # every TLS context of its listeners and clusters names).
         "static_resources": {
-            "clusters": [{
-                "name": "xds-grpc",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {
-                    "cluster_name": "xds-grpc",
-                    "endpoints": [{"lb_endpoints": [
-                        {"endpoint": {"address": socket_address("127.0.0.1", xds_port)}}]}],
-                },
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
-                    },
-                },
-            }],
+            "clusters": [grpc_cluster("xds-grpc"), grpc_cluster("sds-grpc")],
         },
     }
 
@@ -620,6 +767,10 @@ http {{
         location / {{
             default_type application/octet-stream;
             return 200 "{body}";
+        }}
+        location = {XFCC_PATH} {{
+            default_type text/plain;
+            return 200 "$http_x_forwarded_client_cert\\n";
         }}
     }}
 }}

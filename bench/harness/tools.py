@@ -17,6 +17,7 @@ DEBIAN_PACKAGES = {
     "nginx": "nginx",
     "haproxy": "haproxy",
     "taskset": "util-linux",
+    "openssl": "openssl",
 }
 
 
