@@ -23,6 +23,14 @@ use crate::request::{read_request, request_params};
 /// The lifetime of a workload certificate when none is asked for (Istio's default).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a holder waits before renewing a certificate that expires at `not_after`: half
+/// of its remaining life (Istio's grace ratio), and never less than a second, so an
+/// expired one is not asked for again in a tight loop.
+pub fn renewal_delay(now: SystemTime, not_after: SystemTime) -> Duration {
+    let remaining = not_after.duration_since(now).unwrap_or_default();
+    (remaining / 2).max(Duration::from_secs(1))
+}
+
 /// The longest lifetime a workload certificate gets unless [`CertificateAuthority::with_max_ttl`]
 /// says otherwise.
 pub const DEFAULT_MAX_TTL: Duration = DEFAULT_TTL;

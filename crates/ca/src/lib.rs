@@ -20,6 +20,7 @@ pub mod service;
 
 pub use authority::{
     CertificateAuthority, DEFAULT_MAX_TTL, DEFAULT_TTL, IssuedCertificate, SignedChain,
+    renewal_delay,
 };
 pub use cacerts::{CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, ROOT_CERT_FILE};
 pub use error::CaError;

@@ -292,3 +292,17 @@ fn issue_checks_the_identity() {
         Err(CaError::InvalidIdentity { .. })
     ));
 }
+
+#[test]
+fn a_certificate_is_renewed_at_half_its_remaining_life() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    assert_eq!(
+        bosun_ca::renewal_delay(now, now + Duration::from_secs(3600)),
+        Duration::from_secs(1800)
+    );
+    // An expired certificate is asked for again, but not in a tight loop.
+    assert_eq!(
+        bosun_ca::renewal_delay(now, now - Duration::from_secs(5)),
+        Duration::from_secs(1)
+    );
+}

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bosun_ca::service::Authorizer;
 use bosun_ca::{CertificateAuthority, Identity, IssuedCertificate};
@@ -33,8 +33,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 const SECRET_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-/// How long an issued certificate lives (Istio's default workload certificate TTL).
-const CERTIFICATE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -206,7 +204,7 @@ fn identity_of(
 
 fn issue(ca: &CertificateAuthority, identity: &Identity) -> Result<IssuedCertificate, Status> {
     let issued = ca
-        .issue(identity, CERTIFICATE_TTL)
+        .issue(identity, bosun_ca::DEFAULT_TTL)
         .map_err(|error| Status::internal(error.to_string()))?;
     tracing::debug!(%identity, "workload certificate issued over SDS");
     Ok(issued)
@@ -277,12 +275,9 @@ fn inline(pem: String) -> DataSource {
     }
 }
 
-/// When to renew a certificate: half of its remaining life from now.
+/// When to renew a certificate, by the CA's rule.
 fn renewal(not_after: SystemTime) -> tokio::time::Instant {
-    let remaining = not_after
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::Instant::now() + (remaining / 2).max(Duration::from_secs(1))
+    tokio::time::Instant::now() + bosun_ca::renewal_delay(SystemTime::now(), not_after)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

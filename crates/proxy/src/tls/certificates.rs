@@ -22,8 +22,8 @@ use x509_parser::prelude::FromDer;
 
 use super::TlsError;
 
-/// How long a certificate is asked for (Istio's default workload certificate TTL).
-pub const CERTIFICATE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a certificate is asked for: the CA's default (Istio's workload TTL).
+pub const CERTIFICATE_TTL: Duration = bosun_ca::DEFAULT_TTL;
 const RETRY_INITIAL: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -138,7 +138,8 @@ impl WorkloadCertificates {
             match self.fetch(&ca, &identity, ttl).await {
                 Ok(certificate) => {
                     retry = RETRY_INITIAL;
-                    let renew_in = renewal_delay(SystemTime::now(), certificate.not_after);
+                    let renew_in =
+                        bosun_ca::renewal_delay(SystemTime::now(), certificate.not_after);
                     self.install(certificate);
                     tokio::time::sleep(renew_in).await;
                 }
@@ -193,12 +194,6 @@ impl Leaf {
     }
 }
 
-/// Renew at half of the remaining life (Istio's grace ratio), and not in a tight loop.
-fn renewal_delay(now: SystemTime, not_after: SystemTime) -> Duration {
-    let remaining = not_after.duration_since(now).unwrap_or_default();
-    (remaining / 2).max(Duration::from_secs(1))
-}
-
 /// Serves the workload certificate on every inbound handshake.
 #[derive(Debug)]
 pub struct ServerCertificate(pub Arc<WorkloadCertificates>);
@@ -224,23 +219,5 @@ impl ResolvesClientCert for ClientCertificate {
 
     fn has_certs(&self) -> bool {
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renews_at_half_the_remaining_life() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(
-            renewal_delay(now, now + Duration::from_secs(3600)),
-            Duration::from_secs(1800)
-        );
-        assert_eq!(
-            renewal_delay(now, now - Duration::from_secs(5)),
-            Duration::from_secs(1)
-        );
     }
 }
