@@ -20,7 +20,7 @@ use super::headers::{
     X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_CLIENT_CERT, remove_hop_by_hop,
     set_forwarding_headers,
 };
-use crate::compile::{CertDetails, ClientCertHeader, RouteSource};
+use crate::compile::{ClientCertHeader, RouteSource};
 use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};
 use crate::snapshot::Snapshot;
@@ -86,16 +86,17 @@ fn set_client_cert_header(
     let (details, append) = match mode {
         ClientCertHeader::AppendForward(details) => (details, true),
         ClientCertHeader::SanitizeSet(details) => (details, false),
-        ClientCertHeader::Sanitize => (CertDetails::default(), false),
+        ClientCertHeader::Sanitize => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+            return;
+        }
     };
-    let element = match mode {
-        ClientCertHeader::Sanitize => None,
-        _ => connection.forwarded_element(details, || {
-            ctx.certificates
-                .current()
-                .map(|certificate| certificate.identity.uri())
-        }),
-    };
+    // No element on a plaintext connection: the header is removed then too.
+    let element = connection.forwarded_element(details, || {
+        ctx.certificates
+            .current()
+            .map(|certificate| certificate.identity.uri())
+    });
     let Some(element) = element else {
         headers.remove(&X_FORWARDED_CLIENT_CERT);
         return;

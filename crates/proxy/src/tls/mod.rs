@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, ServerConfig};
+use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::compile::CertDetails;
 
 pub use certificates::{CERTIFICATE_TTL, WorkloadCertificate, WorkloadCertificates};
+use verify::is_spiffe;
 pub use verify::spiffe_identity;
 
 use certificates::{ClientCertificate, ServerCertificate};
@@ -119,15 +121,20 @@ impl PeerCertificate {
         let mut peer = Self {
             hash,
             subject: String::new(),
-            uri: spiffe_identity(certificate),
+            uri: None,
             dns: Vec::new(),
         };
+        // One parse per handshake: the subject and both kinds of SAN from it.
         if let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) {
             peer.subject = parsed.subject().to_string();
             if let Ok(Some(names)) = parsed.subject_alternative_name() {
                 for name in &names.value.general_names {
-                    if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
-                        peer.dns.push((*dns).to_string());
+                    match name {
+                        GeneralName::URI(uri) if peer.uri.is_none() && is_spiffe(uri) => {
+                            peer.uri = Some((*uri).to_string());
+                        }
+                        GeneralName::DNSName(dns) => peer.dns.push((*dns).to_string()),
+                        _ => {}
                     }
                 }
             }

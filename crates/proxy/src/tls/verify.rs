@@ -16,6 +16,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::certificates::WorkloadCertificates;
 
+/// Whether a URI SAN is a SPIFFE identity.
+pub(super) fn is_spiffe(uri: &str) -> bool {
+    uri.starts_with("spiffe://")
+}
+
 /// The SPIFFE identity (URI SAN) a certificate carries, if any.
 pub fn spiffe_identity(certificate: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = X509Certificate::from_der(certificate.as_ref()).ok()?;
@@ -25,7 +30,7 @@ pub fn spiffe_identity(certificate: &CertificateDer<'_>) -> Option<String> {
         .general_names
         .iter()
         .find_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some((*uri).to_string()),
+            GeneralName::URI(uri) if is_spiffe(uri) => Some((*uri).to_string()),
             _ => None,
         })
 }
