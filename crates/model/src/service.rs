@@ -60,7 +60,7 @@ impl Service {
 }
 
 /// One instance of a workload (a WorkloadEntry on one machine).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Workload {
     pub name: String,
     pub namespace: String,
@@ -72,6 +72,36 @@ pub struct Workload {
     /// Whether a sidecar beside it takes Istio mutual TLS ([`mutual_tls`]).
     pub mutual_tls: bool,
     pub weight: u32,
+}
+
+impl Workload {
+    /// Istio's canonical service of the workload, which its metrics name: the
+    /// `service.istio.io/canonical-name` label, else `app.kubernetes.io/name`, else
+    /// `app`, else the workload's own name.
+    pub fn canonical_service(&self) -> &str {
+        self.first_label(&[
+            "service.istio.io/canonical-name",
+            "app.kubernetes.io/name",
+            "app",
+        ])
+        .unwrap_or(&self.name)
+    }
+
+    /// Its canonical revision: `service.istio.io/canonical-revision`, else
+    /// `app.kubernetes.io/version`, else `version`; `None` means Istio's `latest`.
+    pub fn canonical_revision(&self) -> Option<&str> {
+        self.first_label(&[
+            "service.istio.io/canonical-revision",
+            "app.kubernetes.io/version",
+            "version",
+        ])
+    }
+
+    fn first_label(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter()
+            .find_map(|key| self.labels.get(*key))
+            .map(String::as_str)
+    }
 }
 
 /// An address that serves one service port, with its labels (for subsets) and weight.

@@ -33,6 +33,8 @@ pub struct ResolvedEndpoint {
     pub weight: u32,
     /// Whether the endpoint's sidecar takes Istio mutual TLS.
     pub mutual_tls: bool,
+    /// The workload behind it, when a WorkloadEntry is (not for ServiceEntry endpoints).
+    pub workload: Option<Arc<Workload>>,
 }
 
 impl Snapshot {
@@ -112,7 +114,7 @@ impl Snapshot {
         &self,
         namespace: &str,
         selector: &BTreeMap<String, String>,
-    ) -> Vec<&Workload> {
+    ) -> Vec<&Arc<Workload>> {
         let in_namespace = |workload: &&Arc<Workload>| {
             workload.namespace == namespace && selects(selector, &workload.labels)
         };
@@ -130,15 +132,9 @@ impl Snapshot {
                 .iter()
                 .map(|index| &self.workloads[*index])
                 .filter(in_namespace)
-                .map(|workload| workload.as_ref())
                 .collect(),
             // An empty selector selects every workload of the namespace.
-            None => self
-                .workloads
-                .iter()
-                .filter(in_namespace)
-                .map(|workload| workload.as_ref())
-                .collect(),
+            None => self.workloads.iter().filter(in_namespace).collect(),
         }
     }
 
@@ -162,29 +158,33 @@ impl Snapshot {
         };
         let selected = self.workloads_of(service);
         // Workloads and the service's own endpoints alike: address, ports, labels, weight.
-        let workloads = selected
-            .into_iter()
-            .map(|w| (w.address, &w.ports, &w.labels, w.weight, w.mutual_tls));
-        let inline = service
-            .inline_endpoints
-            .iter()
-            .map(|e| (e.address, &e.ports, &e.labels, e.weight, e.mutual_tls));
+        let workloads = selected.into_iter().map(|w| {
+            let endpoint = (w.address, &w.ports, &w.labels, w.weight, w.mutual_tls);
+            (endpoint, Some(w))
+        });
+        let inline = service.inline_endpoints.iter().map(|e| {
+            let endpoint = (e.address, &e.ports, &e.labels, e.weight, e.mutual_tls);
+            (endpoint, None)
+        });
         workloads
             .chain(inline)
-            .filter(|(_, _, labels, _, _)| {
+            .filter(|((_, _, labels, _, _), _)| {
                 subset_labels.is_none_or(|wanted| selects(wanted, labels))
             })
-            .map(|(address, ports, _, weight, mutual_tls)| ResolvedEndpoint {
-                address,
-                port: port_on(ports, port),
-                weight: weight.max(1),
-                mutual_tls,
-            })
+            .map(
+                |((address, ports, _, weight, mutual_tls), workload)| ResolvedEndpoint {
+                    address,
+                    port: port_on(ports, port),
+                    weight: weight.max(1),
+                    mutual_tls,
+                    workload: workload.cloned(),
+                },
+            )
             .collect()
     }
 
     /// The workloads a service's selector picks (none when it lists its endpoints).
-    fn workloads_of(&self, service: &Service) -> Vec<&Workload> {
+    fn workloads_of(&self, service: &Service) -> Vec<&Arc<Workload>> {
         service
             .workload_selector
             .as_ref()

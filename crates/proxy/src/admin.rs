@@ -16,6 +16,7 @@ use crate::config_dump::CertificatesDump;
 use crate::drain::DrainWatcher;
 use crate::state::ConfigStore;
 use crate::stats::StatsRegistry;
+use crate::telemetry::IstioMetrics;
 use crate::tls::WorkloadCertificates;
 
 #[derive(Clone)]
@@ -23,6 +24,7 @@ pub struct AdminState {
     pub store: Arc<ConfigStore>,
     pub stats: Arc<StatsRegistry>,
     pub certificates: Arc<WorkloadCertificates>,
+    pub istio_metrics: Arc<IstioMetrics>,
 }
 
 pub async fn serve(listener: TcpListener, state: AdminState, drain: DrainWatcher) {
@@ -74,7 +76,7 @@ async fn handle(
         "/config_dump" => json(&state.store.dump().await),
         "/certs" => json(&CertificatesDump::of(&state.certificates)),
         "/stats" => json(&state.stats.snapshot()),
-        "/stats/prometheus" => text(StatusCode::OK, &state.stats.snapshot().to_prometheus()),
+        "/stats/prometheus" => prometheus(&state),
         "/" => text(
             StatusCode::OK,
             "bosun proxy admin\n  /ready\n  /config_dump\n  /certs\n  /stats\n  /stats/prometheus\n",
@@ -109,4 +111,22 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
             &format!("cannot encode: {err}\n"),
         ),
     }
+}
+
+/// Istio's standard metrics, then the proxy's own listener and cluster counters, in
+/// Prometheus' text format.
+fn prometheus(state: &AdminState) -> Response<Full<Bytes>> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Arc::clone(&state.istio_metrics)));
+    let mut body = String::new();
+    if prometheus_client::encoding::prometheus_text::encode(&mut body, &registry).is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
+    }
+    body.push_str(&state.stats.snapshot().to_prometheus());
+    let mut response = text(StatusCode::OK, &body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

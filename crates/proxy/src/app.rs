@@ -16,6 +16,7 @@ use crate::config_dump::ConfigDump;
 use crate::drain;
 use crate::state::ConfigStore;
 use crate::stats::{StatsRegistry, StatsSnapshot};
+use crate::telemetry::{IstioMetrics, OwnWorkload, Telemetry};
 use crate::tls::{TlsContexts, WorkloadCertificates};
 use crate::xds::{AdsClient, XdsError};
 use bosun_ca::Identity;
@@ -57,7 +58,20 @@ impl Proxy {
         let stats = Arc::new(StatsRegistry::default());
         let certificates = Arc::new(WorkloadCertificates::default());
         let tls = Arc::new(TlsContexts::new(Arc::clone(&certificates)));
-        let store = Arc::new(ConfigStore::new(stats.clone(), tls, config.drain_timeout));
+        let identity = config.node.identity(&config.trust_domain);
+        let telemetry = Arc::new(Telemetry::new(&OwnWorkload {
+            node_id: &config.node.node_id(),
+            name: &config.node.workload,
+            namespace: &config.node.namespace,
+            labels: &config.node.labels,
+            principal: &identity.uri(),
+        }));
+        let store = Arc::new(ConfigStore::new(
+            stats.clone(),
+            tls,
+            Arc::clone(&telemetry),
+            config.drain_timeout,
+        ));
         let ads = AdsClient::new(&config, store.clone())?;
         let ca_address = config
             .ca_address
@@ -74,10 +88,14 @@ impl Proxy {
             admin_listener,
             ads,
             ca,
-            identity: config.node.identity(&config.trust_domain),
+            identity,
             certificate_ttl: config.certificate_ttl,
             certificates,
-            handle: ProxyHandle { store, stats },
+            handle: ProxyHandle {
+                store,
+                stats,
+                telemetry,
+            },
             drain_timeout: config.drain_timeout,
         })
     }
@@ -107,6 +125,7 @@ impl BoundProxy {
             store: self.handle.store.clone(),
             stats: self.handle.stats.clone(),
             certificates: Arc::clone(&self.certificates),
+            istio_metrics: Arc::clone(&self.handle.telemetry.metrics),
         };
         let (admin_trigger, admin_watcher) = drain::channel();
         let admin = tokio::spawn(admin::serve(self.admin_listener, state, admin_watcher));
@@ -145,6 +164,7 @@ impl BoundProxy {
 pub struct ProxyHandle {
     store: Arc<ConfigStore>,
     stats: Arc<StatsRegistry>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl ProxyHandle {
@@ -164,6 +184,11 @@ impl ProxyHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Istio's standard metrics the proxy has recorded.
+    pub fn istio_metrics(&self) -> &Arc<IstioMetrics> {
+        &self.telemetry.metrics
     }
 
     pub async fn config_dump(&self) -> ConfigDump {

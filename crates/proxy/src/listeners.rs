@@ -14,6 +14,7 @@ use crate::compile::ListenerSpec;
 use crate::drain::{self, DrainTrigger};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
+use crate::telemetry::Telemetry;
 use crate::tls::{TlsContexts, WorkloadCertificates};
 
 /// A listener's current config, swapped whole on update.
@@ -47,6 +48,8 @@ pub struct ListenerContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The workload's certificate, for the `By` of `x-forwarded-client-cert`.
     pub certificates: Arc<WorkloadCertificates>,
+    /// Where requests are reported (Istio's metrics).
+    pub telemetry: Arc<Telemetry>,
 }
 
 #[derive(Debug)]
@@ -62,6 +65,7 @@ pub struct ListenerManager {
     running: HashMap<String, RunningListener>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     tls: Arc<TlsContexts>,
+    telemetry: Arc<Telemetry>,
     drain_timeout: Duration,
 }
 
@@ -69,12 +73,14 @@ impl ListenerManager {
     pub fn new(
         snapshot: Arc<ArcSwap<Snapshot>>,
         tls: Arc<TlsContexts>,
+        telemetry: Arc<Telemetry>,
         drain_timeout: Duration,
     ) -> Self {
         ListenerManager {
             running: HashMap::new(),
             snapshot,
             tls,
+            telemetry,
             drain_timeout,
         }
     }
@@ -112,6 +118,7 @@ impl ListenerManager {
             config: ArcSwap::from_pointee(ListenerRuntime::new(spec, stats, &self.tls)),
             snapshot: self.snapshot.clone(),
             certificates: Arc::clone(self.tls.certificates()),
+            telemetry: Arc::clone(&self.telemetry),
         });
         let (trigger, watcher) = drain::channel();
         tokio::spawn(crate::http::serve(listener, ctx.clone(), watcher));

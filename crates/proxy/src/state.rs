@@ -25,6 +25,7 @@ use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::snapshot::Snapshot;
 use crate::stats::StatsRegistry;
+use crate::telemetry::Telemetry;
 use crate::tls::TlsContexts;
 use crate::upstream::{Cluster, EndpointSpec};
 
@@ -75,7 +76,12 @@ pub struct ConfigStore {
 }
 
 impl ConfigStore {
-    pub fn new(stats: Arc<StatsRegistry>, tls: Arc<TlsContexts>, drain_timeout: Duration) -> Self {
+    pub fn new(
+        stats: Arc<StatsRegistry>,
+        tls: Arc<TlsContexts>,
+        telemetry: Arc<Telemetry>,
+        drain_timeout: Duration,
+    ) -> Self {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         ConfigStore {
             inner: Mutex::new(Inner {
@@ -88,6 +94,7 @@ impl ConfigStore {
                 listener_manager: ListenerManager::new(
                     snapshot.clone(),
                     Arc::clone(&tls),
+                    telemetry,
                     drain_timeout,
                 ),
             }),

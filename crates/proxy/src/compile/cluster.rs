@@ -10,7 +10,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 
 use super::{
-    CompileError, Reason, decode_any, duration, require_ads, socket_addr, tls, type_url_of,
+    CompileError, Reason, decode_any, duration, require_ads, socket_addr, telemetry, tls,
+    type_url_of,
 };
 use crate::resource::ResourceType;
 use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, LbPolicy, UpstreamProtocol};
@@ -105,6 +106,7 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
             .connect_timeout
             .as_ref()
             .map_or(DEFAULT_CONNECT_TIMEOUT, duration),
+        service: telemetry::cluster_service(c.metadata.as_ref())?,
     })
 }
 
@@ -183,6 +185,8 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
             let health = HealthStatus::try_from(lb.health_status).unwrap_or(HealthStatus::Unknown);
             let socket_match = tls::endpoint_socket_match(lb.metadata.as_ref())
                 .map_err(|r| format!("{field}.{r}"))?;
+            let workload = telemetry::endpoint_workload(lb.metadata.as_ref())
+                .map_err(|r| format!("{field}.{r}"))?;
             out.push(EndpointSpec {
                 address,
                 weight: lb
@@ -195,6 +199,7 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
                 ),
                 health: health.as_str_name().to_owned(),
                 socket_match,
+                workload,
             });
         }
     }

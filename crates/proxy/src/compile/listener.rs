@@ -16,6 +16,8 @@ use super::{
 };
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
+use crate::telemetry::Direction;
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
@@ -74,6 +76,8 @@ pub struct ListenerSpec {
     pub tls_chain: Option<FilterChainSpec>,
     /// The chain for every other connection.
     pub plaintext_chain: Option<FilterChainSpec>,
+    /// Envoy's `traffic_direction`: which reporter the listener's Istio metrics name.
+    pub direction: Option<Direction>,
 }
 
 impl ListenerSpec {
@@ -127,11 +131,23 @@ fn compile(listener: &Listener) -> Result<ListenerSpec, Reason> {
     if listener.filter_chains.is_empty() {
         return Err("a listener needs a filter chain".into());
     }
+    let direction = match TrafficDirection::try_from(listener.traffic_direction) {
+        Ok(TrafficDirection::Inbound) => Some(Direction::Inbound),
+        Ok(TrafficDirection::Outbound) => Some(Direction::Outbound),
+        Ok(TrafficDirection::Unspecified) => None,
+        Err(_) => {
+            return Err(format!(
+                "traffic_direction {} is unknown",
+                listener.traffic_direction
+            ));
+        }
+    };
     let mut spec = ListenerSpec {
         name: listener.name.clone(),
         address,
         tls_chain: None,
         plaintext_chain: None,
+        direction,
     };
     for (index, chain) in listener.filter_chains.iter().enumerate() {
         let field = format!("filter_chains[{index}]");

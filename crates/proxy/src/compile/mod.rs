@@ -6,6 +6,7 @@
 mod cluster;
 mod listener;
 mod route;
+mod telemetry;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};

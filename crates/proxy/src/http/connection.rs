@@ -1,10 +1,12 @@
 //! What a request knows of the connection it came on.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
 use crate::compile::CertDetails;
+use crate::telemetry::labels::{UNKNOWN_WORKLOAD, principal};
+use crate::telemetry::{PeerWorkload, Principal, Shared, exchange};
 use crate::tls::PeerCertificate;
 
 #[derive(Debug, Default)]
@@ -13,16 +15,26 @@ pub struct ConnectionInfo {
     pub is_tls: bool,
     /// The caller's certificate, over mutual TLS.
     pub peer: Option<PeerCertificate>,
+    /// The caller's SPIFFE identity, as metrics label it.
+    pub principal: Option<Principal>,
     /// The connection's `x-forwarded-client-cert` element, made on its first request.
     forwarded: OnceLock<(CertDetails, HeaderValue)>,
+    /// The caller's workload, from the exchange header of its first request (the
+    /// header it sent with it, to tell a later different one).
+    caller: OnceLock<(Option<HeaderValue>, Shared<PeerWorkload>)>,
 }
 
 impl ConnectionInfo {
     pub fn mutual_tls(peer: Option<PeerCertificate>) -> Self {
+        let principal = peer
+            .as_ref()
+            .and_then(|peer| peer.uri.as_deref())
+            .map(principal);
         Self {
             is_tls: true,
             peer,
-            forwarded: OnceLock::new(),
+            principal,
+            ..Default::default()
         }
     }
 
@@ -42,5 +54,63 @@ impl ConnectionInfo {
         let value = HeaderValue::try_from(peer.forwarded_element(by().as_deref(), details)).ok()?;
         let _ = self.forwarded.set((details, value.clone()));
         Some(value)
+    }
+
+    /// Who called, for metrics: the workload its metadata-exchange header names, decoded
+    /// once per connection, in the namespace its certificate names when it has one.
+    pub fn caller(&self, exchange_header: Option<HeaderValue>) -> Shared<PeerWorkload> {
+        if let Some((seen, caller)) = self.caller.get()
+            && *seen == exchange_header
+        {
+            return caller.clone();
+        }
+        let caller = self.decode_caller(exchange_header.as_ref());
+        let _ = self.caller.set((exchange_header, caller.clone()));
+        caller
+    }
+
+    fn decode_caller(&self, header: Option<&HeaderValue>) -> Shared<PeerWorkload> {
+        let certified_namespace = self.principal.as_deref().and_then(spiffe_namespace);
+        let decoded = header.and_then(exchange::decode);
+        match (decoded, certified_namespace) {
+            (None, None) => UNKNOWN_WORKLOAD.clone(),
+            (Some(workload), None) => Shared::new(Arc::new(workload)),
+            (decoded, Some(namespace)) => {
+                let mut workload =
+                    decoded.unwrap_or_else(|| PeerWorkload::clone(&UNKNOWN_WORKLOAD));
+                workload.namespace = namespace.to_owned();
+                Shared::new(Arc::new(workload))
+            }
+        }
+    }
+}
+
+/// The namespace of `spiffe://<trust domain>/ns/<namespace>/sa/<account>`.
+fn spiffe_namespace(uri: &str) -> Option<&str> {
+    let path = uri.strip_prefix("spiffe://")?;
+    let mut segments = path.split('/').skip(1);
+    (segments.next()? == "ns")
+        .then(|| segments.next())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_comes_from_the_spiffe_path() {
+        assert_eq!(
+            spiffe_namespace("spiffe://cluster.local/ns/shop/sa/web"),
+            Some("shop")
+        );
+        assert_eq!(spiffe_namespace("spiffe://cluster.local/other"), None);
+        assert_eq!(spiffe_namespace("https://example.com/ns/x"), None);
+    }
+
+    #[test]
+    fn a_plaintext_caller_without_metadata_is_unknown() {
+        let connection = ConnectionInfo::default();
+        assert_eq!(connection.caller(None), *UNKNOWN_WORKLOAD);
     }
 }

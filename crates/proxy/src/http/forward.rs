@@ -25,9 +25,12 @@ use crate::listeners::ListenerContext;
 use crate::routing::{RequestView, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::{ClusterStats, ListenerStats};
-use crate::upstream::{ActiveRequest, Cluster, UpstreamProtocol};
+use crate::telemetry::{Direction, MeteredBody, RequestRecord, ResponseFlag, exchange};
+use crate::upstream::{ActiveRequest, Cluster, UpstreamPrincipal, UpstreamProtocol};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// What a listener answers with: the proxied body, reported when it ends.
+pub type ResponseBody = MeteredBody<ProxyBody>;
 
 /// Decrements a gauge when the request finishes, however it finishes.
 struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
@@ -49,17 +52,25 @@ pub async fn handle(
     ctx: Arc<ListenerContext>,
     connection: Arc<ConnectionInfo>,
     mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
     let listener = ctx.config.load_full();
     let stats = &listener.stats;
     stats.requests.fetch_add(1, Relaxed);
     let _in_flight = InFlight::enter(&stats.in_flight);
     let version = req.version();
+    let mut record = begin_record(
+        &ctx,
+        listener.spec.direction,
+        &connection,
+        &mut req,
+        started,
+    );
     // The listener may have lost this connection's chain in an update since it opened.
     let Some(chain) = listener.spec.chain_for(connection.is_tls) else {
         let response = local_reply(StatusCode::SERVICE_UNAVAILABLE, "listener changed");
         stats.responses.record(response.status().as_u16());
-        return Ok(response);
+        return Ok(metered(record, response));
     };
     set_client_cert_header(
         req.headers_mut(),
@@ -67,12 +78,52 @@ pub async fn handle(
         &connection,
         &ctx,
     );
-    let mut response = route_and_forward(&ctx, &chain.routes, stats, req).await;
+    let mut response = route_and_forward(&ctx, &chain.routes, stats, req, record.as_mut()).await;
     stats.responses.record(response.status().as_u16());
     if version != Version::HTTP_2 {
         *response.version_mut() = Version::HTTP_11;
     }
-    Ok(response)
+    Ok(metered(record, response))
+}
+
+/// Starts the Istio metrics record of a request on a listener with a direction. The
+/// server's sidecar takes the caller's metadata-exchange headers out: they are for it,
+/// not for the app.
+fn begin_record(
+    ctx: &ListenerContext,
+    direction: Option<Direction>,
+    connection: &ConnectionInfo,
+    req: &mut Request<Incoming>,
+    started: Instant,
+) -> Option<RequestRecord> {
+    let mut record = match direction? {
+        Direction::Inbound => {
+            let caller = connection.caller(exchange::take(req.headers_mut()));
+            ctx.telemetry.inbound(
+                req.headers(),
+                caller,
+                connection.principal.clone(),
+                connection.is_tls,
+                started,
+            )
+        }
+        Direction::Outbound => ctx.telemetry.outbound(req.headers(), started),
+    };
+    // "GET /path HTTP/1.1\r\n" and the blank line after the headers.
+    let request_line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + 13;
+    record.request_size(request_line, &http_body::Body::size_hint(req.body()));
+    Some(record)
+}
+
+fn metered(record: Option<RequestRecord>, response: Response<ProxyBody>) -> Response<ResponseBody> {
+    let (parts, body) = response.into_parts();
+    let body = match record {
+        Some(record) => record.respond(parts.status.as_u16(), &parts.headers, body),
+        None => MeteredBody::unmetered(body),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Envoy's `forward_client_cert_details`: the app behind an mTLS chain learns who
@@ -125,6 +176,7 @@ async fn route_and_forward(
     routes: &RouteSource,
     stats: &ListenerStats,
     req: Request<Incoming>,
+    mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
     let Some(authority) = request_authority(&req) else {
         return local_reply(StatusCode::BAD_REQUEST, "missing host");
@@ -144,6 +196,10 @@ async fn route_and_forward(
         };
         let Some(route) = table.and_then(|t| t.route(&view)) else {
             stats.no_route.fetch_add(1, Relaxed);
+            if let Some(record) = record {
+                record.set_flag(ResponseFlag::NoRoute);
+                record.set_requested_service(authority.host());
+            }
             return local_reply(StatusCode::NOT_FOUND, "");
         };
         let cluster_name = match &route.action {
@@ -156,11 +212,21 @@ async fn route_and_forward(
             }
         };
         let Some(cluster) = snapshot.clusters.get(cluster_name.as_ref()) else {
+            if let Some(record) = record {
+                record.set_flag(ResponseFlag::NoCluster);
+                record.set_requested_service(authority.host());
+            }
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "cluster not found");
         };
         (cluster.clone(), route.timeout)
     };
-    forward(&cluster, authority, timeout, req).await
+    if let Some(record) = record.as_deref_mut() {
+        match &cluster.spec.service {
+            Some(service) => record.set_service(service.clone()),
+            None => record.set_requested_service(authority.host()),
+        }
+    }
+    forward(ctx, &cluster, authority, timeout, req, record).await
 }
 
 /// The request's target host: the absolute-form URI's authority, else `Host`
@@ -174,10 +240,12 @@ fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
 }
 
 async fn forward(
+    ctx: &ListenerContext,
     cluster: &Cluster,
     authority: Authority,
     timeout: Option<std::time::Duration>,
     req: Request<Incoming>,
+    mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
     let stats: &ClusterStats = &cluster.stats;
     stats.requests.fetch_add(1, Relaxed);
@@ -185,13 +253,26 @@ async fn forward(
     let Some(endpoint) = cluster.pick() else {
         stats.no_healthy_upstream.fetch_add(1, Relaxed);
         stats.responses.record(503);
+        if let Some(record) = record {
+            record.set_flag(ResponseFlag::NoHealthyUpstream);
+        }
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
     };
     let active = ActiveRequest::new(endpoint);
-    let upstream_req = match upstream_request(req, authority, cluster.spec.protocol) {
+    let mut upstream_req = match upstream_request(req, authority, cluster.spec.protocol) {
         Ok(r) => r,
         Err(status) => return local_reply(status, "invalid request"),
     };
+    let mesh_endpoint = active.endpoint().tls().is_some();
+    if let Some(record) = record.as_deref_mut() {
+        record.set_destination(active.endpoint().workload());
+        // A sidecar is there: tell it who is calling (Istio's metadata exchange).
+        if mesh_endpoint {
+            ctx.telemetry
+                .exchange()
+                .insert_into(upstream_req.headers_mut());
+        }
+    }
     let started = Instant::now();
     let sent = active.endpoint().client().request(upstream_req);
     let result = match timeout {
@@ -200,6 +281,9 @@ async fn forward(
             Err(_) => {
                 stats.timeouts.fetch_add(1, Relaxed);
                 stats.responses.record(504);
+                if let Some(record) = record {
+                    record.set_flag(ResponseFlag::UpstreamTimeout);
+                }
                 return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
             }
         },
@@ -211,6 +295,15 @@ async fn forward(
         Ok(resp) => {
             stats.responses.record(resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
+            if let Some(record) = record
+                && mesh_endpoint
+            {
+                let peer = parts.extensions.get::<UpstreamPrincipal>();
+                record.set_upstream_principals(
+                    ctx.telemetry.own_principal(),
+                    peer.map(|UpstreamPrincipal(principal)| principal),
+                );
+            }
             remove_hop_by_hop(&mut parts.headers);
             let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             parts
@@ -221,6 +314,9 @@ async fn forward(
         Err(err) if err.is_connect() => {
             stats.connect_failures.fetch_add(1, Relaxed);
             stats.responses.record(503);
+            if let Some(record) = record {
+                record.set_flag(ResponseFlag::UpstreamConnectFailure);
+            }
             tracing::debug!(cluster = %cluster.spec.name, endpoint = %active.endpoint().address, error = %err, "upstream connect failure");
             local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -230,6 +326,9 @@ async fn forward(
         Err(err) => {
             stats.upstream_errors.fetch_add(1, Relaxed);
             stats.responses.record(503);
+            if let Some(record) = record {
+                record.set_flag(ResponseFlag::UpstreamReset);
+            }
             tracing::debug!(cluster = %cluster.spec.name, endpoint = %active.endpoint().address, error = %err, "upstream request failed");
             local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -49,14 +49,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         tokio::spawn(async move {
             let result = match open(stream, &ctx).await {
                 Ok(Opened::Plain(stream)) => {
-                    serve_connection(
-                        &builder,
-                        TokioIo::new(stream),
-                        ctx,
-                        ConnectionInfo::default(),
-                        &drain,
-                    )
-                    .await
+                    serve_connection(&builder, TokioIo::new(stream), ctx, Arc::default(), &drain)
+                        .await
                 }
                 Ok(Opened::Tls(stream, info)) => {
                     serve_connection(&builder, TokioIo::new(*stream), ctx, info, &drain).await
@@ -78,7 +72,7 @@ enum Opened {
     Plain(TcpStream),
     Tls(
         Box<tokio_rustls::server::TlsStream<TcpStream>>,
-        ConnectionInfo,
+        Arc<ConnectionInfo>,
     ),
 }
 
@@ -112,7 +106,7 @@ async fn open(stream: TcpStream, ctx: &ListenerContext) -> std::io::Result<Opene
         .map(PeerCertificate::of);
     Ok(Opened::Tls(
         Box::new(stream),
-        ConnectionInfo::mutual_tls(peer),
+        Arc::new(ConnectionInfo::mutual_tls(peer)),
     ))
 }
 
@@ -127,13 +121,12 @@ async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     ctx: Arc<ListenerContext>,
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
     drain: &DrainWatcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let info = Arc::new(info);
     let service = service_fn(move |req| forward::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

@@ -13,6 +13,7 @@ use super::connector::TlsConnect;
 use super::endpoint::{Endpoint, EndpointSet, UpstreamProtocol};
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
+use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};
 use crate::tls::TlsContexts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct EndpointSpec {
     pub health: String,
     /// What the cluster's transport socket matches read (`envoy.transport_socket_match`).
     pub socket_match: BTreeMap<String, String>,
+    /// Who runs there (`istio.workload`), for the metrics of requests sent to it.
+    pub workload: Option<Shared<PeerWorkload>>,
 }
 
 /// Everything about a cluster except its EDS endpoints. Two equal specs mean the
@@ -62,6 +65,8 @@ pub struct ClusterSpec {
     pub connect_timeout: Duration,
     /// Plaintext or mutual TLS, per endpoint.
     pub transport: TransportSockets,
+    /// The service the cluster was built for (`istio.services`), for metrics.
+    pub service: Option<Shared<ServiceLabels>>,
 }
 
 /// Endpoint metadata a socket applies to, and the socket (`None`: plaintext).
@@ -114,10 +119,11 @@ impl Cluster {
             .filter(|e| e.healthy)
             .map(|e| {
                 let tls = self.socket_for(&e.socket_match);
-                // An endpoint whose transport changed gets a new pool.
+                // An endpoint whose transport or workload changed gets a new pool.
                 let endpoint = current
                     .find(e.address)
                     .filter(|endpoint| same_socket(endpoint.tls(), tls.as_ref()))
+                    .filter(|endpoint| endpoint.workload() == e.workload.as_ref())
                     .cloned()
                     .unwrap_or_else(|| {
                         Arc::new(Endpoint::new(
@@ -125,6 +131,7 @@ impl Cluster {
                             self.spec.protocol,
                             self.spec.connect_timeout,
                             tls,
+                            e.workload.clone(),
                         ))
                     });
                 (endpoint, e.weight)

@@ -24,7 +24,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::compile::UpstreamTls;
-use crate::tls::TlsContexts;
+use crate::telemetry::Principal;
+use crate::telemetry::labels::principal;
+use crate::tls::{TlsContexts, spiffe_identity};
 
 /// Mutual TLS to an endpoint: the shared client config and the name sent as SNI.
 #[derive(Debug)]
@@ -97,7 +99,14 @@ impl tower::Service<Uri> for EndpointConnector {
                                     format!("mTLS handshake with {address} failed: {error}"),
                                 )
                             })?;
-                        Ok(UpstreamStream::Tls(Box::new(stream)))
+                        let principal = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(spiffe_identity)
+                            .map(|uri| UpstreamPrincipal(principal(&uri)));
+                        Ok(UpstreamStream::Tls(Box::new(stream), principal))
                     }
                 }
             };
@@ -112,23 +121,30 @@ impl tower::Service<Uri> for EndpointConnector {
     }
 }
 
-/// An upstream connection, plaintext or mutual TLS.
+/// The SPIFFE identity of the server's sidecar an upstream mTLS connection reached,
+/// handed to every response on that connection (hyper's connection extras).
+#[derive(Debug, Clone)]
+pub struct UpstreamPrincipal(pub Principal);
+
+/// An upstream connection, plaintext or mutual TLS (with the peer's identity).
 #[derive(Debug)]
 pub enum UpstreamStream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TcpStream>>, Option<UpstreamPrincipal>),
 }
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
         match self {
             Self::Plain(stream) => stream.connected(),
-            Self::Tls(stream) => {
-                let connected = stream.get_ref().0.connected();
+            Self::Tls(stream, principal) => {
+                let mut connected = stream.get_ref().0.connected();
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    connected.negotiated_h2()
-                } else {
-                    connected
+                    connected = connected.negotiated_h2();
+                }
+                match principal {
+                    Some(principal) => connected.extra(principal.clone()),
+                    None => connected,
                 }
             }
         }
@@ -143,7 +159,7 @@ impl AsyncRead for UpstreamStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Self::Tls(stream, _) => Pin::new(stream.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -156,7 +172,7 @@ impl AsyncWrite for UpstreamStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Self::Tls(stream, _) => Pin::new(stream.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -167,28 +183,28 @@ impl AsyncWrite for UpstreamStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Tls(stream, _) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Self::Plain(stream) => stream.is_write_vectored(),
-            Self::Tls(stream) => stream.is_write_vectored(),
+            Self::Tls(stream, _) => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Self::Tls(stream, _) => Pin::new(stream.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Self::Tls(stream, _) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::connector::{EndpointConnector, TlsConnect};
+use crate::telemetry::{PeerWorkload, Shared};
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -30,6 +31,7 @@ pub struct Endpoint {
     active: AtomicUsize,
     client: UpstreamClient,
     tls: Option<Arc<TlsConnect>>,
+    workload: Option<Shared<PeerWorkload>>,
 }
 
 impl Endpoint {
@@ -38,6 +40,7 @@ impl Endpoint {
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
         tls: Option<Arc<TlsConnect>>,
+        workload: Option<Shared<PeerWorkload>>,
     ) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -53,7 +56,13 @@ impl Endpoint {
             active: AtomicUsize::new(0),
             client,
             tls,
+            workload,
         }
+    }
+
+    /// Who runs at this address, as its endpoint metadata says.
+    pub fn workload(&self) -> Option<&Shared<PeerWorkload>> {
+        self.workload.as_ref()
     }
 
     /// The endpoint's mutual TLS, when its transport socket is TLS.
@@ -251,6 +260,7 @@ mod tests {
                             addr,
                             UpstreamProtocol::Http1,
                             Duration::from_secs(1),
+                            None,
                             None,
                         )),
                         *w,

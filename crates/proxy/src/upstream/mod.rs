@@ -5,4 +5,5 @@ mod connector;
 mod endpoint;
 
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
+pub use connector::UpstreamPrincipal;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient, UpstreamProtocol};

@@ -21,7 +21,7 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::names::outbound_cluster_name;
-use super::tls;
+use super::{telemetry, tls};
 
 /// Istio's default connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration {
@@ -61,6 +61,7 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
                 let name = outbound_cluster_name(port.number, *subset, &service.hostname);
                 let load_balancer = snapshot.load_balancer(&service.hostname, *subset);
                 let mut cluster = eds_cluster(&name, load_balancer, port.protocol);
+                cluster.metadata = Some(telemetry_metadata(&[service]));
                 let endpoints = snapshot.endpoints(service, port, *subset);
                 // Auto mTLS: only services with a sidecar behind them need the sockets.
                 if !identities.is_empty() {
@@ -105,6 +106,17 @@ fn eds_cluster(name: &str, load_balancer: LoadBalancer, protocol: Protocol) -> C
     }
 }
 
+/// The services a cluster carries requests for, as metrics name them.
+pub(super) fn telemetry_metadata(services: &[&Service]) -> Metadata {
+    Metadata {
+        filter_metadata: HashMap::from([(
+            telemetry::ISTIO.to_string(),
+            telemetry::services(services),
+        )]),
+        ..Default::default()
+    }
+}
+
 /// A cluster with one fixed endpoint: the local app behind an inbound listener.
 pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protocol) -> Cluster {
     let endpoint = ResolvedEndpoint {
@@ -112,6 +124,7 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
         port,
         weight: 1,
         mutual_tls: false,
+        workload: None,
     };
     Cluster {
         name: name.to_string(),
@@ -175,13 +188,7 @@ fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> Clus
             load_balancing_weight: Some(UInt32Value {
                 value: endpoint.weight,
             }),
-            metadata: endpoint.mutual_tls.then(|| Metadata {
-                filter_metadata: HashMap::from([(
-                    tls::TRANSPORT_SOCKET_MATCH.to_string(),
-                    tls::istio_tls_mode(),
-                )]),
-                ..Default::default()
-            }),
+            metadata: endpoint_metadata(endpoint),
             ..Default::default()
         })
         .collect();
@@ -193,6 +200,26 @@ fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> Clus
         }],
         ..Default::default()
     }
+}
+
+/// What istiod writes on an endpoint: its tlsMode when a sidecar takes mutual TLS
+/// there, and the workload behind it.
+fn endpoint_metadata(endpoint: &ResolvedEndpoint) -> Option<Metadata> {
+    let tls_mode = endpoint.mutual_tls.then(|| {
+        (
+            tls::TRANSPORT_SOCKET_MATCH.to_string(),
+            tls::istio_tls_mode(),
+        )
+    });
+    let workload = endpoint
+        .workload
+        .as_ref()
+        .map(|workload| (telemetry::ISTIO.to_string(), telemetry::workload(workload)));
+    let filter_metadata: HashMap<_, _> = tls_mode.into_iter().chain(workload).collect();
+    (!filter_metadata.is_empty()).then(|| Metadata {
+        filter_metadata,
+        ..Default::default()
+    })
 }
 
 /// The service port a destination without a port goes to: the port the request came in

@@ -2,11 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use bosun_model::{Protocol, Snapshot, service::selects};
+use bosun_model::{Protocol, Service, ServicePort, Snapshot, service::selects};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions, SocketAddress,
-    address, config_source, socket_address,
+    TrafficDirection, address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, filter,
@@ -24,7 +24,7 @@ use envoy_types::util::pack_any;
 use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
 
 use super::DEFAULT_APP_PORT_OFFSET;
-use super::clusters::static_cluster;
+use super::clusters::{static_cluster, telemetry_metadata};
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
 use super::tls;
 use crate::ProxyNode;
@@ -46,12 +46,15 @@ pub(super) fn virtual_outbound(node: &ProxyNode) -> Listener {
             route_config_name: OUTBOUND_ROUTE_CONFIG.to_string(),
         }),
     );
-    listener(
-        VIRTUAL_OUTBOUND_LISTENER.to_string(),
-        proxy_ip(node),
-        node.outbound_port,
-        hcm,
-    )
+    Listener {
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..listener(
+            VIRTUAL_OUTBOUND_LISTENER.to_string(),
+            proxy_ip(node),
+            node.outbound_port,
+            hcm,
+        )
+    }
 }
 
 /// One inbound port: its listener and the cluster that reaches the local app.
@@ -81,7 +84,10 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 .get(&port)
                 .copied()
                 .unwrap_or_else(|| port.saturating_add(DEFAULT_APP_PORT_OFFSET));
-            let protocol = inbound_protocol(snapshot, node, port_name, port);
+            let services = inbound_services(snapshot, node, port_name, port);
+            let protocol = services
+                .first()
+                .map_or(Protocol::Http, |(_, service_port)| service_port.protocol);
             let cluster_name = inbound_cluster_name(port);
             let route_config = RouteConfiguration {
                 name: cluster_name.clone(),
@@ -112,21 +118,26 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 &format!("inbound_0.0.0.0_{port}"),
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
             );
+            let services: Vec<&Service> = services.iter().map(|(service, _)| *service).collect();
             InboundPort {
                 listener: permissive_inbound(format!("inbound|{port}"), ip, port, plaintext),
-                cluster: static_cluster(&cluster_name, ip, app_port, protocol),
+                cluster: Cluster {
+                    metadata: Some(telemetry_metadata(&services)),
+                    ..static_cluster(&cluster_name, ip, app_port, protocol)
+                },
             }
         })
         .collect()
 }
 
-/// The protocol of a workload port: that of the service port which targets it.
-fn inbound_protocol(
-    snapshot: &Snapshot,
+/// The services that reach a workload port, with the service port that targets it: the
+/// first decides the port's protocol, and all of them label its metrics.
+fn inbound_services<'a>(
+    snapshot: &'a Snapshot,
     node: &ProxyNode,
     port_name: Option<&str>,
     port: u16,
-) -> Protocol {
+) -> Vec<(&'a Service, &'a ServicePort)> {
     snapshot
         .services()
         .filter(|service| service.namespace == node.namespace)
@@ -136,14 +147,15 @@ fn inbound_protocol(
                 .as_ref()
                 .is_some_and(|selector| selects(selector, &node.labels))
         })
-        .flat_map(|service| service.ports.iter())
-        .find(|service_port| {
-            port_name == Some(service_port.name.as_str())
-                || service_port.target_port == Some(port)
-                || service_port.number == port
+        .filter_map(|service| {
+            let service_port = service.ports.iter().find(|service_port| {
+                port_name == Some(service_port.name.as_str())
+                    || service_port.target_port == Some(port)
+                    || service_port.number == port
+            })?;
+            Some((service.as_ref(), service_port))
         })
-        .map(|service_port| service_port.protocol)
-        .unwrap_or(Protocol::Http)
+        .collect()
 }
 
 fn ads_config_source() -> ConfigSource {
@@ -213,6 +225,7 @@ fn permissive_inbound(
     };
     Listener {
         name,
+        traffic_direction: TrafficDirection::Inbound as i32,
         address: Some(socket_address(ip, port)),
         listener_filters: vec![tls::tls_inspector()],
         filter_chains: vec![

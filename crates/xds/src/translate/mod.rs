@@ -7,6 +7,7 @@ mod clusters;
 mod listeners;
 mod names;
 mod routes;
+mod telemetry;
 mod tls;
 
 use std::collections::HashMap;

@@ -534,7 +534,70 @@ fn a_service_without_sidecars_stays_plaintext() {
         set.endpoints
             .iter()
             .flat_map(|e| e.endpoints.iter().flat_map(|l| l.lb_endpoints.iter()))
-            .all(|e| e.metadata.is_none())
+            .all(|e| e.metadata.as_ref().is_none_or(|m| !m
+                .filter_metadata
+                .contains_key("envoy.transport_socket_match")))
+    );
+}
+
+#[test]
+fn clusters_and_endpoints_carry_what_metrics_label() {
+    let snapshot = bookinfo_reviews_with(
+        vec![
+            workload("reviews-v1", [127, 0, 10, 3], "v1"),
+            workload("reviews-v2", [127, 0, 10, 4], "v2"),
+        ],
+        None,
+    );
+    let set = generate(&snapshot, &node(), DEFAULT_TRUST_DOMAIN);
+    let cluster = set
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local")
+        .expect("reviews cluster");
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let services = &cluster.metadata.as_ref().expect("metadata").filter_metadata["istio"];
+    let Some(Kind::ListValue(list)) = services.fields["services"].kind.as_ref() else {
+        panic!("services is a list: {services:?}");
+    };
+    let Some(Kind::StructValue(service)) = list.values[0].kind.as_ref() else {
+        panic!("a service is a struct: {list:?}");
+    };
+    let field = |key: &str| match service.fields[key].kind.as_ref() {
+        Some(Kind::StringValue(s)) => s.clone(),
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(field("host"), "reviews.default.svc.cluster.local");
+    assert_eq!(field("name"), "reviews");
+    assert_eq!(field("namespace"), "default");
+    let workloads: Vec<String> = set
+        .endpoints
+        .iter()
+        .filter(|e| e.cluster_name == cluster.name)
+        .flat_map(|e| e.endpoints.iter().flat_map(|l| l.lb_endpoints.iter()))
+        .filter_map(|e| {
+            let istio = e.metadata.as_ref()?.filter_metadata.get("istio")?;
+            match istio.fields.get("workload")?.kind.as_ref()? {
+                Kind::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        workloads,
+        [
+            "reviews-v1;default;reviews;v1;Kubernetes",
+            "reviews-v2;default;reviews;v2;Kubernetes"
+        ]
+    );
+    let outbound = set
+        .listeners
+        .iter()
+        .find(|l| l.name == "virtualOutbound")
+        .expect("outbound listener");
+    assert_eq!(
+        outbound.traffic_direction,
+        envoy_types::pb::envoy::config::core::v3::TrafficDirection::Outbound as i32
     );
 }
 

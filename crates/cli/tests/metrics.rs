@@ -1,0 +1,171 @@
+//! Istio's standard metrics as a user scrapes them from `/stats/prometheus`: both
+//! sidecars of a request report it, the client's as `source` and the server's as
+//! `destination`, each naming both workloads, their identities and the service.
+//! Real processes: the control plane, Bosun's proxies, the sample app, Envoy.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bosun_xds::StreamKind;
+use support::get;
+use support::mesh::{ClientProxy, TestMesh};
+
+const REVIEWS: &str = "http://reviews:9080/reviews/1";
+const CLIENT_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/default";
+const REVIEWS_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews";
+const REQUESTS: usize = 5;
+
+/// The value of the first `metric` series carrying every one of `labels`.
+fn series_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Scrapes `admin` until a series with `labels` reaches `count` (a request is recorded
+/// when its response ends, a moment after the client has read it).
+async fn scrape_until(admin: SocketAddr, labels: &[(&str, &str)], count: f64) -> String {
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = get(admin, "/stats/prometheus")
+            .await
+            .map(|reply| reply.body)
+            .unwrap_or_default();
+        if series_value(&text, "istio_requests_total", labels) == Some(count) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no istio_requests_total {labels:?} = {count} at {admin}:\n{text}");
+}
+
+fn reviews_v1_admin(mesh: &TestMesh) -> SocketAddr {
+    SocketAddr::new(mesh.reviews_inbound("v1").ip(), 15000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sidecars_report_a_request_with_istio_labels() {
+    let Some(mesh) = TestMesh::start("virtual-service-all-v1.yaml", ClientProxy::Bosun).await
+    else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    for _ in 0..REQUESTS {
+        let reply = client.request(REVIEWS, &[]).await.expect("request");
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+        // The exchange headers are for the server's sidecar, not for the app.
+        let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        assert!(
+            json["headers"].get("x-envoy-peer-metadata").is_none()
+                && json["headers"].get("x-envoy-peer-metadata-id").is_none(),
+            "the app saw the metadata exchange: {}",
+            reply.body
+        );
+    }
+    let count = REQUESTS as f64;
+
+    let client_side = [
+        ("reporter", "source"),
+        ("source_workload", "client"),
+        ("source_workload_namespace", "default"),
+        ("source_principal", CLIENT_IDENTITY),
+        ("source_app", "client"),
+        ("source_canonical_service", "client"),
+        ("destination_workload", "reviews-v1"),
+        ("destination_workload_namespace", "default"),
+        ("destination_principal", REVIEWS_IDENTITY),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_service_namespace", "default"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v1"),
+        ("destination_cluster", "Kubernetes"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+        ("response_flags", "-"),
+        ("connection_security_policy", "unknown"),
+    ];
+    let text = scrape_until(mesh.client_admin(), &client_side, count).await;
+    let duration_count = series_value(
+        &text,
+        "istio_request_duration_milliseconds_count",
+        &client_side,
+    );
+    assert_eq!(duration_count, Some(count), "{text}");
+    // Every response carries the sample app's JSON: more than a few hundred bytes.
+    let response_bytes =
+        series_value(&text, "istio_response_bytes_sum", &client_side).expect("response sizes");
+    assert!(response_bytes > 200.0 * count, "{response_bytes}\n{text}");
+
+    let server_side = [
+        ("reporter", "destination"),
+        ("source_workload", "client"),
+        ("source_workload_namespace", "default"),
+        ("source_principal", CLIENT_IDENTITY),
+        ("source_app", "client"),
+        ("source_canonical_service", "client"),
+        ("source_canonical_revision", "latest"),
+        ("source_cluster", "Kubernetes"),
+        ("destination_workload", "reviews-v1"),
+        ("destination_principal", REVIEWS_IDENTITY),
+        ("destination_app", "reviews"),
+        ("destination_version", "v1"),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_canonical_revision", "v1"),
+        ("response_code", "200"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    scrape_until(reviews_v1_admin(&mesh), &server_side, count).await;
+
+    // A host no route knows: the client's sidecar answers 404 itself and says why.
+    let reply = client
+        .request("http://nowhere:9080/", &[])
+        .await
+        .expect("request");
+    assert_eq!(reply.status, 404);
+    let no_route = [
+        ("reporter", "source"),
+        ("destination_service", "nowhere"),
+        ("destination_workload", "unknown"),
+        ("response_code", "404"),
+        ("response_flags", "NR"),
+    ];
+    scrape_until(mesh.client_admin(), &no_route, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_metadata_exchange_is_known_by_its_certificate() {
+    // Envoy (unmodified) speaks Istio mTLS but sends no exchange headers: the server's
+    // sidecar still names the caller's identity and namespace, as Istio's does.
+    let Some(mesh) = TestMesh::start(
+        "virtual-service-all-v1.yaml",
+        ClientProxy::Envoy(StreamKind::Delta),
+    )
+    .await
+    else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    for _ in 0..REQUESTS {
+        let reply = client.request(REVIEWS, &[]).await.expect("request");
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+    }
+    let server_side = [
+        ("reporter", "destination"),
+        ("source_workload", "unknown"),
+        ("source_workload_namespace", "default"),
+        ("source_principal", CLIENT_IDENTITY),
+        ("destination_workload", "reviews-v1"),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    scrape_until(reviews_v1_admin(&mesh), &server_side, REQUESTS as f64).await;
+}
