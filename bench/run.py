@@ -177,6 +177,7 @@ def measure_once(target: Target, endpoint: Endpoint, args: argparse.Namespace,
                             if pids else None),
         # The larger proxy's peak: what one sidecar costs. Each proxy's, client first, beside.
         "rss_mib": rss.max_kib / 1024 if pids else None,
+        "private_mib": rss.max_anon_kib / 1024 if pids else None,
         "rss_mib_per_proxy": [rss.max_kib_by_pid[pid] / 1024 for pid in pids] if pids else None,
         "threads": sum(thread_count(pid) for pid in pids) if pids else None,
         "errors": max_rate.errors + fixed.errors + (h2c["h2c_errors"] or 0),

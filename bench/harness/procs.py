@@ -105,7 +105,9 @@ def thread_count(pid: int) -> int:
 
 
 class RssSampler:
-    """Samples the VmRSS of some processes in the background and keeps each one's maximum.
+    """Samples the VmRSS of some processes in the background and keeps each one's maximum,
+    and the maximum of its anonymous part (RssAnon: the heap and stacks a process has to
+    itself, where the rest is mapped files that every process of one binary shares).
 
     A path through two sidecars has two proxies: their peaks are kept apart, because the
     figure a sidecar is judged by is its own footprint, not the sum of a chain's.
@@ -115,6 +117,7 @@ class RssSampler:
         self.pids = list(pids)
         self.interval_seconds = interval_seconds
         self.max_kib_by_pid: dict[int, int] = {pid: 0 for pid in self.pids}
+        self.max_anon_kib_by_pid: dict[int, int] = {pid: 0 for pid in self.pids}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -122,6 +125,11 @@ class RssSampler:
     def max_kib(self) -> int:
         """The largest peak among the processes (0 when there are none)."""
         return max(self.max_kib_by_pid.values(), default=0)
+
+    @property
+    def max_anon_kib(self) -> int:
+        """The largest anonymous peak among the processes."""
+        return max(self.max_anon_kib_by_pid.values(), default=0)
 
     def __enter__(self) -> "RssSampler":
         self._sample()
@@ -142,6 +150,8 @@ class RssSampler:
             try:
                 self.max_kib_by_pid[pid] = max(self.max_kib_by_pid[pid],
                                                status_field_kib(pid, "VmRSS"))
+                self.max_anon_kib_by_pid[pid] = max(self.max_anon_kib_by_pid[pid],
+                                                    status_field_kib(pid, "RssAnon"))
             except (OSError, HarnessError):
                 pass  # The process is gone; the caller notices through its own checks.
 

@@ -25,7 +25,8 @@ REFERENCE = {
 
 # Figures taken per run; the summary holds the median of each over the runs.
 RUN_METRICS = ("max_rps", "max_rps_proxy_cores", "max_rps_h2c", "max_rps_h2c_proxy_cores",
-               "p50_us", "p90_us", "p99_us", "cpu_per_1000rps", "rss_mib", "threads", "errors",
+               "p50_us", "p90_us", "p99_us", "cpu_per_1000rps", "rss_mib", "private_mib", "threads",
+               "errors",
                "foreign_cores", "handshakes_per_second", "handshake_proxy_cores",
                "handshake_cpu_us")
 
@@ -100,8 +101,8 @@ def markdown_table(report: dict) -> str:
 def one_proxy_table(results: dict, rows: dict) -> list[str]:
     lines = [
         "| | max req/s, 1 core | proxy core busy | max req/s, h2c | p50 | p90 | p99 "
-        "| added p50 / p99 | CPU per 1000 req/s | RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| added p50 / p99 | CPU per 1000 req/s | RSS | of which private |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, result in rows.items():
         median = result["median"]
@@ -117,6 +118,7 @@ def one_proxy_table(results: dict, rows: dict) -> list[str]:
             f"{median['cpu_per_1000rps']:.3f} vCPU{_ratio(results, name, 'cpu_per_1000rps')}"
             if is_proxy else "—",
             f"{median['rss_mib']:.1f} MiB{_ratio(results, name, 'rss_mib')}" if is_proxy else "—",
+            _private(results, name) if is_proxy else "—",
         ]) + " |")
     return lines
 
@@ -130,8 +132,8 @@ def two_sidecar_table(results: dict, rows: dict) -> list[str]:
         "",
         "| | max req/s, 1 core | proxy core busy (both) | max req/s, h2c | p50 | p90 | p99 "
         f"| added p50 / p90 / p99 | added p99 against Envoy's (target {target}) "
-        "| CPU per 1000 req/s (both) | RSS (larger sidecar) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU per 1000 req/s (both) | RSS (larger sidecar) | of which private |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, result in rows.items():
         median = result["median"]
@@ -147,8 +149,17 @@ def two_sidecar_table(results: dict, rows: dict) -> list[str]:
             _added_p99_against_baseline(results, name),
             f"{median['cpu_per_1000rps']:.3f} vCPU{_ratio(results, name, 'cpu_per_1000rps')}",
             f"{median['rss_mib']:.1f} MiB{_ratio(results, name, 'rss_mib')}",
+            _private(results, name),
         ]) + " |")
     return lines
+
+
+def _private(results: dict, name: str) -> str:
+    """The anonymous part of the RSS peak (results of older runs have none)."""
+    private = results[name]["median"].get("private_mib")
+    if private is None:
+        return "—"
+    return f"{private:.1f} MiB{_ratio(results, name, 'private_mib')}"
 
 
 def handshake_table(results: dict, settings: dict) -> list[str]:

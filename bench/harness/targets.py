@@ -375,6 +375,7 @@ class TwoSidecars(Target):
             self._check_mtls(endpoint, inbound)
             self.handshake_endpoint = inbound
             self.handshake_proxy = server
+        self._check_metrics()
         # h2c reaches the client sidecar's outbound listener; the hop between the
         # sidecars stays HTTP/1.1, as the service port is plain `http`.
         self.h2c_endpoint = endpoint
@@ -414,6 +415,10 @@ class TwoSidecars(Target):
                 f"expected {server_id}; the app got x-forwarded-client-cert "
                 f"{found.get('xfcc', '')!r}): {error}") from None
 
+    def _check_metrics(self) -> None:
+        """Makes sure the requests measured are reported as a mesh reports them, where
+        the sidecars do: the checks above went through both."""
+
     def _start_sidecar(self, log_name: str, ip: str, workload: str, app: str,
                        app_ports: dict[int, int], service_account: str | None) -> Process:
         raise NotImplementedError
@@ -435,6 +440,29 @@ class BosunTwoSidecars(TwoSidecars):
                        app_ports: dict[int, int], service_account: str | None) -> Process:
         return _start_bosun_sidecar(self.bench, log_name, ip, workload, app, app_ports,
                                     service_account)
+
+    def _check_metrics(self) -> None:
+        """Bosun's sidecars report Istio's standard metrics on every request measured:
+        the client's as `source`, the server's as `destination` (over mTLS, naming the
+        caller's identity). A pair that stopped reporting would measure less work."""
+        expected = [
+            (self.client_ip, f'istio_requests_total{{reporter="source",'
+                             f'source_workload="{self.client_workload}"'),
+            (self.server_ip, 'istio_requests_total{reporter="destination",'),
+        ]
+        if self.mtls:
+            # Only a sidecar behind mTLS is told who calls (Istio's metadata exchange).
+            expected += [
+                (self.server_ip, f'istio_requests_total{{reporter="destination",'
+                                 f'source_workload="{self.client_workload}"'),
+                (self.server_ip, 'connection_security_policy="mutual_tls"'),
+            ]
+        for ip, wanted in expected:
+            status, body = http_get(ip, ADMIN_PORT, "/stats/prometheus", "admin")
+            if status != 200 or wanted not in body.decode(errors="replace"):
+                raise HarnessError(
+                    f"{self.label}: the sidecar at {ip} does not report Istio's metrics "
+                    f"as expected (status {status}; no line with {wanted!r})")
 
     def version(self) -> str:
         return self.bench.sidecar_version()
