@@ -46,6 +46,19 @@ async fn scrape_until(admin: SocketAddr, labels: &[(&str, &str)], count: f64) ->
     panic!("no istio_requests_total {labels:?} = {count} at {admin}:\n{text}");
 }
 
+/// Sends [`REQUESTS`] requests to reviews through the client sidecar; each must succeed.
+/// Returns the client, for more, and the bodies the app answered.
+async fn send_requests(mesh: &TestMesh) -> (support::ProxyClient, Vec<String>) {
+    let mut client = mesh.client().await;
+    let mut bodies = Vec::new();
+    for _ in 0..REQUESTS {
+        let reply = client.request(REVIEWS, &[]).await.expect("request");
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+        bodies.push(reply.body);
+    }
+    (client, bodies)
+}
+
 fn reviews_v1_admin(mesh: &TestMesh) -> SocketAddr {
     SocketAddr::new(mesh.reviews_inbound("v1").ip(), 15000)
 }
@@ -56,17 +69,14 @@ async fn both_sidecars_report_a_request_with_istio_labels() {
     else {
         return;
     };
-    let mut client = mesh.client().await;
-    for _ in 0..REQUESTS {
-        let reply = client.request(REVIEWS, &[]).await.expect("request");
-        assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+    let (mut client, bodies) = send_requests(&mesh).await;
+    for body in bodies {
         // The exchange headers are for the server's sidecar, not for the app.
-        let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert!(
             json["headers"].get("x-envoy-peer-metadata").is_none()
                 && json["headers"].get("x-envoy-peer-metadata-id").is_none(),
-            "the app saw the metadata exchange: {}",
-            reply.body
+            "the app saw the metadata exchange: {body}"
         );
     }
     let count = REQUESTS as f64;
@@ -153,11 +163,7 @@ async fn a_caller_without_metadata_exchange_is_known_by_its_certificate() {
     else {
         return;
     };
-    let mut client = mesh.client().await;
-    for _ in 0..REQUESTS {
-        let reply = client.request(REVIEWS, &[]).await.expect("request");
-        assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
-    }
+    send_requests(&mesh).await;
     let server_side = [
         ("reporter", "destination"),
         ("source_workload", "unknown"),
