@@ -4,6 +4,8 @@ use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
+use bosun_ca::Identity;
+
 use crate::compile::CertDetails;
 use crate::telemetry::labels::{UNKNOWN_WORKLOAD, principal};
 use crate::telemetry::{PeerWorkload, Principal, Shared, exchange};
@@ -70,7 +72,11 @@ impl ConnectionInfo {
     }
 
     fn decode_caller(&self, header: Option<&HeaderValue>) -> Shared<PeerWorkload> {
-        let certified_namespace = self.principal.as_deref().and_then(spiffe_namespace);
+        let certified_namespace = self
+            .principal
+            .as_deref()
+            .and_then(|uri| uri.parse::<Identity>().ok())
+            .map(|identity| identity.namespace);
         let decoded = header.and_then(exchange::decode);
         match (decoded, certified_namespace) {
             (None, None) => UNKNOWN_WORKLOAD.clone(),
@@ -78,20 +84,11 @@ impl ConnectionInfo {
             (decoded, Some(namespace)) => {
                 let mut workload =
                     decoded.unwrap_or_else(|| PeerWorkload::clone(&UNKNOWN_WORKLOAD));
-                workload.namespace = namespace.to_owned();
+                workload.namespace = namespace;
                 Shared::new(Arc::new(workload))
             }
         }
     }
-}
-
-/// The namespace of `spiffe://<trust domain>/ns/<namespace>/sa/<account>`.
-fn spiffe_namespace(uri: &str) -> Option<&str> {
-    let path = uri.strip_prefix("spiffe://")?;
-    let mut segments = path.split('/').skip(1);
-    (segments.next()? == "ns")
-        .then(|| segments.next())
-        .flatten()
 }
 
 #[cfg(test)]
@@ -99,13 +96,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn namespace_comes_from_the_spiffe_path() {
-        assert_eq!(
-            spiffe_namespace("spiffe://cluster.local/ns/shop/sa/web"),
-            Some("shop")
-        );
-        assert_eq!(spiffe_namespace("spiffe://cluster.local/other"), None);
-        assert_eq!(spiffe_namespace("https://example.com/ns/x"), None);
+    fn a_caller_without_metadata_is_in_its_certificate_namespace() {
+        let connection = ConnectionInfo {
+            principal: Some(principal("spiffe://cluster.local/ns/shop/sa/web")),
+            ..Default::default()
+        };
+        let caller = connection.caller(None);
+        assert_eq!(caller.namespace, "shop");
+        assert_eq!(caller.name, crate::telemetry::labels::UNKNOWN);
+        let not_spiffe = ConnectionInfo {
+            principal: Some(principal("https://example.com/ns/x")),
+            ..Default::default()
+        };
+        assert_eq!(not_spiffe.caller(None), *UNKNOWN_WORKLOAD);
     }
 
     #[test]
