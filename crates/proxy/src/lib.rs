@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_dump;
 pub mod drain;
 mod dump;
+pub mod filters;
 mod http;
 /// Request and response header handling, public for the benchmarks.
 pub use http::headers;

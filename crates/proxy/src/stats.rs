@@ -47,6 +47,12 @@ pub struct ClusterStats {
     pub no_healthy_upstream: AtomicU64,
     pub timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
+    /// Retries made (Envoy's `upstream_rq_retry`).
+    pub retries: AtomicU64,
+    /// Retries not made because too many were in flight (`upstream_rq_retry_overflow`).
+    pub retry_overflows: AtomicU64,
+    /// Requests refused by the circuit breaker (`upstream_rq_pending_overflow`).
+    pub overflows: AtomicU64,
     pub in_flight: AtomicI64,
     pub latency: Histogram,
 }
@@ -164,6 +170,9 @@ impl StatsRegistry {
                         no_healthy_upstream: s.no_healthy_upstream.load(Relaxed),
                         timeouts: s.timeouts.load(Relaxed),
                         upstream_errors: s.upstream_errors.load(Relaxed),
+                        retries: s.retries.load(Relaxed),
+                        retry_overflows: s.retry_overflows.load(Relaxed),
+                        overflows: s.overflows.load(Relaxed),
                         in_flight: s.in_flight.load(Relaxed),
                         latency_ms: LatencySummary {
                             count: s.latency.count(),
@@ -230,6 +239,12 @@ pub struct ClusterCounters {
     pub no_healthy_upstream: u64,
     pub timeouts: u64,
     pub upstream_errors: u64,
+    #[serde(default)]
+    pub retries: u64,
+    #[serde(default)]
+    pub retry_overflows: u64,
+    #[serde(default)]
+    pub overflows: u64,
     pub in_flight: i64,
     pub latency_ms: LatencySummary,
 }

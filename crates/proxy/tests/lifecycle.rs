@@ -58,18 +58,25 @@ async fn two_cluster_mesh(mode: XdsMode) -> (FakeAds, TestProxy, Upstream, Upstr
 
 async fn nack_names_the_resource_and_the_rest_applies(mode: XdsMode) {
     let (ads, proxy, _a, _b) = two_cluster_mesh(mode).await;
-    let fault = http_filter("envoy.filters.http.fault", None);
+    // A filter the proxy does not have.
+    let lua = http_filter(
+        "envoy.filters.http.lua",
+        Some(envoy_types::pb::google::protobuf::Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua".into(),
+            value: Vec::new(),
+        }),
+    );
     ads.set(
         ResourceType::Listener,
         vec![
             rds_listener("virtualOutbound", any_port(), "outbound"),
-            rds_listener_with_filters("faulty", any_port(), "outbound", vec![fault, router()]),
+            rds_listener_with_filters("faulty", any_port(), "outbound", vec![lua, router()]),
             rds_listener("second", any_port(), "outbound"),
         ],
     );
     let nack = ads
         .wait_for_nack(
-            "listener faulty: filter_chains[0]: http filter envoy.filters.http.fault is not supported yet",
+            "listener faulty: filter_chains[0]: http filter envoy.filters.http.lua (type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua) is not supported yet",
         )
         .await;
     assert_eq!(nack.kind, Some(ResourceType::Listener));
@@ -85,7 +92,7 @@ async fn nack_names_the_resource_and_the_rest_applies(mode: XdsMode) {
     let dump = proxy.handle.config_dump().await;
     let recorded = &dump.last_nacks[&ResourceType::Listener];
     assert!(
-        recorded.message.contains("envoy.filters.http.fault"),
+        recorded.message.contains("envoy.filters.http.lua"),
         "{}",
         recorded.message
     );

@@ -14,7 +14,9 @@ use super::{
     type_url_of,
 };
 use crate::resource::ResourceType;
-use crate::upstream::{ClusterSpec, Discovery, EndpointSpec, LbPolicy, UpstreamProtocol};
+use crate::upstream::{
+    CircuitLimits, ClusterSpec, Discovery, EndpointSpec, LbPolicy, UpstreamProtocol,
+};
 
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Envoy's default when a cluster sets no connect_timeout.
@@ -30,7 +32,6 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
     let unsupported = [
         (!c.health_checks.is_empty(), "health_checks"),
         (c.outlier_detection.is_some(), "outlier_detection"),
-        (c.circuit_breakers.is_some(), "circuit_breakers"),
         (c.lb_subset_config.is_some(), "lb_subset_config"),
         (c.load_balancing_policy.is_some(), "load_balancing_policy"),
         (c.lb_config.is_some(), "lb_config"),
@@ -107,7 +108,62 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
             .as_ref()
             .map_or(DEFAULT_CONNECT_TIMEOUT, duration),
         service: telemetry::cluster_service(c.metadata.as_ref())?,
+        limits: circuit_limits(c.circuit_breakers.as_ref())?,
     })
+}
+
+/// The DEFAULT priority's thresholds. Connection and pending-request limits need a pool
+/// that queues, which the proxy does not have yet: only "unlimited" (istiod's default) is
+/// taken for them.
+fn circuit_limits(
+    breakers: Option<&envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers>,
+) -> Result<CircuitLimits, Reason> {
+    use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
+    let mut limits = CircuitLimits::default();
+    let Some(breakers) = breakers else {
+        return Ok(limits);
+    };
+    if !breakers.per_host_thresholds.is_empty() {
+        return Err("circuit_breakers.per_host_thresholds is not supported yet".into());
+    }
+    for (index, thresholds) in breakers.thresholds.iter().enumerate() {
+        let field = format!("circuit_breakers.thresholds[{index}]");
+        match RoutingPriority::try_from(thresholds.priority) {
+            Ok(RoutingPriority::Default) => {}
+            // Nothing routes at high priority here.
+            Ok(RoutingPriority::High) => continue,
+            Err(_) => {
+                return Err(format!(
+                    "{field}.priority {} is unknown",
+                    thresholds.priority
+                ));
+            }
+        }
+        for (value, name) in [
+            (thresholds.max_connections, "max_connections"),
+            (thresholds.max_pending_requests, "max_pending_requests"),
+        ] {
+            if let Some(value) = value
+                && value.value != u32::MAX
+            {
+                return Err(format!(
+                    "{field}.{name} {} is not supported yet (only {} is)",
+                    value.value,
+                    u32::MAX
+                ));
+            }
+        }
+        if thresholds.retry_budget.is_some() {
+            return Err(format!("{field}.retry_budget is not supported yet"));
+        }
+        if let Some(max) = thresholds.max_requests {
+            limits.max_requests = max.value;
+        }
+        if let Some(max) = thresholds.max_retries {
+            limits.max_retries = max.value;
+        }
+    }
+    Ok(limits)
 }
 
 fn static_endpoints(c: &Cluster) -> Result<Discovery, Reason> {

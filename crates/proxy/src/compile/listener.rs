@@ -7,23 +7,23 @@ use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener, filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager, http_filter,
+    HttpConnectionManager, http_connection_manager,
 };
 
+use super::filters::compile_http_filters;
 use super::tls::{self, DownstreamTls};
 use super::{
     CompileError, Reason, compile_route_config, decode_any, require_ads, socket_addr, type_url_of,
 };
+use crate::filters::HttpFilterChain;
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::telemetry::Direction;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
-pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
 const HCM_TYPE: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
 
 /// Listener filters that only sniff the connection; HTTP detection is built in.
 const HARMLESS_LISTENER_FILTERS: [&str; 2] = [
@@ -63,6 +63,8 @@ pub struct CertDetails {
 pub struct FilterChainSpec {
     pub stat_prefix: String,
     pub routes: RouteSource,
+    /// The HTTP filters before the router, in order.
+    pub http_filters: Arc<HttpFilterChain>,
     pub client_cert_header: ClientCertHeader,
     /// `Some` for the chain that terminates mutual TLS.
     pub tls: Option<DownstreamTls>,
@@ -229,10 +231,11 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
         ));
     }
     let hcm: HttpConnectionManager = decode_any(any, &type_url_of(HCM_TYPE))?;
-    let routes = compile_hcm(&hcm)?;
+    let (routes, http_filters) = compile_hcm(&hcm)?;
     Ok(FilterChainSpec {
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
+        http_filters: Arc::new(http_filters),
         client_cert_header: client_cert_header(&hcm)?,
         tls,
     })
@@ -277,7 +280,7 @@ fn client_cert_header(hcm: &HttpConnectionManager) -> Result<ClientCertHeader, R
     Ok(header)
 }
 
-fn compile_hcm(hcm: &HttpConnectionManager) -> Result<RouteSource, Reason> {
+fn compile_hcm(hcm: &HttpConnectionManager) -> Result<(RouteSource, HttpFilterChain), Reason> {
     use http_connection_manager::CodecType;
     match CodecType::try_from(hcm.codec_type) {
         Ok(CodecType::Auto | CodecType::Http1 | CodecType::Http2) => {}
@@ -299,8 +302,8 @@ fn compile_hcm(hcm: &HttpConnectionManager) -> Result<RouteSource, Reason> {
     if !hcm.access_log.is_empty() {
         return Err("http_connection_manager access_log is not supported yet".into());
     }
-    compile_http_filters(hcm)?;
-    match &hcm.route_specifier {
+    let filters = compile_http_filters(&hcm.http_filters)?;
+    let routes: Result<RouteSource, Reason> = match &hcm.route_specifier {
         Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
             require_ads(
                 rds.config_source.as_ref(),
@@ -320,30 +323,6 @@ fn compile_hcm(hcm: &HttpConnectionManager) -> Result<RouteSource, Reason> {
             Err("http_connection_manager scoped_routes is not supported yet".into())
         }
         None => Err("http_connection_manager has neither rds nor route_config".into()),
-    }
-}
-
-/// The router must be last; other filters are refused unless marked optional
-/// (Envoy's `is_optional`: skip a filter the proxy does not know).
-fn compile_http_filters(hcm: &HttpConnectionManager) -> Result<(), Reason> {
-    let Some((last, rest)) = hcm.http_filters.split_last() else {
-        return Err(format!("http_filters must end with {ROUTER_FILTER}"));
     };
-    for f in rest {
-        if f.disabled || f.is_optional {
-            continue;
-        }
-        return Err(format!("http filter {} is not supported yet", f.name));
-    }
-    let is_router = match &last.config_type {
-        Some(http_filter::ConfigType::TypedConfig(any)) => any.type_url == type_url_of(ROUTER_TYPE),
-        _ => last.name == ROUTER_FILTER,
-    };
-    if !is_router {
-        return Err(format!(
-            "http filter {} is not supported yet (the last filter must be {ROUTER_FILTER})",
-            last.name
-        ));
-    }
-    Ok(())
+    Ok((routes?, filters))
 }

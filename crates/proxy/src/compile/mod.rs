@@ -4,7 +4,10 @@
 //! the resource is rejected alone (and NACKed) instead of being half-applied.
 
 mod cluster;
+mod fault;
+mod filters;
 mod listener;
+mod retry;
 mod route;
 mod telemetry;
 mod tls;

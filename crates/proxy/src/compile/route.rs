@@ -13,12 +13,14 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use http::{HeaderName, StatusCode};
 
+use super::filters::compile_per_filter;
+use super::retry::compile_retry;
 use super::{CompileError, Reason, duration};
 use crate::resource::ResourceType;
 use crate::routing::{
-    DirectResponse, DomainIndex, HeaderMatch, HeaderSource, PathMatch, Route as CompiledRoute,
-    RouteAction, RouteMatch, RouteTable, ValueMatch, VirtualHost, WeightedClusters,
-    full_match_regex,
+    DirectResponse, DomainIndex, FilterConfigs, HeaderMatch, HeaderSource, PathMatch, RetryPolicy,
+    Route as CompiledRoute, RouteAction, RouteMatch, RouteTable, ValueMatch, VirtualHost,
+    WeightedClusters, full_match_regex,
 };
 
 /// Envoy's route timeout when a route does not set one.
@@ -68,9 +70,15 @@ fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
     if vhost.require_tls != 0 {
         return Err("require_tls is not supported yet".into());
     }
-    if vhost.retry_policy.is_some() || vhost.hedge_policy.is_some() {
-        return Err("retry_policy / hedge_policy is not supported yet".into());
+    if vhost.hedge_policy.is_some() || vhost.retry_policy_typed_config.is_some() {
+        return Err("hedge_policy / retry_policy_typed_config is not supported yet".into());
     }
+    let vhost_retry = vhost
+        .retry_policy
+        .as_ref()
+        .map(|policy| compile_retry(policy).map(Arc::new))
+        .transpose()?;
+    let vhost_filters = compile_per_filter(&vhost.typed_per_filter_config)?;
     if vhost.cors.is_some() {
         return Err("cors is not supported yet".into());
     }
@@ -92,7 +100,8 @@ fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            compile_route(r)
+            compile_route(r, vhost_retry.as_ref(), &vhost_filters)
+                .map(Arc::new)
                 .map_err(|reason| format!("route {} ({i}): {reason}", display_name(&r.name)))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -107,7 +116,11 @@ fn display_name(name: &str) -> &str {
     if name.is_empty() { "<unnamed>" } else { name }
 }
 
-fn compile_route(r: &Route) -> Result<CompiledRoute, Reason> {
+fn compile_route(
+    r: &Route,
+    vhost_retry: Option<&Arc<RetryPolicy>>,
+    vhost_filters: &FilterConfigs,
+) -> Result<CompiledRoute, Reason> {
     if !r.request_headers_to_add.is_empty()
         || !r.request_headers_to_remove.is_empty()
         || !r.response_headers_to_add.is_empty()
@@ -115,12 +128,19 @@ fn compile_route(r: &Route) -> Result<CompiledRoute, Reason> {
     {
         return Err("header manipulation is not supported yet".into());
     }
-    if !r.typed_per_filter_config.is_empty() {
-        return Err("typed_per_filter_config is not supported yet".into());
-    }
+    // A route's settings for a filter replace its virtual host's.
+    let filter_configs = if r.typed_per_filter_config.is_empty() {
+        vhost_filters.clone()
+    } else {
+        compile_per_filter(&r.typed_per_filter_config)?
+    };
     let matcher = compile_match(r.r#match.as_ref().ok_or("match is missing")?)?;
-    let (action, timeout) = match &r.action {
-        Some(route::Action::Route(action)) => compile_action(action)?,
+    let (action, timeout, retry) = match &r.action {
+        Some(route::Action::Route(action)) => {
+            let (action, timeout, retry) = compile_action(action)?;
+            // A route's own retry policy replaces its virtual host's.
+            (action, timeout, retry.or_else(|| vhost_retry.cloned()))
+        }
         Some(route::Action::DirectResponse(direct)) => {
             let status = u16::try_from(direct.status)
                 .ok()
@@ -132,7 +152,11 @@ fn compile_route(r: &Route) -> Result<CompiledRoute, Reason> {
                 Some(data_source::Specifier::InlineBytes(b)) => Bytes::from(b.clone()),
                 Some(_) => return Err("direct_response.body must be inline".into()),
             };
-            (RouteAction::Direct(DirectResponse { status, body }), None)
+            (
+                RouteAction::Direct(DirectResponse { status, body }),
+                None,
+                None,
+            )
         }
         Some(route::Action::Redirect(_)) => return Err("redirect is not supported yet".into()),
         Some(_) => return Err("this route action is not supported yet".into()),
@@ -143,6 +167,8 @@ fn compile_route(r: &Route) -> Result<CompiledRoute, Reason> {
         matcher,
         action,
         timeout,
+        retry,
+        filter_configs,
     })
 }
 
@@ -186,7 +212,7 @@ fn regex(r: &RegexMatcher, field: &str) -> Result<regex::Regex, Reason> {
         .map_err(|e| format!("{field} {:?} is not a valid regex: {e}", r.regex))
 }
 
-fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
+pub(super) fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
     use header_matcher::HeaderMatchSpecifier as Spec;
     let field = format!("match.headers[{}]", h.name);
     let source = match h.name.to_ascii_lowercase().as_str() {
@@ -276,9 +302,12 @@ fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
     })
 }
 
+/// What a route action compiles to: where it sends, its timeout and its retries.
+type CompiledAction = (RouteAction, Option<Duration>, Option<Arc<RetryPolicy>>);
+
 // Deprecated fields still change behaviour when set, so they are checked.
 #[allow(deprecated)]
-fn compile_action(a: &ProtoRouteAction) -> Result<(RouteAction, Option<Duration>), Reason> {
+fn compile_action(a: &ProtoRouteAction) -> Result<CompiledAction, Reason> {
     let unsupported = [
         (
             !a.prefix_rewrite.is_empty()
@@ -289,8 +318,8 @@ fn compile_action(a: &ProtoRouteAction) -> Result<(RouteAction, Option<Duration>
         ),
         (a.host_rewrite_specifier.is_some(), "host rewrites"),
         (
-            a.retry_policy.is_some() || a.retry_policy_typed_config.is_some(),
-            "retry_policy",
+            a.retry_policy_typed_config.is_some(),
+            "retry_policy_typed_config",
         ),
         (
             !a.request_mirror_policies.is_empty(),
@@ -352,5 +381,10 @@ fn compile_action(a: &ProtoRouteAction) -> Result<(RouteAction, Option<Duration>
         None => Some(DEFAULT_ROUTE_TIMEOUT),
         Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
     };
-    Ok((action, timeout))
+    let retry = a
+        .retry_policy
+        .as_ref()
+        .map(|policy| compile_retry(policy).map(Arc::new))
+        .transpose()?;
+    Ok((action, timeout, retry))
 }

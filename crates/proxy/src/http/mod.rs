@@ -1,7 +1,7 @@
 //! The HTTP data path: serving downstream connections and forwarding requests.
 
 mod connection;
-mod forward;
+mod connection_manager;
 pub mod headers;
 mod server;
 

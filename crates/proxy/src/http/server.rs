@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connection::ConnectionInfo;
-use super::forward;
+use super::connection_manager;
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
 use crate::tls::PeerCertificate;
@@ -127,7 +127,7 @@ async fn serve_connection<I>(
 where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| forward::handle(ctx.clone(), info.clone(), req));
+    let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {

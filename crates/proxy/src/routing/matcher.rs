@@ -111,7 +111,7 @@ pub struct HeaderMatch {
 }
 
 impl HeaderMatch {
-    fn matches(&self, req: &RequestView<'_>) -> bool {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
         let actual: Option<&str> = match &self.source {
             HeaderSource::Authority => Some(req.authority),
             HeaderSource::Method => Some(req.method.as_str()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{DomainIndex, RequestView, RouteMatch};
+use super::{DomainIndex, FilterConfigs, RequestView, RetryPolicy, RouteMatch};
 
 /// One compiled RouteConfiguration.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ impl RouteTable {
     }
 
     /// The first route of the matching virtual host whose match holds.
-    pub fn route(&self, req: &RequestView<'_>) -> Option<&Route> {
+    pub fn route(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
         let vhost = self.domains.find(req.authority)?;
         self.virtual_hosts
             .get(vhost)?
@@ -52,7 +52,7 @@ impl RouteTable {
 pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
 }
 
 #[derive(Debug)]
@@ -60,8 +60,22 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: RouteAction,
-    /// Upstream response-headers timeout; `None` disables it.
+    /// Upstream response-headers timeout, over all attempts; `None` disables it.
     pub timeout: Option<Duration>,
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// What the route says to the HTTP filters before the router.
+    pub filter_configs: FilterConfigs,
+}
+
+impl Route {
+    /// The cluster this request goes to: the route's, or one of its weighted clusters.
+    pub fn select_cluster(&self) -> Option<&Arc<str>> {
+        match &self.action {
+            RouteAction::Cluster(name) => Some(name),
+            RouteAction::Weighted(weighted) => Some(weighted.select()),
+            RouteAction::Direct(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -86,6 +86,14 @@ pub enum ResponseFlag {
     UpstreamReset,
     /// DC: the downstream went away before the response ended.
     DownstreamDisconnect,
+    /// UO: the cluster's circuit breaker refused the request.
+    UpstreamOverflow,
+    /// URX: the request would have been retried, but no retry was left.
+    UpstreamRetryLimitExceeded,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
 }
 
 impl ResponseFlag {
@@ -99,6 +107,10 @@ impl ResponseFlag {
             ResponseFlag::UpstreamTimeout => "UT",
             ResponseFlag::UpstreamReset => "UC",
             ResponseFlag::DownstreamDisconnect => "DC",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::DelayInjected => "DI",
         }
     }
 }

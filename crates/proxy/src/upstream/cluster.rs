@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use super::connector::TlsConnect;
 use super::endpoint::{Endpoint, EndpointSet, UpstreamProtocol};
+use super::limits::{Admitted, CircuitLimits, CircuitState, RetryAdmitted};
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
 use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};
@@ -67,6 +68,8 @@ pub struct ClusterSpec {
     pub transport: TransportSockets,
     /// The service the cluster was built for (`istio.services`), for metrics.
     pub service: Option<Shared<ServiceLabels>>,
+    /// How many requests and retries may be in flight at once.
+    pub limits: CircuitLimits,
 }
 
 /// Endpoint metadata a socket applies to, and the socket (`None`: plaintext).
@@ -80,6 +83,7 @@ pub struct Cluster {
     default_socket: Option<Arc<TlsConnect>>,
     endpoints: ArcSwap<EndpointSet>,
     rr_cursor: AtomicUsize,
+    circuit: CircuitState,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -101,6 +105,7 @@ impl Cluster {
             spec,
             endpoints: ArcSwap::from_pointee(EndpointSet::default()),
             rr_cursor: AtomicUsize::new(0),
+            circuit: CircuitState::default(),
             stats,
         };
         if let Discovery::Static(endpoints) = &cluster.spec.discovery {
@@ -161,6 +166,29 @@ impl Cluster {
             LbPolicy::Random => set.random(),
         };
         picked.cloned()
+    }
+
+    /// The endpoint for a retry: one not tried yet when `avoid` is given, looked for up
+    /// to `attempts` times (Envoy's previous-hosts predicate), else whatever is picked.
+    pub fn pick_avoiding(&self, avoid: &[SocketAddr], attempts: u32) -> Option<Arc<Endpoint>> {
+        let mut picked = self.pick()?;
+        for _ in 1..attempts.max(1) {
+            if !avoid.contains(&picked.address) {
+                break;
+            }
+            picked = self.pick()?;
+        }
+        Some(picked)
+    }
+
+    /// Counts a request in against `max_requests`; `None` when the circuit is open.
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        self.circuit.admit(self.spec.limits.max_requests)
+    }
+
+    /// Counts a retry in against `max_retries`; `None` when too many are in flight.
+    pub fn admit_retry(&self) -> Option<RetryAdmitted<'_>> {
+        self.circuit.admit_retry(self.spec.limits.max_retries)
     }
 
     pub fn eds_service_name(&self) -> Option<&str> {

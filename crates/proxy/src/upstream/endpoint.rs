@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::body::UpstreamBody;
 use super::connector::{EndpointConnector, TlsConnect};
 use crate::telemetry::{PeerWorkload, Shared};
 
@@ -22,7 +22,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-pub type UpstreamClient = Client<EndpointConnector, Incoming>;
+pub type UpstreamClient = Client<EndpointConnector, UpstreamBody>;
 
 /// One upstream address with its own connection pool and active-request count.
 #[derive(Debug)]

@@ -1,0 +1,274 @@
+//! `envoy.filters.http.router`, the last filter: sends the request to the route's
+//! cluster and brings back the answer, within the route's timeout, retrying as the
+//! route's retry policy says.
+
+mod attempt;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use self::attempt::{Attempt, Outcome};
+use super::{LocalReply, ProxyBody};
+use crate::http::headers::{
+    X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers,
+};
+use crate::routing::{RetryPolicy, Route};
+use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
+use crate::upstream::{
+    Cluster, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal, UpstreamProtocol,
+};
+
+pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// What the router needs besides the request: how the sidecar names itself to the
+/// sidecars it calls (Istio's metadata exchange), and where the request is reported.
+pub struct Forwarding<'a> {
+    pub telemetry: &'a Telemetry,
+    pub record: Option<&'a mut RequestRecord>,
+}
+
+/// Sends `req` to `cluster` as `route` says, retrying failed attempts.
+pub async fn forward(
+    cluster: &Cluster,
+    route: &Route,
+    authority: Authority,
+    req: Request<Incoming>,
+    mut forwarding: Forwarding<'_>,
+) -> Result<Response<ProxyBody>, LocalReply> {
+    let stats = &cluster.stats;
+    stats.requests.fetch_add(1, Relaxed);
+    let _in_flight = InFlight::enter(&stats.in_flight);
+    let Some(_admitted) = cluster.admit() else {
+        stats.overflows.fetch_add(1, Relaxed);
+        stats.responses.record(503);
+        return Err(LocalReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ResponseFlag::UpstreamOverflow,
+        ));
+    };
+    let (parts, body) = upstream_request(req, authority, cluster.spec.protocol)
+        .map(Request::into_parts)
+        .map_err(|status| LocalReply::new(status, "invalid request", ResponseFlag::None))?;
+    let started = Instant::now();
+    let deadline = route.timeout.map(|timeout| started + timeout);
+    let Some(policy) = route.retry.as_deref() else {
+        let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
+        let endpoint = cluster.pick().ok_or_else(|| no_healthy_upstream(cluster))?;
+        let attempt = Attempt::new(cluster, endpoint, deadline, None);
+        return match attempt.send(request, &mut forwarding).await {
+            Outcome::Response(resp) => Ok(finish(cluster, resp, started, &mut forwarding)),
+            Outcome::Failed(failure) => Err(attempt.reply(failure)),
+        };
+    };
+    let (first_body, replay) = UpstreamBody::replayable(body);
+    let mut retries = Retries::new(policy, replay);
+    let mut body = Some(first_body);
+    // The retry being made holds its place in the cluster's retry budget.
+    let mut _retry_admitted: Option<RetryAdmitted<'_>> = None;
+    loop {
+        let endpoint = cluster
+            .pick_avoiding(&retries.tried, retries.host_selection_attempts())
+            .ok_or_else(|| no_healthy_upstream(cluster))?;
+        let address = endpoint.address;
+        let attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
+        let request = Request::from_parts(
+            clone_parts(&parts),
+            body.take().unwrap_or(UpstreamBody::Empty),
+        );
+        let outcome = attempt.send(request, &mut forwarding).await;
+        let retriable = match &outcome {
+            Outcome::Response(resp) => {
+                policy.retries_response(resp.status().as_u16(), grpc_status(resp.headers()))
+            }
+            Outcome::Failed(failure) => failure.retriable_by(policy),
+        };
+        let next = if retriable {
+            retries.next(address, cluster, deadline)
+        } else {
+            None
+        };
+        let Some((next_body, admitted, wait)) = next else {
+            if retriable && let Some(record) = forwarding.record.as_deref_mut() {
+                record.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+            }
+            return match outcome {
+                Outcome::Response(resp) => Ok(finish(cluster, resp, started, &mut forwarding)),
+                Outcome::Failed(failure) => Err(attempt.reply(failure)),
+            };
+        };
+        drop(outcome);
+        _retry_admitted = Some(admitted);
+        stats.retries.fetch_add(1, Relaxed);
+        tokio::time::sleep(wait).await;
+        body = Some(next_body);
+    }
+}
+
+/// The retries a request has made and may still make.
+struct Retries<'p> {
+    policy: &'p RetryPolicy,
+    replay: Replay,
+    made: u32,
+    /// The endpoints tried so far, for the previous-hosts predicate.
+    tried: Vec<SocketAddr>,
+}
+
+impl<'p> Retries<'p> {
+    fn new(policy: &'p RetryPolicy, replay: Replay) -> Self {
+        Retries {
+            policy,
+            replay,
+            made: 0,
+            tried: Vec::new(),
+        }
+    }
+
+    fn host_selection_attempts(&self) -> u32 {
+        if self.tried.is_empty() {
+            1
+        } else {
+            self.policy.host_selection_attempts
+        }
+    }
+
+    /// The next attempt's body, its place in the cluster's retry budget and the wait
+    /// before it; `None` when no retry is left, the body cannot be sent again, the
+    /// cluster has too many retries in flight, or the route's time is up.
+    fn next<'c>(
+        &mut self,
+        tried: SocketAddr,
+        cluster: &'c Cluster,
+        deadline: Option<Instant>,
+    ) -> Option<(UpstreamBody, RetryAdmitted<'c>, Duration)> {
+        if self.made >= self.policy.num_retries {
+            return None;
+        }
+        let wait = self.policy.backoff(self.made + 1);
+        if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
+            return None;
+        }
+        let Some(admitted) = cluster.admit_retry() else {
+            cluster.stats.retry_overflows.fetch_add(1, Relaxed);
+            return None;
+        };
+        let body = self.replay.next_attempt()?;
+        self.made += 1;
+        if self.policy.avoid_previous_hosts {
+            self.tried.push(tried);
+        }
+        Some((body, admitted, wait))
+    }
+}
+
+fn no_healthy_upstream(cluster: &Cluster) -> LocalReply {
+    cluster.stats.no_healthy_upstream.fetch_add(1, Relaxed);
+    cluster.stats.responses.record(503);
+    LocalReply::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no healthy upstream",
+        ResponseFlag::NoHealthyUpstream,
+    )
+}
+
+/// The upstream's answer as the downstream gets it.
+fn finish(
+    cluster: &Cluster,
+    resp: Response<Incoming>,
+    started: Instant,
+    forwarding: &mut Forwarding<'_>,
+) -> Response<ProxyBody> {
+    let elapsed = started.elapsed();
+    cluster.stats.responses.record(resp.status().as_u16());
+    let (mut parts, body) = resp.into_parts();
+    if let Some(record) = forwarding.record.as_deref_mut()
+        && let Some(UpstreamPrincipal(peer)) = parts.extensions.get::<UpstreamPrincipal>()
+    {
+        record.set_upstream_principals(forwarding.telemetry.own_principal(), Some(peer));
+    }
+    remove_hop_by_hop(&mut parts.headers);
+    let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    parts
+        .headers
+        .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), HeaderValue::from(ms));
+    Response::from_parts(parts, Either::Left(body))
+}
+
+/// The gRPC status of a trailers-only gRPC response.
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+/// The request line and headers of another attempt.
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+/// Rewrites the downstream request for the upstream: the URI carries the original
+/// authority (each endpoint has its own pool, so the connector ignores it), the
+/// version matches the cluster's protocol, connection headers go.
+fn upstream_request(
+    req: Request<Incoming>,
+    authority: Authority,
+    protocol: UpstreamProtocol,
+) -> Result<Request<Incoming>, StatusCode> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    remove_hop_by_hop(&mut parts.headers);
+    set_forwarding_headers(&mut parts.headers);
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            let host =
+                HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+            parts.headers.insert(HOST, host);
+        }
+        UpstreamProtocol::Http2 => {
+            // `:authority` comes from the URI; a Host header would duplicate it.
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(HOST);
+        }
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Decrements a gauge when the request finishes, however it finishes.
+pub(crate) struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}

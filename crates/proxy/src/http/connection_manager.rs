@@ -1,0 +1,267 @@
+//! The HTTP connection manager: one request through a listener's filter chain.
+//!
+//! Inbound and outbound requests take the same steps, told apart only where Istio tells
+//! them apart (who is reported as calling, and how the caller's certificate reaches the
+//! app): the listener's chain is chosen, the request is routed, each HTTP filter sees it
+//! in order, and the router forwards it. Config is read with lock-free `ArcSwap` loads;
+//! only the `Arc`s kept across awaits are cloned.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use http::header::HOST;
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::connection::ConnectionInfo;
+use super::headers::X_FORWARDED_CLIENT_CERT;
+use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
+use crate::filters::router::{self, Forwarding, InFlight};
+use crate::filters::{LocalReply, ProxyBody, is_grpc, text_reply};
+use crate::listeners::ListenerContext;
+use crate::routing::{RequestView, RouteAction};
+use crate::snapshot::Snapshot;
+use crate::stats::ListenerStats;
+use crate::telemetry::{Direction, MeteredBody, RequestRecord, ResponseFlag, exchange};
+
+/// What a listener answers with: the proxied body, reported when it ends.
+pub type ResponseBody = MeteredBody<ProxyBody>;
+
+pub async fn handle(
+    ctx: Arc<ListenerContext>,
+    connection: Arc<ConnectionInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let listener = ctx.config.load_full();
+    let stats = &listener.stats;
+    stats.requests.fetch_add(1, Relaxed);
+    let _in_flight = InFlight::enter(&stats.in_flight);
+    let version = req.version();
+    let mut record = begin_record(
+        &ctx,
+        listener.spec.direction,
+        &connection,
+        &mut req,
+        started,
+    );
+    // The listener may have lost this connection's chain in an update since it opened.
+    let Some(chain) = listener.spec.chain_for(connection.is_tls) else {
+        let response = text_reply(StatusCode::SERVICE_UNAVAILABLE, "listener changed");
+        stats.responses.record(response.status().as_u16());
+        return Ok(metered(record, response));
+    };
+    set_client_cert_header(
+        req.headers_mut(),
+        chain.client_cert_header,
+        &connection,
+        &ctx,
+    );
+    let grpc = is_grpc(req.headers());
+    let mut response = match route_and_forward(&ctx, chain, stats, req, record.as_mut()).await {
+        Ok(response) => response,
+        Err(reply) => {
+            if let Some(record) = record.as_mut() {
+                record.set_flag(reply.flag);
+            }
+            reply.into_response(grpc)
+        }
+    };
+    stats.responses.record(response.status().as_u16());
+    if version != Version::HTTP_2 {
+        *response.version_mut() = Version::HTTP_11;
+    }
+    Ok(metered(record, response))
+}
+
+/// Starts the Istio metrics record of a request on a listener with a direction. The
+/// server's sidecar takes the caller's metadata-exchange headers out: they are for it,
+/// not for the app.
+fn begin_record(
+    ctx: &ListenerContext,
+    direction: Option<Direction>,
+    connection: &ConnectionInfo,
+    req: &mut Request<Incoming>,
+    started: Instant,
+) -> Option<RequestRecord> {
+    let mut record = match direction? {
+        Direction::Inbound => {
+            let caller = connection.caller(exchange::take(req.headers_mut()));
+            ctx.telemetry.inbound(
+                req.headers(),
+                caller,
+                connection.principal.clone(),
+                connection.is_tls,
+                started,
+            )
+        }
+        Direction::Outbound => ctx.telemetry.outbound(req.headers(), started),
+    };
+    // "GET /path HTTP/1.1\r\n" and the blank line after the headers.
+    let request_line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + 13;
+    record.request_size(request_line, &http_body::Body::size_hint(req.body()));
+    Some(record)
+}
+
+fn metered(record: Option<RequestRecord>, response: Response<ProxyBody>) -> Response<ResponseBody> {
+    let (parts, body) = response.into_parts();
+    let body = match record {
+        Some(record) => record.respond(parts.status.as_u16(), &parts.headers, body),
+        None => MeteredBody::unmetered(body),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Envoy's `forward_client_cert_details`: the app behind an mTLS chain learns who
+/// called; a header that arrives any other way is removed.
+fn set_client_cert_header(
+    headers: &mut http::HeaderMap,
+    mode: ClientCertHeader,
+    connection: &ConnectionInfo,
+    ctx: &ListenerContext,
+) {
+    let (details, append) = match mode {
+        ClientCertHeader::AppendForward(details) => (details, true),
+        ClientCertHeader::SanitizeSet(details) => (details, false),
+        ClientCertHeader::Sanitize => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+            return;
+        }
+    };
+    // No element on a plaintext connection: the header is removed then too.
+    let element = connection.forwarded_element(details, || {
+        ctx.certificates
+            .current()
+            .map(|certificate| certificate.identity.uri())
+    });
+    let Some(element) = element else {
+        headers.remove(&X_FORWARDED_CLIENT_CERT);
+        return;
+    };
+    let value = match headers.get(&X_FORWARDED_CLIENT_CERT) {
+        Some(existing) if append => {
+            let mut joined = existing.as_bytes().to_vec();
+            joined.push(b',');
+            joined.extend_from_slice(element.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        _ => Some(element),
+    };
+    match value {
+        Some(value) => {
+            headers.insert(X_FORWARDED_CLIENT_CERT.clone(), value);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
+}
+
+/// Routes the request, runs it through the chain's filters, and hands it to the router.
+async fn route_and_forward(
+    ctx: &ListenerContext,
+    chain: &FilterChainSpec,
+    stats: &ListenerStats,
+    req: Request<Incoming>,
+    mut record: Option<&mut RequestRecord>,
+) -> Result<Response<ProxyBody>, LocalReply> {
+    let Some(authority) = request_authority(&req) else {
+        return Err(LocalReply::new(
+            StatusCode::BAD_REQUEST,
+            "missing host",
+            ResponseFlag::None,
+        ));
+    };
+    let view = RequestView {
+        authority: authority.as_str(),
+        path: req.uri().path(),
+        method: req.method(),
+        scheme: "http",
+        headers: req.headers(),
+    };
+    let route = {
+        let snapshot: arc_swap::Guard<Arc<Snapshot>> = ctx.snapshot.load();
+        let table = match &chain.routes {
+            RouteSource::Inline(table) => Some(table),
+            RouteSource::Rds(name) => snapshot.routes.get(name),
+        };
+        table.and_then(|table| table.route(&view)).cloned()
+    };
+    let Some(route) = route else {
+        stats.no_route.fetch_add(1, Relaxed);
+        if let Some(record) = record.as_deref_mut() {
+            record.set_requested_service(authority.host());
+        }
+        return Err(LocalReply::new(
+            StatusCode::NOT_FOUND,
+            "",
+            ResponseFlag::NoRoute,
+        ));
+    };
+    let cluster_name = route.select_cluster().cloned();
+    chain
+        .http_filters
+        .on_request(
+            &view,
+            &route,
+            cluster_name.as_deref(),
+            record.as_deref_mut(),
+        )
+        .await?;
+    // The router.
+    let Some(cluster_name) = cluster_name else {
+        if let RouteAction::Direct(direct) = &route.action {
+            let mut resp = Response::new(Either::Right(Full::new(direct.body.clone())));
+            *resp.status_mut() = direct.status;
+            return Ok(resp);
+        }
+        return Err(LocalReply::new(
+            StatusCode::NOT_FOUND,
+            "",
+            ResponseFlag::NoRoute,
+        ));
+    };
+    let cluster = ctx
+        .snapshot
+        .load()
+        .clusters
+        .get(cluster_name.as_ref())
+        .cloned();
+    let Some(cluster) = cluster else {
+        if let Some(record) = record.as_deref_mut() {
+            record.set_requested_service(authority.host());
+        }
+        return Err(LocalReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster not found",
+            ResponseFlag::NoCluster,
+        ));
+    };
+    if let Some(record) = record.as_deref_mut() {
+        match &cluster.spec.service {
+            Some(service) => record.set_service(service.clone()),
+            None => record.set_requested_service(authority.host()),
+        }
+    }
+    let forwarding = Forwarding {
+        telemetry: &ctx.telemetry,
+        record,
+    };
+    router::forward(&cluster, &route, authority, req, forwarding).await
+}
+
+/// The request's target host: the absolute-form URI's authority, else `Host`
+/// (HTTP/1) or `:authority` (HTTP/2, which hyper puts into the URI).
+fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.clone());
+    }
+    let host = req.headers().get(HOST)?;
+    Authority::try_from(host.as_bytes()).ok()
+}

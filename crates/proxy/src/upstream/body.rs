@@ -1,0 +1,82 @@
+//! What the upstream client sends as a request body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::replay::{ReplayBody, ReplayError, ReplayHandle};
+
+/// A request body on its way upstream: nothing, the downstream body as it streams, or a
+/// body a retry can send again.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Empty,
+    Streaming(Incoming),
+    Replayable(ReplayBody),
+}
+
+impl UpstreamBody {
+    /// The first attempt's body of a request that may be retried, and what makes the
+    /// bodies of the next attempts. An empty body needs no copy.
+    pub fn replayable(body: Incoming) -> (UpstreamBody, Replay) {
+        if body.is_end_stream() {
+            return (UpstreamBody::Empty, Replay::Empty);
+        }
+        let (first, handle) = ReplayBody::new(body);
+        (UpstreamBody::Replayable(first), Replay::Copy(handle))
+    }
+}
+
+/// Makes the request body of another attempt.
+#[derive(Debug)]
+pub enum Replay {
+    Empty,
+    Copy(ReplayHandle),
+}
+
+impl Replay {
+    /// The same body again, if it can still be sent.
+    pub fn next_attempt(&self) -> Option<UpstreamBody> {
+        match self {
+            Replay::Empty => Some(UpstreamBody::Empty),
+            Replay::Copy(handle) => handle.next_attempt().map(UpstreamBody::Replayable),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = ReplayError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Streaming(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(ReplayError::Source))),
+            UpstreamBody::Replayable(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Streaming(body) => body.is_end_stream(),
+            UpstreamBody::Replayable(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Streaming(body) => body.size_hint(),
+            UpstreamBody::Replayable(body) => body.size_hint(),
+        }
+    }
+}
