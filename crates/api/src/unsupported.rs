@@ -1,7 +1,8 @@
 //! Fields that are set but not yet acted on by Bosun.
 //!
 //! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
-//! `headers`, `method`), `http[].route[]` (`destination`, `weight`) and `gateways: [mesh]`;
+//! `headers`, `method`), `http[].route[]` (`destination`, `weight`), `http[].timeout`,
+//! `http[].retries`, `http[].fault` and `gateways: [mesh]`;
 //! DestinationRule `host`, `subsets` (`name`, `labels`) and
 //! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`), also per subset; ServiceEntry `hosts`,
 //! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
@@ -63,9 +64,9 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
         direct_response,
         delegate,
         rewrite,
-        timeout,
-        retries,
-        fault,
+        timeout: _,
+        retries: _,
+        fault: _,
         mirror,
         mirrors,
         mirror_percent,
@@ -88,9 +89,6 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
         ("directResponse", direct_response.is_some()),
         ("delegate", delegate.is_some()),
         ("rewrite", rewrite.is_some()),
-        ("timeout", timeout.is_some()),
-        ("retries", retries.is_some()),
-        ("fault", fault.is_some()),
         ("mirror", mirror.is_some()),
         ("mirrors", !mirrors.is_empty()),
         ("mirrorPercent", mirror_percent.is_some()),
@@ -307,9 +305,6 @@ spec:
                 "spec.tcp",
                 "spec.http[0].match[0].queryParams",
                 "spec.http[0].route[0].headers",
-                "spec.http[0].timeout",
-                "spec.http[0].retries",
-                "spec.http[0].fault",
             ]
         );
     }

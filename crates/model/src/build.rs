@@ -6,14 +6,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bosun_api::networking::{
-    DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSimple, ServiceEntry, VirtualService,
-    WorkloadEntry,
+    DestinationRule, HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute,
+    LoadBalancerSimple, ServiceEntry, VirtualService, WorkloadEntry, grpc_status_code,
 };
 use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
 use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
-use crate::routing::{HttpRouteRule, RequestMatch, RouteDestination, StringMatch, VirtualRoutes};
+use crate::routing::{
+    AbortWith, Fault, FaultAbort, FaultDelay, FaultShare, HttpRouteRule, RequestMatch, Retries,
+    RetryPolicy, RouteDestination, StringMatch, VirtualRoutes,
+};
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
 
@@ -243,7 +246,55 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
                 },
             })
             .collect(),
+        timeout: route.timeout.map(|timeout| timeout.as_std()),
+        retries: retries_of(route.retries.as_ref()),
+        fault: route.fault.as_ref().and_then(fault_of),
     }
+}
+
+fn retries_of(retries: Option<&HttpRetry>) -> Retries {
+    let Some(retries) = retries else {
+        return Retries::MeshDefault;
+    };
+    let Ok(attempts @ 1..) = u32::try_from(retries.attempts) else {
+        return Retries::Disabled;
+    };
+    Retries::Policy(RetryPolicy {
+        attempts,
+        per_try_timeout: retries.per_try_timeout.map(|timeout| timeout.as_std()),
+        retry_on: retries.retry_on.clone().filter(|on| !on.trim().is_empty()),
+        retry_remote_localities: retries.retry_remote_localities.unwrap_or(false),
+        avoid_previous_hosts: retries.retry_ignore_previous_hosts.unwrap_or(true),
+        backoff: retries.backoff.map(|backoff| backoff.as_std()),
+    })
+}
+
+/// Istio's fault: a fixed delay and an HTTP or gRPC abort. Validation has refused the
+/// rest (an exponential delay, an HTTP/2 error), so it is left out here.
+fn fault_of(fault: &HttpFaultInjection) -> Option<Fault> {
+    let share = |percentage: Option<f64>, percent: Option<i32>| match (percentage, percent) {
+        (Some(value), _) => FaultShare::Percentage(value),
+        (None, Some(percent)) => FaultShare::Percent(u32::try_from(percent).unwrap_or(0)),
+        (None, None) => FaultShare::Unset,
+    };
+    let delay = fault.delay.as_ref().and_then(|delay| {
+        Some(FaultDelay {
+            fixed_delay: delay.fixed_delay?.as_std(),
+            share: share(delay.percentage.map(|p| p.value), delay.percent),
+        })
+    });
+    let abort = fault.abort.as_ref().and_then(|abort| {
+        let with = match (&abort.http_status, &abort.grpc_status) {
+            (Some(status), _) => AbortWith::HttpStatus(u16::try_from(*status).ok()?),
+            (None, Some(name)) => AbortWith::GrpcStatus(grpc_status_code(name)?),
+            (None, None) => return None,
+        };
+        Some(FaultAbort {
+            with,
+            share: share(abort.percentage.map(|p| p.value), None),
+        })
+    });
+    (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
 }
 
 fn string_match(value: &bosun_api::StringMatch) -> StringMatch {
@@ -284,9 +335,9 @@ fn match_of(request: &HttpMatchRequest) -> RequestMatch {
 
 fn load_balancer(simple: Option<LoadBalancerSimple>) -> Option<LoadBalancer> {
     match simple? {
-        LoadBalancerSimple::RoundRobin | LoadBalancerSimple::Unspecified => {
-            Some(LoadBalancer::RoundRobin)
-        }
+        LoadBalancerSimple::RoundRobin => Some(LoadBalancer::RoundRobin),
+        // Unset means the mesh's default.
+        LoadBalancerSimple::Unspecified => None,
         LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest => {
             Some(LoadBalancer::LeastRequest)
         }

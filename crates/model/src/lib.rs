@@ -14,6 +14,9 @@ pub mod snapshot;
 
 pub use host::Hostname;
 pub use policy::{DestinationPolicy, LoadBalancer, Subset};
-pub use routing::{HttpRouteRule, RequestMatch, RouteDestination, StringMatch, VirtualRoutes};
+pub use routing::{
+    AbortWith, Fault, FaultAbort, FaultDelay, FaultShare, HttpRouteRule, RequestMatch, Retries,
+    RetryPolicy, RouteDestination, StringMatch, VirtualRoutes,
+};
 pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use crate::host::Hostname;
 
+/// Istio's simple load balancers. The default is LEAST_REQUEST, as in Istio since 1.14.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub enum LoadBalancer {
-    #[default]
     RoundRobin,
+    #[default]
     LeastRequest,
     Random,
 }

@@ -1,5 +1,7 @@
 //! HTTP routing for a service host, from VirtualServices.
 
+use std::time::Duration;
+
 use crate::host::Hostname;
 
 /// How a string in a request is matched. Regexes are RE2 syntax and match the whole
@@ -35,12 +37,78 @@ pub struct RouteDestination {
 }
 
 /// One `http` entry of a VirtualService.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct HttpRouteRule {
     pub name: Option<String>,
     /// Any of these matches selects the rule; empty means every request.
     pub matches: Vec<RequestMatch>,
     pub destinations: Vec<RouteDestination>,
+    /// How long the whole request may take; `None`: no limit (Istio's default).
+    pub timeout: Option<Duration>,
+    pub retries: Retries,
+    pub fault: Option<Fault>,
+}
+
+/// What a rule says of retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Retries {
+    /// Nothing: Istio's default policy applies.
+    #[default]
+    MeshDefault,
+    /// `attempts: 0`: no retries.
+    Disabled,
+    Policy(RetryPolicy),
+}
+
+/// A VirtualService's `retries`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub per_try_timeout: Option<Duration>,
+    /// The `retryOn` conditions as written (Envoy's names and status codes); `None`
+    /// keeps Istio's default conditions.
+    pub retry_on: Option<String>,
+    pub retry_remote_localities: bool,
+    /// Whether a retry avoids the endpoints already tried (Istio's default: yes).
+    pub avoid_previous_hosts: bool,
+    pub backoff: Option<Duration>,
+}
+
+/// A VirtualService's `fault`: delays and aborts injected by the caller's sidecar.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaultDelay {
+    pub fixed_delay: Duration,
+    pub share: FaultShare,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaultAbort {
+    pub with: AbortWith,
+    pub share: FaultShare,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum AbortWith {
+    HttpStatus(u16),
+    /// A gRPC status code.
+    GrpcStatus(u32),
+}
+
+/// Which share of requests a fault applies to, as written.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum FaultShare {
+    /// `percentage.value`, a percent with a fraction.
+    Percentage(f64),
+    /// The deprecated integer `percent`.
+    Percent(u32),
+    /// Neither: Envoy then applies the fault to no request.
+    Unset,
 }
 
 /// The routing rules for a set of hosts, from one VirtualService.

@@ -197,6 +197,35 @@ pub struct FaultAbort {
     pub percentage: Option<Percent>,
 }
 
+/// gRPC's status names, each at its code.
+pub const GRPC_STATUS_NAMES: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The code of a gRPC status name (`UNAVAILABLE` is 14).
+pub fn grpc_status_code(name: &str) -> Option<u32> {
+    GRPC_STATUS_NAMES
+        .iter()
+        .position(|known| *known == name)
+        .and_then(|code| u32::try_from(code).ok())
+}
+
 /// A mirror destination (the `mirrors` list).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

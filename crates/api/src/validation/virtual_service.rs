@@ -43,25 +43,6 @@ const HTTP_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
 ];
 
-const GRPC_STATUSES: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
 
 /// Direct response bodies above this are refused (they bloat every proxy's config).
 const MAX_DIRECT_RESPONSE_BODY: usize = 1024 * 1024;
@@ -602,7 +583,7 @@ fn validate_fault(findings: &mut Findings, field: &str, fault: &HttpFaultInjecti
             );
         }
         if let Some(status) = &abort.grpc_status
-            && !GRPC_STATUSES.contains(&status.as_str())
+            && crate::networking::grpc_status_code(status).is_none()
         {
             findings.error(
                 format!("{field}.grpcStatus"),

@@ -5,9 +5,8 @@ use envoy_types::pb::envoy::config::route::v3::RetryPolicy as ProtoRetryPolicy;
 use super::{Reason, duration};
 use crate::routing::{DEFAULT_BACKOFF_BASE, RetryOn, RetryPolicy};
 
-pub const PREVIOUS_HOSTS_PREDICATE: &str = "envoy.retry_host_predicates.previous_hosts";
-const PREVIOUS_HOSTS_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+use bosun_wire::retry::{PREVIOUS_HOSTS_PREDICATE, PREVIOUS_PRIORITIES};
+use bosun_wire::type_urls::{PREVIOUS_HOSTS_PREDICATE as PREVIOUS_HOSTS_TYPE, PREVIOUS_PRIORITIES as PREVIOUS_PRIORITIES_TYPE};
 
 pub fn compile_retry(policy: &ProtoRetryPolicy) -> Result<RetryPolicy, Reason> {
     let mut retry_on = RetryOn::default();
@@ -25,7 +24,6 @@ pub fn compile_retry(policy: &ProtoRetryPolicy) -> Result<RetryPolicy, Reason> {
             policy.per_try_idle_timeout.is_some(),
             "per_try_idle_timeout",
         ),
-        (policy.retry_priority.is_some(), "retry_priority"),
         (
             !policy.retry_options_predicates.is_empty(),
             "retry_options_predicates",
@@ -42,6 +40,20 @@ pub fn compile_retry(policy: &ProtoRetryPolicy) -> Result<RetryPolicy, Reason> {
     ];
     if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
         return Err(format!("retry_policy.{field} is not supported yet"));
+    }
+    if let Some(priority) = &policy.retry_priority {
+        use envoy_types::pb::envoy::config::route::v3::retry_policy::retry_priority::ConfigType;
+        let typed = priority
+            .config_type
+            .as_ref()
+            .map(|ConfigType::TypedConfig(any)| any.type_url.as_str());
+        // Every endpoint has priority 0 here, so preferring another priority changes nothing.
+        if priority.name != PREVIOUS_PRIORITIES && typed != Some(PREVIOUS_PRIORITIES_TYPE) {
+            return Err(format!(
+                "retry_policy.retry_priority {} is not supported yet",
+                priority.name
+            ));
+        }
     }
     let mut avoid_previous_hosts = false;
     for predicate in &policy.retry_host_predicate {

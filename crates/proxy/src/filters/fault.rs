@@ -12,7 +12,7 @@ use super::LocalReply;
 use crate::routing::{HeaderMatch, Override, RequestView, Route};
 use crate::telemetry::ResponseFlag;
 
-pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub const FAULT_FILTER: &str = bosun_wire::http_filters::FAULT;
 
 /// A share of requests: `numerator` out of `denominator`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::names::outbound_cluster_name;
+use super::resilience::default_circuit_breakers;
 use super::{telemetry, tls};
 
 /// Istio's default connect timeout.
@@ -101,6 +102,7 @@ fn eds_cluster(name: &str, load_balancer: LoadBalancer, protocol: Protocol) -> C
         }),
         lb_policy: lb_policy(load_balancer) as i32,
         connect_timeout: Some(CONNECT_TIMEOUT),
+        circuit_breakers: Some(default_circuit_breakers()),
         typed_extension_protocol_options: protocol_options(protocol),
         ..Default::default()
     }
@@ -133,6 +135,7 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
         )),
         load_assignment: Some(load_assignment(name.to_string(), &[endpoint])),
         connect_timeout: Some(CONNECT_TIMEOUT),
+        circuit_breakers: Some(default_circuit_breakers()),
         typed_extension_protocol_options: protocol_options(protocol),
         ..Default::default()
     }

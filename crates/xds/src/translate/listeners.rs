@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match,
 };
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
@@ -23,14 +24,16 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
 
+use bosun_wire::http_filters;
+
 use super::DEFAULT_APP_PORT_OFFSET;
 use super::clusters::{static_cluster, telemetry_metadata};
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
+use super::routes::NO_TIMEOUT;
 use super::tls;
 use crate::ProxyNode;
 
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
-const ROUTER_FILTER: &str = "envoy.filters.http.router";
 
 /// The proxy's own address: its workload IP, or loopback when it did not say.
 pub(super) fn proxy_ip(node: &ProxyNode) -> IpAddr {
@@ -106,6 +109,8 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
                                 cluster_name.clone(),
                             )),
+                            // istiod: the caller's sidecar owns the deadline.
+                            timeout: Some(NO_TIMEOUT),
                             ..Default::default()
                         })),
                         ..Default::default()
@@ -181,13 +186,23 @@ fn http_connection_manager(
             allow_absolute_url: Some(BoolValue { value: true }),
             ..Default::default()
         }),
-        http_filters: vec![HttpFilter {
-            name: ROUTER_FILTER.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        // istiod's order: the fault filter (configured per route), then the router.
+        http_filters: vec![
+            HttpFilter {
+                name: http_filters::FAULT.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    HttpFault::default(),
+                ))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: http_filters::ROUTER.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    Router::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     }
 }

@@ -6,6 +6,7 @@
 mod clusters;
 mod listeners;
 mod names;
+mod resilience;
 mod routes;
 mod telemetry;
 mod tls;

@@ -2,7 +2,8 @@
 //! VirtualService rules for that host or a default route.
 
 use bosun_model::{
-    HttpRouteRule, RequestMatch, RouteDestination, Service, ServicePort, Snapshot, StringMatch,
+    HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort, Snapshot,
+    StringMatch,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
@@ -13,6 +14,7 @@ use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
 use super::clusters::destination_port;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
+use super::resilience::{self, fault_config, retry_policy};
 
 /// The route table of the outbound HTTP proxy port, as seen from `proxy_namespace`
 /// (short names like `reviews` resolve in the proxy's own namespace).
@@ -91,6 +93,7 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
             timeout: Some(NO_TIMEOUT),
+            retry_policy: retry_policy(&Retries::MeshDefault),
             ..Default::default()
         })),
         ..Default::default()
@@ -98,7 +101,7 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
 }
 
 /// Istio disables Envoy's default 15 s route timeout unless a VirtualService sets one.
-const NO_TIMEOUT: Duration = Duration {
+pub(super) const NO_TIMEOUT: Duration = Duration {
     seconds: 0,
     nanos: 0,
 };
@@ -108,6 +111,7 @@ fn route(rule: &HttpRouteRule, request_match: &RequestMatch, action: RouteAction
         name: rule.name.clone().unwrap_or_default(),
         r#match: Some(route_match(request_match)),
         action: Some(route::Action::Route(action)),
+        typed_per_filter_config: fault_config(rule.fault.as_ref()),
         ..Default::default()
     }
 }
@@ -193,7 +197,8 @@ fn route_action(snapshot: &Snapshot, rule: &HttpRouteRule, incoming_port: u16) -
     };
     RouteAction {
         cluster_specifier: Some(cluster_specifier),
-        timeout: Some(NO_TIMEOUT),
+        timeout: Some(rule.timeout.map_or(NO_TIMEOUT, resilience::duration)),
+        retry_policy: retry_policy(&rule.retries),
         ..Default::default()
     }
 }

@@ -155,11 +155,13 @@ fn header_match_then_weighted_split() {
                     ..Default::default()
                 }],
                 destinations: vec![weighted("v2", 100)],
+                ..Default::default()
             },
             HttpRouteRule {
                 name: None,
                 matches: Vec::new(),
                 destinations: vec![weighted("v1", 90), weighted("v2", 10)],
+                ..Default::default()
             },
         ],
     };
@@ -209,6 +211,7 @@ fn uri_matches_map_to_envoy_path_specifiers() {
             ..Default::default()
         }],
         destinations: vec![weighted("v1", 100)],
+        ..Default::default()
     };
     let routes = VirtualRoutes {
         source: "default/reviews".to_string(),
@@ -361,6 +364,7 @@ fn shared_resources_are_the_same_for_every_proxy_and_keep_versions_across_snapsh
             name: None,
             matches: Vec::new(),
             destinations: vec![weighted("v1", 50), weighted("v2", 50)],
+            ..Default::default()
         }],
     };
     let third =

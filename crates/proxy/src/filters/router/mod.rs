@@ -25,7 +25,7 @@ use crate::upstream::{
     Cluster, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal, UpstreamProtocol,
 };
 
-pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+pub const ROUTER_FILTER: &str = bosun_wire::http_filters::ROUTER;
 
 /// What the router needs besides the request: how the sidecar names itself to the
 /// sidecars it calls (Istio's metadata exchange), and where the request is reported.

@@ -1,0 +1,26 @@
+//! The wire contract between Bosun's control plane and its proxy: the names of the Envoy
+//! filters and extensions the translation writes and the proxy compiles, written once so
+//! the two cannot drift. Each is Envoy's own name, so a real Envoy reads the same config.
+
+/// HTTP filters, as an HttpConnectionManager lists them.
+pub mod http_filters {
+    pub const FAULT: &str = "envoy.filters.http.fault";
+    pub const ROUTER: &str = "envoy.filters.http.router";
+}
+
+/// The typed configs of those filters and of the extensions routes name.
+pub mod type_urls {
+    pub const HTTP_FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+    pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    pub const PREVIOUS_HOSTS_PREDICATE: &str =
+        "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+    pub const PREVIOUS_PRIORITIES: &str = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
+}
+
+/// Retry extensions a route's retry policy names.
+pub mod retry {
+    /// A retry avoids the endpoints already tried.
+    pub const PREVIOUS_HOSTS_PREDICATE: &str = "envoy.retry_host_predicates.previous_hosts";
+    /// A retry prefers another priority (Istio's `retryRemoteLocalities`).
+    pub const PREVIOUS_PRIORITIES: &str = "envoy.retry_priorities.previous_priorities";
+}

@@ -1,0 +1,176 @@
+//! What Istio writes for resilience: route retry policies (its default on every outbound
+//! route, or the VirtualService's `retries`), per-route faults for the fault filter, and
+//! the circuit-breaker thresholds of every cluster.
+
+use std::collections::HashMap;
+
+use bosun_model::{AbortWith, Fault, FaultShare, Retries, RetryPolicy as MeshRetryPolicy};
+use bosun_wire::{http_filters, retry};
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, circuit_breakers};
+use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
+use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, retry_policy};
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
+    FaultDelay as ProtoFaultDelay, fault_delay,
+};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+    FaultAbort as ProtoFaultAbort, HttpFault, fault_abort,
+};
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_types::util::pack_any;
+
+/// Istio's conditions when a VirtualService sets none.
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_RETRIABLE_STATUS_CODES: [u32; 1] = [503];
+/// How many picks a retry makes to find an endpoint not tried yet (istiod's).
+const HOST_SELECTION_ATTEMPTS: i64 = 5;
+
+/// The retry policy of an outbound route, as istiod writes it.
+pub(super) fn retry_policy(retries: &Retries) -> Option<RetryPolicy> {
+    match retries {
+        Retries::MeshDefault => Some(default_retry_policy()),
+        Retries::Disabled => None,
+        Retries::Policy(policy) => Some(configured_retry_policy(policy)),
+    }
+}
+
+fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: DEFAULT_RETRY_ON.to_string(),
+        num_retries: Some(UInt32Value {
+            value: DEFAULT_RETRIES,
+        }),
+        retriable_status_codes: DEFAULT_RETRIABLE_STATUS_CODES.to_vec(),
+        retry_host_predicate: vec![previous_hosts()],
+        host_selection_retry_max_attempts: HOST_SELECTION_ATTEMPTS,
+        ..Default::default()
+    }
+}
+
+/// Istio's conversion: the default, overridden field by field. Numbers in `retryOn` are
+/// retriable status codes.
+fn configured_retry_policy(policy: &MeshRetryPolicy) -> RetryPolicy {
+    let mut out = default_retry_policy();
+    out.num_retries = Some(UInt32Value {
+        value: policy.attempts,
+    });
+    if let Some(retry_on) = &policy.retry_on {
+        let (codes, conditions): (Vec<&str>, Vec<&str>) = retry_on
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .partition(|item| item.parse::<u32>().is_ok());
+        let mut conditions: Vec<String> = conditions.into_iter().map(str::to_string).collect();
+        out.retriable_status_codes = codes.iter().filter_map(|code| code.parse().ok()).collect();
+        if !out.retriable_status_codes.is_empty()
+            && !conditions.iter().any(|c| c == "retriable-status-codes")
+        {
+            conditions.push("retriable-status-codes".to_string());
+        }
+        out.retry_on = conditions.join(",");
+    }
+    out.per_try_timeout = policy.per_try_timeout.map(duration);
+    if policy.retry_remote_localities {
+        out.retry_priority = Some(retry_policy::RetryPriority {
+            name: retry::PREVIOUS_PRIORITIES.to_string(),
+            config_type: Some(retry_policy::retry_priority::ConfigType::TypedConfig(
+                pack_any(PreviousPrioritiesConfig {
+                    update_frequency: 2,
+                }),
+            )),
+        });
+    }
+    if !policy.avoid_previous_hosts {
+        out.retry_host_predicate.clear();
+    }
+    if let Some(backoff) = policy.backoff {
+        out.retry_back_off = Some(retry_policy::RetryBackOff {
+            base_interval: Some(duration(backoff)),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+fn previous_hosts() -> retry_policy::RetryHostPredicate {
+    retry_policy::RetryHostPredicate {
+        name: retry::PREVIOUS_HOSTS_PREDICATE.to_string(),
+        config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(
+            pack_any(PreviousHostsPredicate {}),
+        )),
+    }
+}
+
+/// A route's settings for the fault filter, when its rule injects a fault.
+pub(super) fn fault_config(fault: Option<&Fault>) -> HashMap<String, Any> {
+    let Some(fault) = fault else {
+        return HashMap::new();
+    };
+    let delay = fault.delay.as_ref().map(|delay| ProtoFaultDelay {
+        percentage: fraction(delay.share),
+        fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(duration(
+            delay.fixed_delay,
+        ))),
+        ..Default::default()
+    });
+    let abort = fault.abort.as_ref().map(|abort| ProtoFaultAbort {
+        percentage: fraction(abort.share),
+        error_type: Some(match abort.with {
+            AbortWith::HttpStatus(status) => fault_abort::ErrorType::HttpStatus(u32::from(status)),
+            AbortWith::GrpcStatus(status) => fault_abort::ErrorType::GrpcStatus(status),
+        }),
+        ..Default::default()
+    });
+    let config = HttpFault {
+        delay,
+        abort,
+        ..Default::default()
+    };
+    HashMap::from([(http_filters::FAULT.to_string(), pack_any(config))])
+}
+
+/// Istio's percentages: a percent with a fraction in millionths, the deprecated integer
+/// in hundredths.
+fn fraction(share: FaultShare) -> Option<FractionalPercent> {
+    use fractional_percent::DenominatorType;
+    match share {
+        FaultShare::Percentage(value) => Some(FractionalPercent {
+            numerator: (value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
+            denominator: DenominatorType::Million as i32,
+        }),
+        FaultShare::Percent(percent) => Some(FractionalPercent {
+            numerator: percent.min(100),
+            denominator: DenominatorType::Hundred as i32,
+        }),
+        FaultShare::Unset => None,
+    }
+}
+
+/// istiod's thresholds for every cluster: no limit, so Envoy's small defaults (3
+/// retries in flight) never turn a rollout's failed attempts into client errors.
+pub(super) fn default_circuit_breakers() -> CircuitBreakers {
+    let unlimited = Some(UInt32Value { value: u32::MAX });
+    CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            priority: RoutingPriority::Default as i32,
+            max_connections: unlimited,
+            max_pending_requests: unlimited,
+            max_requests: unlimited,
+            max_retries: unlimited,
+            track_remaining: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub(super) fn duration(d: std::time::Duration) -> Duration {
+    Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
