@@ -10,7 +10,8 @@ pub mod http_filters {
 
 /// The typed configs of those filters and of the extensions routes name.
 pub mod type_urls {
-    pub const HTTP_FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+    pub const HTTP_FAULT: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
     pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
     pub const PREVIOUS_HOSTS_PREDICATE: &str =
         "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";

@@ -43,7 +43,6 @@ const HTTP_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
 ];
 
-
 /// Direct response bodies above this are refused (they bloat every proxy's config).
 const MAX_DIRECT_RESPONSE_BODY: usize = 1024 * 1024;
 

@@ -17,6 +17,50 @@ pub enum ClientProxy {
     Envoy(bosun_xds::StreamKind),
 }
 
+/// What a test mesh runs: its config files, the client's sidecar, and how each reviews
+/// version behaves.
+#[derive(Debug, Clone)]
+pub struct MeshSpec {
+    /// Files of Istio's bookinfo samples to copy into the folder.
+    pub istio_files: Vec<String>,
+    /// Files written into the folder: `(name, YAML)`.
+    pub files: Vec<(String, String)>,
+    pub client: ClientProxy,
+    pub backend_proxy: ClientProxy,
+    /// How each reviews version serves; a version not listed serves plainly.
+    pub backends: Vec<(String, Backend)>,
+}
+
+impl Default for MeshSpec {
+    fn default() -> Self {
+        MeshSpec {
+            istio_files: vec!["destination-rule-all.yaml".to_string()],
+            files: Vec::new(),
+            client: ClientProxy::Bosun,
+            backend_proxy: ClientProxy::Bosun,
+            backends: Vec::new(),
+        }
+    }
+}
+
+impl MeshSpec {
+    fn backend(&self, version: &str) -> Backend {
+        self.backends
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, backend)| backend.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// One reviews workload: the sample server's extra flags, or not running at all (its
+/// WorkloadEntry stays: an endpoint where nothing answers).
+#[derive(Debug, Clone, Default)]
+pub struct Backend {
+    pub serve_args: Vec<String>,
+    pub down: bool,
+}
+
 pub struct TestMesh {
     pub subnet: Subnet,
     pub dir: tempfile::TempDir,
@@ -43,11 +87,25 @@ impl TestMesh {
         client_proxy: ClientProxy,
         backend_proxy: ClientProxy,
     ) -> Option<Self> {
-        let backend_envoy = match backend_proxy {
+        let spec = MeshSpec {
+            istio_files: vec![
+                "destination-rule-all.yaml".to_string(),
+                virtual_service.to_string(),
+            ],
+            client: client_proxy,
+            backend_proxy,
+            ..MeshSpec::default()
+        };
+        Self::start_spec(spec).await
+    }
+
+    /// Starts the mesh `spec` describes.
+    pub async fn start_spec(spec: MeshSpec) -> Option<Self> {
+        let backend_envoy = match spec.backend_proxy {
             ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
             ClientProxy::Bosun => None,
         };
-        let envoy = match client_proxy {
+        let envoy = match spec.client {
             ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
             ClientProxy::Bosun => None,
         };
@@ -55,8 +113,12 @@ impl TestMesh {
         let dir = tempfile::tempdir().expect("config dir");
         let logs = tempfile::tempdir().expect("log dir");
         std::fs::write(dir.path().join("services.yaml"), services_yaml(&subnet)).expect("write");
-        copy_istio_file("destination-rule-all.yaml", dir.path());
-        copy_istio_file(virtual_service, dir.path());
+        for name in &spec.istio_files {
+            copy_istio_file(name, dir.path());
+        }
+        for (name, text) in &spec.files {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
 
         let mut mesh = Self {
             subnet,
@@ -67,7 +129,11 @@ impl TestMesh {
         };
         mesh.start_control_plane().await;
         for (version, host) in VERSIONS {
-            mesh.start_backend(version, host, backend_envoy.as_ref())
+            let backend = spec.backend(version);
+            if backend.down {
+                continue;
+            }
+            mesh.start_backend(version, host, &backend.serve_args, backend_envoy.as_ref())
                 .await;
         }
         match envoy {
@@ -168,6 +234,7 @@ impl TestMesh {
         &mut self,
         version: &str,
         host: u8,
+        serve_args: &[String],
         envoy: Option<&(std::path::PathBuf, bosun_xds::StreamKind)>,
     ) {
         let ip = self.subnet.ip(host);
@@ -181,7 +248,8 @@ impl TestMesh {
             version,
         ])
         .arg("--listen")
-        .arg(format!("{ip}:19080"));
+        .arg(format!("{ip}:19080"))
+        .args(serve_args);
         let app = Process::spawn(&format!("reviews-{version}-app"), app, self.logs.path());
         if let Some((envoy, api)) = envoy {
             let mut node =

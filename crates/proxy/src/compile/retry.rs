@@ -6,7 +6,10 @@ use super::{Reason, duration};
 use crate::routing::{DEFAULT_BACKOFF_BASE, RetryOn, RetryPolicy};
 
 use bosun_wire::retry::{PREVIOUS_HOSTS_PREDICATE, PREVIOUS_PRIORITIES};
-use bosun_wire::type_urls::{PREVIOUS_HOSTS_PREDICATE as PREVIOUS_HOSTS_TYPE, PREVIOUS_PRIORITIES as PREVIOUS_PRIORITIES_TYPE};
+use bosun_wire::type_urls::{
+    PREVIOUS_HOSTS_PREDICATE as PREVIOUS_HOSTS_TYPE,
+    PREVIOUS_PRIORITIES as PREVIOUS_PRIORITIES_TYPE,
+};
 
 pub fn compile_retry(policy: &ProtoRetryPolicy) -> Result<RetryPolicy, Reason> {
     let mut retry_on = RetryOn::default();

