@@ -115,7 +115,6 @@ pub(super) fn fault_config(fault: Option<&Fault>) -> HashMap<String, Any> {
         fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(duration(
             delay.fixed_delay,
         ))),
-        ..Default::default()
     });
     let abort = fault.abort.as_ref().map(|abort| ProtoFaultAbort {
         percentage: fraction(abort.share),
@@ -172,5 +171,250 @@ pub(super) fn duration(d: std::time::Duration) -> Duration {
     Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+
+    use bosun_model::Snapshot;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, route};
+    use prost::Message;
+
+    use super::*;
+    use crate::ProxyNode;
+    use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
+
+    const SERVICES: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec:
+  address: 127.0.10.3
+  ports: {http: 9080}
+  labels: {app: reviews, version: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+";
+
+    fn snapshot(extra: &str) -> Snapshot {
+        let yaml = format!("{SERVICES}---\n{extra}");
+        let loaded = bosun_api::load_str(&yaml, Path::new("mesh.yaml"));
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, warnings) = bosun_model::build::build(&loaded.resources);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        snapshot
+    }
+
+    fn node(ip: [u8; 4], name: &str) -> ProxyNode {
+        let mut node = ProxyNode::sidecar(IpAddr::V4(Ipv4Addr::from(ip)), name, "default");
+        node.labels.insert("app".into(), "reviews".into());
+        node.labels.insert("version".into(), "v1".into());
+        node
+    }
+
+    fn outbound_routes(snapshot: &Snapshot) -> Vec<Route> {
+        let set = generate(
+            snapshot,
+            &node([127, 0, 10, 1], "client"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        set.routes[0].virtual_hosts[0].routes.clone()
+    }
+
+    fn action(route: &Route) -> &RouteAction {
+        match &route.action {
+            Some(route::Action::Route(action)) => action,
+            other => panic!("expected a route action, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_outbound_route_gets_istios_default_retries_and_no_timeout() {
+        let routes = outbound_routes(&snapshot(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+",
+        ));
+        let policy = action(&routes[0])
+            .retry_policy
+            .as_ref()
+            .expect("a retry policy");
+        assert_eq!(policy.retry_on, DEFAULT_RETRY_ON);
+        assert_eq!(policy.num_retries, Some(UInt32Value { value: 2 }));
+        assert_eq!(policy.retriable_status_codes, vec![503]);
+        assert_eq!(
+            policy.retry_host_predicate[0].name,
+            retry::PREVIOUS_HOSTS_PREDICATE
+        );
+        assert_eq!(policy.host_selection_retry_max_attempts, 5);
+        assert_eq!(action(&routes[0]).timeout, Some(Duration::default()));
+        // And with no VirtualService at all.
+        let routes = outbound_routes(&snapshot(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: other}
+spec:
+  hosts: [other.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+",
+        ));
+        assert_eq!(
+            action(&routes[0])
+                .retry_policy
+                .as_ref()
+                .map(|p| p.retry_on.as_str()),
+            Some(DEFAULT_RETRY_ON)
+        );
+    }
+
+    #[test]
+    fn a_virtual_service_sets_timeout_retries_and_faults_as_istiod_does() {
+        let routes = outbound_routes(&snapshot("apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - timeout: 1.5s
+    retries: {attempts: 4, perTryTimeout: 0.25s, retryOn: 'gateway-error,409', retryRemoteLocalities: true}
+    fault:
+      delay: {fixedDelay: 2s, percentage: {value: 12.5}}
+      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - retries: {attempts: 0}
+    route: [{destination: {host: reviews, subset: v1}}]
+"));
+        let first = action(&routes[0]);
+        assert_eq!(
+            first.timeout,
+            Some(Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
+        let policy = first.retry_policy.as_ref().expect("retries");
+        assert_eq!(policy.retry_on, "gateway-error,retriable-status-codes");
+        assert_eq!(policy.retriable_status_codes, vec![409]);
+        assert_eq!(policy.num_retries, Some(UInt32Value { value: 4 }));
+        assert_eq!(
+            policy.per_try_timeout,
+            Some(Duration {
+                seconds: 0,
+                nanos: 250_000_000
+            })
+        );
+        assert_eq!(
+            policy.retry_priority.as_ref().map(|p| p.name.as_str()),
+            Some(retry::PREVIOUS_PRIORITIES)
+        );
+        let fault = routes[0].typed_per_filter_config[http_filters::FAULT].clone();
+        let fault = HttpFault::decode(fault.value.as_slice()).expect("HTTPFault");
+        let delay = fault.delay.expect("delay");
+        assert_eq!(
+            delay.percentage,
+            Some(FractionalPercent {
+                numerator: 125_000,
+                denominator: fractional_percent::DenominatorType::Million as i32
+            })
+        );
+        assert_eq!(
+            fault.abort.and_then(|a| a.error_type),
+            Some(fault_abort::ErrorType::GrpcStatus(14))
+        );
+        assert!(
+            action(&routes[1]).retry_policy.is_none(),
+            "attempts: 0 turns retries off"
+        );
+        assert!(routes[1].typed_per_filter_config.is_empty());
+    }
+
+    #[test]
+    fn inbound_routes_never_time_out_and_every_cluster_is_unlimited() {
+        let set = generate(
+            &snapshot(""),
+            &node([127, 0, 10, 3], "reviews-v1"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        let inbound = set
+            .listeners
+            .iter()
+            .find(|listener| listener.name == "inbound|9080")
+            .expect("inbound listener");
+        use envoy_types::pb::envoy::config::listener::v3::filter;
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            HttpConnectionManager, http_connection_manager::RouteSpecifier,
+        };
+        for chain in &inbound.filter_chains {
+            let Some(filter::ConfigType::TypedConfig(any)) = &chain.filters[0].config_type else {
+                panic!("an HCM");
+            };
+            let hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("HCM");
+            let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(filters, [http_filters::FAULT, http_filters::ROUTER]);
+            let Some(RouteSpecifier::RouteConfig(config)) = &hcm.route_specifier else {
+                panic!("an inline route");
+            };
+            let route = &config.virtual_hosts[0].routes[0];
+            assert_eq!(
+                action(route).timeout,
+                Some(Duration::default()),
+                "{}",
+                chain.name
+            );
+            assert!(
+                action(route).retry_policy.is_none(),
+                "inbound routes do not retry"
+            );
+        }
+        let check = |cluster: &Cluster| {
+            let thresholds = &cluster
+                .circuit_breakers
+                .as_ref()
+                .expect("circuit breakers")
+                .thresholds[0];
+            assert_eq!(
+                thresholds.max_retries,
+                Some(UInt32Value { value: u32::MAX }),
+                "{}",
+                cluster.name
+            );
+            assert_eq!(
+                thresholds.max_requests,
+                Some(UInt32Value { value: u32::MAX })
+            );
+        };
+        set.clusters.iter().for_each(check);
+        // Istio's default load balancer.
+        let outbound = set
+            .clusters
+            .iter()
+            .find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local")
+            .expect("outbound cluster");
+        assert_eq!(
+            outbound.lb_policy,
+            envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy::LeastRequest as i32
+        );
     }
 }
