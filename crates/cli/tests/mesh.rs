@@ -256,11 +256,11 @@ async fn an_unsupported_field_is_reported_never_silently_dropped() {
     let Some(mesh) = mesh("virtual-service-reviews-90-10.yaml", ClientProxy::Bosun).await else {
         return;
     };
-    let with_fault = reviews_split(50, 50).replace(
+    let with_mirror = reviews_split(50, 50).replace(
         "  http:\n  - route:",
-        "  http:\n  - fault:\n      abort:\n        httpStatus: 500\n        percentage:\n          value: 100\n    route:",
+        "  http:\n  - mirror:\n      host: reviews\n      subset: v2\n    route:",
     );
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &with_fault);
+    mesh.write_config("virtual-service-reviews-90-10.yaml", &with_mirror);
     let status = poll_json(
         mesh.debug_address(),
         "/debug/configz",
@@ -270,7 +270,7 @@ async fn an_unsupported_field_is_reported_never_silently_dropped() {
     )
     .await;
     let warnings = status["warnings"].to_string();
-    assert!(warnings.contains("spec.http[0].fault"), "{warnings}");
+    assert!(warnings.contains("spec.http[0].mirror"), "{warnings}");
     assert!(
         warnings.contains("virtual-service-reviews-90-10.yaml:"),
         "{warnings}"

@@ -330,24 +330,37 @@ through_both!(no_retries_show_a_flaky_upstream);
 
 /// Istio's default retry policy (no VirtualService at all): an endpoint where nothing
 /// listens costs no failed request, because the retry goes to another endpoint.
+///
+/// Bosun's proxy guarantees it: a retry that keeps drawing tried endpoints takes an
+/// untried one. Envoy gives up after the 5 draws istiod allows, so with two endpoints
+/// about 1 request in 1,000 that first meets the dead one draws it on both retries.
 async fn default_retries_skip_a_dead_endpoint(client: ClientProxy) {
     let Some(mesh) = start(client, vec![], vec![down("v2")]).await else {
         return;
     };
-    let mut client = mesh.client().await;
-    let replies = send(&mut client, &[], 200).await;
-    assert_eq!(
-        replies.count(200),
-        200,
-        "failed: {:?}\n{}",
-        replies
-            .statuses
-            .iter()
-            .filter(|s| **s != 200)
-            .collect::<Vec<_>>(),
+    let mut client_sidecar = mesh.client().await;
+    let replies = send(&mut client_sidecar, &[], 200).await;
+    let failed: Vec<u16> = replies
+        .statuses
+        .iter()
+        .copied()
+        .filter(|s| *s != 200)
+        .collect();
+    let allowed = match client {
+        ClientProxy::Bosun => 0,
+        ClientProxy::Envoy(_) => 2,
+    };
+    assert!(
+        failed.len() <= allowed,
+        "failed: {failed:?}\n{}",
         mesh.logs()
     );
-    assert!(replies.versions.iter().all(|v| v.as_deref() == Some("v1")));
+    assert!(
+        replies
+            .versions
+            .iter()
+            .all(|v| v.is_none() || v.as_deref() == Some("v1"))
+    );
 }
 through_both!(default_retries_skip_a_dead_endpoint);
 
@@ -408,3 +421,25 @@ async fn per_try_timeout_moves_on(client: ClientProxy) {
     }
 }
 through_both!(per_try_timeout_moves_on);
+
+/// A fault with no `percentage` applies to no request (Envoy reads the missing share as
+/// none, and istiod writes none).
+async fn fault_without_a_percentage_applies_to_nothing(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - fault:
+      abort:
+        httpStatus: 500
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 50).await;
+    assert_eq!(replies.count(200), 50, "{:?}", replies.statuses);
+}
+through_both!(fault_without_a_percentage_applies_to_nothing);

@@ -53,6 +53,10 @@ pub struct Args {
     /// How long a downstream call may take.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     call_timeout: Duration,
+    /// How many times a downstream call is tried when it times out or cannot connect
+    /// (bookinfo's productpage tries reviews twice, 3 s each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    call_attempts: u32,
 }
 
 /// What the sample workload is, once its command line and environment are read.
@@ -67,6 +71,7 @@ pub struct ServeConfig {
     pub error_rate: f64,
     pub proxy: Option<Uri>,
     pub call_timeout: Duration,
+    pub call_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         error_rate: args.error_rate,
         proxy,
         call_timeout: args.call_timeout,
+        call_attempts: args.call_attempts,
     };
     let listener = TcpListener::bind(listen)
         .await
@@ -168,11 +174,14 @@ impl Handler for SampleWorkload {
             return http_server::json_response(StatusCode::SERVICE_UNAVAILABLE, &report);
         }
         let propagated = propagated_headers(request.headers());
-        let calls = self
-            .config
-            .calls
-            .iter()
-            .map(|url| call(&self.client, url, propagated.clone()));
+        let calls = self.config.calls.iter().map(|url| {
+            call(
+                &self.client,
+                url,
+                propagated.clone(),
+                self.config.call_attempts,
+            )
+        });
         report.calls = futures::future::join_all(calls).await;
         http_server::json_response(StatusCode::OK, &report)
     }
@@ -229,10 +238,17 @@ fn propagated_headers(incoming: &HeaderMap) -> HeaderMap {
     propagated
 }
 
-/// Calls one downstream service and describes the outcome; never fails.
-pub async fn call(client: &HttpClient, url: &Uri, headers: HeaderMap) -> CallReport {
+/// Calls one downstream service, trying again up to `attempts` in all when no answer
+/// comes, and describes the outcome; never fails.
+pub async fn call(client: &HttpClient, url: &Uri, headers: HeaderMap, attempts: u32) -> CallReport {
     let started = Instant::now();
-    let outcome = client.get(url, headers).await;
+    let mut outcome = client.get(url, headers.clone()).await;
+    for _ in 1..attempts {
+        if outcome.is_ok() {
+            break;
+        }
+        outcome = client.get(url, headers.clone()).await;
+    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut report = CallReport {
         url: url.to_string(),

@@ -168,17 +168,30 @@ impl Cluster {
         picked.cloned()
     }
 
-    /// The endpoint for a retry: one not tried yet when `avoid` is given, looked for up
-    /// to `attempts` times (Envoy's previous-hosts predicate), else whatever is picked.
+    /// The endpoint for a retry: one not tried yet when `avoid` is given, looked for with
+    /// up to `attempts` picks of the cluster's policy (Envoy's previous-hosts predicate).
+    /// Where Envoy then settles for a tried endpoint, this takes any endpoint not tried
+    /// yet, so a retry never goes back to a dead endpoint while another one is left.
     pub fn pick_avoiding(&self, avoid: &[SocketAddr], attempts: u32) -> Option<Arc<Endpoint>> {
         let mut picked = self.pick()?;
+        if avoid.is_empty() {
+            return Some(picked);
+        }
         for _ in 1..attempts.max(1) {
             if !avoid.contains(&picked.address) {
-                break;
+                return Some(picked);
             }
             picked = self.pick()?;
         }
-        Some(picked)
+        if !avoid.contains(&picked.address) {
+            return Some(picked);
+        }
+        let set = self.endpoints.load();
+        let untried = set
+            .members()
+            .iter()
+            .find(|endpoint| !avoid.contains(&endpoint.address));
+        Some(untried.cloned().unwrap_or(picked))
     }
 
     /// Counts a request in against `max_requests`; `None` when the circuit is open.

@@ -21,6 +21,7 @@ async fn start_sample(
         error_rate: 0.0,
         proxy: None,
         call_timeout: Duration::from_secs(5),
+        call_attempts: 1,
     };
     tokio::spawn(serve(listener, config));
     address

@@ -22,6 +22,7 @@ fn config(service: &str, version: &str, calls: Vec<Uri>) -> ServeConfig {
         error_rate: 0.0,
         proxy: None,
         call_timeout: Duration::from_secs(5),
+        call_attempts: 1,
     }
 }
 
