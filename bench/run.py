@@ -41,7 +41,7 @@ from harness.load import run_h2load_fixed_rate, run_h2load_max_rate, run_s_time,
 from harness.procs import CpuMeter, ForeignCpuMeter, HarnessError, RssSampler, thread_count
 from harness.report import (added_latency, markdown_table, summarize, update_docs,
                             write_chart)
-from harness.targets import TARGETS, Bench, Endpoint, Pinning, Target
+from harness.targets import ROUTINGS, TARGETS, Bench, Endpoint, Pinning, Target
 from harness.tools import (bosun_binary, ensure_commands, ensure_matplotlib, envoy_binary,
                            version_line)
 
@@ -76,6 +76,9 @@ def parse_args() -> argparse.Namespace:
                         help="length of the new mTLS handshakes run (mTLS targets)")
     parser.add_argument("--handshake-clients", type=int, default=2,
                         help="openssl s_time processes side by side in the handshakes run")
+    parser.add_argument("--routing", choices=ROUTINGS, default="default",
+                        help="what every route carries: Istio's defaults (its retry policy), "
+                             "plain routing, or a timeout, retries and a fault that never fire")
     parser.add_argument("--warmup-seconds", type=float, default=3)
     parser.add_argument("--max-rate-seconds", type=float, default=10)
     parser.add_argument("--fixed-rate-seconds", type=float, default=15)
@@ -307,7 +310,7 @@ def main() -> int:
     chart = not args.no_chart and ensure_matplotlib(install)
 
     workdir = Path(tempfile.mkdtemp(prefix="bosun-bench-"))
-    bench = Bench(workdir, pinning, bosun_bin, envoy_bin, mesh_ca=mesh_ca)
+    bench = Bench(workdir, pinning, bosun_bin, envoy_bin, mesh_ca=mesh_ca, routing=args.routing)
     targets = [TARGETS[name](bench) for name in args.targets]
     runs: dict[str, list[dict]] = {target.name: [] for target in targets}
     versions: dict[str, str] = {}
@@ -372,6 +375,7 @@ def main() -> int:
             "handshake_seconds": args.handshake_seconds if mesh_ca else None,
             "handshake_clients": args.handshake_clients if mesh_ca else None,
             "body_bytes": 1024, "proxy_cpu": pinning.proxy_cpu, "client_cpu": pinning.client_cpu,
+            "routing": args.routing,
         },
         "results": results,
     }

@@ -71,8 +71,9 @@ class Bench:
     configured over xDS, Bosun's control plane with a mesh folder describing the upstream."""
 
     def __init__(self, workdir: Path, pinning: Pinning, bosun_bin: Path | None,
-                 envoy_bin: Path | None, mesh_ca: bool = False):
+                 envoy_bin: Path | None, mesh_ca: bool = False, routing: str = "default"):
         self.workdir = workdir
+        self.routing = routing
         self.pinning = pinning
         self.bosun_bin = bosun_bin
         self.envoy_bin = envoy_bin
@@ -119,7 +120,7 @@ class Bench:
             raise HarnessError("the control plane needs the bosun binary")
         mesh = self.workdir / "mesh"
         mesh.mkdir(exist_ok=True)
-        (mesh / "bench.yaml").write_text(mesh_folder_yaml(self.upstream_port))
+        (mesh / "bench.yaml").write_text(mesh_folder_yaml(self.upstream_port, self.routing))
         self.xds_port = free_port()
         debug_port = free_port()
         argv = [str(self.bosun_bin), "control-plane", "--config", str(mesh),
@@ -598,12 +599,63 @@ def envoy_version(bench: Bench) -> str:
     return "envoy version: " + line.split("version:", 1)[1].strip() if "version:" in line else line
 
 
-def mesh_folder_yaml(upstream_port: int) -> str:
-    """The services and their workloads, in Istio's resources, for the control plane.
+# What the routes of every service carry (--routing):
+#   default     no VirtualService: Istio's defaults (its retry policy on every route)
+#   plain       no retry policy, no timeout, no fault: routing alone
+#   resilience  a timeout, a retry policy and a fault, none of which fires
+ROUTINGS = ("default", "plain", "resilience")
+
+_ROUTING_RULES = {
+    "plain": """\
+  - retries:
+      attempts: 0
+""",
+    "resilience": """\
+  - timeout: 10s
+    retries:
+      attempts: 3
+      perTryTimeout: 5s
+      retryOn: 5xx,reset,connect-failure
+    fault:
+      abort:
+        percentage:
+          value: 0
+        httpStatus: 503
+""",
+}
+
+
+def _virtual_service(name: str, routing: str) -> str:
+    rules = _ROUTING_RULES.get(routing)
+    if rules is None:
+        return ""
+    return f"""\
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: {name}
+  namespace: {NAMESPACE}
+spec:
+  hosts:
+  - {name}.{NAMESPACE}.svc.cluster.local
+  http:
+{rules}    route:
+    - destination:
+        host: {name}.{NAMESPACE}.svc.cluster.local
+"""
+
+
+def mesh_folder_yaml(upstream_port: int, routing: str = "default") -> str:
+    """The services and their workloads, in Istio's resources, for the control plane, and
+    the routing `routing` names for each service.
 
     The same folder whichever targets run, so that no figure depends on the others chosen.
     """
-    return _service_entry("bench", "bench") + f"""\
+    services = ["bench"] + [kind.service for kind in (
+        BosunTwoSidecars, EnvoyTwoSidecars, BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls)]
+    return "".join(_virtual_service(name, routing) for name in services) \
+        + "---\n" + _service_entry("bench", "bench") + f"""\
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry

@@ -1,4 +1,4 @@
-//! Istio's resilience features, end to end: Istio YAML in a folder -> `bosun control-plane`
+//! Istio's traffic management, end to end: Istio YAML in a folder -> `bosun control-plane`
 //! -> the client's sidecar -> real reviews workloads behind their sidecars. Every scenario
 //! runs twice from the same config, once with Bosun's proxy as the client's sidecar and
 //! once with a real Envoy, and expects the same results of both.
@@ -443,3 +443,54 @@ async fn fault_without_a_percentage_applies_to_nothing(client: ClientProxy) {
     assert_eq!(replies.count(200), 50, "{:?}", replies.statuses);
 }
 through_both!(fault_without_a_percentage_applies_to_nothing);
+
+/// `withoutHeaders` matches a request without the header (istiod treats a missing header
+/// as empty), and a header sent several times matches when any of its values does
+/// (Envoy 1.40's rule, and so an inverted matcher when none does).
+async fn header_matching_as_envoy_does(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - match:
+    - headers:
+        x-tags:
+          exact: b
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - match:
+    - withoutHeaders:
+        end-user:
+          exact: jason
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - route:
+    - destination:
+        host: reviews
+        subset: v2
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let version = |replies: Replies| {
+        assert_eq!(replies.count(200), 1, "{:?}", replies.bodies);
+        replies.versions[0].clone().unwrap_or_default()
+    };
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[], "v1"),
+        (&[("end-user", "bob")], "v1"),
+        (&[("end-user", "jason")], "v2"),
+        (&[("x-tags", "a"), ("x-tags", "b")], "v2"),
+        (&[("x-tags", "b"), ("x-tags", "a")], "v2"),
+        (&[("x-tags", "a")], "v1"),
+        (&[("end-user", "bob"), ("end-user", "jason")], "v2"),
+    ];
+    for (headers, expected) in cases {
+        let answered = version(send(&mut client, headers, 1).await);
+        assert_eq!(answered, expected, "headers {headers:?}");
+    }
+}
+through_both!(header_matching_as_envoy_does);

@@ -262,16 +262,12 @@ pub(super) fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
             ));
         }
     };
-    if h.treat_missing_header_as_empty {
-        return Err(format!(
-            "{field}: treat_missing_header_as_empty is not supported yet"
-        ));
-    }
     Ok(HeaderMatch {
         source,
         value,
         expect_absent,
         invert: h.invert_match,
+        treat_missing_as_empty: h.treat_missing_header_as_empty,
     })
 }
 

@@ -58,6 +58,14 @@ pub enum ValueMatch {
 }
 
 impl ValueMatch {
+    /// A header value's bytes; one that is not UTF-8 is matched as its lossy decoding.
+    fn matches_bytes(&self, bytes: &[u8]) -> bool {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.matches(text),
+            Err(_) => self.matches(&String::from_utf8_lossy(bytes)),
+        }
+    }
+
     fn matches(&self, actual: &str) -> bool {
         match self {
             ValueMatch::Present => true,
@@ -108,23 +116,49 @@ pub struct HeaderMatch {
     /// `present_match: false` — match when the header is absent.
     pub expect_absent: bool,
     pub invert: bool,
+    /// A missing header is matched as an empty value (istiod sets it on `withoutHeaders`).
+    pub treat_missing_as_empty: bool,
 }
 
 impl HeaderMatch {
+    /// Envoy's header matching: a header sent several times matches when any of its
+    /// values does (an inverted matcher, when none does); a missing header matches only
+    /// a presence matcher asking for its absence (or, inverted, for its presence), unless
+    /// it is treated as empty.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        let actual: Option<&str> = match &self.source {
+        let is_presence = matches!(self.value, ValueMatch::Present);
+        let single = match &self.source {
             HeaderSource::Authority => Some(req.authority),
             HeaderSource::Method => Some(req.method.as_str()),
             HeaderSource::Path => Some(req.path),
             HeaderSource::Scheme => Some(req.scheme),
-            HeaderSource::Header(name) => req.headers.get(name).and_then(|v| v.to_str().ok()),
+            HeaderSource::Header(name) => {
+                let mut values = req.headers.get_all(name).iter().peekable();
+                if values.peek().is_some() {
+                    let matched = is_presence && !self.expect_absent
+                        || !is_presence
+                            && values.any(|value| self.value.matches_bytes(value.as_bytes()));
+                    return matched != self.invert;
+                }
+                None
+            }
         };
-        let matched = match actual {
-            None => self.expect_absent,
-            Some(_) if self.expect_absent => false,
-            Some(actual) => self.value.matches(actual),
+        let actual = match single {
+            None if self.treat_missing_as_empty => Some(""),
+            other => other,
         };
-        matched != self.invert
+        match actual {
+            None if self.invert => is_presence && !self.expect_absent,
+            None => is_presence && self.expect_absent,
+            Some(actual) => {
+                let matched = if is_presence {
+                    !self.expect_absent
+                } else {
+                    self.value.matches(actual)
+                };
+                matched != self.invert
+            }
+        }
     }
 }
 
@@ -208,6 +242,7 @@ mod tests {
             },
             expect_absent: false,
             invert,
+            treat_missing_as_empty: false,
         };
         let m = route(PathMatch::Prefix("/".into()), vec![exact("jason", false)]);
         assert!(m.matches(&view("/", &h)));
@@ -221,6 +256,7 @@ mod tests {
             value: ValueMatch::Present,
             expect_absent: true,
             invert: false,
+            treat_missing_as_empty: false,
         };
         let m = route(PathMatch::Prefix("/".into()), vec![absent]);
         assert!(m.matches(&view("/", &h)));
@@ -230,8 +266,40 @@ mod tests {
             value: ValueMatch::Regex(full_match_regex("reviews(:[0-9]+)?").expect("regex")),
             expect_absent: false,
             invert: false,
+            treat_missing_as_empty: false,
         };
         let m = route(PathMatch::Prefix("/".into()), vec![authority]);
         assert!(m.matches(&view("/", &h)));
+    }
+
+    #[test]
+    fn several_values_match_when_any_does_and_missing_headers_as_envoy_reads_them() {
+        let exact = |value: &str, invert, treat_missing_as_empty| HeaderMatch {
+            source: HeaderSource::Header(HeaderName::from_static("x-tags")),
+            value: ValueMatch::Exact {
+                value: value.into(),
+                ignore_case: false,
+            },
+            expect_absent: false,
+            invert,
+            treat_missing_as_empty,
+        };
+        let mut two = HeaderMap::new();
+        two.append("x-tags", "a".parse().expect("value"));
+        two.append("x-tags", "b".parse().expect("value"));
+        let none = HeaderMap::new();
+        assert!(exact("b", false, false).matches(&view("/", &two)));
+        assert!(exact("a", false, false).matches(&view("/", &two)));
+        assert!(!exact("a,b", false, false).matches(&view("/", &two)));
+        assert!(
+            !exact("a", true, false).matches(&view("/", &two)),
+            "inverted: none may match"
+        );
+        assert!(exact("c", true, false).matches(&view("/", &two)));
+        // A missing header: an inverted value matcher fails unless it is treated as empty.
+        assert!(!exact("a", false, false).matches(&view("/", &none)));
+        assert!(!exact("a", true, false).matches(&view("/", &none)));
+        assert!(exact("a", true, true).matches(&view("/", &none)));
+        assert!(exact("", false, true).matches(&view("/", &none)));
     }
 }

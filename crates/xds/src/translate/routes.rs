@@ -156,6 +156,8 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
     HeaderMatcher {
         name: name.to_string(),
         invert_match: invert,
+        // istiod's: a request without the header does not carry the value it must not.
+        treat_missing_header_as_empty: invert,
         header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
             StringMatcher {
                 match_pattern: Some(pattern),
