@@ -164,7 +164,6 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
                 ..Default::default()
             },
         )),
-        ..Default::default()
     }
 }
 
