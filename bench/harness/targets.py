@@ -30,6 +30,10 @@ from .tools import version_line
 
 BODY_BYTES = 1024
 SERVICE_HOST_HEADER = "bench:8080"
+# The same upstream as another service whose routes are always plain (see ROUTINGS), for
+# the bosun-plain target: the cost of a route's policies, measured in one run.
+PLAIN_SERVICE = "bench-plain"
+PLAIN_HOST_HEADER = f"{PLAIN_SERVICE}:8080"
 UPSTREAM_IP = "127.0.59.1"
 OUTBOUND_PORT = 15001
 ADMIN_PORT = 15000
@@ -250,13 +254,15 @@ class BosunProxy(Target):
     name = "bosun"
     label = "Bosun"
     ip = "127.0.60.1"
+    workload = "client"
+    host_header = SERVICE_HOST_HEADER
     needs_bosun = True
 
     def start(self) -> Endpoint:
-        endpoint = Endpoint(self.ip, OUTBOUND_PORT, SERVICE_HOST_HEADER)
+        endpoint = Endpoint(self.ip, OUTBOUND_PORT, self.host_header)
         _ensure_proxy_ports_free(self.ip, self.label)
-        self.proxies = [_start_bosun_sidecar(self.bench, "bosun-proxy", self.ip, "client",
-                                             "client", {})]
+        self.proxies = [_start_bosun_sidecar(self.bench, f"{self.name}-proxy", self.ip,
+                                             self.workload, "client", {})]
         self._wait_for_route(endpoint, http_ok(self.ip, ADMIN_PORT, "/ready"))
         # One listener for HTTP/1.1 and h2c: hyper tells them apart by the preface.
         self.h2c_endpoint = endpoint
@@ -264,6 +270,18 @@ class BosunProxy(Target):
 
     def version(self) -> str:
         return self.bench.sidecar_version()
+
+
+class BosunPlainProxy(BosunProxy):
+    """Bosun's sidecar to the same upstream through a service whose route carries no
+    timeout, retry policy or fault, whatever --routing says: beside `bosun`, the cost of
+    those policies."""
+    name = "bosun-plain"
+    label = "Bosun, plain routing"
+    ip = "127.0.60.2"
+    workload = "client-plain"
+    host_header = PLAIN_HOST_HEADER
+    baseline = "bosun"
 
 
 class EnvoyProxy(Target):
@@ -531,7 +549,8 @@ class EnvoyTwoSidecarsMtls(EnvoyTwoSidecars):
 
 
 TARGETS: dict[str, type[Target]] = {
-    target.name: target for target in (Direct, BosunProxy, EnvoyProxy, HaproxyProxy, NginxProxy,
+    target.name: target for target in (Direct, BosunProxy, BosunPlainProxy, EnvoyProxy,
+                                       HaproxyProxy, NginxProxy,
                                        BosunTwoSidecars, EnvoyTwoSidecars,
                                        BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls)
 }
@@ -655,6 +674,8 @@ def mesh_folder_yaml(upstream_port: int, routing: str = "default") -> str:
     services = ["bench"] + [kind.service for kind in (
         BosunTwoSidecars, EnvoyTwoSidecars, BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls)]
     return "".join(_virtual_service(name, routing) for name in services) \
+        + _virtual_service(PLAIN_SERVICE, "plain") \
+        + "---\n" + _service_entry(PLAIN_SERVICE, "bench") \
         + "---\n" + _service_entry("bench", "bench") + f"""\
 ---
 apiVersion: networking.istio.io/v1
@@ -669,6 +690,7 @@ spec:
   labels:
     app: bench
 """ + _workload_entry("client", BosunProxy.ip, "client") \
+        + _workload_entry(BosunPlainProxy.workload, BosunPlainProxy.ip, "client") \
         + _workload_entry(EnvoyProxy.workload, EnvoyProxy.ip, "client") \
         + "".join(_two_sidecar_resources(kind) for kind in (
             BosunTwoSidecars, EnvoyTwoSidecars, BosunTwoSidecarsMtls, EnvoyTwoSidecarsMtls))

@@ -2,7 +2,9 @@
 //!
 //! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
 //! `headers`, `method`), `http[].route[]` (`destination`, `weight`), `http[].timeout`,
-//! `http[].retries`, `http[].fault` and `gateways: [mesh]`;
+//! `http[].retries`, `http[].fault`, `http[].headers` (and per destination),
+//! `http[].rewrite`, `http[].redirect`, `http[].directResponse`, `http[].mirror` (and
+//! `mirrors`, the percentages) and `gateways: [mesh]`;
 //! DestinationRule `host`, `subsets` (`name`, `labels`) and
 //! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`), also per subset; ServiceEntry `hosts`,
 //! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
@@ -59,43 +61,29 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
     let HttpRoute {
         name: _,
         matches,
-        route: destinations,
-        redirect,
-        direct_response,
+        route: _,
+        redirect: _,
+        direct_response: _,
         delegate,
-        rewrite,
+        rewrite: _,
         timeout: _,
         retries: _,
         fault: _,
-        mirror,
-        mirrors,
-        mirror_percent,
-        mirror_percent_snake,
-        mirror_percentage,
+        mirror: _,
+        mirrors: _,
+        mirror_percent: _,
+        mirror_percent_snake: _,
+        mirror_percentage: _,
         cors_policy,
-        headers,
+        headers: _,
         websocket_upgrade,
     } = route;
     for (index, request) in matches.iter().enumerate() {
         http_match(fields, &format!("{path}.match[{index}]"), request);
     }
-    for (index, destination) in destinations.iter().enumerate() {
-        fields.note(destination.headers.is_some(), || {
-            format!("{path}.route[{index}].headers")
-        });
-    }
     let others = [
-        ("redirect", redirect.is_some()),
-        ("directResponse", direct_response.is_some()),
         ("delegate", delegate.is_some()),
-        ("rewrite", rewrite.is_some()),
-        ("mirror", mirror.is_some()),
-        ("mirrors", !mirrors.is_empty()),
-        ("mirrorPercent", mirror_percent.is_some()),
-        ("mirror_percent", mirror_percent_snake.is_some()),
-        ("mirrorPercentage", mirror_percentage.is_some()),
         ("corsPolicy", cors_policy.is_some()),
-        ("headers", headers.is_some()),
         ("websocketUpgrade", websocket_upgrade.is_some()),
     ];
     for (name, is_set) in others {
@@ -304,7 +292,6 @@ spec:
                 "spec.exportTo",
                 "spec.tcp",
                 "spec.http[0].match[0].queryParams",
-                "spec.http[0].route[0].headers",
             ]
         );
     }

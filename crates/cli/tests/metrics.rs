@@ -6,45 +6,15 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bosun_xds::StreamKind;
-use support::get;
 use support::mesh::{ClientProxy, TestMesh};
+use support::metrics::{scrape_until, series_value};
 
 const REVIEWS: &str = "http://reviews:9080/reviews/1";
 const CLIENT_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/default";
 const REVIEWS_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews";
 const REQUESTS: usize = 5;
-
-/// The value of the first `metric` series carrying every one of `labels`.
-fn series_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{metric}{{")))
-        .find(|line| {
-            labels
-                .iter()
-                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
-
-/// Scrapes `admin` until a series with `labels` reaches `count` (a request is recorded
-/// when its response ends, a moment after the client has read it).
-async fn scrape_until(admin: SocketAddr, labels: &[(&str, &str)], count: f64) -> String {
-    let mut text = String::new();
-    for _ in 0..40 {
-        text = get(admin, "/stats/prometheus")
-            .await
-            .map(|reply| reply.body)
-            .unwrap_or_default();
-        if series_value(&text, "istio_requests_total", labels) == Some(count) {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no istio_requests_total {labels:?} = {count} at {admin}:\n{text}");
-}
 
 /// Sends [`REQUESTS`] requests to reviews through the client sidecar; each must succeed.
 /// Returns the client, for more, and the bodies the app answered.

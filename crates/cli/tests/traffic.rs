@@ -73,6 +73,7 @@ struct Replies {
     bodies: Vec<String>,
     versions: Vec<Option<String>>,
     elapsed: Vec<Duration>,
+    headers: Vec<http::HeaderMap>,
 }
 
 impl Replies {
@@ -87,6 +88,7 @@ async fn send(client: &mut ProxyClient, headers: &[(&str, &str)], n: usize) -> R
         bodies: Vec::new(),
         versions: Vec::new(),
         elapsed: Vec::new(),
+        headers: Vec::new(),
     };
     for i in 0..n {
         let started = Instant::now();
@@ -97,6 +99,7 @@ async fn send(client: &mut ProxyClient, headers: &[(&str, &str)], n: usize) -> R
         replies.elapsed.push(started.elapsed());
         replies.statuses.push(reply.status);
         replies.versions.push(reply.version());
+        replies.headers.push(reply.headers);
         replies.bodies.push(reply.body);
     }
     replies
@@ -494,3 +497,178 @@ async fn header_matching_as_envoy_does(client: ClientProxy) {
     }
 }
 through_both!(header_matching_as_envoy_does);
+
+/// One request to `url` through the client's sidecar.
+async fn request(client: &mut ProxyClient, url: &str, headers: &[(&str, &str)]) -> support::Reply {
+    client
+        .request(url, headers)
+        .await
+        .unwrap_or_else(|e| panic!("request {url} failed: {e}"))
+}
+
+/// What the sample workload saw of a request: its path, host and headers.
+fn seen(reply: &support::Reply) -> serde_json::Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}
+
+/// Istio's `headers` (rule and destination level, request and response), `rewrite`
+/// (uri, regex, authority), `redirect` and `directResponse`.
+async fn route_actions(client: ClientProxy) {
+    let rules = reviews_rules(
+        r"  - match:
+    - uri:
+        prefix: /headers
+    headers:
+      request:
+        set:
+          x-route: set
+        add:
+          x-added: one
+        remove:
+        - x-gone
+      response:
+        set:
+          x-answer: 'yes'
+        remove:
+        - x-sample
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+      headers:
+        request:
+          set:
+            x-destination: v1
+  - match:
+    - uri:
+        prefix: /old-reviews
+    rewrite:
+      uri: /reviews
+      authority: reviews.internal
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - match:
+    - uri:
+        regex: /r/[0-9]+/detail
+    rewrite:
+      uriRegexRewrite:
+        match: ^/r/([0-9]+)/detail$
+        rewrite: /reviews/\1
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - match:
+    - uri:
+        prefix: /moved
+    redirect:
+      uri: /reviews/1
+      authority: reviews.example.com
+      redirectCode: 302
+  - match:
+    - uri:
+        prefix: /secure
+    redirect:
+      scheme: https
+      port: 8443
+  - match:
+    - uri:
+        exact: /teapot
+    directResponse:
+      status: 418
+      body:
+        string: short and stout
+    headers:
+      response:
+        set:
+          x-direct: 'yes'
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let echo = backend("v1", &["--echo-headers"]);
+    let Some(mesh) = start(client, vec![rules], vec![echo]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+
+    let reply = request(
+        &mut client,
+        "http://reviews:9080/headers",
+        &[("x-added", "zero"), ("x-gone", "bye")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+    let headers = &seen(&reply)["headers"];
+    assert_eq!(headers["x-route"], "set");
+    assert_eq!(headers["x-added"], "zero, one");
+    assert_eq!(headers["x-destination"], "v1");
+    assert!(headers.get("x-gone").is_none(), "{headers}");
+    assert_eq!(reply.headers["x-answer"], "yes");
+
+    let reply = request(&mut client, "http://reviews:9080/old-reviews/7?x=1", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(seen(&reply)["path"], "/reviews/7?x=1");
+    assert_eq!(seen(&reply)["host"], "reviews.internal");
+
+    let reply = request(&mut client, "http://reviews:9080/r/42/detail", &[]).await;
+    assert_eq!(seen(&reply)["path"], "/reviews/42");
+
+    let reply = request(&mut client, "http://reviews:9080/moved?keep=1", &[]).await;
+    assert_eq!(reply.status, 302);
+    assert_eq!(
+        reply.headers["location"],
+        "http://reviews.example.com/reviews/1?keep=1"
+    );
+
+    let reply = request(&mut client, "http://reviews:9080/secure/page", &[]).await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(
+        reply.headers["location"],
+        "https://reviews:8443/secure/page"
+    );
+
+    let reply = request(&mut client, "http://reviews:9080/teapot", &[]).await;
+    assert_eq!(reply.status, 418);
+    assert_eq!(reply.body, "short and stout");
+    assert_eq!(reply.headers["x-direct"], "yes");
+    assert_eq!(reply.headers["content-type"], "text/plain");
+}
+through_both!(route_actions);
+
+/// Istio's mirroring task: v1 answers every request, and v2 gets a copy of each (its
+/// sidecar counts them), which the caller never sees.
+async fn mirroring(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 100
+    mirror:
+      host: reviews
+      subset: v2
+    mirrorPercentage:
+      value: 100.0
+",
+    );
+    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let mut client = mesh.client().await;
+    let replies = send(&mut client, &[], 40).await;
+    assert_eq!(replies.count(200), 40, "{:?}", replies.statuses);
+    assert!(replies.versions.iter().all(|v| v.as_deref() == Some("v1")));
+    let v2_admin = std::net::SocketAddr::new(mesh.reviews_inbound("v2").ip(), 15000);
+    support::metrics::scrape_until(
+        v2_admin,
+        &[("reporter", "destination"), ("response_code", "200")],
+        40.0,
+    )
+    .await;
+}
+through_both!(mirroring);

@@ -6,16 +6,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bosun_api::networking::{
-    DestinationRule, HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute,
-    LoadBalancerSimple, ServiceEntry, VirtualService, WorkloadEntry, grpc_status_code,
+    Destination, DestinationRule, HeaderOperations as ApiHeaderOperations, Headers, HttpBody,
+    HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute, LoadBalancerSimple,
+    RedirectPortSelection, ServiceEntry, VirtualService, WorkloadEntry, grpc_status_code,
 };
 use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
 use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
 use crate::routing::{
-    AbortWith, Fault, FaultAbort, FaultDelay, FaultShare, HttpRouteRule, RequestMatch, Retries,
-    RetryPolicy, RouteDestination, StringMatch, VirtualRoutes,
+    AbortWith, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges, HeaderOperations,
+    HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries, RetryPolicy, Rewrite,
+    RouteDestination, Share, StringMatch, VirtualRoutes,
 };
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
@@ -244,11 +246,109 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
                     None if only_one => 100,
                     None => 0,
                 },
+                headers: header_operations(destination.headers.as_ref()),
             })
             .collect(),
         timeout: route.timeout.map(|timeout| timeout.as_std()),
         retries: retries_of(route.retries.as_ref()),
         fault: route.fault.as_ref().and_then(fault_of),
+        headers: header_operations(route.headers.as_ref()),
+        rewrite: route.rewrite.as_ref().map(|rewrite| Rewrite {
+            uri: rewrite.uri.clone().filter(|uri| !uri.is_empty()),
+            uri_regex: rewrite.uri_regex_rewrite.as_ref().and_then(|regex| {
+                Some((
+                    regex.pattern.clone()?,
+                    regex.rewrite.clone().unwrap_or_default(),
+                ))
+            }),
+            authority: rewrite.authority.clone().filter(|a| !a.is_empty()),
+        }),
+        redirect: route.redirect.as_ref().map(|redirect| Redirect {
+            uri: redirect.uri.clone().filter(|uri| !uri.is_empty()),
+            authority: redirect.authority.clone().filter(|a| !a.is_empty()),
+            port: match (redirect.port, redirect.derive_port) {
+                (Some(port), _) => u16::try_from(port).ok().map(RedirectPort::Number),
+                (None, Some(RedirectPortSelection::FromRequestPort)) => {
+                    Some(RedirectPort::FromRequest)
+                }
+                (None, _) => None,
+            },
+            scheme: redirect.scheme.clone().filter(|s| !s.is_empty()),
+            code: redirect
+                .redirect_code
+                .and_then(|code| u16::try_from(code).ok()),
+        }),
+        mirrors: mirrors_of(route, namespace),
+        direct_response: route.direct_response.as_ref().map(|direct| DirectResponse {
+            status: u16::try_from(direct.status).unwrap_or(500),
+            body: direct.body.as_ref().map(|body| match body {
+                HttpBody::String(text) => text.clone().into_bytes(),
+                // Validation has refused bodies that are not base64.
+                HttpBody::Bytes(encoded) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .unwrap_or_default()
+                }
+            }),
+        }),
+    }
+}
+
+/// `mirror` (with `mirrorPercentage`, or the older `mirrorPercent`) first, then each of
+/// `mirrors` with its own `percentage`.
+fn mirrors_of(route: &HttpRoute, namespace: &str) -> Vec<Mirror> {
+    let destination = |d: &Destination| RouteDestination {
+        host: Hostname::resolve(&d.host, namespace),
+        subset: d.subset.clone(),
+        port: d
+            .port
+            .as_ref()
+            .and_then(|port| port.number)
+            .and_then(|port| u16::try_from(port).ok()),
+        weight: 0,
+        headers: HeaderOperations::default(),
+    };
+    let legacy_percent = route.mirror_percent.or(route.mirror_percent_snake);
+    let first = route.mirror.as_ref().map(|mirror| Mirror {
+        destination: destination(mirror),
+        share: match (route.mirror_percentage, legacy_percent) {
+            (Some(percentage), _) => Share::Percentage(percentage.value),
+            (None, Some(percent)) => Share::Percent(percent),
+            (None, None) => Share::Unset,
+        },
+    });
+    first
+        .into_iter()
+        .chain(route.mirrors.iter().map(|mirror| Mirror {
+            destination: destination(&mirror.destination),
+            share: mirror.percentage.map_or(Share::Unset, |percentage| {
+                Share::Percentage(percentage.value)
+            }),
+        }))
+        .collect()
+}
+
+fn header_operations(headers: Option<&Headers>) -> HeaderOperations {
+    let changes = |ops: Option<&ApiHeaderOperations>| {
+        ops.map(|ops| HeaderChanges {
+            set: ops
+                .set
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            add: ops
+                .add
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            remove: ops.remove.clone(),
+        })
+        .unwrap_or_default()
+    };
+    HeaderOperations {
+        request: changes(headers.and_then(|h| h.request.as_ref())),
+        response: changes(headers.and_then(|h| h.response.as_ref())),
     }
 }
 
@@ -273,9 +373,9 @@ fn retries_of(retries: Option<&HttpRetry>) -> Retries {
 /// rest (an exponential delay, an HTTP/2 error), so it is left out here.
 fn fault_of(fault: &HttpFaultInjection) -> Option<Fault> {
     let share = |percentage: Option<f64>, percent: Option<i32>| match (percentage, percent) {
-        (Some(value), _) => FaultShare::Percentage(value),
-        (None, Some(percent)) => FaultShare::Percent(u32::try_from(percent).unwrap_or(0)),
-        (None, None) => FaultShare::Unset,
+        (Some(value), _) => Share::Percentage(value),
+        (None, Some(percent)) => Share::Percent(u32::try_from(percent).unwrap_or(0)),
+        (None, None) => Share::Unset,
     };
     let delay = fault.delay.as_ref().and_then(|delay| {
         Some(FaultDelay {

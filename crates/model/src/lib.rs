@@ -15,8 +15,9 @@ pub mod snapshot;
 pub use host::Hostname;
 pub use policy::{DestinationPolicy, LoadBalancer, Subset};
 pub use routing::{
-    AbortWith, Fault, FaultAbort, FaultDelay, FaultShare, HttpRouteRule, RequestMatch, Retries,
-    RetryPolicy, RouteDestination, StringMatch, VirtualRoutes,
+    AbortWith, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges, HeaderOperations,
+    HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries, RetryPolicy, Rewrite,
+    RouteDestination, Share, StringMatch, VirtualRoutes,
 };
 pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -34,6 +34,8 @@ pub struct RouteDestination {
     /// service's only port).
     pub port: Option<u16>,
     pub weight: u32,
+    /// Header changes for requests sent to this destination and its responses.
+    pub headers: HeaderOperations,
 }
 
 /// One `http` entry of a VirtualService.
@@ -47,6 +49,85 @@ pub struct HttpRouteRule {
     pub timeout: Option<Duration>,
     pub retries: Retries,
     pub fault: Option<Fault>,
+    /// Header changes of the whole rule.
+    pub headers: HeaderOperations,
+    pub rewrite: Option<Rewrite>,
+    /// Answer with a redirect instead of forwarding.
+    pub redirect: Option<Redirect>,
+    /// Answer directly instead of forwarding.
+    pub direct_response: Option<DirectResponse>,
+    /// Where copies of the requests go (`mirror`, then each of `mirrors`).
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A mirror destination and the share of requests copied to it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Mirror {
+    /// Its weight is unused.
+    pub destination: RouteDestination,
+    pub share: Share,
+}
+
+/// `set`, `add` and `remove` for one direction, as written (sorted by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HeaderChanges {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderChanges {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// A VirtualService's `headers`: changes to requests and to responses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HeaderOperations {
+    pub request: HeaderChanges,
+    pub response: HeaderChanges,
+}
+
+impl HeaderOperations {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+/// A VirtualService's `rewrite`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rewrite {
+    /// Replaces the part of the path the rule matched.
+    pub uri: Option<String>,
+    /// `(pattern, substitution)` applied to the path.
+    pub uri_regex: Option<(String, String)>,
+    pub authority: Option<String>,
+}
+
+/// A VirtualService's `redirect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Redirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<RedirectPort>,
+    pub scheme: Option<String>,
+    /// 301 when unset.
+    pub code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum RedirectPort {
+    Number(u16),
+    /// `derivePort: FROM_REQUEST_PORT`: the port the request came in on.
+    FromRequest,
+}
+
+/// A VirtualService's `directResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Option<Vec<u8>>,
 }
 
 /// What a rule says of retries.
@@ -84,13 +165,13 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FaultDelay {
     pub fixed_delay: Duration,
-    pub share: FaultShare,
+    pub share: Share,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FaultAbort {
     pub with: AbortWith,
-    pub share: FaultShare,
+    pub share: Share,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -100,14 +181,14 @@ pub enum AbortWith {
     GrpcStatus(u32),
 }
 
-/// Which share of requests a fault applies to, as written.
+/// Which share of requests a fault or a mirror applies to, as written.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub enum FaultShare {
+pub enum Share {
     /// `percentage.value`, a percent with a fraction.
     Percentage(f64),
     /// The deprecated integer `percent`.
     Percent(u32),
-    /// Neither: Envoy then applies the fault to no request.
+    /// Neither: a fault then applies to no request, a mirror to all.
     Unset,
 }
 

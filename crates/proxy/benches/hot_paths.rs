@@ -117,7 +117,7 @@ fn routing(c: &mut Criterion) {
                 match &route.action {
                     RouteAction::Weighted(weighted) => black_box(weighted.select().len()),
                     RouteAction::Cluster(name) => black_box(name.len()),
-                    RouteAction::Direct(_) => 0,
+                    RouteAction::Direct(_) | RouteAction::Redirect(_) => 0,
                 }
             })
         });

@@ -78,6 +78,7 @@ pub enum RouteActionDump {
     Cluster(String),
     WeightedClusters(Vec<WeightedClusterDump>),
     DirectResponse { status: u16 },
+    Redirect { status: u16 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -104,6 +104,9 @@ fn route_config(version: &str, table: &RouteTable) -> RouteConfigDump {
                             RouteAction::Direct(d) => RouteActionDump::DirectResponse {
                                 status: d.status.as_u16(),
                             },
+                            RouteAction::Redirect(r) => RouteActionDump::Redirect {
+                                status: r.status.as_u16(),
+                            },
                         },
                         timeout_ms: r
                             .timeout

@@ -100,6 +100,7 @@ fn routes(dump: &ConfigDump) -> Table {
                     RouteActionDump::DirectResponse { status } => {
                         format!("direct response {status}")
                     }
+                    RouteActionDump::Redirect { status } => format!("redirect {status}"),
                 };
                 t.add_row(vec![
                     config.name.clone(),

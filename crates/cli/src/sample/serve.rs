@@ -46,6 +46,10 @@ pub struct Args {
     /// Fraction of requests answered 503, between 0 and 1.
     #[arg(long, value_parser = parse_ratio, default_value = "0")]
     error_rate: f64,
+    /// Report every request header, not only the propagated and forwarding ones (a
+    /// header sent several times as its values joined by `, `).
+    #[arg(long)]
+    echo_headers: bool,
     /// HTTP proxy for downstream calls (the sidecar's outbound listener)
     /// [default: $HTTP_PROXY].
     #[arg(long, value_name = "ADDRESS")]
@@ -69,6 +73,7 @@ pub struct ServeConfig {
     pub calls: Vec<Uri>,
     pub latency: Duration,
     pub error_rate: f64,
+    pub echo_headers: bool,
     pub proxy: Option<Uri>,
     pub call_timeout: Duration,
     pub call_attempts: u32,
@@ -109,6 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         calls: args.calls,
         latency: args.latency,
         error_rate: args.error_rate,
+        echo_headers: args.echo_headers,
         proxy,
         call_timeout: args.call_timeout,
         call_attempts: args.call_attempts,
@@ -190,14 +196,28 @@ impl Handler for SampleWorkload {
 impl SampleWorkload {
     fn describe(&self, request: &Request<Incoming>) -> EchoReport {
         let headers = request.headers();
-        let selected = PROPAGATED_HEADERS
-            .iter()
-            .chain(ECHOED_HEADERS)
-            .filter_map(|name| {
-                let value = headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.to_owned()))
-            })
-            .collect::<BTreeMap<_, _>>();
+        let selected = if self.config.echo_headers {
+            let mut all = BTreeMap::<String, String>::new();
+            for (name, value) in headers {
+                let Ok(value) = value.to_str() else { continue };
+                all.entry(name.as_str().to_owned())
+                    .and_modify(|joined| {
+                        joined.push_str(", ");
+                        joined.push_str(value);
+                    })
+                    .or_insert_with(|| value.to_owned());
+            }
+            all
+        } else {
+            PROPAGATED_HEADERS
+                .iter()
+                .chain(ECHOED_HEADERS)
+                .filter_map(|name| {
+                    let value = headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), value.to_owned()))
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
         // HTTP/2 carries the host as :authority (in the URI); HTTP/1.1 in `Host`.
         let host = request
             .uri()

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod mesh;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -163,6 +164,7 @@ pub async fn poll_json(
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
 }
 
@@ -242,6 +244,7 @@ impl ProxyClient {
             }
         };
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
@@ -250,6 +253,7 @@ impl ProxyClient {
             .to_bytes();
         Ok(Reply {
             status,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }

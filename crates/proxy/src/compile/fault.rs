@@ -7,7 +7,8 @@ use http::StatusCode;
 
 use super::route::compile_header;
 use super::{Reason, duration};
-use crate::filters::fault::{AbortWith, FaultAbort, FaultConfig, FaultDelay, Fraction};
+use crate::filters::fault::{AbortWith, FaultAbort, FaultConfig, FaultDelay};
+use crate::routing::Fraction;
 
 pub const HTTP_FAULT_TYPE: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
 
@@ -89,7 +90,10 @@ pub fn compile_fault(fault: &HttpFault) -> Result<FaultConfig, Reason> {
 }
 
 /// A share as Envoy reads it: unset means none of the requests.
-fn fraction(percent: Option<&FractionalPercent>, field: &str) -> Result<Fraction, Reason> {
+pub(super) fn fraction(
+    percent: Option<&FractionalPercent>,
+    field: &str,
+) -> Result<Fraction, Reason> {
     let Some(percent) = percent else {
         return Ok(Fraction {
             numerator: 0,

@@ -3,6 +3,7 @@
 //! Anything the proxy cannot honour is refused with a message naming the field, so
 //! the resource is rejected alone (and NACKed) instead of being half-applied.
 
+mod actions;
 mod cluster;
 mod fault;
 mod filters;

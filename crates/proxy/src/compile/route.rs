@@ -13,14 +13,16 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use http::{HeaderName, StatusCode};
 
+use super::actions::{HeaderLists, header_rules, host_rewrite, redirect, regex_rewrite};
+use super::fault::fraction;
 use super::filters::compile_per_filter;
 use super::retry::compile_retry;
 use super::{CompileError, Reason, duration};
 use crate::resource::ResourceType;
 use crate::routing::{
-    DirectResponse, DomainIndex, FilterConfigs, HeaderMatch, HeaderSource, PathMatch, RetryPolicy,
-    Route as CompiledRoute, RouteAction, RouteMatch, RouteTable, ValueMatch, VirtualHost,
-    WeightedClusters, full_match_regex,
+    DirectResponse, DomainIndex, FilterConfigs, Fraction, HeaderMatch, HeaderRules, HeaderSource,
+    MirrorPolicy, PathMatch, PathRewrite, RetryPolicy, Route as CompiledRoute, RouteAction,
+    RouteMatch, RouteTable, ValueMatch, VirtualHost, WeightedClusters, full_match_regex,
 };
 
 /// Envoy's route timeout when a route does not set one.
@@ -34,23 +36,23 @@ fn compile(config: &RouteConfiguration) -> Result<RouteTable, Reason> {
     if config.vhds.is_some() {
         return Err("vhds is not supported yet".into());
     }
-    if !config.request_headers_to_add.is_empty()
-        || !config.request_headers_to_remove.is_empty()
-        || !config.response_headers_to_add.is_empty()
-        || !config.response_headers_to_remove.is_empty()
-    {
-        return Err(
-            "header manipulation (request/response_headers_to_add/remove) is not supported yet"
-                .into(),
-        );
+    if config.most_specific_header_mutations_wins {
+        return Err("most_specific_header_mutations_wins is not supported yet".into());
     }
     if !config.request_mirror_policies.is_empty() {
         return Err("request_mirror_policies is not supported yet".into());
     }
+    let table_rules = header_rules(HeaderLists {
+        request_add: &config.request_headers_to_add,
+        request_remove: &config.request_headers_to_remove,
+        response_add: &config.response_headers_to_add,
+        response_remove: &config.response_headers_to_remove,
+    })?;
+    let outer: Vec<Arc<HeaderRules>> = level(table_rules).into_iter().collect();
     let virtual_hosts = config
         .virtual_hosts
         .iter()
-        .map(|v| compile_vhost(v).map_err(|r| format!("virtual host {}: {r}", v.name)))
+        .map(|v| compile_vhost(v, &outer).map_err(|r| format!("virtual host {}: {r}", v.name)))
         .collect::<Result<Vec<_>, _>>()?;
     let domains = DomainIndex::build(
         virtual_hosts
@@ -63,7 +65,10 @@ fn compile(config: &RouteConfiguration) -> Result<RouteTable, Reason> {
 
 // Deprecated fields still change behaviour when set, so they are checked.
 #[allow(deprecated)]
-fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
+fn compile_vhost(
+    vhost: &ProtoVirtualHost,
+    table_rules: &[Arc<HeaderRules>],
+) -> Result<VirtualHost, Reason> {
     if vhost.domains.is_empty() {
         return Err("domains is empty".into());
     }
@@ -82,13 +87,17 @@ fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
     if vhost.cors.is_some() {
         return Err("cors is not supported yet".into());
     }
-    if !vhost.request_headers_to_add.is_empty()
-        || !vhost.request_headers_to_remove.is_empty()
-        || !vhost.response_headers_to_add.is_empty()
-        || !vhost.response_headers_to_remove.is_empty()
-    {
-        return Err("header manipulation is not supported yet".into());
-    }
+    let vhost_rules = header_rules(HeaderLists {
+        request_add: &vhost.request_headers_to_add,
+        request_remove: &vhost.request_headers_to_remove,
+        response_add: &vhost.response_headers_to_add,
+        response_remove: &vhost.response_headers_to_remove,
+    })?;
+    // Envoy's order: the virtual host's changes, then the route table's (which win).
+    let outer: Vec<Arc<HeaderRules>> = level(vhost_rules)
+        .into_iter()
+        .chain(table_rules.iter().cloned())
+        .collect();
     if !vhost.rate_limits.is_empty() {
         return Err("rate_limits is not supported yet".into());
     }
@@ -100,7 +109,7 @@ fn compile_vhost(vhost: &ProtoVirtualHost) -> Result<VirtualHost, Reason> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            compile_route(r, vhost_retry.as_ref(), &vhost_filters)
+            compile_route(r, vhost_retry.as_ref(), &vhost_filters, &outer)
                 .map(Arc::new)
                 .map_err(|reason| format!("route {} ({i}): {reason}", display_name(&r.name)))
         })
@@ -116,18 +125,27 @@ fn display_name(name: &str) -> &str {
     if name.is_empty() { "<unnamed>" } else { name }
 }
 
+/// One level's header changes, kept only when there are some.
+fn level(rules: HeaderRules) -> Option<Arc<HeaderRules>> {
+    (!rules.is_empty()).then(|| Arc::new(rules))
+}
+
 fn compile_route(
     r: &Route,
     vhost_retry: Option<&Arc<RetryPolicy>>,
     vhost_filters: &FilterConfigs,
+    outer_rules: &[Arc<HeaderRules>],
 ) -> Result<CompiledRoute, Reason> {
-    if !r.request_headers_to_add.is_empty()
-        || !r.request_headers_to_remove.is_empty()
-        || !r.response_headers_to_add.is_empty()
-        || !r.response_headers_to_remove.is_empty()
-    {
-        return Err("header manipulation is not supported yet".into());
-    }
+    let route_rules = header_rules(HeaderLists {
+        request_add: &r.request_headers_to_add,
+        request_remove: &r.request_headers_to_remove,
+        response_add: &r.response_headers_to_add,
+        response_remove: &r.response_headers_to_remove,
+    })?;
+    let headers: Vec<Arc<HeaderRules>> = level(route_rules)
+        .into_iter()
+        .chain(outer_rules.iter().cloned())
+        .collect();
     // A route's settings for a filter replace its virtual host's.
     let filter_configs = if r.typed_per_filter_config.is_empty() {
         vhost_filters.clone()
@@ -135,11 +153,12 @@ fn compile_route(
         compile_per_filter(&r.typed_per_filter_config)?
     };
     let matcher = compile_match(r.r#match.as_ref().ok_or("match is missing")?)?;
-    let (action, timeout, retry) = match &r.action {
+    let forward = match &r.action {
         Some(route::Action::Route(action)) => {
-            let (action, timeout, retry) = compile_action(action)?;
+            let mut forward = compile_action(action)?;
             // A route's own retry policy replaces its virtual host's.
-            (action, timeout, retry.or_else(|| vhost_retry.cloned()))
+            forward.retry = forward.retry.or_else(|| vhost_retry.cloned());
+            forward
         }
         Some(route::Action::DirectResponse(direct)) => {
             let status = u16::try_from(direct.status)
@@ -152,23 +171,25 @@ fn compile_route(
                 Some(data_source::Specifier::InlineBytes(b)) => Bytes::from(b.clone()),
                 Some(_) => return Err("direct_response.body must be inline".into()),
             };
-            (
-                RouteAction::Direct(DirectResponse { status, body }),
-                None,
-                None,
-            )
+            ForwardAction::answer(RouteAction::Direct(DirectResponse { status, body }))
         }
-        Some(route::Action::Redirect(_)) => return Err("redirect is not supported yet".into()),
+        Some(route::Action::Redirect(r)) => {
+            ForwardAction::answer(RouteAction::Redirect(redirect(r)?))
+        }
         Some(_) => return Err("this route action is not supported yet".into()),
         None => return Err("action is missing".into()),
     };
     Ok(CompiledRoute {
         name: r.name.clone(),
         matcher,
-        action,
-        timeout,
-        retry,
+        action: forward.action,
+        timeout: forward.timeout,
+        retry: forward.retry,
         filter_configs,
+        headers,
+        path_rewrite: forward.path_rewrite,
+        host_rewrite: forward.host_rewrite,
+        mirrors: forward.mirrors,
     })
 }
 
@@ -298,28 +319,45 @@ fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
     })
 }
 
-/// What a route action compiles to: where it sends, its timeout and its retries.
-type CompiledAction = (RouteAction, Option<Duration>, Option<Arc<RetryPolicy>>);
+/// What a route action compiles to: where it sends, its timeout, retries and rewrites.
+struct ForwardAction {
+    action: RouteAction,
+    timeout: Option<Duration>,
+    retry: Option<Arc<RetryPolicy>>,
+    path_rewrite: Option<PathRewrite>,
+    host_rewrite: Option<http::uri::Authority>,
+    mirrors: Vec<MirrorPolicy>,
+}
+
+impl ForwardAction {
+    /// A route that answers itself instead of forwarding.
+    fn answer(action: RouteAction) -> Self {
+        ForwardAction {
+            action,
+            timeout: None,
+            retry: None,
+            path_rewrite: None,
+            host_rewrite: None,
+            mirrors: Vec::new(),
+        }
+    }
+}
 
 // Deprecated fields still change behaviour when set, so they are checked.
 #[allow(deprecated)]
-fn compile_action(a: &ProtoRouteAction) -> Result<CompiledAction, Reason> {
+fn compile_action(a: &ProtoRouteAction) -> Result<ForwardAction, Reason> {
     let unsupported = [
         (
-            !a.prefix_rewrite.is_empty()
-                || a.regex_rewrite.is_some()
-                || !a.path_rewrite.is_empty()
-                || a.path_rewrite_policy.is_some(),
-            "path rewrites",
+            !a.path_rewrite.is_empty() || a.path_rewrite_policy.is_some(),
+            "path_rewrite / path_rewrite_policy",
         ),
-        (a.host_rewrite_specifier.is_some(), "host rewrites"),
+        (
+            !a.prefix_rewrite.is_empty() && a.regex_rewrite.is_some(),
+            "prefix_rewrite with regex_rewrite",
+        ),
         (
             a.retry_policy_typed_config.is_some(),
             "retry_policy_typed_config",
-        ),
-        (
-            !a.request_mirror_policies.is_empty(),
-            "request_mirror_policies",
         ),
         (!a.hash_policy.is_empty(), "hash_policy"),
         (a.cors.is_some(), "cors"),
@@ -351,6 +389,38 @@ fn compile_action(a: &ProtoRouteAction) -> Result<CompiledAction, Reason> {
             if w.clusters.iter().any(|c| !c.cluster_header.is_empty()) {
                 return Err("weighted_clusters cluster_header is not supported yet".into());
             }
+            if w.clusters
+                .iter()
+                .any(|c| !c.typed_per_filter_config.is_empty() || c.metadata_match.is_some())
+            {
+                return Err(
+                    "weighted_clusters typed_per_filter_config / metadata_match is not supported yet"
+                        .into(),
+                );
+            }
+            let entry_rules = w
+                .clusters
+                .iter()
+                .map(|c| {
+                    use envoy_types::pb::envoy::config::route::v3::weighted_cluster::cluster_weight::HostRewriteSpecifier;
+                    let mut rules = header_rules(HeaderLists {
+                        request_add: &c.request_headers_to_add,
+                        request_remove: &c.request_headers_to_remove,
+                        response_add: &c.response_headers_to_add,
+                        response_remove: &c.response_headers_to_remove,
+                    })
+                    .map_err(|r| format!("weighted_clusters[{}]: {r}", c.name))?;
+                    if let Some(HostRewriteSpecifier::HostRewriteLiteral(host)) =
+                        &c.host_rewrite_specifier
+                    {
+                        rules.host_rewrite = Some(host_rewrite(
+                            host,
+                            &format!("weighted_clusters[{}].host_rewrite_literal", c.name),
+                        )?);
+                    }
+                    Ok(level(rules))
+                })
+                .collect::<Result<Vec<_>, Reason>>()?;
             let sum: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
             #[allow(deprecated)]
             if let Some(total) = &w.total_weight
@@ -362,7 +432,9 @@ fn compile_action(a: &ProtoRouteAction) -> Result<CompiledAction, Reason> {
                 ));
             }
             RouteAction::Weighted(
-                WeightedClusters::new(clusters).ok_or("weighted_clusters weights sum to zero")?,
+                WeightedClusters::new(clusters)
+                    .ok_or("weighted_clusters weights sum to zero")?
+                    .with_headers(entry_rules),
             )
         }
         Some(_) => {
@@ -382,5 +454,68 @@ fn compile_action(a: &ProtoRouteAction) -> Result<CompiledAction, Reason> {
         .as_ref()
         .map(|policy| compile_retry(policy).map(Arc::new))
         .transpose()?;
-    Ok((action, timeout, retry))
+    let path_rewrite = match &a.regex_rewrite {
+        Some(rewrite) => Some(regex_rewrite(rewrite, "route.regex_rewrite")?),
+        None if !a.prefix_rewrite.is_empty() => Some(PathRewrite::Prefix(a.prefix_rewrite.clone())),
+        None => None,
+    };
+    let host_rewrite = match &a.host_rewrite_specifier {
+        None => None,
+        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host)) => {
+            Some(host_rewrite(host, "route.host_rewrite_literal")?)
+        }
+        Some(_) => {
+            return Err(
+                "route host rewrite kind is not supported yet (host_rewrite_literal is)".into(),
+            );
+        }
+    };
+    let mirrors = a
+        .request_mirror_policies
+        .iter()
+        .enumerate()
+        .map(|(i, policy)| {
+            mirror_policy(policy).map_err(|r| format!("request_mirror_policies[{i}]: {r}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ForwardAction {
+        action,
+        timeout,
+        retry,
+        path_rewrite,
+        host_rewrite,
+        mirrors,
+    })
+}
+
+/// A mirror: its cluster, and the share of requests copied (all, when unset).
+fn mirror_policy(
+    policy: &envoy_types::pb::envoy::config::route::v3::route_action::RequestMirrorPolicy,
+) -> Result<MirrorPolicy, Reason> {
+    if policy.cluster.is_empty() {
+        return Err("cluster is empty (cluster_header is not supported yet)".into());
+    }
+    if !policy.request_headers_mutations.is_empty() || !policy.host_rewrite_literal.is_empty() {
+        return Err("request_headers_mutations / host_rewrite_literal is not supported yet".into());
+    }
+    let share = match &policy.runtime_fraction {
+        None => Fraction::ALL,
+        Some(runtime) => {
+            if !runtime.runtime_key.is_empty() {
+                return Err(
+                    "runtime_fraction.runtime_key is not supported (the proxy has no runtime)"
+                        .into(),
+                );
+            }
+            fraction(
+                runtime.default_value.as_ref(),
+                "runtime_fraction.default_value",
+            )?
+        }
+    };
+    Ok(MirrorPolicy {
+        cluster: Arc::from(policy.cluster.as_str()),
+        share,
+        shadow_suffix: !policy.disable_shadow_host_suffix_append,
+    })
 }

@@ -9,32 +9,10 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::LocalReply;
-use crate::routing::{HeaderMatch, Override, RequestView, Route};
+use crate::routing::{Fraction, HeaderMatch, Override, RequestView, Route};
 use crate::telemetry::ResponseFlag;
 
 pub const FAULT_FILTER: &str = bosun_wire::http_filters::FAULT;
-
-/// A share of requests: `numerator` out of `denominator`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fraction {
-    pub numerator: u32,
-    pub denominator: u32,
-}
-
-impl Fraction {
-    pub const ALL: Fraction = Fraction {
-        numerator: 100,
-        denominator: 100,
-    };
-
-    /// Whether this request falls in the share.
-    pub fn roll(self) -> bool {
-        if self.numerator >= self.denominator {
-            return true;
-        }
-        self.numerator > 0 && rand::random_range(0..self.denominator) < self.numerator
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultDelay {
@@ -156,26 +134,5 @@ impl FaultFilter {
             .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| ActiveFault(&self.active))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fractions_roll_in_proportion() {
-        assert!(Fraction::ALL.roll());
-        let none = Fraction {
-            numerator: 0,
-            denominator: 1_000_000,
-        };
-        assert!((0..1000).all(|_| !none.roll()));
-        let tenth = Fraction {
-            numerator: 100_000,
-            denominator: 1_000_000,
-        };
-        let hits = (0..20_000).filter(|_| tenth.roll()).count();
-        assert!((1_600..2_400).contains(&hits), "{hits} of 20000");
     }
 }

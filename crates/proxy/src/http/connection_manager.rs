@@ -20,10 +20,10 @@ use hyper::body::Incoming;
 use super::connection::ConnectionInfo;
 use super::headers::X_FORWARDED_CLIENT_CERT;
 use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
-use crate::filters::router::{self, Forwarding, InFlight};
+use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{LocalReply, ProxyBody, is_grpc, text_reply};
 use crate::listeners::ListenerContext;
-use crate::routing::{RequestView, RouteAction};
+use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
 use crate::telemetry::{Direction, MeteredBody, RequestRecord, ResponseFlag, exchange};
@@ -204,35 +204,39 @@ async fn route_and_forward(
             ResponseFlag::NoRoute,
         ));
     };
-    let cluster_name = route.select_cluster().cloned();
+    let selected = route.select_cluster();
     chain
         .http_filters
         .on_request(
             &view,
             &route,
-            cluster_name.as_deref(),
+            selected.as_ref().map(|selected| selected.name.as_ref()),
             record.as_deref_mut(),
         )
         .await?;
     // The router.
-    let Some(cluster_name) = cluster_name else {
-        if let RouteAction::Direct(direct) = &route.action {
-            let mut resp = Response::new(Either::Right(Full::new(direct.body.clone())));
-            *resp.status_mut() = direct.status;
-            return Ok(resp);
-        }
-        return Err(LocalReply::new(
-            StatusCode::NOT_FOUND,
-            "",
-            ResponseFlag::NoRoute,
-        ));
+    let Some(selected) = selected else {
+        return answer_in_place(&route, &authority, req.uri())
+            .ok_or_else(|| LocalReply::new(StatusCode::NOT_FOUND, "", ResponseFlag::NoRoute));
     };
-    let cluster = ctx
-        .snapshot
-        .load()
-        .clusters
-        .get(cluster_name.as_ref())
-        .cloned();
+    let (cluster, mirrors) = {
+        let snapshot = ctx.snapshot.load();
+        let mirrors: Vec<Mirror> = route
+            .mirrors
+            .iter()
+            .filter(|mirror| mirror.share.roll())
+            .filter_map(|mirror| {
+                Some(Mirror {
+                    cluster: snapshot.clusters.get(mirror.cluster.as_ref())?.clone(),
+                    shadow_suffix: mirror.shadow_suffix,
+                })
+            })
+            .collect();
+        (
+            snapshot.clusters.get(selected.name.as_ref()).cloned(),
+            mirrors,
+        )
+    };
     let Some(cluster) = cluster else {
         if let Some(record) = record.as_deref_mut() {
             record.set_requested_service(authority.host());
@@ -252,8 +256,49 @@ async fn route_and_forward(
     let forwarding = Forwarding {
         telemetry: &ctx.telemetry,
         record,
+        grpc: is_grpc(req.headers()),
+        entry: selected.headers,
+        mirrors,
     };
-    router::forward(&cluster, &route, authority, req, forwarding).await
+    Ok(router::forward(&cluster, &route, authority, req, forwarding).await)
+}
+
+/// The answer of a route that answers itself (Envoy's direct response or redirect), with
+/// the route's response headers.
+fn answer_in_place(
+    route: &Route,
+    authority: &Authority,
+    uri: &http::Uri,
+) -> Option<Response<ProxyBody>> {
+    let mut response = match &route.action {
+        RouteAction::Direct(direct) => {
+            let mut resp = Response::new(Either::Right(Full::new(direct.body.clone())));
+            *resp.status_mut() = direct.status;
+            if !direct.body.is_empty() {
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                );
+            }
+            resp
+        }
+        RouteAction::Redirect(redirect) => {
+            let from = RedirectFrom {
+                scheme: "http",
+                authority,
+                path: uri.path(),
+                query: uri.query(),
+                matched_prefix: route.matched_prefix(),
+            };
+            let mut resp = Response::new(Either::Right(Full::new(bytes::Bytes::new())));
+            *resp.status_mut() = redirect.status;
+            *resp.headers_mut() = redirect.response_headers(&from);
+            resp
+        }
+        RouteAction::Cluster(_) | RouteAction::Weighted(_) => return None,
+    };
+    router::apply_response_rules(route, None, response.headers_mut());
+    Some(response)
 }
 
 /// The request's target host: the absolute-form URI's authority, else `Host`

@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{DomainIndex, FilterConfigs, RequestView, RetryPolicy, RouteMatch};
+use super::actions::{HeaderRules, PathRewrite, Redirect};
+use super::{DomainIndex, FilterConfigs, PathMatch, RequestView, RetryPolicy, RouteMatch};
 
 /// One compiled RouteConfiguration.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ impl RouteTable {
             .flat_map(|r| match &r.action {
                 RouteAction::Cluster(name) => vec![name.as_ref()],
                 RouteAction::Weighted(w) => w.clusters.iter().map(|(n, _)| n.as_ref()).collect(),
-                RouteAction::Direct(_) => vec![],
+                RouteAction::Direct(_) | RouteAction::Redirect(_) => vec![],
             })
     }
 }
@@ -65,15 +66,52 @@ pub struct Route {
     pub retry: Option<Arc<RetryPolicy>>,
     /// What the route says to the HTTP filters before the router.
     pub filter_configs: FilterConfigs,
+    /// Header changes of the route, its virtual host and its route table, in the order
+    /// Envoy applies them (the least specific last, so it wins).
+    pub headers: Vec<Arc<HeaderRules>>,
+    /// The path forwarded upstream, rewritten.
+    pub path_rewrite: Option<PathRewrite>,
+    /// The `Host` / `:authority` forwarded upstream, replaced.
+    pub host_rewrite: Option<http::uri::Authority>,
+    /// Clusters a share of the requests is copied to, their answers ignored.
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// Envoy's `RequestMirrorPolicy`: copy this share of the requests to `cluster`.
+#[derive(Debug, Clone)]
+pub struct MirrorPolicy {
+    pub cluster: Arc<str>,
+    pub share: super::Fraction,
+    /// Whether the copy's host gets Envoy's `-shadow` suffix.
+    pub shadow_suffix: bool,
+}
+
+/// The cluster a request goes to, with the header changes of its weighted entry.
+#[derive(Debug, Clone)]
+pub struct SelectedCluster<'r> {
+    pub name: &'r Arc<str>,
+    pub headers: Option<&'r Arc<HeaderRules>>,
 }
 
 impl Route {
     /// The cluster this request goes to: the route's, or one of its weighted clusters.
-    pub fn select_cluster(&self) -> Option<&Arc<str>> {
+    pub fn select_cluster(&self) -> Option<SelectedCluster<'_>> {
         match &self.action {
-            RouteAction::Cluster(name) => Some(name),
-            RouteAction::Weighted(weighted) => Some(weighted.select()),
-            RouteAction::Direct(_) => None,
+            RouteAction::Cluster(name) => Some(SelectedCluster {
+                name,
+                headers: None,
+            }),
+            RouteAction::Weighted(weighted) => Some(weighted.select_entry()),
+            RouteAction::Direct(_) | RouteAction::Redirect(_) => None,
+        }
+    }
+
+    /// How much of the path the route's match covers, for a prefix rewrite: a prefix
+    /// match's length, else all of it.
+    pub fn matched_prefix(&self) -> Option<usize> {
+        match &self.matcher.path {
+            PathMatch::Prefix(prefix) => Some(prefix.len()),
+            PathMatch::Exact(_) | PathMatch::Regex(_) => None,
         }
     }
 }
@@ -83,6 +121,7 @@ pub enum RouteAction {
     Cluster(Arc<str>),
     Weighted(WeightedClusters),
     Direct(DirectResponse),
+    Redirect(Redirect),
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +135,8 @@ pub struct DirectResponse {
 pub struct WeightedClusters {
     /// `(cluster, weight)` as configured, for display.
     pub clusters: Vec<(Arc<str>, u32)>,
+    /// Each entry's own header changes, by position.
+    headers: Vec<Option<Arc<HeaderRules>>>,
     cumulative: Vec<u64>,
     total: u64,
 }
@@ -112,10 +153,34 @@ impl WeightedClusters {
             })
             .collect();
         (total > 0).then_some(WeightedClusters {
+            headers: vec![None; clusters.len()],
             clusters,
             cumulative,
             total,
         })
+    }
+
+    /// The same clusters with each entry's header changes (by position).
+    pub fn with_headers(mut self, headers: Vec<Option<Arc<HeaderRules>>>) -> Self {
+        if headers.len() == self.clusters.len() {
+            self.headers = headers;
+        }
+        self
+    }
+
+    /// A cluster picked by weight, with its header changes.
+    pub fn select_entry(&self) -> SelectedCluster<'_> {
+        let index = self.index_at(rand::random_range(0..self.total));
+        SelectedCluster {
+            name: &self.clusters[index].0,
+            headers: self.headers[index].as_ref(),
+        }
+    }
+
+    fn index_at(&self, point: u64) -> usize {
+        self.cumulative
+            .partition_point(|&upper| upper <= point)
+            .min(self.clusters.len() - 1)
     }
 
     pub fn total(&self) -> u64 {
@@ -124,8 +189,7 @@ impl WeightedClusters {
 
     /// The cluster owning `point` in `[0, total)`.
     pub fn select_at(&self, point: u64) -> &Arc<str> {
-        let idx = self.cumulative.partition_point(|&upper| upper <= point);
-        &self.clusters[idx.min(self.clusters.len() - 1)].0
+        &self.clusters[self.index_at(point)].0
     }
 
     pub fn select(&self) -> &Arc<str> {

@@ -8,20 +8,58 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::replay::{ReplayBody, ReplayError, ReplayHandle};
+use super::tee::{CopyBody, TeeBody};
 
-/// A request body on its way upstream: nothing, the downstream body as it streams, or a
-/// body a retry can send again.
+/// The downstream request body, copied to mirrors or not.
+#[derive(Debug)]
+pub enum DownstreamBody {
+    Plain(Incoming),
+    Mirrored(TeeBody),
+}
+
+impl Body for DownstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            DownstreamBody::Plain(body) => Pin::new(body).poll_frame(cx),
+            DownstreamBody::Mirrored(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DownstreamBody::Plain(body) => body.is_end_stream(),
+            DownstreamBody::Mirrored(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DownstreamBody::Plain(body) => body.size_hint(),
+            DownstreamBody::Mirrored(body) => body.size_hint(),
+        }
+    }
+}
+
+/// A request body on its way upstream: nothing, the downstream body as it streams, a
+/// body a retry can send again, or a mirror's copy.
 #[derive(Debug)]
 pub enum UpstreamBody {
     Empty,
-    Streaming(Incoming),
+    Streaming(DownstreamBody),
     Replayable(ReplayBody),
+    Mirror(CopyBody),
 }
 
 impl UpstreamBody {
     /// The first attempt's body of a request that may be retried, and what makes the
     /// bodies of the next attempts. An empty body needs no copy.
-    pub fn replayable(body: Incoming) -> (UpstreamBody, Replay) {
+    pub fn replayable(body: DownstreamBody) -> (UpstreamBody, Replay) {
         if body.is_end_stream() {
             return (UpstreamBody::Empty, Replay::Empty);
         }
@@ -61,6 +99,9 @@ impl Body for UpstreamBody {
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map_err(ReplayError::Source))),
             UpstreamBody::Replayable(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Mirror(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(|_| ReplayError::MirrorCut))),
         }
     }
 
@@ -69,6 +110,7 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => true,
             UpstreamBody::Streaming(body) => body.is_end_stream(),
             UpstreamBody::Replayable(body) => body.is_end_stream(),
+            UpstreamBody::Mirror(body) => body.is_end_stream(),
         }
     }
 
@@ -77,6 +119,7 @@ impl Body for UpstreamBody {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Streaming(body) => body.size_hint(),
             UpstreamBody::Replayable(body) => body.size_hint(),
+            UpstreamBody::Mirror(body) => body.size_hint(),
         }
     }
 }

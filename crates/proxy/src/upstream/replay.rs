@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use super::body::DownstreamBody;
 
 /// The body bytes a request may hold for its retries (Envoy's default buffer limit).
 pub const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -23,12 +24,14 @@ pub enum ReplayError {
     Source(#[from] hyper::Error),
     #[error("request body is being sent by a retry")]
     Superseded,
+    #[error("the mirrored request body was cut off")]
+    MirrorCut,
 }
 
 #[derive(Debug)]
 struct Shared {
     /// The downstream body, until it ends.
-    source: Option<Incoming>,
+    source: Option<DownstreamBody>,
     /// What the source has yielded so far, while it fits under the limit.
     copied: Vec<Bytes>,
     copied_len: usize,
@@ -78,7 +81,7 @@ pub struct ReplayBody {
 
 impl ReplayBody {
     /// The first attempt's body, and the handle that makes the others'.
-    pub fn new(source: Incoming) -> (ReplayBody, ReplayHandle) {
+    pub fn new(source: DownstreamBody) -> (ReplayBody, ReplayHandle) {
         let hint = source.size_hint();
         let shared = Arc::new(Mutex::new(Shared {
             source: Some(source),

@@ -3,6 +3,7 @@
 //! One builder per resource type, each reading the immutable [`Snapshot`] and the
 //! proxy's identity; names follow istiod's (docs/design/local-mesh.md).
 
+mod actions;
 mod clusters;
 mod listeners;
 mod names;
@@ -288,5 +289,7 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> Re
     set
 }
 
+#[cfg(test)]
+mod test_mesh;
 #[cfg(test)]
 mod tests;

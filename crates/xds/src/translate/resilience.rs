@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bosun_model::{AbortWith, Fault, FaultShare, Retries, RetryPolicy as MeshRetryPolicy};
+use bosun_model::{AbortWith, Fault, Retries, RetryPolicy as MeshRetryPolicy, Share};
 use bosun_wire::{http_filters, retry};
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, circuit_breakers};
 use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
@@ -134,18 +134,18 @@ pub(super) fn fault_config(fault: Option<&Fault>) -> HashMap<String, Any> {
 
 /// Istio's percentages: a percent with a fraction in millionths, the deprecated integer
 /// in hundredths.
-fn fraction(share: FaultShare) -> Option<FractionalPercent> {
+pub(super) fn fraction(share: Share) -> Option<FractionalPercent> {
     use fractional_percent::DenominatorType;
     match share {
-        FaultShare::Percentage(value) => Some(FractionalPercent {
+        Share::Percentage(value) => Some(FractionalPercent {
             numerator: (value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
             denominator: DenominatorType::Million as i32,
         }),
-        FaultShare::Percent(percent) => Some(FractionalPercent {
+        Share::Percent(percent) => Some(FractionalPercent {
             numerator: percent.min(100),
             denominator: DenominatorType::Hundred as i32,
         }),
-        FaultShare::Unset => None,
+        Share::Unset => None,
     }
 }
 
@@ -176,75 +176,12 @@ pub(super) fn duration(d: std::time::Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-    use std::path::Path;
-
-    use bosun_model::Snapshot;
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, route};
     use prost::Message;
 
     use super::*;
-    use crate::ProxyNode;
+    use crate::translate::test_mesh::{action, node, outbound_routes, snapshot};
     use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
-
-    const SERVICES: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v1}
-spec:
-  address: 127.0.10.3
-  ports: {http: 9080}
-  labels: {app: reviews, version: v1}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}]
-";
-
-    fn snapshot(extra: &str) -> Snapshot {
-        let yaml = format!("{SERVICES}---\n{extra}");
-        let loaded = bosun_api::load_str(&yaml, Path::new("mesh.yaml"));
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let (snapshot, warnings) = bosun_model::build::build(&loaded.resources);
-        assert!(warnings.is_empty(), "{warnings:?}");
-        snapshot
-    }
-
-    fn node(ip: [u8; 4], name: &str) -> ProxyNode {
-        let mut node = ProxyNode::sidecar(IpAddr::V4(Ipv4Addr::from(ip)), name, "default");
-        node.labels.insert("app".into(), "reviews".into());
-        node.labels.insert("version".into(), "v1".into());
-        node
-    }
-
-    fn outbound_routes(snapshot: &Snapshot) -> Vec<Route> {
-        let set = generate(
-            snapshot,
-            &node([127, 0, 10, 1], "client"),
-            DEFAULT_TRUST_DOMAIN,
-        );
-        set.routes[0].virtual_hosts[0].routes.clone()
-    }
-
-    fn action(route: &Route) -> &RouteAction {
-        match &route.action {
-            Some(route::Action::Route(action)) => action,
-            other => panic!("expected a route action, got {other:?}"),
-        }
-    }
 
     #[test]
     fn every_outbound_route_gets_istios_default_retries_and_no_timeout() {

@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
+use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
 use super::resilience::{self, fault_config, retry_policy};
@@ -64,9 +65,22 @@ fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Rou
     };
     let mut routes = Vec::new();
     for rule in &virtual_routes.http {
-        let action = route_action(snapshot, rule, port.number);
+        let Some((action, headers)) = rule_action(snapshot, rule, port.number) else {
+            continue;
+        };
+        let route = |request_match: &RequestMatch, action: route::Action| Route {
+            name: rule.name.clone().unwrap_or_default(),
+            r#match: Some(route_match(request_match)),
+            action: Some(action),
+            typed_per_filter_config: fault_config(rule.fault.as_ref()),
+            request_headers_to_add: headers.request_add.clone(),
+            request_headers_to_remove: headers.request_remove.clone(),
+            response_headers_to_add: headers.response_add.clone(),
+            response_headers_to_remove: headers.response_remove.clone(),
+            ..Default::default()
+        };
         if rule.matches.is_empty() {
-            routes.push(route(rule, &RequestMatch::default(), action));
+            routes.push(route(&RequestMatch::default(), action));
             continue;
         }
         for request_match in &rule.matches {
@@ -76,7 +90,7 @@ fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Rou
             {
                 continue;
             }
-            routes.push(route(rule, request_match, action.clone()));
+            routes.push(route(request_match, action.clone()));
         }
     }
     routes
@@ -105,16 +119,6 @@ pub(super) const NO_TIMEOUT: Duration = Duration {
     seconds: 0,
     nanos: 0,
 };
-
-fn route(rule: &HttpRouteRule, request_match: &RequestMatch, action: RouteAction) -> Route {
-    Route {
-        name: rule.name.clone().unwrap_or_default(),
-        r#match: Some(route_match(request_match)),
-        action: Some(route::Action::Route(action)),
-        typed_per_filter_config: fault_config(rule.fault.as_ref()),
-        ..Default::default()
-    }
-}
 
 fn route_match(request_match: &RequestMatch) -> RouteMatch {
     let path_specifier = match &request_match.uri {
@@ -167,41 +171,92 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
     }
 }
 
-fn route_action(snapshot: &Snapshot, rule: &HttpRouteRule, incoming_port: u16) -> RouteAction {
-    let mut clusters: Vec<(String, u32)> = rule
+/// What a rule does (forward, redirect or answer) and the header changes its routes
+/// carry; `None` for a rule Envoy could not act on (a redirect code it has no name for).
+fn rule_action(
+    snapshot: &Snapshot,
+    rule: &HttpRouteRule,
+    incoming_port: u16,
+) -> Option<(route::Action, HeaderLists)> {
+    let rule_headers = HeaderLists::of(&rule.headers);
+    if let Some(redirect) = &rule.redirect {
+        let action = actions::redirect_action(redirect, incoming_port)?;
+        return Some((route::Action::Redirect(action), rule_headers));
+    }
+    if let Some(direct) = &rule.direct_response {
+        return Some((
+            route::Action::DirectResponse(actions::direct_response(direct)),
+            rule_headers,
+        ));
+    }
+    let mut clusters: Vec<(String, u32, &RouteDestination)> = rule
         .destinations
         .iter()
         .map(|destination| {
             (
                 destination_cluster(snapshot, destination, incoming_port),
                 destination.weight,
+                destination,
             )
         })
         .collect();
     // Zero-weight destinations take no traffic; keep them only if all are zero.
-    if clusters.iter().any(|(_, weight)| *weight > 0) {
-        clusters.retain(|(_, weight)| *weight > 0);
+    if clusters.iter().any(|(_, weight, _)| *weight > 0) {
+        clusters.retain(|(_, weight, _)| *weight > 0);
     }
+    let mut headers = rule_headers;
     let cluster_specifier = match clusters.as_slice() {
-        [(cluster, _)] => route_action::ClusterSpecifier::Cluster(cluster.clone()),
+        // One destination: its header changes join the rule's on the route.
+        [(cluster, _, destination)] => {
+            headers = headers.then(HeaderLists::of(&destination.headers));
+            route_action::ClusterSpecifier::Cluster(cluster.clone())
+        }
         _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
             clusters: clusters
                 .into_iter()
-                .map(|(name, weight)| weighted_cluster::ClusterWeight {
-                    name,
-                    weight: Some(UInt32Value { value: weight }),
-                    ..Default::default()
+                .map(|(name, weight, destination)| {
+                    let lists = HeaderLists::of(&destination.headers);
+                    weighted_cluster::ClusterWeight {
+                        name,
+                        weight: Some(UInt32Value { value: weight }),
+                        request_headers_to_add: lists.request_add,
+                        request_headers_to_remove: lists.request_remove,
+                        response_headers_to_add: lists.response_add,
+                        response_headers_to_remove: lists.response_remove,
+                        host_rewrite_specifier: lists.authority.map(
+                            weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral,
+                        ),
+                        ..Default::default()
+                    }
                 })
                 .collect(),
             ..Default::default()
         }),
     };
-    RouteAction {
+    let request_mirror_policies = rule
+        .mirrors
+        .iter()
+        .filter_map(|mirror| {
+            actions::mirror_policy(
+                destination_cluster(snapshot, &mirror.destination, incoming_port),
+                mirror.share,
+            )
+        })
+        .collect();
+    let mut action = RouteAction {
         cluster_specifier: Some(cluster_specifier),
         timeout: Some(rule.timeout.map_or(NO_TIMEOUT, resilience::duration)),
         retry_policy: retry_policy(&rule.retries),
+        request_mirror_policies,
+        host_rewrite_specifier: headers
+            .authority
+            .clone()
+            .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
         ..Default::default()
-    }
+    };
+    // `rewrite.authority` wins over an authority the headers set.
+    actions::apply_rewrite(&mut action, rule.rewrite.as_ref());
+    Some((route::Action::Route(action), headers))
 }
 
 /// The cluster a destination names. A destination outside the registry keeps its

@@ -95,6 +95,7 @@ fn weighted(subset: &str, weight: u32) -> RouteDestination {
         subset: Some(subset.to_string()),
         port: None,
         weight,
+        headers: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ async fn start_sample(
         calls: calls.iter().map(|url| url.parse().unwrap()).collect(),
         latency,
         error_rate: 0.0,
+        echo_headers: false,
         proxy: None,
         call_timeout: Duration::from_secs(5),
         call_attempts: 1,

@@ -20,6 +20,7 @@ fn config(service: &str, version: &str, calls: Vec<Uri>) -> ServeConfig {
         calls,
         latency: Duration::ZERO,
         error_rate: 0.0,
+        echo_headers: false,
         proxy: None,
         call_timeout: Duration::from_secs(5),
         call_attempts: 1,

@@ -3,8 +3,10 @@
 //! route's retry policy says.
 
 mod attempt;
+mod mirror;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -15,11 +17,12 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use self::attempt::{Attempt, Outcome};
+pub use self::mirror::Mirror;
 use super::{LocalReply, ProxyBody};
 use crate::http::headers::{
     X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers,
 };
-use crate::routing::{RetryPolicy, Route};
+use crate::routing::{HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
     Cluster, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal, UpstreamProtocol,
@@ -28,19 +31,59 @@ use crate::upstream::{
 pub const ROUTER_FILTER: &str = bosun_wire::http_filters::ROUTER;
 
 /// What the router needs besides the request: how the sidecar names itself to the
-/// sidecars it calls (Istio's metadata exchange), and where the request is reported.
+/// sidecars it calls (Istio's metadata exchange), where the request is reported, whether
+/// the caller speaks gRPC (for the router's own answers), and the header changes of the
+/// weighted cluster chosen.
 pub struct Forwarding<'a> {
     pub telemetry: &'a Telemetry,
     pub record: Option<&'a mut RequestRecord>,
+    pub grpc: bool,
+    pub entry: Option<&'a Arc<HeaderRules>>,
+    /// The route's mirrors this request is copied to.
+    pub mirrors: Vec<Mirror>,
 }
 
-/// Sends `req` to `cluster` as `route` says, retrying failed attempts.
+/// Sends `req` to `cluster` as `route` says, retrying failed attempts, and answers with
+/// the upstream's response or the router's own, with the route's response headers.
 pub async fn forward(
     cluster: &Cluster,
     route: &Route,
     authority: Authority,
     req: Request<Incoming>,
     mut forwarding: Forwarding<'_>,
+) -> Response<ProxyBody> {
+    let entry = forwarding.entry;
+    let mut response = match send(cluster, route, authority, req, &mut forwarding).await {
+        Ok(response) => response,
+        Err(reply) => {
+            if let Some(record) = forwarding.record.as_deref_mut() {
+                record.set_flag(reply.flag);
+            }
+            reply.into_response(forwarding.grpc)
+        }
+    };
+    apply_response_rules(route, entry, response.headers_mut());
+    response
+}
+
+/// The response header changes of the weighted cluster, then of the route and its outer
+/// levels (the least specific last, so it wins).
+pub fn apply_response_rules(
+    route: &Route,
+    entry: Option<&Arc<HeaderRules>>,
+    headers: &mut http::HeaderMap,
+) {
+    for rules in entry.into_iter().chain(route.headers.iter()) {
+        rules.response.apply(headers);
+    }
+}
+
+async fn send(
+    cluster: &Cluster,
+    route: &Route,
+    authority: Authority,
+    req: Request<Incoming>,
+    forwarding: &mut Forwarding<'_>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let stats = &cluster.stats;
     stats.requests.fetch_add(1, Relaxed);
@@ -54,17 +97,25 @@ pub async fn forward(
             ResponseFlag::UpstreamOverflow,
         ));
     };
-    let (parts, body) = upstream_request(req, authority, cluster.spec.protocol)
-        .map(Request::into_parts)
-        .map_err(|status| LocalReply::new(status, "invalid request", ResponseFlag::None))?;
+    let (parts, body) = upstream_request(
+        req,
+        authority,
+        route,
+        forwarding.entry,
+        cluster.spec.protocol,
+    )
+    .map(Request::into_parts)
+    .map_err(|status| LocalReply::new(status, "invalid request", ResponseFlag::None))?;
+    let mirrors = std::mem::take(&mut forwarding.mirrors);
+    let body = mirror::send_copies(mirrors, &parts, body, route.timeout);
     let started = Instant::now();
     let deadline = route.timeout.map(|timeout| started + timeout);
     let Some(policy) = route.retry.as_deref() else {
         let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
         let endpoint = cluster.pick().ok_or_else(|| no_healthy_upstream(cluster))?;
         let attempt = Attempt::new(cluster, endpoint, deadline, None);
-        return match attempt.send(request, &mut forwarding).await {
-            Outcome::Response(resp) => Ok(finish(cluster, resp, started, &mut forwarding)),
+        return match attempt.send(request, forwarding).await {
+            Outcome::Response(resp) => Ok(finish(cluster, resp, started, forwarding)),
             Outcome::Failed(failure) => Err(attempt.reply(failure)),
         };
     };
@@ -83,7 +134,7 @@ pub async fn forward(
             clone_parts(&parts),
             body.take().unwrap_or(UpstreamBody::Empty),
         );
-        let outcome = attempt.send(request, &mut forwarding).await;
+        let outcome = attempt.send(request, forwarding).await;
         let retriable = match &outcome {
             Outcome::Response(resp) => {
                 policy.retries_response(resp.status().as_u16(), grpc_status(resp.headers()))
@@ -100,7 +151,7 @@ pub async fn forward(
                 record.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             return match outcome {
-                Outcome::Response(resp) => Ok(finish(cluster, resp, started, &mut forwarding)),
+                Outcome::Response(resp) => Ok(finish(cluster, resp, started, forwarding)),
                 Outcome::Failed(failure) => Err(attempt.reply(failure)),
             };
         };
@@ -219,20 +270,39 @@ fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
     request.into_parts().0
 }
 
-/// Rewrites the downstream request for the upstream: the URI carries the original
-/// authority (each endpoint has its own pool, so the connector ignores it), the
-/// version matches the cluster's protocol, connection headers go.
+/// Rewrites the downstream request for the upstream: the URI carries the authority
+/// (the original, or the route's rewrite; each endpoint has its own pool, so the
+/// connector ignores it) and the path (rewritten when the route says so), the version
+/// matches the cluster's protocol, connection headers go, and the route's header
+/// changes apply, the weighted cluster's first.
 fn upstream_request(
     req: Request<Incoming>,
     authority: Authority,
+    route: &Route,
+    entry: Option<&Arc<HeaderRules>>,
     protocol: UpstreamProtocol,
 ) -> Result<Request<Incoming>, StatusCode> {
     let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let authority = entry
+        .and_then(|rules| rules.host_rewrite.clone())
+        .or_else(|| route.host_rewrite.clone())
+        .unwrap_or(authority);
+    let path = match &route.path_rewrite {
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        Some(rewrite) => {
+            let rewritten = rewrite_path(
+                rewrite,
+                parts.uri.path(),
+                route.matched_prefix(),
+                parts.uri.query(),
+            );
+            PathAndQuery::try_from(rewritten).map_err(|_| StatusCode::BAD_REQUEST)?
+        }
+    };
     parts.uri = Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(authority.clone())
@@ -241,6 +311,9 @@ fn upstream_request(
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     remove_hop_by_hop(&mut parts.headers);
     set_forwarding_headers(&mut parts.headers);
+    for rules in entry.into_iter().chain(route.headers.iter()) {
+        rules.request.apply(&mut parts.headers);
+    }
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;

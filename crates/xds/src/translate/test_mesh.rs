@@ -1,0 +1,69 @@
+//! A mesh written as Istio YAML, for the translation's tests: reviews (one v1 workload, a
+//! v1 subset) plus whatever a test adds.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use bosun_model::Snapshot;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, route};
+
+use super::{DEFAULT_TRUST_DOMAIN, generate};
+use crate::ProxyNode;
+
+const SERVICES: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec:
+  address: 127.0.10.3
+  ports: {http: 9080}
+  labels: {app: reviews, version: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+";
+
+pub(super) fn snapshot(extra: &str) -> Snapshot {
+    let yaml = format!("{SERVICES}---\n{extra}");
+    let loaded = bosun_api::load_str(&yaml, Path::new("mesh.yaml"));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let (snapshot, warnings) = bosun_model::build::build(&loaded.resources);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    snapshot
+}
+
+pub(super) fn node(ip: [u8; 4], name: &str) -> ProxyNode {
+    let mut node = ProxyNode::sidecar(IpAddr::V4(Ipv4Addr::from(ip)), name, "default");
+    node.labels.insert("app".into(), "reviews".into());
+    node.labels.insert("version".into(), "v1".into());
+    node
+}
+
+pub(super) fn outbound_routes(snapshot: &Snapshot) -> Vec<Route> {
+    let set = generate(
+        snapshot,
+        &node([127, 0, 10, 1], "client"),
+        DEFAULT_TRUST_DOMAIN,
+    );
+    set.routes[0].virtual_hosts[0].routes.clone()
+}
+
+pub(super) fn action(route: &Route) -> &RouteAction {
+    match &route.action {
+        Some(route::Action::Route(action)) => action,
+        other => panic!("expected a route action, got {other:?}"),
+    }
+}
