@@ -12,9 +12,8 @@ pub mod config_dump;
 pub mod drain;
 mod dump;
 pub mod filters;
+pub mod headers;
 mod http;
-/// Request and response header handling, public for the benchmarks.
-pub use http::headers;
 mod listeners;
 pub mod resource;
 pub mod routing;

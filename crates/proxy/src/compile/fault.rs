@@ -2,13 +2,12 @@
 
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort};
-use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use http::StatusCode;
 
-use super::route::compile_header;
+use super::matchers::compile_header;
+use super::percent::fraction;
 use super::{Reason, duration};
 use crate::filters::fault::{AbortWith, FaultAbort, FaultConfig, FaultDelay};
-use crate::routing::Fraction;
 
 pub const HTTP_FAULT_TYPE: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
 
@@ -86,33 +85,5 @@ pub fn compile_fault(fault: &HttpFault) -> Result<FaultConfig, Reason> {
         upstream_cluster: Some(fault.upstream_cluster.clone()).filter(|c| !c.is_empty()),
         headers,
         max_active_faults: fault.max_active_faults.map(|max| max.value),
-    })
-}
-
-/// A share as Envoy reads it: unset means none of the requests.
-pub(super) fn fraction(
-    percent: Option<&FractionalPercent>,
-    field: &str,
-) -> Result<Fraction, Reason> {
-    let Some(percent) = percent else {
-        return Ok(Fraction {
-            numerator: 0,
-            denominator: 100,
-        });
-    };
-    let denominator = match fractional_percent::DenominatorType::try_from(percent.denominator) {
-        Ok(fractional_percent::DenominatorType::Hundred) => 100,
-        Ok(fractional_percent::DenominatorType::TenThousand) => 10_000,
-        Ok(fractional_percent::DenominatorType::Million) => 1_000_000,
-        Err(_) => {
-            return Err(format!(
-                "{field}.denominator {} is unknown",
-                percent.denominator
-            ));
-        }
-    };
-    Ok(Fraction {
-        numerator: percent.numerator.min(denominator),
-        denominator,
     })
 }

@@ -8,6 +8,8 @@ mod cluster;
 mod fault;
 mod filters;
 mod listener;
+mod matchers;
+mod percent;
 mod retry;
 mod route;
 mod telemetry;

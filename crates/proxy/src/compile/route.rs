@@ -6,23 +6,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::data_source;
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction as ProtoRouteAction, RouteConfiguration,
-    RouteMatch as ProtoRouteMatch, VirtualHost as ProtoVirtualHost, header_matcher, route,
-    route_action, route_match,
+    Route, RouteAction as ProtoRouteAction, RouteConfiguration, RouteMatch as ProtoRouteMatch,
+    VirtualHost as ProtoVirtualHost, route, route_action, route_match,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
-use http::{HeaderName, StatusCode};
+use http::StatusCode;
 
 use super::actions::{HeaderLists, header_rules, host_rewrite, redirect, regex_rewrite};
-use super::fault::fraction;
 use super::filters::compile_per_filter;
+use super::matchers::{compile_header, regex};
+use super::percent::fraction;
 use super::retry::compile_retry;
 use super::{CompileError, Reason, duration};
 use crate::resource::ResourceType;
 use crate::routing::{
-    DirectResponse, DomainIndex, FilterConfigs, Fraction, HeaderMatch, HeaderRules, HeaderSource,
-    MirrorPolicy, PathMatch, PathRewrite, RetryPolicy, Route as CompiledRoute, RouteAction,
-    RouteMatch, RouteTable, ValueMatch, VirtualHost, WeightedClusters, full_match_regex,
+    DirectResponse, DomainIndex, FilterConfigs, Fraction, HeaderRules, MirrorPolicy, PathMatch,
+    PathRewrite, RetryPolicy, Route as CompiledRoute, RouteAction, RouteMatch, RouteTable,
+    VirtualHost, WeightedClusters,
 };
 
 /// Envoy's route timeout when a route does not set one.
@@ -225,97 +224,6 @@ fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
         path,
         case_sensitive: m.case_sensitive.as_ref().is_none_or(|v| v.value),
         headers,
-    })
-}
-
-fn regex(r: &RegexMatcher, field: &str) -> Result<regex::Regex, Reason> {
-    full_match_regex(&r.regex)
-        .map_err(|e| format!("{field} {:?} is not a valid regex: {e}", r.regex))
-}
-
-pub(super) fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
-    use header_matcher::HeaderMatchSpecifier as Spec;
-    let field = format!("match.headers[{}]", h.name);
-    let source = match h.name.to_ascii_lowercase().as_str() {
-        ":authority" | "host" => HeaderSource::Authority,
-        ":method" => HeaderSource::Method,
-        ":path" => HeaderSource::Path,
-        ":scheme" => HeaderSource::Scheme,
-        name => HeaderSource::Header(
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("{field}: invalid header name"))?,
-        ),
-    };
-    let plain = |value: &String, make: fn(String, bool) -> ValueMatch| make(value.clone(), false);
-    let (value, expect_absent) = match &h.header_match_specifier {
-        None => (ValueMatch::Present, false),
-        Some(Spec::PresentMatch(present)) => (ValueMatch::Present, !present),
-        Some(Spec::StringMatch(sm)) => (string_match(sm, &field)?, false),
-        #[allow(deprecated)]
-        Some(Spec::ExactMatch(v)) => (
-            plain(v, |value, ignore_case| ValueMatch::Exact {
-                value,
-                ignore_case,
-            }),
-            false,
-        ),
-        #[allow(deprecated)]
-        Some(Spec::PrefixMatch(v)) => (
-            plain(v, |value, ignore_case| ValueMatch::Prefix {
-                value,
-                ignore_case,
-            }),
-            false,
-        ),
-        #[allow(deprecated)]
-        Some(Spec::SuffixMatch(v)) => (
-            plain(v, |value, ignore_case| ValueMatch::Suffix {
-                value,
-                ignore_case,
-            }),
-            false,
-        ),
-        #[allow(deprecated)]
-        Some(Spec::SafeRegexMatch(r)) => (ValueMatch::Regex(regex(r, &field)?), false),
-        Some(_) => {
-            return Err(format!(
-                "{field}: this header match kind is not supported yet"
-            ));
-        }
-    };
-    Ok(HeaderMatch {
-        source,
-        value,
-        expect_absent,
-        invert: h.invert_match,
-        treat_missing_as_empty: h.treat_missing_header_as_empty,
-    })
-}
-
-fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
-    use string_matcher::MatchPattern;
-    let ignore_case = sm.ignore_case;
-    Ok(match &sm.match_pattern {
-        Some(MatchPattern::Exact(v)) => ValueMatch::Exact {
-            value: v.clone(),
-            ignore_case,
-        },
-        Some(MatchPattern::Prefix(v)) => ValueMatch::Prefix {
-            value: v.clone(),
-            ignore_case,
-        },
-        Some(MatchPattern::Suffix(v)) => ValueMatch::Suffix {
-            value: v.clone(),
-            ignore_case,
-        },
-        Some(MatchPattern::Contains(v)) => ValueMatch::Contains {
-            value: v.clone(),
-            ignore_case,
-        },
-        Some(MatchPattern::SafeRegex(r)) => ValueMatch::Regex(regex(r, field)?),
-        Some(MatchPattern::Custom(_)) | None => {
-            return Err(format!("{field}: string_match kind is not supported yet"));
-        }
     })
 }
 

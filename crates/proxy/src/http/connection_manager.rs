@@ -18,10 +18,10 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::connection::ConnectionInfo;
-use super::headers::X_FORWARDED_CLIENT_CERT;
 use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{LocalReply, ProxyBody, is_grpc, text_reply};
+use crate::headers::X_FORWARDED_CLIENT_CERT;
 use crate::listeners::ListenerContext;
 use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
 use crate::snapshot::Snapshot;

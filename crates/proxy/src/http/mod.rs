@@ -2,7 +2,6 @@
 
 mod connection;
 mod connection_manager;
-pub mod headers;
 mod server;
 
 pub use server::serve;

@@ -3,14 +3,16 @@
 mod body;
 mod cluster;
 mod connector;
+mod downstream;
 mod endpoint;
 mod limits;
 mod replay;
 mod tee;
 
-pub use body::{DownstreamBody, Replay, UpstreamBody};
+pub use body::{Replay, UpstreamBody};
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
 pub use connector::UpstreamPrincipal;
+pub use downstream::DownstreamBody;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient, UpstreamProtocol};
 pub use limits::{Admitted, CircuitLimits, RetryAdmitted};
 pub use replay::{REPLAY_LIMIT, ReplayError};

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::body::DownstreamBody;
+use super::downstream::DownstreamBody;
 
 /// The body bytes a request may hold for its retries (Envoy's default buffer limit).
 pub const REPLAY_LIMIT: usize = 1024 * 1024;

@@ -19,9 +19,7 @@ use hyper::body::Incoming;
 use self::attempt::{Attempt, Outcome};
 pub use self::mirror::Mirror;
 use super::{LocalReply, ProxyBody};
-use crate::http::headers::{
-    X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers,
-};
+use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
 use crate::routing::{HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
