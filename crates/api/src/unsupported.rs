@@ -1,7 +1,7 @@
 //! Fields that are set but not yet acted on by Bosun.
 //!
 //! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
-//! `headers`, `method`), `http[].route[]` (`destination`, `weight`), `http[].timeout`,
+//! `headers`, `method`, `queryParams`, `ignoreUriCase`), `http[].route[]` (`destination`, `weight`), `http[].timeout`,
 //! `http[].retries`, `http[].fault`, `http[].headers` (and per destination),
 //! `http[].rewrite`, `http[].redirect`, `http[].directResponse`, `http[].mirror` (and
 //! `mirrors`, the percentages) and `gateways: [mesh]`;
@@ -103,8 +103,8 @@ fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
         port: _,
         source_labels,
         gateways,
-        query_params,
-        ignore_uri_case,
+        query_params: _,
+        ignore_uri_case: _,
         without_headers: _,
         source_namespace,
         stat_prefix,
@@ -112,8 +112,6 @@ fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
     let others = [
         ("sourceLabels", !source_labels.is_empty()),
         ("gateways", !gateways.is_empty()),
-        ("queryParams", !query_params.is_empty()),
-        ("ignoreUriCase", ignore_uri_case.is_some()),
         ("sourceNamespace", source_namespace.is_some()),
         ("statPrefix", stat_prefix.is_some()),
     ];
@@ -273,6 +271,7 @@ spec:
   http:
   - match:
     - queryParams: {a: {exact: b}}
+      sourceNamespace: prod
     fault:
       delay: {fixedDelay: 7s, percentage: {value: 100}}
     retries: {attempts: 3}
@@ -291,7 +290,7 @@ spec:
                 "spec.gateways[1]",
                 "spec.exportTo",
                 "spec.tcp",
-                "spec.http[0].match[0].queryParams",
+                "spec.http[0].match[0].sourceNamespace",
             ]
         );
     }

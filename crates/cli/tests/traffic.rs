@@ -663,3 +663,50 @@ async fn mirroring(client: ClientProxy) {
     .await;
 }
 through_both!(mirroring);
+
+/// `queryParams` (a parameter's first value, as written) and `ignoreUriCase` (exact and
+/// prefix URIs in any case).
+async fn query_and_case_matching(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - match:
+    - queryParams:
+        user:
+          exact: jason
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - match:
+    - uri:
+        prefix: /Loud
+      ignoreUriCase: true
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let cases = [
+        ("/reviews/1?user=jason", "v2"),
+        ("/reviews/1?debug=1&user=jason", "v2"),
+        ("/reviews/1?user=bob&user=jason", "v1"),
+        ("/reviews/1?user=jasonx", "v1"),
+        ("/reviews/1", "v1"),
+        ("/LOUD/page", "v2"),
+        ("/loud", "v2"),
+        ("/lou", "v1"),
+    ];
+    for (path, expected) in cases {
+        let reply = request(&mut client, &format!("http://reviews:9080{path}"), &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.version().as_deref(), Some(expected), "{path}");
+    }
+}
+through_both!(query_and_case_matching);

@@ -435,11 +435,11 @@ spec:
     #[test]
     fn unsupported_fields_and_kinds_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let with_query_match = split(90, 10).replace(
+        let with_source_namespace = split(90, 10).replace(
             "  - route:",
-            "  - match: [{queryParams: {user: {exact: jason}}}]\n    route:",
+            "  - match: [{sourceNamespace: prod}]\n    route:",
         );
-        std::fs::write(dir.path().join("vs.yaml"), with_query_match).expect("write");
+        std::fs::write(dir.path().join("vs.yaml"), with_source_namespace).expect("write");
         std::fs::write(
             dir.path().join("gw.yaml"),
             "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {}\n",
@@ -450,7 +450,7 @@ spec:
             .expect("load");
         let warnings = load.warnings.join("\n");
         assert!(
-            warnings.contains("not supported yet: spec.http[0].match[0].queryParams"),
+            warnings.contains("not supported yet: spec.http[0].match[0].sourceNamespace"),
             "{warnings}"
         );
         assert!(

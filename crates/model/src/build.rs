@@ -430,6 +430,12 @@ fn match_of(request: &HttpMatchRequest) -> RequestMatch {
             .map(|(name, value)| (name.to_ascii_lowercase(), string_match(value)))
             .collect(),
         port: request.port.and_then(|port| u16::try_from(port).ok()),
+        query_params: request
+            .query_params
+            .iter()
+            .map(|(name, value)| (name.clone(), string_match(value)))
+            .collect(),
+        ignore_uri_case: request.ignore_uri_case.unwrap_or(false),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct RequestMatch {
     pub without_headers: Vec<(String, StringMatch)>,
     /// Only requests to this service port.
     pub port: Option<u16>,
+    /// Query parameter name -> how its (first) value must match.
+    pub query_params: Vec<(String, StringMatch)>,
+    /// Match `uri` (exact and prefix) without regard to case.
+    pub ignore_uri_case: bool,
 }
 
 /// Where a rule sends its traffic, and what share of it.

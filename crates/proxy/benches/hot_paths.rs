@@ -109,6 +109,7 @@ fn routing(c: &mut Criterion) {
                 let view = RequestView {
                     authority: black_box(&authority),
                     path: "/reviews/1",
+                    query: None,
                     method: &Method::GET,
                     scheme: "http",
                     headers: &headers,
@@ -130,6 +131,7 @@ fn routing(c: &mut Criterion) {
             let view = RequestView {
                 authority: black_box("svc-2.default.svc.cluster.local"),
                 path: "/reviews/1",
+                query: None,
                 method: &Method::GET,
                 scheme: "http",
                 headers: &jason,

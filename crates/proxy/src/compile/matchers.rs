@@ -1,12 +1,14 @@
 //! Envoy's header and string matchers → the routing crate's matchers, for routes and
 //! for the filters that match requests (the fault filter's `headers`).
 
-use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, header_matcher};
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, QueryParameterMatcher, header_matcher, query_parameter_matcher,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use http::HeaderName;
 
 use super::Reason;
-use crate::routing::{HeaderMatch, HeaderSource, ValueMatch, full_match_regex};
+use crate::routing::{HeaderMatch, HeaderSource, QueryMatch, ValueMatch, full_match_regex};
 
 pub(super) fn regex(r: &RegexMatcher, field: &str) -> Result<regex::Regex, Reason> {
     full_match_regex(&r.regex)
@@ -96,5 +98,21 @@ fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
         Some(MatchPattern::Custom(_)) | None => {
             return Err(format!("{field}: string_match kind is not supported yet"));
         }
+    })
+}
+
+pub(super) fn compile_query(q: &QueryParameterMatcher) -> Result<QueryMatch, Reason> {
+    use query_parameter_matcher::QueryParameterMatchSpecifier as Spec;
+    let field = format!("match.query_parameters[{}]", q.name);
+    let value = match &q.query_parameter_match_specifier {
+        None | Some(Spec::PresentMatch(true)) => None,
+        Some(Spec::PresentMatch(false)) => {
+            return Err(format!("{field}: present_match false is not supported yet"));
+        }
+        Some(Spec::StringMatch(sm)) => Some(string_match(sm, &field)?),
+    };
+    Ok(QueryMatch {
+        name: q.name.clone(),
+        value,
     })
 }

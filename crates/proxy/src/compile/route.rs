@@ -13,7 +13,7 @@ use http::StatusCode;
 
 use super::actions::{HeaderLists, header_rules, host_rewrite, redirect, regex_rewrite};
 use super::filters::compile_per_filter;
-use super::matchers::{compile_header, regex};
+use super::matchers::{compile_header, compile_query, regex};
 use super::percent::fraction;
 use super::retry::compile_retry;
 use super::{CompileError, Reason, duration};
@@ -193,9 +193,6 @@ fn compile_route(
 }
 
 fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
-    if !m.query_parameters.is_empty() {
-        return Err("match.query_parameters is not supported yet".into());
-    }
     if !m.cookies.is_empty() || !m.dynamic_metadata.is_empty() || !m.filter_state.is_empty() {
         return Err("match.cookies / dynamic_metadata / filter_state is not supported yet".into());
     }
@@ -220,10 +217,16 @@ fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
         .iter()
         .map(compile_header)
         .collect::<Result<Vec<_>, _>>()?;
+    let query = m
+        .query_parameters
+        .iter()
+        .map(compile_query)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteMatch {
         path,
         case_sensitive: m.case_sensitive.as_ref().is_none_or(|v| v.value),
         headers,
+        query,
     })
 }
 

@@ -181,6 +181,7 @@ async fn route_and_forward(
     let view = RequestView {
         authority: authority.as_str(),
         path: req.uri().path(),
+        query: req.uri().query(),
         method: req.method(),
         scheme: "http",
         headers: req.headers(),

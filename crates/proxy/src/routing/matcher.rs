@@ -9,6 +9,8 @@ pub struct RequestView<'a> {
     pub authority: &'a str,
     /// The path without its query string.
     pub path: &'a str,
+    /// The query string, without its `?`.
+    pub query: Option<&'a str>,
     pub method: &'a Method,
     pub scheme: &'a str,
     pub headers: &'a HeaderMap,
@@ -162,18 +164,47 @@ impl HeaderMatch {
     }
 }
 
+/// A query parameter a route requires (Envoy's `QueryParameterMatcher`): present, or
+/// with a value that matches. A parameter given several times is matched by its first
+/// value, and values are matched as written (not percent-decoded), as Envoy does.
+#[derive(Debug, Clone)]
+pub struct QueryMatch {
+    pub name: String,
+    /// `None`: the parameter must be present.
+    pub value: Option<ValueMatch>,
+}
+
+impl QueryMatch {
+    fn matches(&self, query: Option<&str>) -> bool {
+        let found = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (key == self.name).then_some(value)
+            });
+        match (found, &self.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(value), Some(wanted)) => wanted.matches(value),
+        }
+    }
+}
+
 /// Everything a route requires of a request, all of which must hold.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
     pub path: PathMatch,
     pub case_sensitive: bool,
     pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
 }
 
 impl RouteMatch {
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path, self.case_sensitive)
             && self.headers.iter().all(|h| h.matches(req))
+            && self.query.iter().all(|q| q.matches(req.query))
     }
 }
 
@@ -190,6 +221,7 @@ mod tests {
         RequestView {
             authority: "reviews:9080",
             path,
+            query: None,
             method: &Method::GET,
             scheme: "http",
             headers,
@@ -201,6 +233,7 @@ mod tests {
             path,
             case_sensitive: true,
             headers,
+            query: Vec::new(),
         }
     }
 
@@ -301,5 +334,33 @@ mod tests {
         assert!(!exact("a", true, false).matches(&view("/", &none)));
         assert!(exact("a", true, true).matches(&view("/", &none)));
         assert!(exact("", false, true).matches(&view("/", &none)));
+    }
+
+    #[test]
+    fn query_parameters_by_their_first_value() {
+        let h = HeaderMap::new();
+        let mut m = route(PathMatch::Prefix("/".into()), vec![]);
+        m.query = vec![
+            QueryMatch {
+                name: "user".into(),
+                value: Some(ValueMatch::Exact {
+                    value: "jason".into(),
+                    ignore_case: false,
+                }),
+            },
+            QueryMatch {
+                name: "debug".into(),
+                value: None,
+            },
+        ];
+        let with = |query| RequestView {
+            query: Some(query),
+            ..view("/", &h)
+        };
+        assert!(m.matches(&with("user=jason&debug")));
+        assert!(m.matches(&with("debug=1&user=jason&user=bob")));
+        assert!(!m.matches(&with("user=bob&user=jason&debug")));
+        assert!(!m.matches(&with("user=jason")));
+        assert!(!m.matches(&view("/", &h)));
     }
 }

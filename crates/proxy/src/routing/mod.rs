@@ -17,7 +17,8 @@ pub use domain::{DomainError, DomainIndex};
 pub use filter_config::{FilterConfigs, FilterOverride, Override};
 pub use fraction::Fraction;
 pub use matcher::{
-    HeaderMatch, HeaderSource, PathMatch, RequestView, RouteMatch, ValueMatch, full_match_regex,
+    HeaderMatch, HeaderSource, PathMatch, QueryMatch, RequestView, RouteMatch, ValueMatch,
+    full_match_regex,
 };
 pub use retry::{AttemptFailure, DEFAULT_BACKOFF_BASE, RetryOn, RetryPolicy};
 pub use table::{

@@ -6,11 +6,12 @@ use bosun_model::{
     StringMatch,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
+    HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost, WeightedCluster, header_matcher, query_parameter_matcher, route, route_action,
+    route_match, weighted_cluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
@@ -141,14 +142,31 @@ fn route_match(request_match: &RequestMatch) -> RouteMatch {
                 .map(|(name, value)| header_matcher(name, value, true)),
         )
         .collect();
+    let query_parameters = request_match
+        .query_params
+        .iter()
+        .map(|(name, value)| QueryParameterMatcher {
+            name: name.clone(),
+            query_parameter_match_specifier: Some(
+                query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(string_matcher(
+                    value,
+                )),
+            ),
+        })
+        .collect();
     RouteMatch {
         path_specifier: Some(path_specifier),
         headers,
+        query_parameters,
+        case_sensitive: request_match
+            .ignore_uri_case
+            .then_some(BoolValue { value: false }),
         ..Default::default()
     }
 }
 
-fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatcher {
+/// Istio's string match as Envoy's.
+fn string_matcher(value: &StringMatch) -> StringMatcher {
     let pattern = match value {
         StringMatch::Exact(exact) => string_matcher::MatchPattern::Exact(exact.clone()),
         StringMatch::Prefix(prefix) => string_matcher::MatchPattern::Prefix(prefix.clone()),
@@ -157,16 +175,20 @@ fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatche
             ..Default::default()
         }),
     };
+    StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    }
+}
+
+fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatcher {
     HeaderMatcher {
         name: name.to_string(),
         invert_match: invert,
         // istiod's: a request without the header does not carry the value it must not.
         treat_missing_header_as_empty: invert,
         header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
-            StringMatcher {
-                match_pattern: Some(pattern),
-                ..Default::default()
-            },
+            string_matcher(value),
         )),
     }
 }
