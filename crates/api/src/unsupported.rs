@@ -74,7 +74,7 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
         mirror_percent: _,
         mirror_percent_snake: _,
         mirror_percentage: _,
-        cors_policy,
+        cors_policy: _,
         headers: _,
         websocket_upgrade,
     } = route;
@@ -83,7 +83,6 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
     }
     let others = [
         ("delegate", delegate.is_some()),
-        ("corsPolicy", cors_policy.is_some()),
         ("websocketUpgrade", websocket_upgrade.is_some()),
     ];
     for (name, is_set) in others {

@@ -710,3 +710,99 @@ async fn query_and_case_matching(client: ClientProxy) {
     }
 }
 through_both!(query_and_case_matching);
+
+/// Istio's `corsPolicy`: a preflight from an allowed origin is answered by the caller's
+/// sidecar with the policy; an allowed origin's request gets `Access-Control-Allow-Origin`
+/// on its answer; another origin's gets nothing.
+async fn cors(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - corsPolicy:
+      allowOrigins:
+      - exact: https://shop.example.com
+      - prefix: https://admin.
+      allowMethods:
+      - GET
+      - POST
+      allowHeaders:
+      - x-custom
+      exposeHeaders:
+      - x-served-by
+      maxAge: 24h
+      allowCredentials: true
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+",
+    );
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let header = |reply: &support::Reply, name: &str| {
+        reply
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    };
+    let preflight = client
+        .send_method(
+            http::Method::OPTIONS,
+            REVIEWS,
+            &[
+                ("origin", "https://shop.example.com"),
+                ("access-control-request-method", "POST"),
+            ],
+        )
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status, 200, "{}", preflight.body);
+    assert_eq!(preflight.version(), None, "answered by the sidecar");
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin").as_deref(),
+        Some("https://shop.example.com")
+    );
+    assert_eq!(
+        header(&preflight, "access-control-allow-methods").as_deref(),
+        Some("GET,POST")
+    );
+    assert_eq!(
+        header(&preflight, "access-control-allow-headers").as_deref(),
+        Some("x-custom")
+    );
+    assert_eq!(
+        header(&preflight, "access-control-max-age").as_deref(),
+        Some("86400")
+    );
+    assert_eq!(
+        header(&preflight, "access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+
+    let allowed = request(
+        &mut client,
+        REVIEWS,
+        &[("origin", "https://admin.example.com")],
+    )
+    .await;
+    assert_eq!(allowed.version().as_deref(), Some("v1"));
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin").as_deref(),
+        Some("https://admin.example.com")
+    );
+    assert_eq!(
+        header(&allowed, "access-control-expose-headers").as_deref(),
+        Some("x-served-by")
+    );
+
+    let other = request(
+        &mut client,
+        REVIEWS,
+        &[("origin", "https://evil.example.com")],
+    )
+    .await;
+    assert_eq!(other.version().as_deref(), Some("v1"));
+    assert_eq!(header(&other, "access-control-allow-origin"), None);
+    let plain = request(&mut client, REVIEWS, &[]).await;
+    assert_eq!(header(&plain, "access-control-allow-origin"), None);
+}
+through_both!(cors);

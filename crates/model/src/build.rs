@@ -8,16 +8,17 @@ use std::sync::Arc;
 use bosun_api::networking::{
     Destination, DestinationRule, HeaderOperations as ApiHeaderOperations, Headers, HttpBody,
     HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute, LoadBalancerSimple,
-    RedirectPortSelection, ServiceEntry, VirtualService, WorkloadEntry, grpc_status_code,
+    RedirectPortSelection, ServiceEntry, UnmatchedPreflights, VirtualService, WorkloadEntry,
+    grpc_status_code,
 };
 use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
 use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
 use crate::routing::{
-    AbortWith, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges, HeaderOperations,
-    HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries, RetryPolicy, Rewrite,
-    RouteDestination, Share, StringMatch, VirtualRoutes,
+    AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
+    HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
+    RetryPolicy, Rewrite, RouteDestination, Share, StringMatch, VirtualRoutes,
 };
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
@@ -279,6 +280,23 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
                 .and_then(|code| u16::try_from(code).ok()),
         }),
         mirrors: mirrors_of(route, namespace),
+        cors: route.cors_policy.as_ref().map(|cors| CorsPolicy {
+            allow_origins: if cors.allow_origins.is_empty() {
+                cors.allow_origin
+                    .iter()
+                    .map(|origin| StringMatch::Exact(origin.clone()))
+                    .collect()
+            } else {
+                cors.allow_origins.iter().map(string_match).collect()
+            },
+            allow_methods: cors.allow_methods.clone(),
+            allow_headers: cors.allow_headers.clone(),
+            expose_headers: cors.expose_headers.clone(),
+            max_age: cors.max_age.map(|age| age.as_std()),
+            allow_credentials: cors.allow_credentials,
+            ignore_unmatched_preflights: cors.unmatched_preflights
+                == Some(UnmatchedPreflights::Ignore),
+        }),
         direct_response: route.direct_response.as_ref().map(|direct| DirectResponse {
             status: u16::try_from(direct.status).unwrap_or(500),
             body: direct.body.as_ref().map(|body| match body {

@@ -15,9 +15,9 @@ pub mod snapshot;
 pub use host::Hostname;
 pub use policy::{DestinationPolicy, LoadBalancer, Subset};
 pub use routing::{
-    AbortWith, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges, HeaderOperations,
-    HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries, RetryPolicy, Rewrite,
-    RouteDestination, Share, StringMatch, VirtualRoutes,
+    AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
+    HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
+    RetryPolicy, Rewrite, RouteDestination, Share, StringMatch, VirtualRoutes,
 };
 pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -62,6 +62,21 @@ pub struct HttpRouteRule {
     pub direct_response: Option<DirectResponse>,
     /// Where copies of the requests go (`mirror`, then each of `mirrors`).
     pub mirrors: Vec<Mirror>,
+    pub cors: Option<CorsPolicy>,
+}
+
+/// A VirtualService's `corsPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CorsPolicy {
+    /// `allowOrigins`, or the older exact `allowOrigin` list.
+    pub allow_origins: Vec<StringMatch>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: Option<bool>,
+    /// `unmatchedPreflights: IGNORE`: answer them here instead of forwarding them.
+    pub ignore_unmatched_preflights: bool,
 }
 
 /// A mirror destination and the share of requests copied to it.

@@ -5,6 +5,7 @@
 /// HTTP filters, as an HttpConnectionManager lists them.
 pub mod http_filters {
     pub const FAULT: &str = "envoy.filters.http.fault";
+    pub const CORS: &str = "envoy.filters.http.cors";
     pub const ROUTER: &str = "envoy.filters.http.router";
 }
 
@@ -13,6 +14,9 @@ pub mod type_urls {
     pub const HTTP_FAULT: &str =
         "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
     pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
+    pub const CORS_POLICY: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
     pub const PREVIOUS_HOSTS_PREDICATE: &str =
         "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
     pub const PREVIOUS_PRIORITIES: &str = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";

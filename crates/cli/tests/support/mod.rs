@@ -218,9 +218,31 @@ impl ProxyClient {
         self.send(url, &host, headers).await
     }
 
+    /// Sends `<method> <url>` (absolute form) with extra headers.
+    pub async fn send_method(
+        &mut self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        self.send_as(method, url, &host, headers).await
+    }
+
     /// Sends `GET <target>` as written (absolute or origin form) with `Host: host`.
     pub async fn send(
         &mut self,
+        target: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        self.send_as(http::Method::GET, target, host, headers).await
+    }
+
+    async fn send_as(
+        &mut self,
+        method: http::Method,
         target: &str,
         host: &str,
         headers: &[(&str, &str)],
@@ -229,7 +251,10 @@ impl ProxyClient {
         let sender = self.sender.as_mut().ok_or("not connected")?;
         sender.ready().await.map_err(|e| format!("ready: {e}"))?;
         let uri: hyper::Uri = target.parse().map_err(|e| format!("{target}: {e}"))?;
-        let mut request = Request::get(uri).header("host", host);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -14,9 +14,10 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 
+use super::cors::compile_cors;
 use super::fault::{HTTP_FAULT_TYPE, compile_fault};
 use super::{Reason, decode_any, type_url_of};
-use crate::filters::{FaultFilter, HttpFilter, HttpFilterChain, ROUTER_FILTER};
+use crate::filters::{CorsFilter, FaultFilter, HttpFilter, HttpFilterChain, ROUTER_FILTER};
 use crate::routing::{FilterConfigs, FilterOverride};
 
 const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -52,6 +53,10 @@ pub fn compile_http_filters(filters: &[ProtoHttpFilter]) -> Result<HttpFilterCha
                 filter.name.clone(),
                 config,
             )));
+        } else if any.type_url == bosun_wire::type_urls::CORS {
+            chain.filters.push(HttpFilter::Cors(CorsFilter {
+                name: filter.name.clone(),
+            }));
         } else if any.type_url == type_url_of(ROUTER_TYPE) {
             return Err(format!("{field}: the router must be the last filter"));
         } else if !filter.is_optional {
@@ -95,6 +100,10 @@ pub fn compile_per_filter(configs: &HashMap<String, Any>) -> Result<FilterConfig
             let fault: HttpFault = decode_any(any, &type_url_of(HTTP_FAULT_TYPE))?;
             let config = compile_fault(&fault).map_err(|r| format!("{field}: {r}"))?;
             entries.push((name.clone(), FilterOverride::Config(Arc::new(config))));
+        } else if any.type_url == bosun_wire::type_urls::CORS_POLICY {
+            let policy = decode_any(any, bosun_wire::type_urls::CORS_POLICY)?;
+            let policy = compile_cors(&policy).map_err(|r| format!("{field}: {r}"))?;
+            entries.push((name.clone(), FilterOverride::Config(Arc::new(policy))));
         } else if !optional {
             return Err(format!("{field}: {} is not supported yet", any.type_url));
         }

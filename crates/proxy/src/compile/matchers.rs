@@ -74,7 +74,7 @@ pub(super) fn compile_header(h: &HeaderMatcher) -> Result<HeaderMatch, Reason> {
     })
 }
 
-fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
+pub(super) fn string_match(sm: &StringMatcher, field: &str) -> Result<ValueMatch, Reason> {
     use string_matcher::MatchPattern;
     let ignore_case = sm.ignore_case;
     Ok(match &sm.match_pattern {

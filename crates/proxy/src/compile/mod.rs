@@ -5,6 +5,7 @@
 
 mod actions;
 mod cluster;
+mod cors;
 mod fault;
 mod filters;
 mod listener;

@@ -6,14 +6,17 @@
 //! Filters are named and configured as Envoy's are, so one listener runs the same on
 //! this proxy and on Envoy; a filter the proxy does not have is refused when compiled.
 
+pub mod cors;
 pub mod fault;
 mod local_reply;
 pub mod router;
 
 use bytes::Bytes;
+use http::Response;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+pub use cors::{CORS_FILTER, CorsFilter, CorsOutcome, CorsResponse};
 pub use fault::{FAULT_FILTER, FaultFilter};
 pub use local_reply::{LocalReply, is_grpc, text_reply};
 pub use router::ROUTER_FILTER;
@@ -28,12 +31,43 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 #[derive(Debug)]
 pub enum HttpFilter {
     Fault(FaultFilter),
+    Cors(CorsFilter),
 }
 
 impl HttpFilter {
     pub fn name(&self) -> &str {
         match self {
             HttpFilter::Fault(filter) => &filter.name,
+            HttpFilter::Cors(filter) => &filter.name,
+        }
+    }
+}
+
+/// How a stage answered a request in the upstream's place.
+pub enum Answer {
+    /// The proxy's own reply (text, or gRPC for a gRPC caller).
+    Local(LocalReply),
+    /// A whole response (a CORS preflight's).
+    Response(Response<ProxyBody>),
+}
+
+impl From<LocalReply> for Answer {
+    fn from(reply: LocalReply) -> Self {
+        Answer::Local(reply)
+    }
+}
+
+/// What the stages left for the response on its way back.
+#[derive(Default)]
+pub struct ResponseWork<'r> {
+    cors: Option<CorsResponse<'r>>,
+}
+
+impl ResponseWork<'_> {
+    /// The stages' changes to the response, in reverse order of the stages.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        if let Some(cors) = &self.cors {
+            cors.apply(headers);
         }
     }
 }
@@ -45,14 +79,16 @@ pub struct HttpFilterChain {
 }
 
 impl HttpFilterChain {
-    /// Runs the request through every stage. `Err` is the answer a stage gave instead.
-    pub async fn on_request(
+    /// Runs the request through every stage. `Err` is the answer a stage gave instead;
+    /// `Ok` says what the stages will do to the response.
+    pub async fn on_request<'r>(
         &self,
         request: &RequestView<'_>,
-        route: &Route,
+        route: &'r Route,
         cluster: Option<&str>,
         mut record: Option<&mut RequestRecord>,
-    ) -> Result<(), LocalReply> {
+    ) -> Result<ResponseWork<'r>, Answer> {
+        let mut work = ResponseWork::default();
         for filter in &self.filters {
             match filter {
                 HttpFilter::Fault(fault) => {
@@ -63,9 +99,16 @@ impl HttpFilterChain {
                         record.set_flag(ResponseFlag::DelayInjected);
                     }
                 }
+                HttpFilter::Cors(cors) => {
+                    match cors.on_request(request.method, request.headers, route) {
+                        CorsOutcome::Untouched => {}
+                        CorsOutcome::Answer(answer) => work.cors = Some(answer),
+                        CorsOutcome::Preflight(response) => return Err(Answer::Response(response)),
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(work)
     }
 
     /// The names of the stages, router last, as a config dump shows them.

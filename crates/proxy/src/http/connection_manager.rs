@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use super::connection::ConnectionInfo;
 use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
-use crate::filters::{LocalReply, ProxyBody, is_grpc, text_reply};
+use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
 use crate::headers::X_FORWARDED_CLIENT_CERT;
 use crate::listeners::ListenerContext;
 use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
@@ -206,7 +206,7 @@ async fn route_and_forward(
         ));
     };
     let selected = route.select_cluster();
-    chain
+    let work = match chain
         .http_filters
         .on_request(
             &view,
@@ -214,11 +214,18 @@ async fn route_and_forward(
             selected.as_ref().map(|selected| selected.name.as_ref()),
             record.as_deref_mut(),
         )
-        .await?;
+        .await
+    {
+        Ok(work) => work,
+        Err(Answer::Local(reply)) => return Err(reply),
+        Err(Answer::Response(response)) => return Ok(response),
+    };
     // The router.
     let Some(selected) = selected else {
-        return answer_in_place(&route, &authority, req.uri())
-            .ok_or_else(|| LocalReply::new(StatusCode::NOT_FOUND, "", ResponseFlag::NoRoute));
+        let mut response = answer_in_place(&route, &authority, req.uri())
+            .ok_or_else(|| LocalReply::new(StatusCode::NOT_FOUND, "", ResponseFlag::NoRoute))?;
+        work.apply(response.headers_mut());
+        return Ok(response);
     };
     let (cluster, mirrors) = {
         let snapshot = ctx.snapshot.load();
@@ -261,7 +268,9 @@ async fn route_and_forward(
         entry: selected.headers,
         mirrors,
     };
-    Ok(router::forward(&cluster, &route, authority, req, forwarding).await)
+    let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
+    work.apply(response.headers_mut());
+    Ok(response)
 }
 
 /// The answer of a route that answers itself (Envoy's direct response or redirect), with

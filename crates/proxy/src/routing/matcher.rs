@@ -68,7 +68,7 @@ impl ValueMatch {
         }
     }
 
-    fn matches(&self, actual: &str) -> bool {
+    pub fn matches(&self, actual: &str) -> bool {
         match self {
             ValueMatch::Present => true,
             ValueMatch::Exact { value, ignore_case } => {

@@ -2,8 +2,10 @@
 //! responses.
 
 use bosun_model::{
-    DirectResponse, HeaderChanges, HeaderOperations, Redirect, RedirectPort, Rewrite, Share,
+    CorsPolicy, DirectResponse, HeaderChanges, HeaderOperations, Redirect, RedirectPort, Rewrite,
+    Share, StringMatch,
 };
+use bosun_wire::http_filters;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, data_source, header_value_option,
@@ -11,9 +13,13 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, RouteAction, redirect_action, route_action,
 };
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as EnvoyCorsPolicy;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, RegexMatcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::util::pack_any;
 use route_action::RequestMirrorPolicy;
 
 /// Envoy's four header lists, and the authority a rule's headers ask for.
@@ -186,6 +192,48 @@ pub(super) fn mirror_policy(cluster: String, share: Share) -> Option<RequestMirr
         trace_sampled: Some(BoolValue { value: false }),
         ..Default::default()
     })
+}
+
+/// A rule's `corsPolicy` for the CORS filter, as istiod writes it: on for every request,
+/// preflights from other origins forwarded unless the policy says to ignore them.
+pub(super) fn cors_config(cors: &CorsPolicy) -> (String, Any) {
+    let origin = |allowed: &StringMatch| {
+        let pattern = match allowed {
+            StringMatch::Exact(exact) => string_matcher::MatchPattern::Exact(exact.clone()),
+            StringMatch::Prefix(prefix) => string_matcher::MatchPattern::Prefix(prefix.clone()),
+            StringMatch::Regex(regex) => string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                regex: regex.clone(),
+                ..Default::default()
+            }),
+        };
+        StringMatcher {
+            match_pattern: Some(pattern),
+            ..Default::default()
+        }
+    };
+    let policy = EnvoyCorsPolicy {
+        allow_origin_string_match: cors.allow_origins.iter().map(origin).collect(),
+        allow_methods: cors.allow_methods.join(","),
+        allow_headers: cors.allow_headers.join(","),
+        expose_headers: cors.expose_headers.join(","),
+        max_age: cors
+            .max_age
+            .map(|age| age.as_secs().to_string())
+            .unwrap_or_default(),
+        allow_credentials: cors.allow_credentials.map(|value| BoolValue { value }),
+        filter_enabled: Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent {
+                numerator: 100,
+                denominator: fractional_percent::DenominatorType::Hundred as i32,
+            }),
+            ..Default::default()
+        }),
+        forward_not_matching_preflights: Some(BoolValue {
+            value: !cors.ignore_unmatched_preflights,
+        }),
+        ..Default::default()
+    };
+    (http_filters::CORS.to_string(), pack_any(policy))
 }
 
 pub(super) fn direct_response(direct: &DirectResponse) -> DirectResponseAction {

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match,
 };
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -186,12 +187,19 @@ fn http_connection_manager(
             allow_absolute_url: Some(BoolValue { value: true }),
             ..Default::default()
         }),
-        // istiod's order: the fault filter (configured per route), then the router.
+        // istiod's order: the fault and CORS filters (configured per route), the router.
         http_filters: vec![
             HttpFilter {
                 name: http_filters::FAULT.to_string(),
                 config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
                     HttpFault::default(),
+                ))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: http_filters::CORS.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    Cors::default(),
                 ))),
                 ..Default::default()
             },

@@ -309,7 +309,14 @@ spec:
             };
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("HCM");
             let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
-            assert_eq!(filters, [http_filters::FAULT, http_filters::ROUTER]);
+            assert_eq!(
+                filters,
+                [
+                    http_filters::FAULT,
+                    http_filters::CORS,
+                    http_filters::ROUTER
+                ]
+            );
             let Some(RouteSpecifier::RouteConfig(config)) = &hcm.route_specifier else {
                 panic!("an inline route");
             };

@@ -73,7 +73,10 @@ fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Rou
             name: rule.name.clone().unwrap_or_default(),
             r#match: Some(route_match(request_match)),
             action: Some(action),
-            typed_per_filter_config: fault_config(rule.fault.as_ref()),
+            typed_per_filter_config: fault_config(rule.fault.as_ref())
+                .into_iter()
+                .chain(rule.cors.as_ref().map(actions::cors_config))
+                .collect(),
             request_headers_to_add: headers.request_add.clone(),
             request_headers_to_remove: headers.request_remove.clone(),
             response_headers_to_add: headers.response_add.clone(),
