@@ -33,19 +33,30 @@ impl Hostname {
         &self.0
     }
 
-    /// The names a client in `namespace` may use for this host: for a service of that
-    /// namespace, `name`, `name.ns` and `name.ns.svc` besides the full name.
+    /// The names a client in `namespace` may use for this host besides the full name, as
+    /// istiod lists them: `name.ns` and `name.ns.svc` for any in-mesh service, and the
+    /// bare `name` too for a service of the client's own namespace.
     pub fn short_names(&self, namespace: &str) -> Vec<String> {
-        let full = self.as_str();
-        let suffix = format!(".{namespace}.{CLUSTER_DOMAIN}");
-        match full.strip_suffix(&suffix) {
-            Some(name) if !name.contains('.') => vec![
-                name.to_string(),
-                format!("{name}.{namespace}"),
-                format!("{name}.{namespace}.svc"),
-            ],
-            _ => Vec::new(),
+        let Some(name_and_namespace) = self
+            .as_str()
+            .strip_suffix(CLUSTER_DOMAIN)
+            .and_then(|rest| rest.strip_suffix('.'))
+        else {
+            return Vec::new();
+        };
+        let Some((name, service_namespace)) = name_and_namespace.split_once('.') else {
+            return Vec::new();
+        };
+        if name.is_empty() || service_namespace.is_empty() || service_namespace.contains('.') {
+            return Vec::new();
         }
+        let mut names = Vec::with_capacity(3);
+        if service_namespace == namespace {
+            names.push(name.to_string());
+        }
+        names.push(format!("{name}.{service_namespace}"));
+        names.push(format!("{name}.{service_namespace}.svc"));
+        names
     }
 }
 
@@ -76,13 +87,17 @@ mod tests {
     }
 
     #[test]
-    fn short_names_only_within_the_namespace() {
+    fn short_names_as_istiod_lists_them() {
         let host = Hostname::new("reviews.default.svc.cluster.local");
         assert_eq!(
             host.short_names("default"),
             vec!["reviews", "reviews.default", "reviews.default.svc"]
         );
-        assert!(host.short_names("prod").is_empty());
+        // From another namespace: the namespace-qualified names only.
+        assert_eq!(
+            host.short_names("prod"),
+            vec!["reviews.default", "reviews.default.svc"]
+        );
         assert!(
             Hostname::new("api.example.com")
                 .short_names("default")

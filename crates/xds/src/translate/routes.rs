@@ -47,12 +47,11 @@ pub(super) fn outbound(snapshot: &Snapshot, proxy_namespace: &str) -> RouteConfi
 
 /// The names a client may use for a service port: `host:port` always; the bare names
 /// for the service's first HTTP port (clients omit the port there, as with port 80);
-/// and the short names for services of the client's namespace.
+/// and Istio's short names (`name.ns`, `name.ns.svc`, and `name` in the client's own
+/// namespace).
 fn domains(service: &Service, port: u16, is_default: bool, proxy_namespace: &str) -> Vec<String> {
     let mut names = vec![service.hostname.to_string()];
-    if service.namespace == proxy_namespace {
-        names.extend(service.hostname.short_names(proxy_namespace));
-    }
+    names.extend(service.hostname.short_names(proxy_namespace));
     let mut domains: Vec<String> = names.iter().map(|name| format!("{name}:{port}")).collect();
     if is_default {
         domains.extend(names);

@@ -638,3 +638,27 @@ fn inbound_ports_take_mutual_tls_and_plaintext() {
         .collect();
     assert_eq!(chains, [("tls", true), ("raw_buffer", false)]);
 }
+
+#[test]
+fn a_client_in_another_namespace_reaches_a_service_by_its_namespaced_short_names() {
+    let node = ProxyNode::sidecar(IpAddr::V4(Ipv4Addr::new(127, 0, 10, 9)), "web", "prod");
+    let set = generate(&bookinfo_reviews(None), &node, DEFAULT_TRUST_DOMAIN);
+    let domains = &set.routes[0].virtual_hosts[0].domains;
+    for name in [
+        "reviews.default:9080",
+        "reviews.default.svc:9080",
+        "reviews.default",
+        "reviews.default.svc.cluster.local:9080",
+    ] {
+        assert!(
+            domains.iter().any(|d| d == name),
+            "missing {name}: {domains:?}"
+        );
+    }
+    assert!(
+        !domains
+            .iter()
+            .any(|d| d == "reviews" || d == "reviews:9080"),
+        "the bare name is for the service's own namespace: {domains:?}"
+    );
+}
