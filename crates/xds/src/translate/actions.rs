@@ -3,9 +3,11 @@
 
 use bosun_model::{
     CorsPolicy, DirectResponse, HeaderChanges, HeaderOperations, Redirect, RedirectPort, Rewrite,
-    Share, StringMatch,
+    Share,
 };
 use bosun_wire::http_filters;
+
+use super::matchers::string_matcher;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, data_source, header_value_option,
@@ -15,7 +17,6 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as EnvoyCorsPolicy;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, RegexMatcher};
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -197,22 +198,8 @@ pub(super) fn mirror_policy(cluster: String, share: Share) -> Option<RequestMirr
 /// A rule's `corsPolicy` for the CORS filter, as istiod writes it: on for every request,
 /// preflights from other origins forwarded unless the policy says to ignore them.
 pub(super) fn cors_config(cors: &CorsPolicy) -> (String, Any) {
-    let origin = |allowed: &StringMatch| {
-        let pattern = match allowed {
-            StringMatch::Exact(exact) => string_matcher::MatchPattern::Exact(exact.clone()),
-            StringMatch::Prefix(prefix) => string_matcher::MatchPattern::Prefix(prefix.clone()),
-            StringMatch::Regex(regex) => string_matcher::MatchPattern::SafeRegex(RegexMatcher {
-                regex: regex.clone(),
-                ..Default::default()
-            }),
-        };
-        StringMatcher {
-            match_pattern: Some(pattern),
-            ..Default::default()
-        }
-    };
     let policy = EnvoyCorsPolicy {
-        allow_origin_string_match: cors.allow_origins.iter().map(origin).collect(),
+        allow_origin_string_match: cors.allow_origins.iter().map(string_matcher).collect(),
         allow_methods: cors.allow_methods.join(","),
         allow_headers: cors.allow_headers.join(","),
         expose_headers: cors.expose_headers.join(","),

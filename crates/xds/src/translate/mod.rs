@@ -6,6 +6,7 @@
 mod actions;
 mod clusters;
 mod listeners;
+mod matchers;
 mod names;
 mod resilience;
 mod routes;

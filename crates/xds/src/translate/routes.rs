@@ -10,11 +10,12 @@ use envoy_types::pb::envoy::config::route::v3::{
     VirtualHost, WeightedCluster, header_matcher, query_parameter_matcher, route, route_action,
     route_match, weighted_cluster,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
+use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
 use super::resilience::{self, fault_config, retry_policy};
 
@@ -163,22 +164,6 @@ fn route_match(request_match: &RequestMatch) -> RouteMatch {
         case_sensitive: request_match
             .ignore_uri_case
             .then_some(BoolValue { value: false }),
-        ..Default::default()
-    }
-}
-
-/// Istio's string match as Envoy's.
-fn string_matcher(value: &StringMatch) -> StringMatcher {
-    let pattern = match value {
-        StringMatch::Exact(exact) => string_matcher::MatchPattern::Exact(exact.clone()),
-        StringMatch::Prefix(prefix) => string_matcher::MatchPattern::Prefix(prefix.clone()),
-        StringMatch::Regex(regex) => string_matcher::MatchPattern::SafeRegex(RegexMatcher {
-            regex: regex.clone(),
-            ..Default::default()
-        }),
-    };
-    StringMatcher {
-        match_pattern: Some(pattern),
         ..Default::default()
     }
 }
