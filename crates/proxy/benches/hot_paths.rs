@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bosun_proxy::compile::compile_route_config;
 use bosun_proxy::headers::{remove_hop_by_hop, set_forwarding_headers};
-use bosun_proxy::routing::{RequestView, RouteAction};
+use bosun_proxy::routing::RequestView;
 use bosun_proxy::stats::ClusterStats;
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -115,11 +115,12 @@ fn routing(c: &mut Criterion) {
                     headers: &headers,
                 };
                 let route = table.route(&view).expect("a route");
-                match &route.action {
-                    RouteAction::Weighted(weighted) => black_box(weighted.select().len()),
-                    RouteAction::Cluster(name) => black_box(name.len()),
-                    RouteAction::Direct(_) | RouteAction::Redirect(_) => 0,
-                }
+                // What the connection manager does: the route's cluster, weighted.
+                black_box(
+                    route
+                        .select_cluster()
+                        .map_or(0, |selected| selected.name.len()),
+                )
             })
         });
     }

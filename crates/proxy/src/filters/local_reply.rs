@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::ProxyBody;
-use crate::telemetry::ResponseFlag;
+use crate::telemetry::{RequestRecord, ResponseFlag};
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
@@ -41,6 +41,18 @@ impl LocalReply {
             flag,
             grpc_status: Some(grpc_status),
         }
+    }
+
+    /// The reply as the caller gets it, its response flag noted on the request's record.
+    pub fn answer(
+        self,
+        grpc_request: bool,
+        record: Option<&mut RequestRecord>,
+    ) -> Response<ProxyBody> {
+        if let Some(record) = record {
+            record.set_flag(self.flag);
+        }
+        self.into_response(grpc_request)
     }
 
     pub fn into_response(self, grpc_request: bool) -> Response<ProxyBody> {

@@ -34,15 +34,6 @@ pub enum HttpFilter {
     Cors(CorsFilter),
 }
 
-impl HttpFilter {
-    pub fn name(&self) -> &str {
-        match self {
-            HttpFilter::Fault(filter) => &filter.name,
-            HttpFilter::Cors(filter) => &filter.name,
-        }
-    }
-}
-
 /// How a stage answered a request in the upstream's place.
 pub enum Answer {
     /// The proxy's own reply (text, or gRPC for a gRPC caller).
@@ -109,13 +100,5 @@ impl HttpFilterChain {
             }
         }
         Ok(work)
-    }
-
-    /// The names of the stages, router last, as a config dump shows them.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.filters
-            .iter()
-            .map(HttpFilter::name)
-            .chain(std::iter::once(ROUTER_FILTER))
     }
 }

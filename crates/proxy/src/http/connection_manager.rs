@@ -62,14 +62,10 @@ pub async fn handle(
         &ctx,
     );
     let grpc = is_grpc(req.headers());
-    let mut response = match route_and_forward(&ctx, chain, stats, req, record.as_mut()).await {
+    let routed = route_and_forward(&ctx, chain, stats, req, grpc, record.as_mut()).await;
+    let mut response = match routed {
         Ok(response) => response,
-        Err(reply) => {
-            if let Some(record) = record.as_mut() {
-                record.set_flag(reply.flag);
-            }
-            reply.into_response(grpc)
-        }
+        Err(reply) => reply.answer(grpc, record.as_mut()),
     };
     stats.responses.record(response.status().as_u16());
     if version != Version::HTTP_2 {
@@ -169,6 +165,7 @@ async fn route_and_forward(
     chain: &FilterChainSpec,
     stats: &ListenerStats,
     req: Request<Incoming>,
+    grpc: bool,
     mut record: Option<&mut RequestRecord>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let Some(authority) = request_authority(&req) else {
@@ -264,7 +261,7 @@ async fn route_and_forward(
     let forwarding = Forwarding {
         telemetry: &ctx.telemetry,
         record,
-        grpc: is_grpc(req.headers()),
+        grpc,
         entry: selected.headers,
         mirrors,
     };

@@ -21,10 +21,6 @@ impl FilterConfigs {
         FilterConfigs(entries)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// What the route says to the filter named `name`, when the setting is a `T`.
     pub fn get<T: Any>(&self, name: &str) -> Option<Override<'_, T>> {
         let (_, entry) = self.0.iter().find(|(key, _)| key == name)?;

@@ -191,10 +191,6 @@ impl WeightedClusters {
     pub fn select_at(&self, point: u64) -> &Arc<str> {
         &self.clusters[self.index_at(point)].0
     }
-
-    pub fn select(&self) -> &Arc<str> {
-        self.select_at(rand::random_range(0..self.total))
-    }
 }
 
 #[cfg(test)]
@@ -228,7 +224,9 @@ mod tests {
     #[test]
     fn random_selection_follows_weights() {
         let w = weighted(&[("a", 75), ("b", 25)]);
-        let a = (0..20_000).filter(|_| w.select().as_ref() == "a").count();
+        let a = (0..20_000)
+            .filter(|_| w.select_entry().name.as_ref() == "a")
+            .count();
         let share = a as f64 / 20_000.0;
         assert!((0.72..0.78).contains(&share), "share of a was {share}");
     }

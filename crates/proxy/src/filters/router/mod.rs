@@ -53,12 +53,7 @@ pub async fn forward(
     let entry = forwarding.entry;
     let mut response = match send(cluster, route, authority, req, &mut forwarding).await {
         Ok(response) => response,
-        Err(reply) => {
-            if let Some(record) = forwarding.record.as_deref_mut() {
-                record.set_flag(reply.flag);
-            }
-            reply.into_response(forwarding.grpc)
-        }
+        Err(reply) => reply.answer(forwarding.grpc, forwarding.record.as_deref_mut()),
     };
     apply_response_rules(route, entry, response.headers_mut());
     response
@@ -124,7 +119,7 @@ async fn send(
     let mut _retry_admitted: Option<RetryAdmitted<'_>> = None;
     loop {
         let endpoint = cluster
-            .pick_avoiding(&retries.tried, retries.host_selection_attempts())
+            .pick_avoiding(&retries.tried, policy.host_selection_attempts)
             .ok_or_else(|| no_healthy_upstream(cluster))?;
         let address = endpoint.address;
         let attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
@@ -177,14 +172,6 @@ impl<'p> Retries<'p> {
             replay,
             made: 0,
             tried: Vec::new(),
-        }
-    }
-
-    fn host_selection_attempts(&self) -> u32 {
-        if self.tried.is_empty() {
-            1
-        } else {
-            self.policy.host_selection_attempts
         }
     }
 
