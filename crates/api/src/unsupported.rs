@@ -5,15 +5,18 @@
 //! `http[].retries`, `http[].fault`, `http[].headers` (and per destination),
 //! `http[].rewrite`, `http[].redirect`, `http[].directResponse`, `http[].mirror` (and
 //! `mirrors`, the percentages) and `gateways: [mesh]`;
-//! DestinationRule `host`, `subsets` (`name`, `labels`) and
-//! `trafficPolicy.loadBalancer.simple` (except `PASSTHROUGH`), also per subset; ServiceEntry `hosts`,
+//! DestinationRule `host`, `subsets` (`name`, `labels`) and in `trafficPolicy` (also per
+//! port and per subset) `loadBalancer.simple` (except `PASSTHROUGH`), `connectionPool`
+//! (except `http.useClientProtocol`, `http.maxConcurrentStreams`) and `outlierDetection`
+//! (except the deprecated `consecutiveErrors`, `outlierDetectionHttpErrorCodes`); ServiceEntry `hosts`,
 //! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
 //! WorkloadEntry `address`, `ports`, `labels`, `serviceAccount`, `weight`. Everything else
 //! that is set is reported, so nothing is silently ignored.
 
 use crate::networking::{
-    DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSettings, LoadBalancerSimple,
-    Resolution, ServiceEntry, TrafficPolicy, VirtualService, WorkloadEntry,
+    ConnectionPoolSettings, DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSettings,
+    LoadBalancerSimple, OutlierDetection, Resolution, ServiceEntry, TrafficPolicy, VirtualService,
+    WorkloadEntry,
 };
 use crate::resource::Resource;
 
@@ -149,20 +152,62 @@ fn traffic_policy(fields: &mut Fields, path: &str, policy: &TrafficPolicy) {
         proxy_protocol,
         retry_budget,
     } = policy;
-    if let Some(load_balancer) = load_balancer {
-        load_balancer_settings(fields, &format!("{path}.loadBalancer"), load_balancer);
+    policy_parts(
+        fields,
+        path,
+        load_balancer.as_ref(),
+        connection_pool.as_ref(),
+        outlier_detection.as_ref(),
+    );
+    for (index, port) in port_level_settings.iter().enumerate() {
+        let port_path = format!("{path}.portLevelSettings[{index}]");
+        policy_parts(
+            fields,
+            &port_path,
+            port.load_balancer.as_ref(),
+            port.connection_pool.as_ref(),
+            port.outlier_detection.as_ref(),
+        );
+        fields.note(port.tls.is_some(), || format!("{port_path}.tls"));
     }
     let others = [
-        ("connectionPool", connection_pool.is_some()),
-        ("outlierDetection", outlier_detection.is_some()),
         ("tls", tls.is_some()),
-        ("portLevelSettings", !port_level_settings.is_empty()),
         ("tunnel", tunnel.is_some()),
         ("proxyProtocol", proxy_protocol.is_some()),
         ("retryBudget", retry_budget.is_some()),
     ];
     for (name, is_set) in others {
         fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+/// The parts a policy and its port-level settings share.
+fn policy_parts(
+    fields: &mut Fields,
+    path: &str,
+    load_balancer: Option<&LoadBalancerSettings>,
+    connection_pool: Option<&ConnectionPoolSettings>,
+    outlier_detection: Option<&OutlierDetection>,
+) {
+    if let Some(load_balancer) = load_balancer {
+        load_balancer_settings(fields, &format!("{path}.loadBalancer"), load_balancer);
+    }
+    if let Some(http) = connection_pool.and_then(|pool| pool.http.as_ref()) {
+        fields.note(http.use_client_protocol.is_some(), || {
+            format!("{path}.connectionPool.http.useClientProtocol")
+        });
+        fields.note(http.max_concurrent_streams.is_some(), || {
+            format!("{path}.connectionPool.http.maxConcurrentStreams")
+        });
+    }
+    if let Some(outlier) = outlier_detection {
+        fields.note(outlier.consecutive_errors.is_some(), || {
+            format!("{path}.outlierDetection.consecutiveErrors")
+        });
+        fields.note(
+            !outlier.outlier_detection_http_error_codes.is_empty(),
+            || format!("{path}.outlierDetection.outlierDetectionHttpErrorCodes"),
+        );
     }
 }
 
@@ -304,8 +349,14 @@ spec:
   host: reviews
   trafficPolicy:
     loadBalancer: {simple: PASSTHROUGH}
-    connectionPool: {tcp: {maxConnections: 10}}
+    connectionPool:
+      tcp: {maxConnections: 10}
+      http: {useClientProtocol: true}
+    outlierDetection: {consecutive5xxErrors: 1, consecutiveErrors: 2}
     tls: {mode: ISTIO_MUTUAL}
+    portLevelSettings:
+    - port: {number: 9080}
+      tls: {mode: SIMPLE}
   subsets:
   - name: v1
     labels: {version: v1}
@@ -320,7 +371,9 @@ spec:
             fields,
             [
                 "spec.trafficPolicy.loadBalancer.simple",
-                "spec.trafficPolicy.connectionPool",
+                "spec.trafficPolicy.connectionPool.http.useClientProtocol",
+                "spec.trafficPolicy.outlierDetection.consecutiveErrors",
+                "spec.trafficPolicy.portLevelSettings[0].tls",
                 "spec.trafficPolicy.tls",
                 "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash",
             ]
@@ -331,7 +384,15 @@ kind: DestinationRule
 metadata: {name: reviews}
 spec:
   host: reviews
-  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST}
+    connectionPool:
+      tcp: {maxConnections: 1, connectTimeout: 1s}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {simple: ROUND_ROBIN}
   subsets:
   - name: v1
     labels: {version: v1}

@@ -13,7 +13,10 @@ pub mod service;
 pub mod snapshot;
 
 pub use host::Hostname;
-pub use policy::{DestinationPolicy, LoadBalancer, Subset};
+pub use policy::{
+    ConnectionPool, DestinationPolicy, Http2Keepalive, LayeredPolicy, LoadBalancer,
+    OutlierDetection, Subset, TcpKeepalive, TrafficPolicy,
+};
 pub use routing::{
     AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
     HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,

@@ -1,6 +1,8 @@
-//! Traffic policy for a destination, from DestinationRules.
+//! Traffic policy for a destination, from DestinationRules: the load balancer, the
+//! connection pool's limits and the outlier detection of a host, a port or a subset.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::host::Hostname;
 
@@ -13,13 +15,89 @@ pub enum LoadBalancer {
     Random,
 }
 
+/// The policy parts a DestinationRule sets at one level (the rule, a port, a subset).
+/// `None` leaves the part to the level below, or to Istio's default.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TrafficPolicy {
+    pub load_balancer: Option<LoadBalancer>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// A level's policy with the port-level settings written beside it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LayeredPolicy {
+    pub policy: TrafficPolicy,
+    /// `portLevelSettings`, by port number.
+    pub ports: BTreeMap<u16, TrafficPolicy>,
+}
+
+impl LayeredPolicy {
+    /// This level's policy for `port`: a port's settings replace the level's whole, and
+    /// what they leave out falls to the defaults, not to the level (Istio's rule).
+    fn for_port(&self, port: u16) -> &TrafficPolicy {
+        self.ports.get(&port).unwrap_or(&self.policy)
+    }
+}
+
+/// `connectionPool`: limits on the connections and requests to a destination. Unset
+/// fields are Envoy's defaults as istiod leaves them (no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionPool {
+    pub max_connections: Option<u32>,
+    pub connect_timeout: Option<Duration>,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub max_connection_duration: Option<Duration>,
+    pub http1_max_pending_requests: Option<u32>,
+    pub http2_max_requests: Option<u32>,
+    pub max_requests_per_connection: Option<u32>,
+    pub max_retries: Option<u32>,
+    /// `http.idleTimeout`, else `tcp.idleTimeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `h2UpgradePolicy`: `Some(true)` UPGRADE, `Some(false)` DO_NOT_UPGRADE.
+    pub h2_upgrade: Option<bool>,
+    pub http2_keepalive: Option<Http2Keepalive>,
+}
+
+/// TCP keepalive probes on upstream connections; unset fields are the system's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TcpKeepalive {
+    pub probes: Option<u32>,
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+/// HTTP/2 PING keepalive on upstream connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Http2Keepalive {
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+}
+
+/// `outlierDetection`: endpoints that keep failing leave the load-balancing set for a
+/// while. Unset counts and times are Envoy's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    /// Connection failures and timeouts are counted on their own, not as 5xx.
+    pub split_local_origin_errors: bool,
+    pub consecutive_local_origin_failures: Option<u32>,
+    pub interval: Option<Duration>,
+    pub base_ejection_time: Option<Duration>,
+    pub max_ejection_percent: Option<u32>,
+    /// Below this share of healthy endpoints the balancer uses them all (Envoy's panic
+    /// threshold; istiod sets it to this, 0 by default, whenever outlier detection is on).
+    pub min_health_percent: u32,
+}
+
 /// A named group of a service's endpoints, selected by labels.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// A subset's own load balancer overrides the rule's.
-    pub load_balancer: Option<LoadBalancer>,
+    /// The subset's own policy, over the rule's.
+    pub policy: LayeredPolicy,
 }
 
 /// The DestinationRule that applies to a host.
@@ -27,12 +105,91 @@ pub struct Subset {
 pub struct DestinationPolicy {
     pub source: String,
     pub host: Hostname,
-    pub load_balancer: Option<LoadBalancer>,
+    pub policy: LayeredPolicy,
     pub subsets: Vec<Subset>,
 }
 
 impl DestinationPolicy {
     pub fn subset(&self, name: &str) -> Option<&Subset> {
         self.subsets.iter().find(|subset| subset.name == name)
+    }
+
+    /// The policy for traffic to `port` of the host, or of its `subset`, merged as istiod
+    /// merges it: the rule's port settings replace the rule's policy; each part the
+    /// subset sets replaces the rule's; the subset's port settings replace everything.
+    pub fn effective(&self, port: u16, subset: Option<&str>) -> TrafficPolicy {
+        let top = self.policy.for_port(port);
+        let Some(subset) = subset.and_then(|name| self.subset(name)) else {
+            return top.clone();
+        };
+        if let Some(own_port) = subset.policy.ports.get(&port) {
+            return own_port.clone();
+        }
+        let own = &subset.policy.policy;
+        TrafficPolicy {
+            load_balancer: own.load_balancer.or(top.load_balancer),
+            connection_pool: own
+                .connection_pool
+                .clone()
+                .or_else(|| top.connection_pool.clone()),
+            outlier_detection: own
+                .outlier_detection
+                .clone()
+                .or_else(|| top.outlier_detection.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(max_connections: u32) -> Option<ConnectionPool> {
+        Some(ConnectionPool {
+            max_connections: Some(max_connections),
+            ..ConnectionPool::default()
+        })
+    }
+
+    #[test]
+    fn ports_replace_whole_and_subsets_replace_part_by_part() {
+        let rule = DestinationPolicy {
+            source: "test".into(),
+            host: Hostname::resolve("reviews", "default"),
+            policy: LayeredPolicy {
+                policy: TrafficPolicy {
+                    load_balancer: Some(LoadBalancer::Random),
+                    connection_pool: pool(10),
+                    outlier_detection: None,
+                },
+                ports: BTreeMap::from([(
+                    9080,
+                    TrafficPolicy {
+                        connection_pool: pool(1),
+                        ..TrafficPolicy::default()
+                    },
+                )]),
+            },
+            subsets: vec![Subset {
+                name: "v2".into(),
+                labels: BTreeMap::new(),
+                policy: LayeredPolicy {
+                    policy: TrafficPolicy {
+                        load_balancer: Some(LoadBalancer::RoundRobin),
+                        ..TrafficPolicy::default()
+                    },
+                    ports: BTreeMap::new(),
+                },
+            }],
+        };
+        // The port's settings replace the rule's whole: its load balancer is the default.
+        let port = rule.effective(9080, None);
+        assert_eq!(port.load_balancer, None);
+        assert_eq!(port.connection_pool, pool(1));
+        assert_eq!(rule.effective(9090, None).connection_pool, pool(10));
+        // The subset's load balancer replaces the rule's; the pool stays the port's.
+        let subset = rule.effective(9080, Some("v2"));
+        assert_eq!(subset.load_balancer, Some(LoadBalancer::RoundRobin));
+        assert_eq!(subset.connection_pool, pool(1));
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::host::Hostname;
-use crate::policy::{DestinationPolicy, LoadBalancer};
+use crate::policy::{DestinationPolicy, TrafficPolicy};
 use crate::routing::VirtualRoutes;
 use crate::service::{Service, ServicePort, Workload, port_on, selects};
 
@@ -97,15 +97,16 @@ impl Snapshot {
         self.policies.get(host)
     }
 
-    /// The load balancer for a host's subset (the subset's own, else the rule's).
-    pub fn load_balancer(&self, host: &Hostname, subset: Option<&str>) -> LoadBalancer {
-        let Some(policy) = self.policy_for(host) else {
-            return LoadBalancer::default();
-        };
-        subset
-            .and_then(|name| policy.subset(name))
-            .and_then(|subset| subset.load_balancer)
-            .or(policy.load_balancer)
+    /// The traffic policy for `port` of a host, or of its subset, as istiod merges a
+    /// DestinationRule's levels (none: Istio's defaults throughout).
+    pub fn traffic_policy(
+        &self,
+        host: &Hostname,
+        port: u16,
+        subset: Option<&str>,
+    ) -> TrafficPolicy {
+        self.policy_for(host)
+            .map(|policy| policy.effective(port, subset))
             .unwrap_or_default()
     }
 

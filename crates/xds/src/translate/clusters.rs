@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use bosun_ca::Identity;
 use bosun_model::snapshot::ResolvedEndpoint;
-use bosun_model::{LoadBalancer, Protocol, Service, ServicePort, Snapshot};
+use bosun_model::{Protocol, Service, ServicePort, Snapshot, TrafficPolicy};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, Metadata,
@@ -17,18 +17,13 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::names::outbound_cluster_name;
-use super::resilience::default_circuit_breakers;
+use super::traffic_policy::{self, CONNECT_TIMEOUT, HttpOptions};
 use super::{telemetry, tls};
 
-/// Istio's default connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration {
-    seconds: 10,
-    nanos: 0,
-};
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub(super) struct Outbound {
@@ -60,8 +55,8 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
         for port in &service.ports {
             for subset in &subsets {
                 let name = outbound_cluster_name(port.number, *subset, &service.hostname);
-                let load_balancer = snapshot.load_balancer(&service.hostname, *subset);
-                let mut cluster = eds_cluster(&name, load_balancer, port.protocol);
+                let policy = snapshot.traffic_policy(&service.hostname, port.number, *subset);
+                let mut cluster = eds_cluster(&name, &policy, port.protocol);
                 cluster.metadata = Some(telemetry_metadata(&[service]));
                 let endpoints = snapshot.endpoints(service, port, *subset);
                 // Auto mTLS: only services with a sidecar behind them need the sockets.
@@ -83,9 +78,9 @@ fn sni(cluster_name: &str) -> String {
     cluster_name.replace('|', "_.")
 }
 
-/// A cluster with endpoints delivered over ADS.
-fn eds_cluster(name: &str, load_balancer: LoadBalancer, protocol: Protocol) -> Cluster {
-    Cluster {
+/// A cluster with endpoints delivered over ADS, under the destination's traffic policy.
+fn eds_cluster(name: &str, policy: &TrafficPolicy, protocol: Protocol) -> Cluster {
+    let mut cluster = Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
@@ -100,12 +95,11 @@ fn eds_cluster(name: &str, load_balancer: LoadBalancer, protocol: Protocol) -> C
             }),
             service_name: name.to_string(),
         }),
-        lb_policy: lb_policy(load_balancer) as i32,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        circuit_breakers: Some(default_circuit_breakers()),
-        typed_extension_protocol_options: protocol_options(protocol),
         ..Default::default()
-    }
+    };
+    let options = traffic_policy::apply(&mut cluster, policy, protocol);
+    cluster.typed_extension_protocol_options = protocol_options(options);
+    cluster
 }
 
 /// The services a cluster carries requests for, as metrics name them.
@@ -135,41 +129,40 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
         )),
         load_assignment: Some(load_assignment(name.to_string(), &[endpoint])),
         connect_timeout: Some(CONNECT_TIMEOUT),
-        circuit_breakers: Some(default_circuit_breakers()),
-        typed_extension_protocol_options: protocol_options(protocol),
+        circuit_breakers: Some(traffic_policy::circuit_breakers(None)),
+        typed_extension_protocol_options: protocol_options(HttpOptions {
+            http2: protocol == Protocol::Http2,
+            ..HttpOptions::default()
+        }),
         ..Default::default()
     }
 }
 
-fn lb_policy(load_balancer: LoadBalancer) -> cluster::LbPolicy {
-    match load_balancer {
-        LoadBalancer::RoundRobin => cluster::LbPolicy::RoundRobin,
-        LoadBalancer::LeastRequest => cluster::LbPolicy::LeastRequest,
-        LoadBalancer::Random => cluster::LbPolicy::Random,
+/// The cluster's HttpProtocolOptions: h2c upstream for HTTP/2 (and gRPC) ports and
+/// upgraded ones, HTTP/1.1 otherwise (Envoy's default), and the pool's connection limits.
+fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    let mut out = HashMap::new();
+    if !options.http2 && options.common.is_none() {
+        return out;
     }
-}
-
-/// HTTP/2 (and gRPC) ports speak h2c upstream; everything else HTTP/1.1, Envoy's default.
-fn protocol_options(protocol: Protocol) -> HashMap<String, Any> {
-    let mut options = HashMap::new();
-    if protocol == Protocol::Http2 {
-        let http2 = HttpProtocolOptions {
-            upstream_protocol_options: Some(
-                http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                    http_protocol_options::ExplicitHttpConfig {
-                        protocol_config: Some(
-                            http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                                Http2ProtocolOptions::default(),
-                            ),
-                        ),
-                    },
-                ),
-            ),
-            ..Default::default()
-        };
-        options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2));
-    }
-    options
+    let upstream_protocol_options = options.http2.then(|| {
+        http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                    connection_keepalive: options.http2_keepalive,
+                    ..Default::default()
+                })),
+            },
+        )
+    });
+    let http = HttpProtocolOptions {
+        common_http_protocol_options: options.common,
+        upstream_protocol_options,
+        ..Default::default()
+    };
+    out.insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http));
+    out
 }
 
 fn load_assignment(cluster_name: String, endpoints: &[ResolvedEndpoint]) -> ClusterLoadAssignment {

@@ -12,6 +12,7 @@ mod resilience;
 mod routes;
 mod telemetry;
 mod tls;
+mod traffic_policy;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,13 +1,11 @@
 //! What Istio writes for resilience: route retry policies (its default on every outbound
-//! route, or the VirtualService's `retries`), per-route faults for the fault filter, and
-//! the circuit-breaker thresholds of every cluster.
+//! route, or the VirtualService's `retries`) and per-route faults for the fault filter.
+//! A cluster's circuit breakers are its traffic policy's (traffic_policy.rs).
 
 use std::collections::HashMap;
 
 use bosun_model::{AbortWith, Fault, Retries, RetryPolicy as MeshRetryPolicy, Share};
 use bosun_wire::{http_filters, retry};
-use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, circuit_breakers};
-use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, retry_policy};
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
     FaultDelay as ProtoFaultDelay, fault_delay,
@@ -146,24 +144,6 @@ pub(super) fn fraction(share: Share) -> Option<FractionalPercent> {
             denominator: DenominatorType::Hundred as i32,
         }),
         Share::Unset => None,
-    }
-}
-
-/// istiod's thresholds for every cluster: no limit, so Envoy's small defaults (3
-/// retries in flight) never turn a rollout's failed attempts into client errors.
-pub(super) fn default_circuit_breakers() -> CircuitBreakers {
-    let unlimited = Some(UInt32Value { value: u32::MAX });
-    CircuitBreakers {
-        thresholds: vec![circuit_breakers::Thresholds {
-            priority: RoutingPriority::Default as i32,
-            max_connections: unlimited,
-            max_pending_requests: unlimited,
-            max_requests: unlimited,
-            max_retries: unlimited,
-            track_remaining: true,
-            ..Default::default()
-        }],
-        ..Default::default()
     }
 }
 

@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use bosun_model::{
-    DestinationPolicy, Hostname, HttpRouteRule, LoadBalancer, Protocol, RequestMatch,
-    RouteDestination, Service, ServicePort, Snapshot, StringMatch, Subset, VirtualRoutes, Workload,
+    DestinationPolicy, Hostname, HttpRouteRule, LayeredPolicy, LoadBalancer, Protocol,
+    RequestMatch, RouteDestination, Service, ServicePort, Snapshot, StringMatch, Subset,
+    TrafficPolicy, VirtualRoutes, Workload,
 };
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
@@ -69,13 +70,19 @@ fn bookinfo_reviews_with(workloads: Vec<Arc<Workload>>, routes: Option<VirtualRo
     let policy = Arc::new(DestinationPolicy {
         source: "default/reviews".to_string(),
         host: reviews_host(),
-        load_balancer: Some(LoadBalancer::LeastRequest),
+        policy: LayeredPolicy {
+            policy: TrafficPolicy {
+                load_balancer: Some(LoadBalancer::LeastRequest),
+                ..TrafficPolicy::default()
+            },
+            ports: BTreeMap::new(),
+        },
         subsets: ["v1", "v2"]
             .iter()
             .map(|version| Subset {
                 name: version.to_string(),
                 labels: labels(&[("version", version)]),
-                load_balancer: None,
+                policy: LayeredPolicy::default(),
             })
             .collect(),
     });

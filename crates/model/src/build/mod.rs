@@ -6,15 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bosun_api::networking::{
-    Destination, DestinationRule, HeaderOperations as ApiHeaderOperations, Headers, HttpBody,
-    HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute, LoadBalancerSimple,
-    RedirectPortSelection, ServiceEntry, UnmatchedPreflights, VirtualService, WorkloadEntry,
-    grpc_status_code,
+    Destination, HeaderOperations as ApiHeaderOperations, Headers, HttpBody, HttpFaultInjection,
+    HttpMatchRequest, HttpRetry, HttpRoute, RedirectPortSelection, ServiceEntry,
+    UnmatchedPreflights, VirtualService, WorkloadEntry, grpc_status_code,
 };
 use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
-use crate::policy::{DestinationPolicy, LoadBalancer, Subset};
+use crate::policy::DestinationPolicy;
 use crate::routing::{
     AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
     HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
@@ -22,6 +21,10 @@ use crate::routing::{
 };
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
+
+mod policy;
+
+use self::policy::policy_of;
 
 /// Builds the snapshot from loaded resources. Resources that cannot take part (a
 /// WorkloadEntry without an IP address, a second VirtualService for a host) are left out
@@ -457,44 +460,6 @@ fn match_of(request: &HttpMatchRequest) -> RequestMatch {
     }
 }
 
-fn load_balancer(simple: Option<LoadBalancerSimple>) -> Option<LoadBalancer> {
-    match simple? {
-        LoadBalancerSimple::RoundRobin => Some(LoadBalancer::RoundRobin),
-        // Unset means the mesh's default.
-        LoadBalancerSimple::Unspecified => None,
-        LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest => {
-            Some(LoadBalancer::LeastRequest)
-        }
-        LoadBalancerSimple::Random => Some(LoadBalancer::Random),
-        // Reported as not supported by the API layer; behave as Istio's default.
-        LoadBalancerSimple::Passthrough => None,
-    }
-}
-
-fn policy_of(rule: &Config<DestinationRule>) -> DestinationPolicy {
-    let simple = |policy: &Option<Box<bosun_api::networking::TrafficPolicy>>| {
-        policy
-            .as_ref()
-            .and_then(|policy| policy.load_balancer.as_ref())
-            .and_then(|lb| lb.simple)
-    };
-    DestinationPolicy {
-        source: source(rule),
-        host: Hostname::resolve(&rule.spec.host, &rule.meta.namespace),
-        load_balancer: load_balancer(simple(&rule.spec.traffic_policy)),
-        subsets: rule
-            .spec
-            .subsets
-            .iter()
-            .map(|subset| Subset {
-                name: subset.name.clone(),
-                labels: subset.labels.clone(),
-                load_balancer: load_balancer(simple(&subset.traffic_policy)),
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -563,14 +528,14 @@ spec:
         assert_eq!(v2.len(), 1);
         assert_eq!(v2[0].address.to_string(), "127.0.10.4");
         assert!(snapshot.endpoints(service, port, Some("v9")).is_empty());
-        assert_eq!(
-            snapshot.load_balancer(&host, Some("v1")),
-            LoadBalancer::Random
-        );
-        assert_eq!(
-            snapshot.load_balancer(&host, Some("v2")),
-            LoadBalancer::LeastRequest
-        );
+        let load_balancer = |subset| {
+            snapshot
+                .traffic_policy(&host, port.number, Some(subset))
+                .load_balancer
+                .unwrap_or_default()
+        };
+        assert_eq!(load_balancer("v1"), crate::LoadBalancer::Random);
+        assert_eq!(load_balancer("v2"), crate::LoadBalancer::LeastRequest);
     }
 
     #[test]

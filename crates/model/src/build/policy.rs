@@ -1,0 +1,143 @@
+//! DestinationRules → [`DestinationPolicy`]: each level's load balancer, connection pool
+//! and outlier detection, read the way istiod reads them (a zero count is unset).
+
+use std::collections::BTreeMap;
+
+use bosun_api::Config;
+use bosun_api::networking::{
+    ConnectionPoolSettings, DestinationRule, H2UpgradePolicy, LoadBalancerSettings,
+    LoadBalancerSimple, OutlierDetection as ApiOutlierDetection, PortTrafficPolicy,
+    TrafficPolicy as ApiTrafficPolicy,
+};
+
+use super::source;
+use crate::host::Hostname;
+use crate::policy::{
+    ConnectionPool, DestinationPolicy, Http2Keepalive, LayeredPolicy, LoadBalancer,
+    OutlierDetection, Subset, TcpKeepalive, TrafficPolicy,
+};
+
+pub(super) fn policy_of(rule: &Config<DestinationRule>) -> DestinationPolicy {
+    DestinationPolicy {
+        source: source(rule),
+        host: Hostname::resolve(&rule.spec.host, &rule.meta.namespace),
+        policy: layered(rule.spec.traffic_policy.as_deref()),
+        subsets: rule
+            .spec
+            .subsets
+            .iter()
+            .map(|subset| Subset {
+                name: subset.name.clone(),
+                labels: subset.labels.clone(),
+                policy: layered(subset.traffic_policy.as_deref()),
+            })
+            .collect(),
+    }
+}
+
+fn layered(policy: Option<&ApiTrafficPolicy>) -> LayeredPolicy {
+    let Some(policy) = policy else {
+        return LayeredPolicy::default();
+    };
+    LayeredPolicy {
+        policy: TrafficPolicy {
+            load_balancer: load_balancer(policy.load_balancer.as_ref()),
+            connection_pool: policy.connection_pool.as_ref().map(connection_pool),
+            outlier_detection: policy.outlier_detection.as_ref().map(outlier_detection),
+        },
+        ports: policy
+            .port_level_settings
+            .iter()
+            .filter_map(port_policy)
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// A port's settings; validation has refused ports without a number in range.
+fn port_policy(settings: &PortTrafficPolicy) -> Option<(u16, TrafficPolicy)> {
+    let port = u16::try_from(settings.port?.number?).ok()?;
+    Some((
+        port,
+        TrafficPolicy {
+            load_balancer: load_balancer(settings.load_balancer.as_ref()),
+            connection_pool: settings.connection_pool.as_ref().map(connection_pool),
+            outlier_detection: settings.outlier_detection.as_ref().map(outlier_detection),
+        },
+    ))
+}
+
+fn load_balancer(settings: Option<&LoadBalancerSettings>) -> Option<LoadBalancer> {
+    match settings?.simple? {
+        LoadBalancerSimple::RoundRobin => Some(LoadBalancer::RoundRobin),
+        // Unset means the mesh's default.
+        LoadBalancerSimple::Unspecified => None,
+        LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest => {
+            Some(LoadBalancer::LeastRequest)
+        }
+        LoadBalancerSimple::Random => Some(LoadBalancer::Random),
+        // Reported as not supported by the API layer; behave as Istio's default.
+        LoadBalancerSimple::Passthrough => None,
+    }
+}
+
+/// istiod takes a count only when it is above zero; validation refuses negative ones.
+fn positive(value: Option<i32>) -> Option<u32> {
+    value.filter(|v| *v > 0).map(i32::unsigned_abs)
+}
+
+fn connection_pool(settings: &ConnectionPoolSettings) -> ConnectionPool {
+    let tcp = settings.tcp.as_ref();
+    let http = settings.http.as_ref();
+    ConnectionPool {
+        max_connections: positive(tcp.and_then(|tcp| tcp.max_connections)),
+        connect_timeout: tcp.and_then(|tcp| tcp.connect_timeout).map(|d| d.as_std()),
+        tcp_keepalive: tcp
+            .and_then(|tcp| tcp.tcp_keepalive.as_ref())
+            .map(|keepalive| TcpKeepalive {
+                probes: keepalive.probes,
+                time: keepalive.time.map(|d| d.as_std()),
+                interval: keepalive.interval.map(|d| d.as_std()),
+            }),
+        max_connection_duration: tcp
+            .and_then(|tcp| tcp.max_connection_duration)
+            .map(|d| d.as_std()),
+        http1_max_pending_requests: positive(http.and_then(|http| http.http1_max_pending_requests)),
+        http2_max_requests: positive(http.and_then(|http| http.http2_max_requests)),
+        max_requests_per_connection: positive(
+            http.and_then(|http| http.max_requests_per_connection),
+        ),
+        max_retries: positive(http.and_then(|http| http.max_retries)),
+        idle_timeout: http
+            .and_then(|http| http.idle_timeout)
+            .or_else(|| tcp.and_then(|tcp| tcp.idle_timeout))
+            .map(|d| d.as_std()),
+        h2_upgrade: http
+            .and_then(|http| http.h2_upgrade_policy)
+            .and_then(|policy| match policy {
+                H2UpgradePolicy::Default => None,
+                H2UpgradePolicy::Upgrade => Some(true),
+                H2UpgradePolicy::DoNotUpgrade => Some(false),
+            }),
+        http2_keepalive: http
+            .and_then(|http| http.http2_keep_alive.as_ref())
+            .map(|keepalive| Http2Keepalive {
+                interval: keepalive.interval.map(|d| d.as_std()),
+                timeout: keepalive.timeout.map(|d| d.as_std()),
+            }),
+    }
+}
+
+fn outlier_detection(settings: &ApiOutlierDetection) -> OutlierDetection {
+    OutlierDetection {
+        consecutive_5xx: settings.consecutive_5xx_errors,
+        consecutive_gateway_errors: settings.consecutive_gateway_errors,
+        split_local_origin_errors: settings.split_external_local_origin_errors == Some(true),
+        consecutive_local_origin_failures: settings
+            .consecutive_local_origin_failures
+            .filter(|count| *count > 0),
+        interval: settings.interval.map(|d| d.as_std()),
+        base_ejection_time: settings.base_ejection_time.map(|d| d.as_std()),
+        max_ejection_percent: positive(settings.max_ejection_percent),
+        min_health_percent: positive(settings.min_health_percent).unwrap_or(0),
+    }
+}
