@@ -170,12 +170,13 @@ fn cluster(version: &str, c: &Cluster) -> ClusterDump {
         .to_owned(),
         eds_service_name: c.eds_service_name().map(str::to_owned),
         lb_policy: spec.lb_policy.as_str().to_owned(),
-        protocol: match spec.protocol {
+        protocol: match spec.pool.protocol {
             UpstreamProtocol::Http1 => "HTTP/1.1",
             UpstreamProtocol::Http2 => "HTTP/2",
         }
         .to_owned(),
-        connect_timeout_ms: u64::try_from(spec.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+        connect_timeout_ms: u64::try_from(spec.pool.connect_timeout.as_millis())
+            .unwrap_or(u64::MAX),
         healthy_endpoints: c.healthy_endpoints(),
     }
 }

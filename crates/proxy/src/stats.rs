@@ -53,6 +53,8 @@ pub struct ClusterStats {
     pub retry_overflows: AtomicU64,
     /// Requests refused by the circuit breaker (`upstream_rq_pending_overflow`).
     pub overflows: AtomicU64,
+    /// Endpoints ejected by outlier detection (`outlier_detection.ejections_enforced_total`).
+    pub ejections: AtomicU64,
     pub in_flight: AtomicI64,
     pub latency: Histogram,
 }
@@ -173,6 +175,7 @@ impl StatsRegistry {
                         retries: s.retries.load(Relaxed),
                         retry_overflows: s.retry_overflows.load(Relaxed),
                         overflows: s.overflows.load(Relaxed),
+                        ejections: s.ejections.load(Relaxed),
                         in_flight: s.in_flight.load(Relaxed),
                         latency_ms: LatencySummary {
                             count: s.latency.count(),
@@ -245,6 +248,8 @@ pub struct ClusterCounters {
     pub retry_overflows: u64,
     #[serde(default)]
     pub overflows: u64,
+    #[serde(default)]
+    pub ejections: u64,
     pub in_flight: i64,
     pub latency_ms: LatencySummary,
 }
@@ -302,6 +307,16 @@ impl StatsSnapshot {
                 out,
                 "bosun_cluster_connect_failures_total{{cluster=\"{name}\"}} {}",
                 c.connect_failures
+            );
+            let _ = writeln!(
+                out,
+                "bosun_cluster_overflows_total{{cluster=\"{name}\"}} {}",
+                c.overflows
+            );
+            let _ = writeln!(
+                out,
+                "bosun_cluster_ejections_total{{cluster=\"{name}\"}} {}",
+                c.ejections
             );
             let _ = writeln!(
                 out,

@@ -15,7 +15,8 @@ use super::{
 };
 use crate::resource::ResourceType;
 use crate::upstream::{
-    CircuitLimits, ClusterSpec, Discovery, EndpointSpec, LbPolicy, UpstreamProtocol,
+    CircuitLimits, ClusterSpec, DEFAULT_PANIC_THRESHOLD, Discovery, EndpointSpec, Http2Keepalive,
+    LbPolicy, OutlierSettings, PoolOptions, TcpKeepalive, UpstreamProtocol,
 };
 
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -31,7 +32,6 @@ pub fn compile_cluster(c: &Cluster) -> Result<ClusterSpec, CompileError> {
 fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
     let unsupported = [
         (!c.health_checks.is_empty(), "health_checks"),
-        (c.outlier_detection.is_some(), "outlier_detection"),
         (c.lb_subset_config.is_some(), "lb_subset_config"),
         (c.load_balancing_policy.is_some(), "load_balancing_policy"),
         (c.lb_config.is_some(), "lb_config"),
@@ -98,23 +98,222 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
         name: c.name.clone(),
         discovery,
         lb_policy,
-        protocol: upstream_protocol(c)?,
+        pool: pool_options(c)?,
         transport: tls::transport_sockets(
             c.transport_socket.as_ref(),
             &c.transport_socket_matches,
         )?,
-        connect_timeout: c
-            .connect_timeout
-            .as_ref()
-            .map_or(DEFAULT_CONNECT_TIMEOUT, duration),
         service: telemetry::cluster_service(c.metadata.as_ref())?,
         limits: circuit_limits(c.circuit_breakers.as_ref())?,
+        outlier: c
+            .outlier_detection
+            .as_ref()
+            .map(outlier_settings)
+            .transpose()?,
+        panic_threshold: panic_threshold(c.common_lb_config.as_ref())?,
     })
 }
 
-/// The DEFAULT priority's thresholds. Connection and pending-request limits need a pool
-/// that queues, which the proxy does not have yet: only "unlimited" (istiod's default) is
-/// taken for them.
+/// How the cluster's endpoints connect: protocol, timeouts, keepalives, retirement.
+fn pool_options(c: &Cluster) -> Result<PoolOptions, Reason> {
+    let (protocol, options) = upstream_protocol(c)?;
+    let mut pool = PoolOptions::new(
+        protocol,
+        c.connect_timeout
+            .as_ref()
+            .map_or(DEFAULT_CONNECT_TIMEOUT, duration),
+    );
+    if let Some(options) = options {
+        if let Some(common) = &options.common_http_protocol_options {
+            let field = "typed_extension_protocol_options.common_http_protocol_options";
+            let unsupported = [
+                (
+                    common.max_connection_duration_jitter.is_some(),
+                    "max_connection_duration_jitter",
+                ),
+                (common.max_headers_count.is_some(), "max_headers_count"),
+                (
+                    common.max_response_headers_kb.is_some(),
+                    "max_response_headers_kb",
+                ),
+                (common.max_stream_duration.is_some(), "max_stream_duration"),
+                (
+                    common.headers_with_underscores_action != 0,
+                    "headers_with_underscores_action",
+                ),
+            ];
+            if let Some((_, name)) = unsupported.iter().find(|(set, _)| *set) {
+                return Err(format!("{field}.{name} is not supported yet"));
+            }
+            // Envoy: zero turns the idle timeout off.
+            if let Some(idle) = common.idle_timeout.as_ref().map(duration) {
+                pool.idle_timeout = if idle.is_zero() { Duration::MAX } else { idle };
+            }
+            pool.max_requests_per_connection = common
+                .max_requests_per_connection
+                .map(|max| max.value)
+                .filter(|max| *max > 0);
+            pool.max_connection_duration = common
+                .max_connection_duration
+                .as_ref()
+                .map(duration)
+                .filter(|d| !d.is_zero());
+        }
+        pool.http2_keepalive = http2_keepalive(&options)?;
+    }
+    if let Some(connection) = &c.upstream_connection_options {
+        let field = "upstream_connection_options";
+        if connection.set_local_interface_name_on_upstream_connections
+            || connection.happy_eyeballs_config.is_some()
+        {
+            return Err(format!("{field}: only tcp_keepalive is supported"));
+        }
+        pool.tcp_keepalive = connection.tcp_keepalive.as_ref().map(|keepalive| {
+            let seconds = |value: &envoy_types::pb::google::protobuf::UInt32Value| {
+                Duration::from_secs(u64::from(value.value))
+            };
+            TcpKeepalive {
+                probes: keepalive.keepalive_probes.map(|value| value.value),
+                time: keepalive.keepalive_time.as_ref().map(seconds),
+                interval: keepalive.keepalive_interval.as_ref().map(seconds),
+            }
+        });
+    }
+    Ok(pool)
+}
+
+/// HTTP/2 PINGs from `connection_keepalive` (Envoy's default timeout is 5 s when the
+/// interval is set without one).
+fn http2_keepalive(options: &HttpProtocolOptions) -> Result<Option<Http2Keepalive>, Reason> {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    let Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) =
+        &options.upstream_protocol_options
+    else {
+        return Ok(None);
+    };
+    let Some(ProtocolConfig::Http2ProtocolOptions(http2)) = &explicit.protocol_config else {
+        return Ok(None);
+    };
+    let Some(keepalive) = &http2.connection_keepalive else {
+        return Ok(None);
+    };
+    if keepalive.interval_jitter.is_some() || keepalive.connection_idle_interval.is_some() {
+        return Err(
+            "http2_protocol_options.connection_keepalive: only interval and timeout are supported"
+                .into(),
+        );
+    }
+    let interval = keepalive.interval.as_ref().map(duration);
+    Ok(interval
+        .filter(|d| !d.is_zero())
+        .map(|interval| Http2Keepalive {
+            interval,
+            timeout: keepalive
+                .timeout
+                .as_ref()
+                .map_or(Duration::from_secs(5), duration),
+        }))
+}
+
+/// Envoy's consecutive-error outlier detection; the kinds it computes over time windows
+/// (success rate, failure percentage) are refused unless turned off, as istiod does.
+fn outlier_settings(
+    outlier: &envoy_types::pb::envoy::config::cluster::v3::OutlierDetection,
+) -> Result<OutlierSettings, Reason> {
+    let field = "outlier_detection";
+    let value = |v: Option<envoy_types::pb::google::protobuf::UInt32Value>, default: u32| {
+        v.map_or(default, |v| v.value)
+    };
+    if value(outlier.enforcing_success_rate, 100) != 0 {
+        return Err(format!(
+            "{field}: success-rate ejection is not supported yet; set enforcing_success_rate to 0 (istiod does)"
+        ));
+    }
+    if value(outlier.enforcing_failure_percentage, 0) != 0
+        || value(outlier.enforcing_failure_percentage_local_origin, 0) != 0
+    {
+        return Err(format!(
+            "{field}: failure-percentage ejection is not supported yet"
+        ));
+    }
+    if outlier.split_external_local_origin_errors
+        && value(outlier.enforcing_local_origin_success_rate, 100) != 0
+    {
+        return Err(format!(
+            "{field}: local-origin success-rate ejection is not supported yet; set enforcing_local_origin_success_rate to 0 (istiod does)"
+        ));
+    }
+    let unsupported = [
+        (
+            outlier.max_ejection_time_jitter.is_some(),
+            "max_ejection_time_jitter",
+        ),
+        (!outlier.monitors.is_empty(), "monitors"),
+        (
+            outlier.detect_degraded_hosts.is_some_and(|v| v.value),
+            "detect_degraded_hosts",
+        ),
+    ];
+    if let Some((_, name)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(format!("{field}.{name} is not supported yet"));
+    }
+    let defaults = OutlierSettings::default();
+    let time = |d: &Option<envoy_types::pb::google::protobuf::Duration>, default: Duration| {
+        d.as_ref().map_or(default, duration)
+    };
+    let interval = time(&outlier.interval, defaults.interval);
+    if interval.is_zero() {
+        return Err(format!("{field}.interval must be greater than 0"));
+    }
+    Ok(OutlierSettings {
+        consecutive_5xx: value(outlier.consecutive_5xx, defaults.consecutive_5xx),
+        enforcing_5xx: value(outlier.enforcing_consecutive_5xx, defaults.enforcing_5xx),
+        consecutive_gateway: value(
+            outlier.consecutive_gateway_failure,
+            defaults.consecutive_gateway,
+        ),
+        enforcing_gateway: value(
+            outlier.enforcing_consecutive_gateway_failure,
+            defaults.enforcing_gateway,
+        ),
+        split_local_origin: outlier.split_external_local_origin_errors,
+        consecutive_local_origin: value(
+            outlier.consecutive_local_origin_failure,
+            defaults.consecutive_local_origin,
+        ),
+        enforcing_local_origin: value(
+            outlier.enforcing_consecutive_local_origin_failure,
+            defaults.enforcing_local_origin,
+        ),
+        interval,
+        base_ejection_time: time(&outlier.base_ejection_time, defaults.base_ejection_time),
+        max_ejection_time: time(&outlier.max_ejection_time, defaults.max_ejection_time),
+        max_ejection_percent: value(outlier.max_ejection_percent, defaults.max_ejection_percent)
+            .min(100),
+        always_eject_one: outlier.always_eject_one_host.is_some_and(|v| v.value),
+    })
+}
+
+/// `common_lb_config`: only the healthy panic threshold is taken.
+fn panic_threshold(config: Option<&cluster::CommonLbConfig>) -> Result<u32, Reason> {
+    let Some(config) = config else {
+        return Ok(DEFAULT_PANIC_THRESHOLD);
+    };
+    let only_threshold = cluster::CommonLbConfig {
+        healthy_panic_threshold: config.healthy_panic_threshold,
+        ..Default::default()
+    };
+    if *config != only_threshold {
+        return Err("common_lb_config: only healthy_panic_threshold is supported yet".into());
+    }
+    Ok(config
+        .healthy_panic_threshold
+        .map_or(DEFAULT_PANIC_THRESHOLD, |percent| {
+            percent.value.clamp(0.0, 100.0) as u32
+        }))
+}
+
+/// The DEFAULT priority's thresholds.
 fn circuit_limits(
     breakers: Option<&envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers>,
 ) -> Result<CircuitLimits, Reason> {
@@ -139,19 +338,11 @@ fn circuit_limits(
                 ));
             }
         }
-        for (value, name) in [
-            (thresholds.max_connections, "max_connections"),
-            (thresholds.max_pending_requests, "max_pending_requests"),
-        ] {
-            if let Some(value) = value
-                && value.value != u32::MAX
-            {
-                return Err(format!(
-                    "{field}.{name} {} is not supported yet (only {} is)",
-                    value.value,
-                    u32::MAX
-                ));
-            }
+        if let Some(max) = thresholds.max_connections {
+            limits.max_connections = max.value;
+        }
+        if let Some(max) = thresholds.max_pending_requests {
+            limits.max_pending_requests = max.value;
         }
         if thresholds.retry_budget.is_some() {
             return Err(format!("{field}.retry_budget is not supported yet"));
@@ -176,7 +367,10 @@ fn static_endpoints(c: &Cluster) -> Result<Discovery, Reason> {
     ))
 }
 
-fn upstream_protocol(c: &Cluster) -> Result<UpstreamProtocol, Reason> {
+/// The upstream protocol, and the cluster's HttpProtocolOptions when it has them.
+fn upstream_protocol(
+    c: &Cluster,
+) -> Result<(UpstreamProtocol, Option<HttpProtocolOptions>), Reason> {
     use http_protocol_options::explicit_http_config::ProtocolConfig;
     for key in c.typed_extension_protocol_options.keys() {
         if key != HTTP_PROTOCOL_OPTIONS {
@@ -189,7 +383,7 @@ fn upstream_protocol(c: &Cluster) -> Result<UpstreamProtocol, Reason> {
         .typed_extension_protocol_options
         .get(HTTP_PROTOCOL_OPTIONS)
     else {
-        return Ok(UpstreamProtocol::Http1);
+        return Ok((UpstreamProtocol::Http1, None));
     };
     let field = format!("typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS}]");
     let options: HttpProtocolOptions = decode_any(any, &type_url_of(HTTP_PROTOCOL_OPTIONS))?;
@@ -198,21 +392,24 @@ fn upstream_protocol(c: &Cluster) -> Result<UpstreamProtocol, Reason> {
             "{field}: upstream http_filters / header validation are not supported yet"
         ));
     }
-    match &options.upstream_protocol_options {
-        None => Ok(UpstreamProtocol::Http1),
+    let protocol = match &options.upstream_protocol_options {
+        None => UpstreamProtocol::Http1,
         Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
             match explicit.protocol_config {
-                Some(ProtocolConfig::Http2ProtocolOptions(_)) => Ok(UpstreamProtocol::Http2),
-                Some(ProtocolConfig::HttpProtocolOptions(_)) | None => Ok(UpstreamProtocol::Http1),
+                Some(ProtocolConfig::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
+                Some(ProtocolConfig::HttpProtocolOptions(_)) | None => UpstreamProtocol::Http1,
                 Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
-                    Err(format!("{field}: HTTP/3 is not supported"))
+                    return Err(format!("{field}: HTTP/3 is not supported"));
                 }
             }
         }
-        Some(_) => Err(format!(
-            "{field}: only explicit_http_config is supported (use_downstream_protocol_config / auto_config are not yet)"
-        )),
-    }
+        Some(_) => {
+            return Err(format!(
+                "{field}: only explicit_http_config is supported (use_downstream_protocol_config / auto_config are not yet)"
+            ));
+        }
+    };
+    Ok((protocol, Some(options)))
 }
 
 pub fn compile_endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, CompileError> {

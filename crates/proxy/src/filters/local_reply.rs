@@ -11,6 +11,7 @@ use crate::telemetry::{RequestRecord, ResponseFlag};
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+static X_ENVOY_OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-envoy-overloaded");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -72,7 +73,13 @@ impl LocalReply {
             }
             return resp;
         }
-        text_reply(self.status, self.body)
+        let mut resp = text_reply(self.status, self.body);
+        // Envoy marks the answers of its circuit breakers.
+        if self.flag == ResponseFlag::UpstreamOverflow {
+            resp.headers_mut()
+                .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+        }
+        resp
     }
 }
 

@@ -14,7 +14,6 @@ pub mod router;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 pub use cors::{CORS_FILTER, CorsFilter, CorsOutcome, CorsResponse};
 pub use fault::{FAULT_FILTER, FaultFilter};
@@ -23,9 +22,10 @@ pub use router::ROUTER_FILTER;
 
 use crate::routing::{RequestView, Route};
 use crate::telemetry::{RequestRecord, ResponseFlag};
+use crate::upstream::UpstreamResponseBody;
 
 /// A response body: the upstream's, or one the proxy wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamResponseBody, Full<Bytes>>;
 
 /// One stage before the router.
 #[derive(Debug)]

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
-
-use arc_swap::ArcSwap;
 
 use super::connector::TlsConnect;
-use super::endpoint::{Endpoint, EndpointSet, UpstreamProtocol};
-use super::limits::{Admitted, CircuitLimits, CircuitState, RetryAdmitted};
+use super::endpoint::{Endpoint, PoolOptions, UpstreamProtocol};
+use super::limits::{
+    Admitted, CircuitLimits, CircuitState, ConnectionSlot, Overflow, RetryAdmitted,
+};
+use super::membership::{Member, Membership};
+use super::outlier::{Observation, OutlierSettings};
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
 use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};
@@ -62,14 +63,18 @@ pub struct ClusterSpec {
     pub name: String,
     pub discovery: Discovery,
     pub lb_policy: LbPolicy,
-    pub protocol: UpstreamProtocol,
-    pub connect_timeout: Duration,
+    /// The upstream protocol and how connections are made and kept.
+    pub pool: PoolOptions,
     /// Plaintext or mutual TLS, per endpoint.
     pub transport: TransportSockets,
     /// The service the cluster was built for (`istio.services`), for metrics.
     pub service: Option<Shared<ServiceLabels>>,
-    /// How many requests and retries may be in flight at once.
+    /// How many requests, retries and connections may be in flight at once.
     pub limits: CircuitLimits,
+    /// Passive health checking; `None`: no endpoint is ever ejected.
+    pub outlier: Option<OutlierSettings>,
+    /// Below this percentage of serving endpoints, all of them take requests.
+    pub panic_threshold: u32,
 }
 
 /// Endpoint metadata a socket applies to, and the socket (`None`: plaintext).
@@ -81,7 +86,7 @@ pub struct Cluster {
     /// The TLS settings of `spec.transport`, made into rustls configs once.
     sockets: Vec<SocketMatch>,
     default_socket: Option<Arc<TlsConnect>>,
-    endpoints: ArcSwap<EndpointSet>,
+    endpoints: Arc<Membership>,
     rr_cursor: AtomicUsize,
     circuit: CircuitState,
     pub stats: Arc<ClusterStats>,
@@ -102,10 +107,14 @@ impl Cluster {
                 .map(|(wanted, upstream)| (wanted.clone(), connect(upstream)))
                 .collect(),
             default_socket: connect(&spec.transport.default),
-            spec,
-            endpoints: ArcSwap::from_pointee(EndpointSet::default()),
+            endpoints: Arc::new(Membership::new(
+                spec.panic_threshold,
+                spec.outlier.clone(),
+                Arc::clone(&stats),
+            )),
             rr_cursor: AtomicUsize::new(0),
-            circuit: CircuitState::default(),
+            circuit: CircuitState::new(&spec.limits, spec.pool.protocol == UpstreamProtocol::Http1),
+            spec,
             stats,
         };
         if let Discovery::Static(endpoints) = &cluster.spec.discovery {
@@ -115,34 +124,38 @@ impl Cluster {
         cluster
     }
 
-    /// Replaces the endpoint set, keeping the existing endpoint (and its pool and
-    /// active-request count) for every address that stays.
+    /// Replaces the endpoints, keeping the existing endpoint (its pool, active-request
+    /// count and outlier state) for every address that stays.
     pub fn set_endpoints(&self, endpoints: &[EndpointSpec]) {
-        let current = self.endpoints.load();
+        let current = self.endpoints.configured();
         let members = endpoints
             .iter()
-            .filter(|e| e.healthy)
             .map(|e| {
                 let tls = self.socket_for(&e.socket_match);
                 // An endpoint whose transport or workload changed gets a new pool.
                 let endpoint = current
-                    .find(e.address)
+                    .iter()
+                    .map(|member| &member.endpoint)
+                    .find(|endpoint| endpoint.address == e.address)
                     .filter(|endpoint| same_socket(endpoint.tls(), tls.as_ref()))
                     .filter(|endpoint| endpoint.workload() == e.workload.as_ref())
                     .cloned()
                     .unwrap_or_else(|| {
                         Arc::new(Endpoint::new(
                             e.address,
-                            self.spec.protocol,
-                            self.spec.connect_timeout,
+                            &self.spec.pool,
                             tls,
                             e.workload.clone(),
                         ))
                     });
-                (endpoint, e.weight)
+                Member {
+                    endpoint,
+                    weight: e.weight,
+                    healthy: e.healthy,
+                }
             })
             .collect();
-        self.endpoints.store(Arc::new(EndpointSet::new(members)));
+        self.endpoints.replace(members);
     }
 
     fn socket_for(&self, socket_match: &BTreeMap<String, String>) -> Option<Arc<TlsConnect>> {
@@ -153,13 +166,14 @@ impl Cluster {
             .cloned()
     }
 
+    /// The endpoints taking requests: healthy and not ejected (or all, in panic).
     pub fn healthy_endpoints(&self) -> usize {
-        self.endpoints.load().len()
+        self.endpoints.active().len()
     }
 
     /// The endpoint the cluster's policy picks for the next request.
     pub fn pick(&self) -> Option<Arc<Endpoint>> {
-        let set = self.endpoints.load();
+        let set = self.endpoints.active();
         let picked = match self.spec.lb_policy {
             LbPolicy::RoundRobin => set.round_robin(&self.rr_cursor),
             LbPolicy::LeastRequest => set.least_request(),
@@ -186,7 +200,7 @@ impl Cluster {
         if !avoid.contains(&picked.address) {
             return Some(picked);
         }
-        let set = self.endpoints.load();
+        let set = self.endpoints.active();
         let untried = set
             .members()
             .iter()
@@ -195,8 +209,21 @@ impl Cluster {
     }
 
     /// Counts a request in against `max_requests`; `None` when the circuit is open.
-    pub fn admit(&self) -> Option<Admitted<'_>> {
+    pub fn admit(&self) -> Option<Admitted> {
         self.circuit.admit(self.spec.limits.max_requests)
+    }
+
+    /// A connection slot for an attempt (HTTP/1.1 under `max_connections`), waiting in
+    /// the pending queue when all are busy; `Err` when the queue is full too.
+    pub async fn connection(&self) -> Result<Option<ConnectionSlot>, Overflow> {
+        self.circuit.connection().await
+    }
+
+    /// What an attempt to `endpoint` came to, for outlier detection.
+    pub fn observe(&self, endpoint: &Endpoint, observation: Observation) {
+        if self.spec.outlier.is_some() {
+            self.endpoints.observe(endpoint, observation);
+        }
     }
 
     /// Counts a retry in against `max_retries`; `None` when too many are in flight.

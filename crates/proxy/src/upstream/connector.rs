@@ -10,8 +10,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::endpoint::{PoolOptions, TcpKeepalive};
 use crate::compile::UpstreamTls;
 use crate::telemetry::Principal;
 use crate::telemetry::labels::principal;
@@ -52,21 +54,57 @@ impl TlsConnect {
 pub struct EndpointConnector {
     address: SocketAddr,
     connect_timeout: Duration,
+    tcp_keepalive: Option<TcpKeepalive>,
+    /// Connections carry their use, for a pool that retires them by use.
+    track_use: bool,
     tls: Option<Arc<TlsConnect>>,
 }
 
 impl EndpointConnector {
-    pub fn new(
-        address: SocketAddr,
-        connect_timeout: Duration,
-        tls: Option<Arc<TlsConnect>>,
-    ) -> Self {
+    pub fn new(address: SocketAddr, pool: &PoolOptions, tls: Option<Arc<TlsConnect>>) -> Self {
         EndpointConnector {
             address,
-            connect_timeout,
+            connect_timeout: pool.connect_timeout,
+            tcp_keepalive: pool.tcp_keepalive,
+            track_use: pool.retires_connections(),
             tls,
         }
     }
+}
+
+/// How much a connection has served: requests and age, handed to every response on it.
+#[derive(Debug, Clone)]
+pub struct ConnectionUse(Arc<(AtomicU32, Instant)>);
+
+impl ConnectionUse {
+    fn new() -> Self {
+        ConnectionUse(Arc::new((AtomicU32::new(0), Instant::now())))
+    }
+
+    /// Counts one more request; `true` when the connection has served its share.
+    pub fn served(&self, pool: &PoolOptions) -> bool {
+        let (requests, opened) = &*self.0;
+        let count = requests.fetch_add(1, Relaxed) + 1;
+        pool.max_requests_per_connection
+            .is_some_and(|max| count >= max)
+            || pool
+                .max_connection_duration
+                .is_some_and(|max| opened.elapsed() >= max)
+    }
+}
+
+fn set_keepalive(stream: &TcpStream, keepalive: &TcpKeepalive) -> io::Result<()> {
+    let mut probes = socket2::TcpKeepalive::new();
+    if let Some(time) = keepalive.time {
+        probes = probes.with_time(time);
+    }
+    if let Some(interval) = keepalive.interval {
+        probes = probes.with_interval(interval);
+    }
+    if let Some(count) = keepalive.probes {
+        probes = probes.with_retries(count);
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&probes)
 }
 
 impl tower::Service<Uri> for EndpointConnector {
@@ -82,12 +120,17 @@ impl tower::Service<Uri> for EndpointConnector {
         let address = self.address;
         let timeout = self.connect_timeout;
         let tls = self.tls.clone();
+        let keepalive = self.tcp_keepalive;
+        let usage = self.track_use.then(ConnectionUse::new);
         Box::pin(async move {
             let connect = async {
                 let stream = TcpStream::connect(address).await?;
                 stream.set_nodelay(true)?;
+                if let Some(keepalive) = &keepalive {
+                    set_keepalive(&stream, keepalive)?;
+                }
                 match tls {
-                    None => Ok::<_, io::Error>(UpstreamStream::Plain(stream)),
+                    None => Ok::<_, io::Error>(Transport::Plain(stream)),
                     Some(tls) => {
                         let connector = TlsConnector::from(Arc::clone(&tls.config));
                         let stream = connector
@@ -106,7 +149,7 @@ impl tower::Service<Uri> for EndpointConnector {
                             .and_then(|chain| chain.first())
                             .and_then(spiffe_identity)
                             .map(|uri| UpstreamPrincipal(principal(&uri)));
-                        Ok(UpstreamStream::Tls(Box::new(stream), principal))
+                        Ok(Transport::Tls(Box::new(stream), principal))
                     }
                 }
             };
@@ -116,7 +159,10 @@ impl tower::Service<Uri> for EndpointConnector {
                     format!("connect to {address} timed out after {timeout:?}"),
                 )
             })??;
-            Ok(TokioIo::new(stream))
+            Ok(TokioIo::new(UpstreamStream {
+                transport: stream,
+                usage,
+            }))
         })
     }
 }
@@ -126,18 +172,25 @@ impl tower::Service<Uri> for EndpointConnector {
 #[derive(Debug, Clone)]
 pub struct UpstreamPrincipal(pub Principal);
 
-/// An upstream connection, plaintext or mutual TLS (with the peer's identity).
+/// An upstream connection, with its use when the pool retires connections by use.
 #[derive(Debug)]
-pub enum UpstreamStream {
+pub struct UpstreamStream {
+    transport: Transport,
+    usage: Option<ConnectionUse>,
+}
+
+/// Plaintext or mutual TLS (with the peer's identity).
+#[derive(Debug)]
+enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>, Option<UpstreamPrincipal>),
 }
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        match self {
-            Self::Plain(stream) => stream.connected(),
-            Self::Tls(stream, principal) => {
+        let connected = match &self.transport {
+            Transport::Plain(stream) => stream.connected(),
+            Transport::Tls(stream, principal) => {
                 let mut connected = stream.get_ref().0.connected();
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                     connected = connected.negotiated_h2();
@@ -147,11 +200,55 @@ impl Connection for UpstreamStream {
                     None => connected,
                 }
             }
+        };
+        match &self.usage {
+            Some(usage) => connected.extra(usage.clone()),
+            None => connected,
         }
     }
 }
 
 impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().transport).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().transport).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().transport).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.transport.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().transport).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().transport).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -164,7 +261,7 @@ impl AsyncRead for UpstreamStream {
     }
 }
 
-impl AsyncWrite for UpstreamStream {
+impl AsyncWrite for Transport {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

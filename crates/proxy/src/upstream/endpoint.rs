@@ -6,14 +6,64 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::UpstreamBody;
 use super::connector::{EndpointConnector, TlsConnect};
+use super::outlier::EndpointHealth;
 use crate::telemetry::{PeerWorkload, Shared};
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an idle pooled connection is kept when the cluster does not say.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How a cluster's endpoints connect and keep their connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+    /// Idle connections are closed after this (evicted on a timer).
+    pub idle_timeout: Duration,
+    /// A connection is retired after this many requests.
+    pub max_requests_per_connection: Option<u32>,
+    /// A connection is retired, at its next request's end, once this old.
+    pub max_connection_duration: Option<Duration>,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub http2_keepalive: Option<Http2Keepalive>,
+}
+
+impl PoolOptions {
+    pub fn new(protocol: UpstreamProtocol, connect_timeout: Duration) -> Self {
+        PoolOptions {
+            protocol,
+            connect_timeout,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_requests_per_connection: None,
+            max_connection_duration: None,
+            tcp_keepalive: None,
+            http2_keepalive: None,
+        }
+    }
+
+    /// Connections are retired by use, so each request notes the one it went on.
+    pub fn retires_connections(&self) -> bool {
+        self.max_requests_per_connection.is_some() || self.max_connection_duration.is_some()
+    }
+}
+
+/// SO_KEEPALIVE probes; unset fields are the system's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub probes: Option<u32>,
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+/// HTTP/2 PINGs every `interval`; no answer within `timeout` closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamProtocol {
@@ -24,7 +74,8 @@ pub enum UpstreamProtocol {
 
 pub type UpstreamClient = Client<EndpointConnector, UpstreamBody>;
 
-/// One upstream address with its own connection pool and active-request count.
+/// One upstream address with its own connection pool, active-request count and
+/// outlier-detection state.
 #[derive(Debug)]
 pub struct Endpoint {
     pub address: SocketAddr,
@@ -32,32 +83,43 @@ pub struct Endpoint {
     client: UpstreamClient,
     tls: Option<Arc<TlsConnect>>,
     workload: Option<Shared<PeerWorkload>>,
+    health: EndpointHealth,
 }
 
 impl Endpoint {
     pub fn new(
         address: SocketAddr,
-        protocol: UpstreamProtocol,
-        connect_timeout: Duration,
+        pool: &PoolOptions,
         tls: Option<Arc<TlsConnect>>,
         workload: Option<Shared<PeerWorkload>>,
     ) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .http2_only(protocol == UpstreamProtocol::Http2)
-            .set_host(false)
-            .build(EndpointConnector::new(
-                address,
-                connect_timeout,
-                tls.clone(),
-            ));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .http2_only(pool.protocol == UpstreamProtocol::Http2)
+            .set_host(false);
+        if let Some(keepalive) = pool.http2_keepalive {
+            builder
+                .timer(TokioTimer::new())
+                .http2_keep_alive_interval(keepalive.interval)
+                .http2_keep_alive_timeout(keepalive.timeout)
+                .http2_keep_alive_while_idle(true);
+        }
+        let client = builder.build(EndpointConnector::new(address, pool, tls.clone()));
         Endpoint {
             address,
             active: AtomicUsize::new(0),
             client,
             tls,
             workload,
+            health: EndpointHealth::default(),
         }
+    }
+
+    /// Its consecutive errors and whether outlier detection has ejected it.
+    pub fn health(&self) -> &EndpointHealth {
+        &self.health
     }
 
     /// Who runs at this address, as its endpoint metadata says.
@@ -258,8 +320,7 @@ mod tests {
                     (
                         Arc::new(Endpoint::new(
                             addr,
-                            UpstreamProtocol::Http1,
-                            Duration::from_secs(1),
+                            &PoolOptions::new(UpstreamProtocol::Http1, Duration::from_secs(1)),
                             None,
                             None,
                         )),

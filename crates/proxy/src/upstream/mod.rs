@@ -6,14 +6,23 @@ mod connector;
 mod downstream;
 mod endpoint;
 mod limits;
+mod membership;
+mod outlier;
 mod replay;
+mod response;
 mod tee;
 
 pub use body::{Replay, UpstreamBody};
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
-pub use connector::UpstreamPrincipal;
+pub use connector::{ConnectionUse, UpstreamPrincipal};
 pub use downstream::DownstreamBody;
-pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient, UpstreamProtocol};
-pub use limits::{Admitted, CircuitLimits, RetryAdmitted};
+pub use endpoint::{
+    ActiveRequest, Endpoint, EndpointSet, Http2Keepalive, PoolOptions, TcpKeepalive,
+    UpstreamClient, UpstreamProtocol,
+};
+pub use limits::{Admitted, CircuitLimits, ConnectionSlot, Overflow, RetryAdmitted};
+pub use membership::DEFAULT_PANIC_THRESHOLD;
+pub use outlier::{Observation, OutlierSettings};
 pub use replay::{REPLAY_LIMIT, ReplayError};
+pub use response::{Held, UpstreamResponseBody};
 pub use tee::{CopyBody, TeeBody};

@@ -1,20 +1,25 @@
 //! One attempt: a request sent to one endpoint, timed, and what came of it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 
 use super::Forwarding;
 use crate::filters::LocalReply;
 use crate::routing::{AttemptFailure, RetryPolicy};
 use crate::telemetry::ResponseFlag;
-use crate::upstream::{ActiveRequest, Cluster, Endpoint, UpstreamBody};
+use crate::upstream::{
+    ActiveRequest, Cluster, ConnectionSlot, ConnectionUse, Endpoint, Observation, UpstreamBody,
+};
 
 /// How an attempt ended.
 pub(super) enum Outcome {
-    Response(Response<Incoming>),
+    /// The upstream's answer, and the connection slot its body holds until it ends.
+    Response(Response<Incoming>, Option<ConnectionSlot>),
     Failed(Failure),
 }
 
@@ -25,20 +30,24 @@ pub(super) enum Failure {
     Upstream(AttemptFailure),
     /// The route's timeout passed.
     RouteTimeout,
+    /// The cluster's connections were all busy and its pending queue full.
+    Overflow,
 }
 
 impl Failure {
     pub(super) fn retriable_by(self, policy: &RetryPolicy) -> bool {
         match self {
             Failure::Upstream(failure) => policy.retries_failure(failure),
-            Failure::RouteTimeout => false,
+            // Envoy does not retry a request its own circuit breaker refused.
+            Failure::RouteTimeout | Failure::Overflow => false,
         }
     }
 }
 
 pub(super) struct Attempt<'c> {
     cluster: &'c Cluster,
-    active: ActiveRequest,
+    /// Taken by the response body when the endpoint answers.
+    active: Option<ActiveRequest>,
     /// When the attempt gives up: the sooner of the route's deadline and its own timeout.
     limit: Option<(Instant, bool)>,
 }
@@ -60,17 +69,46 @@ impl<'c> Attempt<'c> {
         };
         Attempt {
             cluster,
-            active: ActiveRequest::new(endpoint),
+            active: Some(ActiveRequest::new(endpoint)),
             limit,
         }
     }
 
+    /// The endpoint's place in the least-request count, for the response body to hold.
+    pub(super) fn take_active(&mut self) -> Option<ActiveRequest> {
+        self.active.take()
+    }
+
     pub(super) async fn send(
+        &mut self,
+        request: Request<UpstreamBody>,
+        forwarding: &mut Forwarding<'_>,
+    ) -> Outcome {
+        let Some(endpoint) = self
+            .active
+            .as_ref()
+            .map(|active| Arc::clone(active.endpoint()))
+        else {
+            return Outcome::Failed(Failure::Upstream(AttemptFailure::Reset));
+        };
+        let outcome = self.exchange(&endpoint, request, forwarding).await;
+        let observation = match &outcome {
+            Outcome::Response(resp, _) => Some(Observation::Status(resp.status().as_u16())),
+            Outcome::Failed(Failure::Overflow) => None,
+            Outcome::Failed(_) => Some(Observation::LocalOriginFailure),
+        };
+        if let Some(observation) = observation {
+            self.cluster.observe(&endpoint, observation);
+        }
+        outcome
+    }
+
+    async fn exchange(
         &self,
+        endpoint: &Arc<Endpoint>,
         mut request: Request<UpstreamBody>,
         forwarding: &mut Forwarding<'_>,
     ) -> Outcome {
-        let endpoint = self.active.endpoint();
         if let Some(record) = forwarding.record.as_deref_mut() {
             record.set_destination(endpoint.workload());
             // A sidecar is there: tell it who is calling (Istio's metadata exchange).
@@ -82,11 +120,19 @@ impl<'c> Attempt<'c> {
             }
         }
         let started = Instant::now();
-        let sent = endpoint.client().request(request);
-        let result = match self.limit {
+        let pool = &self.cluster.spec.pool;
+        let connection = pool
+            .retires_connections()
+            .then(|| capture_connection(&mut request));
+        // Waiting for a connection slot counts against the attempt's time, as in Envoy.
+        let sent = async {
+            let slot = self.cluster.connection().await?;
+            Ok::<_, crate::upstream::Overflow>((endpoint.client().request(request).await, slot))
+        };
+        let sent = match self.limit {
             None => sent.await,
             Some((at, is_route_deadline)) => match tokio::time::timeout_at(at.into(), sent).await {
-                Ok(result) => result,
+                Ok(sent) => sent,
                 Err(_) => {
                     self.cluster.stats.timeouts.fetch_add(1, Relaxed);
                     return Outcome::Failed(if is_route_deadline {
@@ -97,9 +143,24 @@ impl<'c> Attempt<'c> {
                 }
             },
         };
+        let Ok((result, slot)) = sent else {
+            return Outcome::Failed(Failure::Overflow);
+        };
         self.cluster.stats.latency.record(started.elapsed());
         match result {
-            Ok(resp) => Outcome::Response(resp),
+            Ok(resp) => {
+                // A connection that has served its share goes when this response ends.
+                if let Some(connection) = connection
+                    && resp
+                        .extensions()
+                        .get::<ConnectionUse>()
+                        .is_some_and(|usage| usage.served(pool))
+                    && let Some(connected) = connection.connection_metadata().as_ref()
+                {
+                    connected.poison();
+                }
+                Outcome::Response(resp, slot)
+            }
             Err(error) => {
                 let failure = classify(&error);
                 match failure {
@@ -145,10 +206,23 @@ impl<'c> Attempt<'c> {
                 "upstream connect error or disconnect/reset before headers",
                 ResponseFlag::UpstreamReset,
             ),
+            Failure::Overflow => {
+                stats.overflows.fetch_add(1, Relaxed);
+                overflow()
+            }
         };
         stats.responses.record(reply.status.as_u16());
         reply
     }
+}
+
+/// Envoy's answer when a circuit breaker refuses a request.
+pub(super) fn overflow() -> LocalReply {
+    LocalReply::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        ResponseFlag::UpstreamOverflow,
+    )
 }
 
 /// Which way a request failed without a response, from the client's error.

@@ -79,7 +79,7 @@ fn copy_request(
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = parts.headers.clone();
-    match mirror.cluster.spec.protocol {
+    match mirror.cluster.spec.pool.protocol {
         UpstreamProtocol::Http1 => {
             *request.version_mut() = Version::HTTP_11;
             request
@@ -121,6 +121,10 @@ async fn send_copy(
     };
     let active = ActiveRequest::new(endpoint);
     let exchange = async {
+        let Ok(_slot) = cluster.connection().await else {
+            stats.overflows.fetch_add(1, Relaxed);
+            return Ok(());
+        };
         let response = active.endpoint().client().request(request).await?;
         stats.responses.record(response.status().as_u16());
         // Read the answer to its end, so the connection can be reused.

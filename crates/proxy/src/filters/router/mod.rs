@@ -23,7 +23,8 @@ use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwa
 use crate::routing::{HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
-    Cluster, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal, UpstreamProtocol,
+    Admitted, Cluster, Held, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal,
+    UpstreamProtocol, UpstreamResponseBody,
 };
 
 pub const ROUTER_FILTER: &str = bosun_wire::http_filters::ROUTER;
@@ -81,21 +82,17 @@ async fn send(
     let stats = &cluster.stats;
     stats.requests.fetch_add(1, Relaxed);
     let _in_flight = InFlight::enter(&stats.in_flight);
-    let Some(_admitted) = cluster.admit() else {
+    let Some(admitted) = cluster.admit() else {
         stats.overflows.fetch_add(1, Relaxed);
         stats.responses.record(503);
-        return Err(LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            ResponseFlag::UpstreamOverflow,
-        ));
+        return Err(attempt::overflow());
     };
     let (parts, body) = upstream_request(
         req,
         authority,
         route,
         forwarding.entry,
-        cluster.spec.protocol,
+        cluster.spec.pool.protocol,
     )
     .map(Request::into_parts)
     .map_err(|status| LocalReply::new(status, "invalid request", ResponseFlag::None))?;
@@ -106,12 +103,20 @@ async fn send(
     let Some(policy) = route.retry.as_deref() else {
         let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
         let endpoint = cluster.pick().ok_or_else(|| no_healthy_upstream(cluster))?;
-        let attempt = Attempt::new(cluster, endpoint, deadline, None);
+        let mut attempt = Attempt::new(cluster, endpoint, deadline, None);
         return match attempt.send(request, forwarding).await {
-            Outcome::Response(resp) => Ok(finish(cluster, resp, started, forwarding)),
+            Outcome::Response(resp, slot) => {
+                let held = Held {
+                    active: attempt.take_active(),
+                    admitted: Some(admitted),
+                    slot,
+                };
+                Ok(finish(cluster, resp, held, started, forwarding))
+            }
             Outcome::Failed(failure) => Err(attempt.reply(failure)),
         };
     };
+    let mut admitted: Option<Admitted> = Some(admitted);
     let (first_body, replay) = UpstreamBody::replayable(body);
     let mut retries = Retries::new(policy, replay);
     let mut body = Some(first_body);
@@ -122,14 +127,14 @@ async fn send(
             .pick_avoiding(&retries.tried, policy.host_selection_attempts)
             .ok_or_else(|| no_healthy_upstream(cluster))?;
         let address = endpoint.address;
-        let attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
+        let mut attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
         let request = Request::from_parts(
             clone_parts(&parts),
             body.take().unwrap_or(UpstreamBody::Empty),
         );
         let outcome = attempt.send(request, forwarding).await;
         let retriable = match &outcome {
-            Outcome::Response(resp) => {
+            Outcome::Response(resp, _) => {
                 policy.retries_response(resp.status().as_u16(), grpc_status(resp.headers()))
             }
             Outcome::Failed(failure) => failure.retriable_by(policy),
@@ -144,7 +149,14 @@ async fn send(
                 record.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             return match outcome {
-                Outcome::Response(resp) => Ok(finish(cluster, resp, started, forwarding)),
+                Outcome::Response(resp, slot) => {
+                    let held = Held {
+                        active: attempt.take_active(),
+                        admitted: admitted.take(),
+                        slot,
+                    };
+                    Ok(finish(cluster, resp, held, started, forwarding))
+                }
                 Outcome::Failed(failure) => Err(attempt.reply(failure)),
             };
         };
@@ -214,10 +226,12 @@ fn no_healthy_upstream(cluster: &Cluster) -> LocalReply {
     )
 }
 
-/// The upstream's answer as the downstream gets it.
+/// The upstream's answer as the downstream gets it; its body holds the request's place
+/// in the cluster until it ends.
 fn finish(
     cluster: &Cluster,
     resp: Response<Incoming>,
+    held: Held,
     started: Instant,
     forwarding: &mut Forwarding<'_>,
 ) -> Response<ProxyBody> {
@@ -234,7 +248,7 @@ fn finish(
     parts
         .headers
         .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), HeaderValue::from(ms));
-    Response::from_parts(parts, Either::Left(body))
+    Response::from_parts(parts, Either::Left(UpstreamResponseBody::new(body, held)))
 }
 
 /// The gRPC status of a trailers-only gRPC response.
