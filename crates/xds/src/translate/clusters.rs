@@ -8,8 +8,8 @@ use bosun_model::snapshot::ResolvedEndpoint;
 use bosun_model::{Protocol, Service, ServicePort, Snapshot, TrafficPolicy};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, Metadata,
-    SocketAddress, address, config_source, socket_address,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions,
+    Http2ProtocolOptions, Metadata, SocketAddress, address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -146,16 +146,22 @@ fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
     if !options.http2 && options.common.is_none() {
         return out;
     }
-    let upstream_protocol_options = options.http2.then(|| {
+    // Envoy requires the protocol to be named once the options are there.
+    let protocol_config = if options.http2 {
+        ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+            connection_keepalive: options.http2_keepalive,
+            ..Default::default()
+        })
+    } else {
+        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+    };
+    let upstream_protocol_options = Some(
         http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
             http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
-                    connection_keepalive: options.http2_keepalive,
-                    ..Default::default()
-                })),
+                protocol_config: Some(protocol_config),
             },
-        )
-    });
+        ),
+    );
     let http = HttpProtocolOptions {
         common_http_protocol_options: options.common,
         upstream_protocol_options,
