@@ -28,6 +28,7 @@
 pub mod duration;
 mod loader;
 pub mod local;
+pub mod mesh;
 pub mod meta;
 pub mod networking;
 pub mod origin;
@@ -37,7 +38,10 @@ mod unsupported;
 pub mod validation;
 
 pub use duration::{Duration, DurationError, parse_duration};
-pub use loader::{LoadDirError, LoadError, LoadErrorKind, LoadResult, load_dir, load_str};
+pub use loader::{
+    LoadDirError, LoadError, LoadErrorKind, LoadResult, MeshConfigLoad, load_dir, load_mesh_config,
+    load_str,
+};
 pub use local::{LocalWorkload, ProxyKind};
 pub use meta::{Config, DEFAULT_NAMESPACE, ObjectMeta, ResourceRef};
 pub use networking::{LoadBalancerSimple, StringMatch};

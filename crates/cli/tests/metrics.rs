@@ -105,20 +105,21 @@ async fn both_sidecars_report_a_request_with_istio_labels() {
     ];
     scrape_until(reviews_v1_admin(&mesh), &server_side, count).await;
 
-    // A host no route knows: the client's sidecar answers 404 itself and says why.
+    // A host the mesh does not know goes to PassthroughCluster (Istio's ALLOW_ANY); a
+    // name that is no `ip:port` has nowhere to go there, and the client's sidecar says so.
     let reply = client
         .request("http://nowhere:9080/", &[])
         .await
         .expect("request");
-    assert_eq!(reply.status, 404);
-    let no_route = [
+    assert_eq!(reply.status, 503);
+    let no_destination = [
         ("reporter", "source"),
         ("destination_service", "nowhere"),
         ("destination_workload", "unknown"),
-        ("response_code", "404"),
-        ("response_flags", "NR"),
+        ("response_code", "503"),
+        ("response_flags", "UH"),
     ];
-    scrape_until(mesh.client_admin(), &no_route, 1.0).await;
+    scrape_until(mesh.client_admin(), &no_destination, 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

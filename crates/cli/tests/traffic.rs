@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
@@ -978,3 +979,41 @@ async fn outlier_detection(client: ClientProxy) {
     assert_eq!(again.count(503), 1, "{:?}\n{}", again.statuses, mesh.logs());
 }
 through_both!(outlier_detection);
+
+/// Istio's `outboundTrafficPolicy`: a host the mesh does not know (here reviews v1's app
+/// port, named by address) is passed through by default (ALLOW_ANY, PassthroughCluster),
+/// and answered 502 by the caller's sidecar under `REGISTRY_ONLY` in mesh.yaml. Services
+/// of the mesh route as before either way.
+async fn outbound_traffic_policy(client: ClientProxy) {
+    let Some((mesh, mut client)) = start(client, vec![], vec![]).await else {
+        return;
+    };
+    let app = SocketAddr::new(mesh.reviews_inbound("v1").ip(), 19080);
+    let outside = format!("http://{app}/reviews/1");
+    let passed = client.request(&outside, &[]).await.expect("a reply");
+    assert_eq!(passed.status, 200, "{}\n{}", passed.body, mesh.logs());
+    assert_eq!(passed.version().as_deref(), Some("v1"));
+    assert_eq!(send(&mut client, &[], 1).await.count(200), 1);
+
+    mesh.write_config(
+        "mesh.yaml",
+        "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut blocked = None;
+    while blocked.is_none() && Instant::now() < deadline {
+        let reply = client.request(&outside, &[]).await.expect("a reply");
+        if reply.status == 502 {
+            blocked = Some(reply);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(blocked.is_some(), "still passed through\n{}", mesh.logs());
+    assert_eq!(
+        send(&mut client, &[], 1).await.count(200),
+        1,
+        "mesh services still route"
+    );
+}
+through_both!(outbound_traffic_policy);

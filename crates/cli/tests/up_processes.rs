@@ -110,7 +110,7 @@ fn start_up(
 #[test]
 fn up_runs_the_folder_shows_traffic_and_stops_everything_on_sigterm() {
     let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("mesh.yaml"), FOLDER).unwrap();
+    std::fs::write(folder.path().join("workloads.yaml"), FOLDER).unwrap();
     let run_dir = tempfile::tempdir().unwrap();
     let (mut up, lines) = start_up(folder.path(), run_dir.path());
     let up_pid = up.id();

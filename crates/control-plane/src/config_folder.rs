@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bosun_api::{Resource, Severity};
-use bosun_model::Snapshot;
+use bosun_model::{MeshSettings, Snapshot};
 
 use crate::config_status::{ConfigStatus, ResourceSummary, unix_now};
 use crate::folder_watch::is_yaml;
@@ -26,6 +26,8 @@ pub struct ConfigFolder {
     owners: HashMap<Named, Arc<Path>>,
     /// Each file's last parse, reused while the file is unchanged.
     parsed: HashMap<PathBuf, (FileStamp, FileLoad)>,
+    /// The mesh config (`mesh.yaml`) as it last loaded cleanly.
+    last_good_mesh: Option<MeshSettings>,
 }
 
 /// What tells a file changed: a rename-over (how editors save) changes the inode, a write
@@ -64,6 +66,7 @@ impl ConfigFolder {
             last_good: BTreeMap::new(),
             owners: HashMap::new(),
             parsed: HashMap::new(),
+            last_good_mesh: None,
         }
     }
 
@@ -107,8 +110,10 @@ impl ConfigFolder {
         let resources = self.without_duplicates(loaded, &mut errors);
         warnings.extend(resources.iter().flat_map(|r| unsupported_warnings(r)));
         let checked = started.elapsed();
+        let mesh = self.load_mesh(&mut errors, &mut warnings);
         let (snapshot, model_warnings) =
             bosun_model::build::build(resources.iter().map(|r| r.as_ref()));
+        let snapshot = snapshot.with_mesh(mesh);
         tracing::debug!(
             parse_ms = parsed.as_millis() as u64,
             check_ms = (checked - parsed).as_millis() as u64,
@@ -122,6 +127,46 @@ impl ConfigFolder {
             errors,
             warnings,
         })
+    }
+
+    /// The folder's `mesh.yaml` (Istio's defaults without one). A file that stops loading
+    /// keeps its last good settings serving, as any other file does.
+    fn load_mesh(&mut self, errors: &mut Vec<String>, warnings: &mut Vec<String>) -> MeshSettings {
+        let file = self.dir.join(bosun_api::mesh::MESH_CONFIG_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                self.last_good_mesh = None;
+                return MeshSettings::default();
+            }
+            Err(error) => {
+                errors.push(format!("{}: {error}", file.display()));
+                return self.last_good_mesh.clone().unwrap_or_default();
+            }
+        };
+        match bosun_api::load_mesh_config(&text, &file) {
+            Ok(loaded) => {
+                warnings.extend(loaded.unsupported.iter().map(|field| {
+                    format!(
+                        "{}: MeshConfig: not supported yet: {field}; it is ignored",
+                        file.display()
+                    )
+                }));
+                let mesh = MeshSettings::from_config(&loaded.config);
+                self.last_good_mesh = Some(mesh.clone());
+                mesh
+            }
+            Err(error) => {
+                errors.push(error.to_string());
+                if self.last_good_mesh.is_some() {
+                    errors.push(format!(
+                        "{}: keeping its last good version until the error above is fixed",
+                        file.display()
+                    ));
+                }
+                self.last_good_mesh.clone().unwrap_or_default()
+            }
+        }
     }
 
     /// Loads a file, or reuses its last parse when the file has not changed since: with
@@ -231,7 +276,7 @@ fn yaml_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_file() && is_yaml(&path) {
+        if path.is_file() && is_yaml(&path) && !bosun_api::mesh::is_mesh_config(&path) {
             files.push(path);
         }
     }
@@ -407,6 +452,57 @@ spec:
         let fixed = folder.reload().expect("load");
         assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
         assert_eq!(weights(&fixed), vec![50, 50]);
+    }
+
+    #[test]
+    fn mesh_yaml_sets_the_mesh_and_a_broken_one_keeps_the_last_good() {
+        use bosun_model::OutboundPolicy;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("service.yaml"), SERVICE).expect("write");
+        let mut folder = ConfigFolder::new(dir.path().to_path_buf());
+        let defaults = folder.reload().expect("load");
+        assert_eq!(defaults.snapshot.mesh().outbound, OutboundPolicy::AllowAny);
+
+        let mesh = dir.path().join("mesh.yaml");
+        std::fs::write(
+            &mesh,
+            "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\naccessLogFile: /dev/stdout\n",
+        )
+        .expect("write");
+        let registry_only = folder.reload().expect("load");
+        assert!(
+            registry_only.errors.is_empty(),
+            "{:?}",
+            registry_only.errors
+        );
+        assert_eq!(
+            registry_only.snapshot.mesh().outbound,
+            OutboundPolicy::RegistryOnly
+        );
+        assert_eq!(
+            registry_only.resources.len(),
+            1,
+            "mesh.yaml holds no resource"
+        );
+        let warnings = registry_only.warnings.join("\n");
+        assert!(
+            warnings.contains("not supported yet: accessLogFile"),
+            "{warnings}"
+        );
+
+        std::fs::write(&mesh, "outboundTrafficPolicy:\n  mode: SOMETIMES\n").expect("write");
+        let broken = folder.reload().expect("load");
+        assert_eq!(
+            broken.snapshot.mesh().outbound,
+            OutboundPolicy::RegistryOnly
+        );
+        let errors = broken.errors.join("\n");
+        assert!(errors.contains("mesh.yaml:2"), "{errors}");
+        assert!(errors.contains("keeping its last good version"), "{errors}");
+
+        std::fs::remove_file(&mesh).expect("remove");
+        let removed = folder.reload().expect("load");
+        assert_eq!(removed.snapshot.mesh().outbound, OutboundPolicy::AllowAny);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 
 pub mod build;
 pub mod host;
+pub mod mesh;
 pub mod policy;
 pub mod routing;
 pub mod service;
 pub mod snapshot;
 
 pub use host::Hostname;
+pub use mesh::{MeshSettings, OutboundPolicy};
 pub use policy::{
     ConnectionPool, DestinationPolicy, Http2Keepalive, LayeredPolicy, LoadBalancer,
     OutlierDetection, Subset, TcpKeepalive, TrafficPolicy,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::host::Hostname;
+use crate::mesh::MeshSettings;
 use crate::policy::{DestinationPolicy, TrafficPolicy};
 use crate::routing::VirtualRoutes;
 use crate::service::{Service, ServicePort, Workload, port_on, selects};
@@ -23,6 +24,7 @@ pub struct Snapshot {
     workloads_by_name: HashMap<(String, String), usize>,
     routes: BTreeMap<Hostname, Arc<VirtualRoutes>>,
     policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
+    mesh: MeshSettings,
 }
 
 /// An endpoint resolved for one service port: where to connect and with what weight.
@@ -66,7 +68,19 @@ impl Snapshot {
             workloads_by_name,
             routes,
             policies,
+            mesh: MeshSettings::default(),
         }
+    }
+
+    /// The snapshot under `mesh`'s mesh-wide settings instead of Istio's defaults.
+    pub fn with_mesh(mut self, mesh: MeshSettings) -> Self {
+        self.mesh = mesh;
+        self
+    }
+
+    /// The mesh-wide settings (Istio's MeshConfig).
+    pub fn mesh(&self) -> &MeshSettings {
+        &self.mesh
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {

@@ -65,7 +65,7 @@ pub fn build<'a>(
                             version: (*version).to_owned(),
                             endpoints: endpoint_list(eps),
                         }),
-                        Discovery::Eds { .. } => None,
+                        Discovery::Eds { .. } | Discovery::OriginalDestination { .. } => None,
                     }),
             )
             .collect(),
@@ -166,6 +166,7 @@ fn cluster(version: &str, c: &Cluster) -> ClusterDump {
         discovery: match spec.discovery {
             Discovery::Static(_) => "STATIC",
             Discovery::Eds { .. } => "EDS",
+            Discovery::OriginalDestination { .. } => "ORIGINAL_DST",
         }
         .to_owned(),
         eds_service_name: c.eds_service_name().map(str::to_owned),

@@ -25,10 +25,15 @@ async fn moving_one_endpoint_pushes_only_that_service_s_endpoints() {
 
     proxy.subscribe(CLUSTER_TYPE_URL, &[], &[]);
     let clusters = proxy.recv().await;
-    assert_eq!(clusters.resources.len(), SERVICES);
+    // One per service, and PassthroughCluster (Istio's ALLOW_ANY default).
+    assert_eq!(clusters.resources.len(), SERVICES + 1);
     proxy.ack(&clusters);
     let names = delta_names(&clusters);
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name != "PassthroughCluster")
+        .collect();
     proxy.subscribe(ENDPOINT_TYPE_URL, &names, &[]);
     let endpoints = proxy.recv().await;
     assert_eq!(endpoints.resources.len(), SERVICES);

@@ -3,6 +3,7 @@
 mod documents;
 mod duplicates;
 mod error;
+mod mesh;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_saphyr::MessageFormatter;
 
 pub use error::{LoadDirError, LoadError, LoadErrorKind};
+pub use mesh::{MeshConfigLoad, load_mesh_config};
 
 use crate::local::LOCAL_API_VERSION;
 use crate::meta::{Config, DEFAULT_NAMESPACE, ObjectMeta, ResourceRef};
@@ -50,7 +52,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadResult, LoadDirError> {
             .extension()
             .and_then(|ext| ext.to_str())
             .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
-        if is_yaml && path.is_file() {
+        if is_yaml && path.is_file() && !crate::mesh::is_mesh_config(&path) {
             files.push(path);
         }
     }

@@ -467,7 +467,7 @@ mod tests {
     use super::*;
 
     fn load(yaml: &str) -> Vec<Resource> {
-        let loaded = bosun_api::load_str(yaml, Path::new("mesh.yaml"));
+        let loaded = bosun_api::load_str(yaml, Path::new("resources.yaml"));
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         loaded.resources
     }
@@ -577,7 +577,7 @@ spec: {address: vm.example.com, labels: {app: x}}
         assert!(snapshot.workloads().is_empty());
         assert_eq!(warnings.len(), 1);
         assert!(
-            warnings[0].contains("WorkloadEntry default/vm (mesh.yaml:2)"),
+            warnings[0].contains("WorkloadEntry default/vm (resources.yaml:2)"),
             "{warnings:?}"
         );
         assert!(warnings[0].contains("not an IP address"), "{warnings:?}");

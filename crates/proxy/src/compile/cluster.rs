@@ -34,7 +34,11 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
         (!c.health_checks.is_empty(), "health_checks"),
         (c.lb_subset_config.is_some(), "lb_subset_config"),
         (c.load_balancing_policy.is_some(), "load_balancing_policy"),
-        (c.lb_config.is_some(), "lb_config"),
+        (
+            c.lb_config.is_some()
+                && !matches!(c.lb_config, Some(cluster::LbConfig::OriginalDstLbConfig(_))),
+            "lb_config",
+        ),
         (!c.filters.is_empty(), "filters"),
         (
             c.upstream_http_protocol_options.is_some(),
@@ -59,6 +63,7 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
         Some(cluster::ClusterDiscoveryType::Type(t)) => {
             match cluster::DiscoveryType::try_from(*t) {
                 Ok(cluster::DiscoveryType::Static) => static_endpoints(c)?,
+                Ok(cluster::DiscoveryType::OriginalDst) => original_destination(c)?,
                 Ok(cluster::DiscoveryType::Eds) => {
                     let eds = c.eds_cluster_config.as_ref();
                     require_ads(
@@ -73,7 +78,7 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
                 }
                 _ => {
                     return Err(format!(
-                        "type {t} is not supported yet (STATIC and EDS are)"
+                        "type {t} is not supported yet (STATIC, EDS and ORIGINAL_DST are)"
                     ));
                 }
             }
@@ -86,6 +91,11 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
         Ok(cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
         Ok(cluster::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
         Ok(cluster::LbPolicy::Random) => LbPolicy::Random,
+        Ok(cluster::LbPolicy::ClusterProvided)
+            if matches!(discovery, Discovery::OriginalDestination { .. }) =>
+        {
+            LbPolicy::ClusterProvided
+        }
         Ok(other) => {
             return Err(format!(
                 "lb_policy {} is not supported yet",
@@ -355,6 +365,41 @@ fn circuit_limits(
         }
     }
     Ok(limits)
+}
+
+/// ORIGINAL_DST: with no redirected connections to read an original destination from,
+/// the destination comes from a request header (`use_http_header`), the authority when
+/// that header is `:authority` or `host`.
+fn original_destination(c: &Cluster) -> Result<Discovery, Reason> {
+    let Some(cluster::LbConfig::OriginalDstLbConfig(config)) = &c.lb_config else {
+        return Err(
+            "an ORIGINAL_DST cluster needs original_dst_lb_config.use_http_header here (there are no redirected connections to read an original destination from)"
+                .into(),
+        );
+    };
+    if !config.use_http_header {
+        return Err(
+            "original_dst_lb_config.use_http_header must be true here (there are no redirected connections to read an original destination from)"
+                .into(),
+        );
+    }
+    if config.upstream_port_override.is_some() || config.metadata_key.is_some() {
+        return Err(
+            "original_dst_lb_config: upstream_port_override and metadata_key are not supported yet"
+                .into(),
+        );
+    }
+    if c.lb_policy != cluster::LbPolicy::ClusterProvided as i32 {
+        return Err("an ORIGINAL_DST cluster needs lb_policy CLUSTER_PROVIDED".into());
+    }
+    let header = match config.http_header_name.to_ascii_lowercase().as_str() {
+        ":authority" | "host" => None,
+        "" => Some(http::HeaderName::from_static("x-envoy-original-dst-host")),
+        name => Some(http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            format!("original_dst_lb_config.http_header_name `{name}` is not a header name")
+        })?),
+    };
+    Ok(Discovery::OriginalDestination { header })
 }
 
 fn static_endpoints(c: &Cluster) -> Result<Discovery, Reason> {

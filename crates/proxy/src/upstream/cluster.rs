@@ -1,10 +1,10 @@
 //! Clusters as the data path sees them: immutable settings plus a swappable
 //! endpoint set, so EDS updates never rebuild the cluster or drop its pools.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use super::connector::TlsConnect;
 use super::endpoint::{Endpoint, PoolOptions, UpstreamProtocol};
@@ -23,6 +23,8 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
+    /// The cluster names the endpoint (original destination).
+    ClusterProvided,
 }
 
 impl LbPolicy {
@@ -31,6 +33,7 @@ impl LbPolicy {
             LbPolicy::RoundRobin => "ROUND_ROBIN",
             LbPolicy::LeastRequest => "LEAST_REQUEST",
             LbPolicy::Random => "RANDOM",
+            LbPolicy::ClusterProvided => "CLUSTER_PROVIDED",
         }
     }
 }
@@ -41,6 +44,9 @@ pub enum Discovery {
     Static(Vec<EndpointSpec>),
     /// Endpoints come from the ClusterLoadAssignment named `service_name`.
     Eds { service_name: String },
+    /// Each request names its endpoint as `ip:port` in a header (`None`: the request's
+    /// authority), Envoy's ORIGINAL_DST with `use_http_header`.
+    OriginalDestination { header: Option<http::HeaderName> },
 }
 
 /// One endpoint as configured (healthy or not).
@@ -77,6 +83,13 @@ pub struct ClusterSpec {
     pub panic_threshold: u32,
 }
 
+/// A request to an original-destination cluster that names no `ip:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoDestination;
+
+/// Most endpoints an original-destination cluster keeps for the addresses requests name.
+const MAX_NAMED_ENDPOINTS: usize = 1024;
+
 /// Endpoint metadata a socket applies to, and the socket (`None`: plaintext).
 type SocketMatch = (BTreeMap<String, String>, Option<Arc<TlsConnect>>);
 
@@ -87,6 +100,8 @@ pub struct Cluster {
     sockets: Vec<SocketMatch>,
     default_socket: Option<Arc<TlsConnect>>,
     endpoints: Arc<Membership>,
+    /// The endpoints requests of an original-destination cluster have named.
+    named: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     rr_cursor: AtomicUsize,
     circuit: CircuitState,
     pub stats: Arc<ClusterStats>,
@@ -112,6 +127,7 @@ impl Cluster {
                 spec.outlier.clone(),
                 Arc::clone(&stats),
             )),
+            named: Mutex::default(),
             rr_cursor: AtomicUsize::new(0),
             circuit: CircuitState::new(&spec.limits, spec.pool.protocol == UpstreamProtocol::Http1),
             spec,
@@ -178,8 +194,49 @@ impl Cluster {
             LbPolicy::RoundRobin => set.round_robin(&self.rr_cursor),
             LbPolicy::LeastRequest => set.least_request(),
             LbPolicy::Random => set.random(),
+            LbPolicy::ClusterProvided => None,
         };
         picked.cloned()
+    }
+
+    /// For an original-destination cluster, the address a request names: `Ok(None)` for
+    /// any other cluster, `Err` when the request names no `ip:port`.
+    pub fn original_destination(
+        &self,
+        authority: &http::uri::Authority,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<SocketAddr>, NoDestination> {
+        let Discovery::OriginalDestination { header } = &self.spec.discovery else {
+            return Ok(None);
+        };
+        let named = match header {
+            None => Some(authority.as_str()),
+            Some(name) => headers.get(name).and_then(|value| value.to_str().ok()),
+        };
+        named
+            .and_then(|value| value.parse::<SocketAddr>().ok())
+            .map(Some)
+            .ok_or(NoDestination)
+    }
+
+    /// The endpoint at `address`, made on first use and kept for the next requests.
+    pub fn endpoint_at(&self, address: SocketAddr) -> Arc<Endpoint> {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(endpoint) = named.get(&address) {
+            return Arc::clone(endpoint);
+        }
+        // Callers choose the addresses: keep a bounded set.
+        if named.len() >= MAX_NAMED_ENDPOINTS {
+            named.clear();
+        }
+        let endpoint = Arc::new(Endpoint::new(
+            address,
+            &self.spec.pool,
+            self.default_socket.clone(),
+            None,
+        ));
+        named.insert(address, Arc::clone(&endpoint));
+        endpoint
     }
 
     /// The endpoint for a retry: one not tried yet when `avoid` is given, looked for with
@@ -234,7 +291,7 @@ impl Cluster {
     pub fn eds_service_name(&self) -> Option<&str> {
         match &self.spec.discovery {
             Discovery::Eds { service_name } => Some(service_name),
-            Discovery::Static(_) => None,
+            Discovery::Static(_) | Discovery::OriginalDestination { .. } => None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use bosun_ca::Identity;
 use bosun_model::snapshot::ResolvedEndpoint;
-use bosun_model::{Protocol, Service, ServicePort, Snapshot, TrafficPolicy};
+use bosun_model::{OutboundPolicy, Protocol, Service, ServicePort, Snapshot, TrafficPolicy};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions,
@@ -21,6 +21,7 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::names::outbound_cluster_name;
+use super::passthrough;
 use super::traffic_policy::{self, CONNECT_TIMEOUT, HttpOptions};
 use super::{telemetry, tls};
 
@@ -56,11 +57,16 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
             for subset in &subsets {
                 let name = outbound_cluster_name(port.number, *subset, &service.hostname);
                 let policy = snapshot.traffic_policy(&service.hostname, port.number, *subset);
-                let mut cluster = eds_cluster(&name, &policy, port.protocol);
+                let mut cluster = eds_cluster(
+                    &name,
+                    &policy,
+                    port.protocol,
+                    snapshot.mesh().connect_timeout,
+                );
                 cluster.metadata = Some(telemetry_metadata(&[service]));
                 let endpoints = snapshot.endpoints(service, port, *subset);
                 // Auto mTLS: only services with a sidecar behind them need the sockets.
-                if !identities.is_empty() {
+                if !identities.is_empty() && snapshot.mesh().auto_mtls {
                     cluster.transport_socket_matches =
                         tls::auto_mtls(&identities, &sni(&name), port.protocol);
                 }
@@ -68,6 +74,11 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
                 out.endpoints.push(load_assignment(name, &endpoints));
             }
         }
+    }
+    if snapshot.mesh().outbound == OutboundPolicy::AllowAny {
+        out.clusters.push(passthrough::passthrough_cluster(
+            snapshot.mesh().connect_timeout,
+        ));
     }
     out
 }
@@ -79,7 +90,12 @@ fn sni(cluster_name: &str) -> String {
 }
 
 /// A cluster with endpoints delivered over ADS, under the destination's traffic policy.
-fn eds_cluster(name: &str, policy: &TrafficPolicy, protocol: Protocol) -> Cluster {
+fn eds_cluster(
+    name: &str,
+    policy: &TrafficPolicy,
+    protocol: Protocol,
+    connect_timeout: std::time::Duration,
+) -> Cluster {
     let mut cluster = Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
@@ -97,7 +113,7 @@ fn eds_cluster(name: &str, policy: &TrafficPolicy, protocol: Protocol) -> Cluste
         }),
         ..Default::default()
     };
-    let options = traffic_policy::apply(&mut cluster, policy, protocol);
+    let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
     cluster.typed_extension_protocol_options = protocol_options(options);
     cluster
 }

@@ -8,6 +8,7 @@ mod clusters;
 mod listeners;
 mod matchers;
 mod names;
+mod passthrough;
 mod resilience;
 mod routes;
 mod telemetry;

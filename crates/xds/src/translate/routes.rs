@@ -1,5 +1,6 @@
 //! The outbound RouteConfiguration: one virtual host per service port, with the
-//! VirtualService rules for that host or a default route.
+//! VirtualService rules for that host or a default route, and the catch-all for hosts
+//! the mesh does not know.
 
 use bosun_model::{
     HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort, Snapshot,
@@ -17,6 +18,7 @@ use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
 use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
+use super::passthrough;
 use super::resilience::{self, fault_config, retry_policy};
 
 /// The route table of the outbound HTTP proxy port, as seen from `proxy_namespace`
@@ -39,6 +41,8 @@ pub(super) fn outbound(snapshot: &Snapshot, proxy_namespace: &str) -> RouteConfi
             });
         }
     }
+    // Last, for a host no service claims: on to it, or 502 (outboundTrafficPolicy).
+    virtual_hosts.push(passthrough::catch_all(snapshot.mesh().outbound));
     RouteConfiguration {
         name: OUTBOUND_ROUTE_CONFIG.to_string(),
         virtual_hosts,

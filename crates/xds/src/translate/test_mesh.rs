@@ -38,7 +38,7 @@ spec:
 
 pub(super) fn snapshot(extra: &str) -> Snapshot {
     let yaml = format!("{SERVICES}---\n{extra}");
-    let loaded = bosun_api::load_str(&yaml, Path::new("mesh.yaml"));
+    let loaded = bosun_api::load_str(&yaml, Path::new("resources.yaml"));
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let (snapshot, warnings) = bosun_model::build::build(&loaded.resources);
     assert!(warnings.is_empty(), "{warnings:?}");

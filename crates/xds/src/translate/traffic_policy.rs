@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
 use super::resilience::duration;
 
-/// Istio's mesh-wide connect timeout.
+/// Istio's mesh-wide connect timeout, for inbound clusters.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration {
     seconds: 10,
     nanos: 0,
@@ -39,13 +39,14 @@ pub(super) fn apply(
     cluster: &mut Cluster,
     policy: &TrafficPolicy,
     protocol: Protocol,
+    mesh_connect_timeout: std::time::Duration,
 ) -> HttpOptions {
     cluster.lb_policy = lb_policy(policy.load_balancer.unwrap_or_default()) as i32;
     let pool = policy.connection_pool.as_ref();
     cluster.circuit_breakers = Some(circuit_breakers(pool));
     cluster.connect_timeout = Some(
         pool.and_then(|pool| pool.connect_timeout)
-            .map_or(CONNECT_TIMEOUT, duration),
+            .map_or(duration(mesh_connect_timeout), duration),
     );
     if let Some(keepalive) = pool.and_then(|pool| pool.tcp_keepalive) {
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {

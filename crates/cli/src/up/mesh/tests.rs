@@ -9,7 +9,7 @@ use crate::up::process::tests::is_running;
 /// Writes `yaml` into a fresh folder.
 fn folder(yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("workloads.yaml"), yaml).unwrap();
     dir
 }
 
@@ -165,7 +165,7 @@ async fn a_folder_that_cannot_run_is_refused_with_file_and_line() {
         .await
         .unwrap_err()
         .to_string();
-    let file = dir.path().join("mesh.yaml");
+    let file = dir.path().join("workloads.yaml");
     assert!(
         error.ends_with(&format!(
             "LocalWorkload default/idle ({}:15): workloadEntry \"idel\" is not defined in namespace default",

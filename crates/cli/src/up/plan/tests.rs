@@ -3,7 +3,7 @@ use std::path::Path;
 use super::*;
 
 fn load(yaml: &str) -> Vec<Resource> {
-    let loaded = bosun_api::load_str(yaml, Path::new("mesh.yaml"));
+    let loaded = bosun_api::load_str(yaml, Path::new("resources.yaml"));
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     loaded.resources
 }
@@ -166,14 +166,14 @@ spec:
     assert_eq!(
         lines,
         [
-            "LocalWorkload default/ghost (mesh.yaml:23): workloadEntry \"nowhere\" is not \
+            "LocalWorkload default/ghost (resources.yaml:23): workloadEntry \"nowhere\" is not \
              defined in namespace default",
-            "WorkloadEntry default/remote (mesh.yaml:17): address 10.1.2.3 is not a loopback \
+            "WorkloadEntry default/remote (resources.yaml:17): address 10.1.2.3 is not a loopback \
              address: `bosun up` runs every workload on this machine, each on its own 127.x.y.z",
-            "LocalWorkload default/reviews-a (mesh.yaml:37): `command` is empty: nothing to run",
-            "LocalWorkload default/reviews-a (mesh.yaml:37): appPorts names port \"grpc\", which \
+            "LocalWorkload default/reviews-a (resources.yaml:37): `command` is empty: nothing to run",
+            "LocalWorkload default/reviews-a (resources.yaml:37): appPorts names port \"grpc\", which \
              WorkloadEntry reviews-v1 does not have",
-            "LocalWorkload default/reviews-a (mesh.yaml:37): app port 15001 of port http is \
+            "LocalWorkload default/reviews-a (resources.yaml:37): app port 15001 of port http is \
              taken by the sidecar on the same IP",
         ]
     );
@@ -215,12 +215,12 @@ spec:
     let lines: Vec<&str> = errors.lines().collect();
     assert_eq!(lines.len(), 2, "{errors}");
     assert!(
-        lines[0].starts_with("LocalWorkload default/reviews-b (mesh.yaml:30): WorkloadEntry reviews-v1 is already run by LocalWorkload reviews-a (mesh.yaml:23)"),
+        lines[0].starts_with("LocalWorkload default/reviews-b (resources.yaml:30): WorkloadEntry reviews-v1 is already run by LocalWorkload reviews-a (resources.yaml:23)"),
         "{}",
         lines[0]
     );
     assert!(
-        lines[1].starts_with("LocalWorkload default/twin (mesh.yaml:37): address 127.0.10.3 is also the address of LocalWorkload reviews-a"),
+        lines[1].starts_with("LocalWorkload default/twin (resources.yaml:37): address 127.0.10.3 is also the address of LocalWorkload reviews-a"),
         "{}",
         lines[1]
     );

@@ -87,6 +87,10 @@ async fn send(
         stats.responses.record(503);
         return Err(attempt::overflow());
     };
+    // An original-destination cluster (PassthroughCluster) goes where the request says.
+    let destination = cluster
+        .original_destination(&authority, req.headers())
+        .map_err(|_| no_healthy_upstream(cluster))?;
     let (parts, body) = upstream_request(
         req,
         authority,
@@ -102,7 +106,10 @@ async fn send(
     let deadline = route.timeout.map(|timeout| started + timeout);
     let Some(policy) = route.retry.as_deref() else {
         let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
-        let endpoint = cluster.pick().ok_or_else(|| no_healthy_upstream(cluster))?;
+        let endpoint = destination
+            .map(|address| cluster.endpoint_at(address))
+            .or_else(|| cluster.pick())
+            .ok_or_else(|| no_healthy_upstream(cluster))?;
         let mut attempt = Attempt::new(cluster, endpoint, deadline, None);
         return match attempt.send(request, forwarding).await {
             Outcome::Response(resp, slot) => {
@@ -123,8 +130,9 @@ async fn send(
     // The retry being made holds its place in the cluster's retry budget.
     let mut _retry_admitted: Option<RetryAdmitted<'_>> = None;
     loop {
-        let endpoint = cluster
-            .pick_avoiding(&retries.tried, policy.host_selection_attempts)
+        let endpoint = destination
+            .map(|address| cluster.endpoint_at(address))
+            .or_else(|| cluster.pick_avoiding(&retries.tried, policy.host_selection_attempts))
             .ok_or_else(|| no_healthy_upstream(cluster))?;
         let address = endpoint.address;
         let mut attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
