@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener, filter,
@@ -13,13 +14,18 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use super::filters::compile_http_filters;
 use super::tls::{self, DownstreamTls};
 use super::{
-    CompileError, Reason, compile_route_config, decode_any, require_ads, socket_addr, type_url_of,
+    CompileError, Reason, compile_route_config, decode_any, duration, require_ads, socket_addr,
+    type_url_of,
 };
 use crate::filters::HttpFilterChain;
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::telemetry::Direction;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+
+/// The request headers timeout when the connection manager sets none. Envoy's default is
+/// none at all; a sidecar should not let a slow client hold a connection forever.
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 const HCM_TYPE: &str =
@@ -68,6 +74,8 @@ pub struct FilterChainSpec {
     pub client_cert_header: ClientCertHeader,
     /// `Some` for the chain that terminates mutual TLS.
     pub tls: Option<DownstreamTls>,
+    /// How long a request's headers may take once its first byte is in (`None`: no limit).
+    pub request_headers_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +246,12 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
         http_filters: Arc::new(http_filters),
         client_cert_header: client_cert_header(&hcm)?,
         tls,
+        // Envoy: zero turns it off; unset, Bosun keeps a slow client from holding on.
+        request_headers_timeout: match hcm.request_headers_timeout.as_ref().map(duration) {
+            None => Some(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+            Some(timeout) if timeout.is_zero() => None,
+            Some(timeout) => Some(timeout),
+        },
     })
 }
 

@@ -6,6 +6,7 @@ use http::HeaderValue;
 
 use bosun_ca::Identity;
 
+use super::head_timeout::HeadWatch;
 use crate::compile::CertDetails;
 use crate::telemetry::labels::{UNKNOWN_WORKLOAD, principal};
 use crate::telemetry::{PeerWorkload, Principal, Shared, exchange};
@@ -24,6 +25,8 @@ pub struct ConnectionInfo {
     /// The caller's workload, from the exchange header of its first request (the
     /// header it sent with it, to tell a later different one).
     caller: OnceLock<(Option<HeaderValue>, Shared<PeerWorkload>)>,
+    /// Whether a request's headers are being read, for the request headers timeout.
+    pub head: Arc<HeadWatch>,
 }
 
 impl ConnectionInfo {

@@ -37,6 +37,7 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    let _answering = connection.head.request_started();
     let listener = ctx.config.load_full();
     let stats = &listener.stats;
     stats.requests.fetch_add(1, Relaxed);

@@ -2,6 +2,7 @@
 
 mod connection;
 mod connection_manager;
+mod head_timeout;
 mod server;
 
 pub use server::serve;

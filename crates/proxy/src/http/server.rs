@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::connection::ConnectionInfo;
 use super::connection_manager;
+use super::head_timeout::Watched;
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
 use crate::tls::PeerCertificate;
@@ -49,11 +50,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         tokio::spawn(async move {
             let result = match open(stream, &ctx).await {
                 Ok(Opened::Plain(stream)) => {
-                    serve_connection(&builder, TokioIo::new(stream), ctx, Arc::default(), &drain)
-                        .await
+                    let info = Arc::new(ConnectionInfo::default());
+                    let stream = Watched::new(stream, Arc::clone(&info.head), false);
+                    serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
                 Ok(Opened::Tls(stream, info)) => {
-                    serve_connection(&builder, TokioIo::new(*stream), ctx, info, &drain).await
+                    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let stream = Watched::new(*stream, Arc::clone(&info.head), http2);
+                    serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
                 Err(error) => {
                     tracing::debug!(%peer, %error, "connection refused before HTTP");
@@ -127,14 +131,32 @@ async fn serve_connection<I>(
 where
     I: Read + Write + Unpin + Send + 'static,
 {
+    let headers_timeout = ctx
+        .config
+        .load()
+        .spec
+        .chain_for(info.is_tls)
+        .and_then(|chain| chain.request_headers_timeout);
+    let head = Arc::clone(&info.head);
     let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    let head_expired = async {
+        match headers_timeout {
+            Some(timeout) => head.expired(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         result = conn.as_mut() => result,
         () = drain.signaled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        // Dropping the connection closes it.
+        () = head_expired => {
+            tracing::debug!("closed a connection whose request headers did not complete in time");
+            Ok(())
         }
     }
 }

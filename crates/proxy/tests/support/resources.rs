@@ -77,13 +77,24 @@ fn listener(
     routes: http_connection_manager::RouteSpecifier,
     filters: Vec<HttpFilter>,
 ) -> (String, Any) {
-    let hcm = HttpConnectionManager {
+    listener_with(name, addr, routes, filters, |_| {})
+}
+
+fn listener_with(
+    name: &str,
+    addr: SocketAddr,
+    routes: http_connection_manager::RouteSpecifier,
+    filters: Vec<HttpFilter>,
+    edit: impl FnOnce(&mut HttpConnectionManager),
+) -> (String, Any) {
+    let mut hcm = HttpConnectionManager {
         codec_type: http_connection_manager::CodecType::Auto as i32,
         stat_prefix: name.to_owned(),
         route_specifier: Some(routes),
         http_filters: filters,
         ..Default::default()
     };
+    edit(&mut hcm);
     named(
         name,
         &Listener {
@@ -98,6 +109,23 @@ fn listener(
             }],
             ..Default::default()
         },
+    )
+}
+
+/// A listener with inline routes whose connection manager `edit` changes.
+#[allow(dead_code)]
+pub fn inline_listener_with(
+    name: &str,
+    addr: SocketAddr,
+    routes: RouteConfiguration,
+    edit: impl FnOnce(&mut HttpConnectionManager),
+) -> (String, Any) {
+    listener_with(
+        name,
+        addr,
+        http_connection_manager::RouteSpecifier::RouteConfig(routes),
+        vec![router()],
+        edit,
     )
 }
 

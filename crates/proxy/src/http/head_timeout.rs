@@ -1,0 +1,192 @@
+//! The request headers timeout of HTTP/1.1 connections (the HCM's
+//! `request_headers_timeout`): once a caller has sent the first byte of a request, its
+//! headers must be complete within the timeout, or the connection is closed. A slow
+//! client (one header byte a minute) holds a connection for no longer than that.
+//!
+//! The clock starts at the first byte, not when the connection goes idle: an idle
+//! keep-alive connection is not closed, so a caller's pooled connection does not race
+//! the sidecar closing it. HTTP/2 connections are not watched (their requests are
+//! frames, and PINGs may come without one).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+const HTTP2_PREFACE_START: &[u8] = b"PRI ";
+
+/// Where a connection is between requests, updated by its reads and its requests.
+#[derive(Debug, Default)]
+pub struct HeadWatch {
+    /// When the current request's first byte arrived (ms since [`base`], plus one); zero
+    /// while no request is being read.
+    reading_since: AtomicU64,
+    in_request: AtomicBool,
+    /// HTTP/2, or no timeout: nothing to watch.
+    off: AtomicBool,
+}
+
+impl HeadWatch {
+    /// The request's headers are complete: the connection manager has it until the
+    /// guard is dropped with its answer; the next bytes are the next request's.
+    pub fn request_started(&self) -> Answering<'_> {
+        self.in_request.store(true, Relaxed);
+        self.reading_since.store(0, Relaxed);
+        Answering(self)
+    }
+
+    fn bytes_arrived(&self, first: &[u8]) {
+        if self.in_request.load(Relaxed) || self.reading_since.load(Relaxed) != 0 {
+            return;
+        }
+        if first.starts_with(HTTP2_PREFACE_START) {
+            self.off.store(true, Relaxed);
+            return;
+        }
+        self.reading_since.store(now_ms(), Relaxed);
+    }
+
+    /// Resolves when a request's headers have taken longer than `timeout`.
+    pub async fn expired(&self, timeout: Duration) {
+        // An idle connection is looked at a few times per timeout.
+        let idle_check = timeout / 4;
+        loop {
+            if self.off.load(Relaxed) {
+                return std::future::pending().await;
+            }
+            let since = self.reading_since.load(Relaxed);
+            if since == 0 {
+                tokio::time::sleep(idle_check).await;
+                continue;
+            }
+            let deadline = base() + Duration::from_millis(since - 1) + timeout;
+            tokio::time::sleep_until(deadline).await;
+            if self.reading_since.load(Relaxed) == since {
+                return;
+            }
+        }
+    }
+
+    fn turn_off(&self) {
+        self.off.store(true, Relaxed);
+    }
+}
+
+/// A request being answered on the connection.
+pub struct Answering<'a>(&'a HeadWatch);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.in_request.store(false, Relaxed);
+    }
+}
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(base().elapsed().as_millis())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+/// A connection's stream, telling its [`HeadWatch`] when a request's bytes begin.
+pub struct Watched<I> {
+    io: I,
+    watch: std::sync::Arc<HeadWatch>,
+}
+
+impl<I> Watched<I> {
+    /// `http2`: the connection negotiated HTTP/2 (ALPN), so it is not watched.
+    pub fn new(io: I, watch: std::sync::Arc<HeadWatch>, http2: bool) -> Self {
+        if http2 {
+            watch.turn_off();
+        }
+        Watched { io, watch }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.watch.bytes_arrived(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_head_that_does_not_complete_expires_and_an_idle_connection_does_not() {
+        let watch = HeadWatch::default();
+        let timeout = Duration::from_millis(200);
+        let idle = tokio::time::timeout(Duration::from_millis(600), watch.expired(timeout));
+        assert!(idle.await.is_err(), "an idle connection does not expire");
+        watch.bytes_arrived(b"G");
+        let started = Instant::now();
+        watch.expired(timeout).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+        // A request whose headers completed is not timed.
+        let _answering = watch.request_started();
+        let answering = tokio::time::timeout(Duration::from_millis(600), watch.expired(timeout));
+        assert!(answering.await.is_err());
+    }
+
+    #[test]
+    fn http2_connections_are_not_watched() {
+        let watch = HeadWatch::default();
+        watch.bytes_arrived(b"PRI * HTTP/2.0\r\n");
+        assert!(watch.off.load(Relaxed));
+    }
+}
