@@ -10,22 +10,24 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
 const HTTP2_PREFACE_START: &[u8] = b"PRI ";
 
 /// Where a connection is between requests, updated by its reads and its requests.
+/// Reads cost two atomic loads; no clock is read per request: the watch looks at a head
+/// being read and gives it the whole timeout from then, so a connection is closed
+/// between one and one and a quarter timeouts after its first byte.
 #[derive(Debug, Default)]
 pub struct HeadWatch {
-    /// When the current request's first byte arrived (ms since [`base`], plus one); zero
-    /// while no request is being read.
-    reading_since: AtomicU64,
+    /// A request's head is being read.
+    reading: AtomicBool,
+    /// Counts the heads begun, so the watch knows the one it timed is still the same.
+    heads: AtomicU64,
     in_request: AtomicBool,
     /// HTTP/2, or no timeout: nothing to watch.
     off: AtomicBool,
@@ -36,37 +38,37 @@ impl HeadWatch {
     /// guard is dropped with its answer; the next bytes are the next request's.
     pub fn request_started(&self) -> Answering<'_> {
         self.in_request.store(true, Relaxed);
-        self.reading_since.store(0, Relaxed);
+        self.reading.store(false, Relaxed);
         Answering(self)
     }
 
     fn bytes_arrived(&self, first: &[u8]) {
-        if self.in_request.load(Relaxed) || self.reading_since.load(Relaxed) != 0 {
+        if self.in_request.load(Relaxed) || self.reading.load(Relaxed) {
             return;
         }
         if first.starts_with(HTTP2_PREFACE_START) {
             self.off.store(true, Relaxed);
             return;
         }
-        self.reading_since.store(now_ms(), Relaxed);
+        self.heads.fetch_add(1, Relaxed);
+        self.reading.store(true, Relaxed);
     }
 
     /// Resolves when a request's headers have taken longer than `timeout`.
     pub async fn expired(&self, timeout: Duration) {
-        // An idle connection is looked at a few times per timeout.
+        // An idle connection is looked at four times per timeout.
         let idle_check = timeout / 4;
         loop {
             if self.off.load(Relaxed) {
                 return std::future::pending().await;
             }
-            let since = self.reading_since.load(Relaxed);
-            if since == 0 {
+            if !self.reading.load(Relaxed) {
                 tokio::time::sleep(idle_check).await;
                 continue;
             }
-            let deadline = base() + Duration::from_millis(since - 1) + timeout;
-            tokio::time::sleep_until(deadline).await;
-            if self.reading_since.load(Relaxed) == since {
+            let head = self.heads.load(Relaxed);
+            tokio::time::sleep(timeout).await;
+            if self.reading.load(Relaxed) && self.heads.load(Relaxed) == head {
                 return;
             }
         }
@@ -84,17 +86,6 @@ impl Drop for Answering<'_> {
     fn drop(&mut self) {
         self.0.in_request.store(false, Relaxed);
     }
-}
-
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(base().elapsed().as_millis())
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
 }
 
 /// A connection's stream, telling its [`HeadWatch`] when a request's bytes begin.
@@ -161,6 +152,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
 
     #[tokio::test]

@@ -141,20 +141,27 @@ where
     let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let head_expired = async {
-        match headers_timeout {
-            Some(timeout) => head.expired(timeout).await,
-            None => std::future::pending().await,
+    let served = async {
+        tokio::select! {
+            result = conn.as_mut() => result,
+            () = drain.signaled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
     };
+    let Some(timeout) = headers_timeout else {
+        return served.await;
+    };
+    // The watch runs on its own task, so a request's wake-ups do not poll its timers.
+    let mut watchdog = tokio::spawn(async move { head.expired(timeout).await });
     tokio::select! {
-        result = conn.as_mut() => result,
-        () = drain.signaled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        result = served => {
+            watchdog.abort();
+            result
         }
         // Dropping the connection closes it.
-        () = head_expired => {
+        _ = &mut watchdog => {
             tracing::debug!("closed a connection whose request headers did not complete in time");
             Ok(())
         }
