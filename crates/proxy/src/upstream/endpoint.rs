@@ -81,6 +81,8 @@ pub struct Endpoint {
     pub address: SocketAddr,
     active: AtomicUsize,
     client: UpstreamClient,
+    /// Keeps no connection: each request on it opens its own.
+    fresh: UpstreamClient,
     tls: Option<Arc<TlsConnect>>,
     workload: Option<Shared<PeerWorkload>>,
     health: EndpointHealth,
@@ -106,11 +108,14 @@ impl Endpoint {
                 .http2_keep_alive_timeout(keepalive.timeout)
                 .http2_keep_alive_while_idle(true);
         }
-        let client = builder.build(EndpointConnector::new(address, pool, tls.clone()));
+        let connector = EndpointConnector::new(address, pool, tls.clone());
+        let client = builder.build(connector.clone());
+        let fresh = builder.pool_max_idle_per_host(0).build(connector);
         Endpoint {
             address,
             active: AtomicUsize::new(0),
             client,
+            fresh,
             tls,
             workload,
             health: EndpointHealth::default(),
@@ -134,6 +139,12 @@ impl Endpoint {
 
     pub fn client(&self) -> &UpstreamClient {
         &self.client
+    }
+
+    /// A client that sends each request on a new connection, for a request the pool's
+    /// connection lost (it was closed under it).
+    pub fn fresh_client(&self) -> &UpstreamClient {
+        &self.fresh
     }
 
     pub fn active_requests(&self) -> usize {

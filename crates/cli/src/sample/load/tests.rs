@@ -24,7 +24,7 @@ async fn start_sample(
         call_timeout: Duration::from_secs(5),
         call_attempts: 1,
     };
-    tokio::spawn(serve(listener, config));
+    tokio::spawn(serve(listener, config, Default::default()));
     address
 }
 

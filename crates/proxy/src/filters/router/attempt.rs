@@ -32,12 +32,16 @@ pub(super) enum Failure {
     RouteTimeout,
     /// The cluster's connections were all busy and its pending queue full.
     Overflow,
+    /// The upstream closed the connection after the request went out and before any
+    /// answer: most often a keep-alive connection it was closing as the request came.
+    ClosedBeforeResponse,
 }
 
 impl Failure {
     pub(super) fn retriable_by(self, policy: &RetryPolicy) -> bool {
         match self {
             Failure::Upstream(failure) => policy.retries_failure(failure),
+            Failure::ClosedBeforeResponse => policy.retries_failure(AttemptFailure::Reset),
             // Envoy does not retry a request its own circuit breaker refused.
             Failure::RouteTimeout | Failure::Overflow => false,
         }
@@ -50,6 +54,8 @@ pub(super) struct Attempt<'c> {
     active: Option<ActiveRequest>,
     /// When the attempt gives up: the sooner of the route's deadline and its own timeout.
     limit: Option<(Instant, bool)>,
+    /// Sent on a new connection, not one of the pool's.
+    fresh: bool,
 }
 
 impl<'c> Attempt<'c> {
@@ -71,7 +77,15 @@ impl<'c> Attempt<'c> {
             cluster,
             active: Some(ActiveRequest::new(endpoint)),
             limit,
+            fresh: false,
         }
+    }
+
+    /// The attempt goes on a connection of its own: the pool's last one was closed
+    /// under the request.
+    pub(super) fn on_new_connection(mut self) -> Self {
+        self.fresh = true;
+        self
     }
 
     /// The endpoint's place in the least-request count, for the response body to hold.
@@ -127,7 +141,12 @@ impl<'c> Attempt<'c> {
         // Waiting for a connection slot counts against the attempt's time, as in Envoy.
         let sent = async {
             let slot = self.cluster.connection().await?;
-            Ok::<_, crate::upstream::Overflow>((endpoint.client().request(request).await, slot))
+            let client = if self.fresh {
+                endpoint.fresh_client()
+            } else {
+                endpoint.client()
+            };
+            Ok::<_, crate::upstream::Overflow>((client.request(request).await, slot))
         };
         let sent = match self.limit {
             None => sent.await,
@@ -160,6 +179,16 @@ impl<'c> Attempt<'c> {
                     connected.poison();
                 }
                 Outcome::Response(resp, slot)
+            }
+            Err(error) if closed_before_response(&error) => {
+                self.cluster.stats.upstream_errors.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    cluster = %self.cluster.spec.name,
+                    endpoint = %endpoint.address,
+                    %error,
+                    "upstream closed the connection before answering"
+                );
+                Outcome::Failed(Failure::ClosedBeforeResponse)
             }
             Err(error) => {
                 let failure = classify(&error);
@@ -201,11 +230,13 @@ impl<'c> Attempt<'c> {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
                 ResponseFlag::UpstreamReset,
             ),
-            Failure::Upstream(AttemptFailure::Reset) => LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers",
-                ResponseFlag::UpstreamReset,
-            ),
+            Failure::Upstream(AttemptFailure::Reset) | Failure::ClosedBeforeResponse => {
+                LocalReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or disconnect/reset before headers",
+                    ResponseFlag::UpstreamReset,
+                )
+            }
             Failure::Overflow => {
                 stats.overflows.fetch_add(1, Relaxed);
                 overflow()
@@ -223,6 +254,18 @@ pub(super) fn overflow() -> LocalReply {
         "upstream connect error or disconnect/reset before headers. reset reason: overflow",
         ResponseFlag::UpstreamOverflow,
     )
+}
+
+/// The connection ended after the request was sent and before a byte of the answer.
+fn closed_before_response(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Which way a request failed without a response, from the client's error.

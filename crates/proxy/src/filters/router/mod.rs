@@ -16,7 +16,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use self::attempt::{Attempt, Outcome};
+use self::attempt::{Attempt, Failure, Outcome};
 pub use self::mirror::Mirror;
 use super::{LocalReply, ProxyBody};
 use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
@@ -100,18 +100,31 @@ async fn send(
     )
     .map(Request::into_parts)
     .map_err(|status| LocalReply::new(status, "invalid request", ResponseFlag::None))?;
+    // A request with no body the upstream can take again is sent again, once, when the
+    // upstream closes the connection before answering (a keep-alive race).
+    let resendable = is_resendable(&parts.method) && http_body::Body::is_end_stream(&body);
     let mirrors = std::mem::take(&mut forwarding.mirrors);
     let body = mirror::send_copies(mirrors, &parts, body, route.timeout);
     let started = Instant::now();
     let deadline = route.timeout.map(|timeout| started + timeout);
-    let Some(policy) = route.retry.as_deref() else {
-        let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
-        let endpoint = destination
+    let pick = |tried: &[SocketAddr], attempts: u32| {
+        destination
             .map(|address| cluster.endpoint_at(address))
-            .or_else(|| cluster.pick())
-            .ok_or_else(|| no_healthy_upstream(cluster))?;
-        let mut attempt = Attempt::new(cluster, endpoint, deadline, None);
-        return match attempt.send(request, forwarding).await {
+            .or_else(|| cluster.pick_avoiding(tried, attempts))
+            .ok_or_else(|| no_healthy_upstream(cluster))
+    };
+    let Some(policy) = route.retry.as_deref() else {
+        let spare = resendable.then(|| clone_parts(&parts));
+        let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
+        let mut attempt = Attempt::new(cluster, pick(&[], 1)?, deadline, None);
+        let mut outcome = attempt.send(request, forwarding).await;
+        if let (Outcome::Failed(Failure::ClosedBeforeResponse), Some(parts)) = (&outcome, spare) {
+            stats.retries.fetch_add(1, Relaxed);
+            let request = Request::from_parts(parts, UpstreamBody::Empty);
+            attempt = Attempt::new(cluster, pick(&[], 1)?, deadline, None).on_new_connection();
+            outcome = attempt.send(request, forwarding).await;
+        }
+        return match outcome {
             Outcome::Response(resp, slot) => {
                 let held = Held {
                     active: attempt.take_active(),
@@ -124,23 +137,36 @@ async fn send(
         };
     };
     let mut admitted: Option<Admitted> = Some(admitted);
+    let mut resent = false;
+    let mut resending = false;
     let (first_body, replay) = UpstreamBody::replayable(body);
     let mut retries = Retries::new(policy, replay);
     let mut body = Some(first_body);
     // The retry being made holds its place in the cluster's retry budget.
     let mut _retry_admitted: Option<RetryAdmitted<'_>> = None;
     loop {
-        let endpoint = destination
-            .map(|address| cluster.endpoint_at(address))
-            .or_else(|| cluster.pick_avoiding(&retries.tried, policy.host_selection_attempts))
-            .ok_or_else(|| no_healthy_upstream(cluster))?;
+        let endpoint = pick(&retries.tried, policy.host_selection_attempts)?;
         let address = endpoint.address;
         let mut attempt = Attempt::new(cluster, endpoint, deadline, policy.per_try_timeout);
+        if std::mem::take(&mut resending) {
+            attempt = attempt.on_new_connection();
+        }
         let request = Request::from_parts(
             clone_parts(&parts),
             body.take().unwrap_or(UpstreamBody::Empty),
         );
         let outcome = attempt.send(request, forwarding).await;
+        if resendable
+            && !resent
+            && matches!(outcome, Outcome::Failed(Failure::ClosedBeforeResponse))
+        {
+            // Not one of the policy's retries: the upstream never saw the request.
+            resent = true;
+            resending = true;
+            stats.retries.fetch_add(1, Relaxed);
+            body = Some(UpstreamBody::Empty);
+            continue;
+        }
         let retriable = match &outcome {
             Outcome::Response(resp, _) => {
                 policy.retries_response(resp.status().as_u16(), grpc_status(resp.headers()))
@@ -265,6 +291,14 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok())
+}
+
+/// Methods a request may be sent again with (RFC 9110's safe methods), when it has no body.
+fn is_resendable(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+    )
 }
 
 /// The request line and headers of another attempt.
