@@ -121,11 +121,9 @@ async fn slow_clients_are_closed_and_do_not_stop_others() {
         *earliest >= HEADERS_TIMEOUT - Duration::from_millis(300),
         "closed before the timeout: {earliest:?}"
     );
-    // The deadline is checked when it passes, plus the client's own 250 ms read wait.
-    assert!(
-        *latest < HEADERS_TIMEOUT + Duration::from_millis(1500),
-        "closed too late: {latest:?}"
-    );
+    // Between one and one and a quarter timeouts, plus the client's own 250 ms read wait
+    // and a loaded machine's slack.
+    assert!(*latest < HEADERS_TIMEOUT * 2, "closed too late: {latest:?}");
     assert_eq!(get(listener).await, 200);
 }
 
