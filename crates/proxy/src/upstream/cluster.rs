@@ -7,12 +7,13 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use super::connector::TlsConnect;
-use super::endpoint::{Endpoint, PoolOptions, UpstreamProtocol};
+use super::endpoint::Endpoint;
 use super::limits::{
     Admitted, CircuitLimits, CircuitState, ConnectionSlot, Overflow, RetryAdmitted,
 };
 use super::membership::{Member, Membership};
 use super::outlier::{Observation, OutlierSettings};
+use super::pool::{PoolOptions, UpstreamProtocol};
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
 use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::endpoint::{PoolOptions, TcpKeepalive};
+use super::pool::{PoolOptions, TcpKeepalive};
 use crate::compile::UpstreamTls;
 use crate::telemetry::Principal;
 use crate::telemetry::labels::principal;

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -11,66 +10,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::body::UpstreamBody;
 use super::connector::{EndpointConnector, TlsConnect};
 use super::outlier::EndpointHealth;
+use super::pool::{PoolOptions, UpstreamProtocol};
 use crate::telemetry::{PeerWorkload, Shared};
-
-/// How long an idle pooled connection is kept when the cluster does not say.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// How a cluster's endpoints connect and keep their connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolOptions {
-    pub protocol: UpstreamProtocol,
-    pub connect_timeout: Duration,
-    /// Idle connections are closed after this (evicted on a timer).
-    pub idle_timeout: Duration,
-    /// A connection is retired after this many requests.
-    pub max_requests_per_connection: Option<u32>,
-    /// A connection is retired, at its next request's end, once this old.
-    pub max_connection_duration: Option<Duration>,
-    pub tcp_keepalive: Option<TcpKeepalive>,
-    pub http2_keepalive: Option<Http2Keepalive>,
-}
-
-impl PoolOptions {
-    pub fn new(protocol: UpstreamProtocol, connect_timeout: Duration) -> Self {
-        PoolOptions {
-            protocol,
-            connect_timeout,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_requests_per_connection: None,
-            max_connection_duration: None,
-            tcp_keepalive: None,
-            http2_keepalive: None,
-        }
-    }
-
-    /// Connections are retired by use, so each request notes the one it went on.
-    pub fn retires_connections(&self) -> bool {
-        self.max_requests_per_connection.is_some() || self.max_connection_duration.is_some()
-    }
-}
-
-/// SO_KEEPALIVE probes; unset fields are the system's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpKeepalive {
-    pub probes: Option<u32>,
-    pub time: Option<Duration>,
-    pub interval: Option<Duration>,
-}
-
-/// HTTP/2 PINGs every `interval`; no answer within `timeout` closes the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Http2Keepalive {
-    pub interval: Duration,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamProtocol {
-    Http1,
-    /// HTTP/2 with prior knowledge (h2c).
-    Http2,
-}
 
 pub type UpstreamClient = Client<EndpointConnector, UpstreamBody>;
 
@@ -319,6 +260,8 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn set(weights: &[u32]) -> EndpointSet {

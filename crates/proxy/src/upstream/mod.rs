@@ -8,6 +8,7 @@ mod endpoint;
 mod limits;
 mod membership;
 mod outlier;
+mod pool;
 mod replay;
 mod response;
 mod tee;
@@ -16,13 +17,11 @@ pub use body::{Replay, UpstreamBody};
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
 pub use connector::{ConnectionUse, UpstreamPrincipal};
 pub use downstream::DownstreamBody;
-pub use endpoint::{
-    ActiveRequest, Endpoint, EndpointSet, Http2Keepalive, PoolOptions, TcpKeepalive,
-    UpstreamClient, UpstreamProtocol,
-};
+pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient};
 pub use limits::{Admitted, CircuitLimits, ConnectionSlot, Overflow, RetryAdmitted};
 pub use membership::DEFAULT_PANIC_THRESHOLD;
 pub use outlier::{Observation, OutlierSettings};
+pub use pool::{Http2Keepalive, PoolOptions, TcpKeepalive, UpstreamProtocol};
 pub use replay::{REPLAY_LIMIT, ReplayError};
 pub use response::{Held, UpstreamResponseBody};
 pub use tee::{CopyBody, TeeBody};

@@ -30,7 +30,7 @@ use bosun_wire::http_filters;
 use super::DEFAULT_APP_PORT_OFFSET;
 use super::clusters::{static_cluster, telemetry_metadata};
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
-use super::routes::NO_TIMEOUT;
+use super::resilience::NO_TIMEOUT;
 use super::tls;
 use crate::ProxyNode;
 

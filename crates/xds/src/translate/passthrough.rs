@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_match,
 };
 
-use super::routes::NO_TIMEOUT;
+use super::resilience::NO_TIMEOUT;
 use super::traffic_policy;
 
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";

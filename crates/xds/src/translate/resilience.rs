@@ -19,6 +19,12 @@ use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
+/// Istio disables Envoy's default 15 s route timeout unless a VirtualService sets one.
+pub(super) const NO_TIMEOUT: Duration = Duration {
+    seconds: 0,
+    nanos: 0,
+};
+
 /// Istio's conditions when a VirtualService sets none.
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";

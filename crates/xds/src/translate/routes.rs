@@ -12,14 +12,14 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_match, weighted_cluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
-use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
 use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
 use super::passthrough;
-use super::resilience::{self, fault_config, retry_policy};
+use super::resilience::{self, NO_TIMEOUT, fault_config, retry_policy};
 
 /// The route table of the outbound HTTP proxy port, as seen from `proxy_namespace`
 /// (short names like `reviews` resolve in the proxy's own namespace).
@@ -121,12 +121,6 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
         ..Default::default()
     }
 }
-
-/// Istio disables Envoy's default 15 s route timeout unless a VirtualService sets one.
-pub(super) const NO_TIMEOUT: Duration = Duration {
-    seconds: 0,
-    nanos: 0,
-};
 
 fn route_match(request_match: &RequestMatch) -> RouteMatch {
     let path_specifier = match &request_match.uri {
