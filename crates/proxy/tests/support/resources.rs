@@ -290,25 +290,34 @@ pub fn eds_cluster(name: &str, lb: cluster::LbPolicy, h2: bool) -> (String, Any)
 }
 
 pub fn static_cluster(name: &str, endpoints: &[SocketAddr], h2: bool) -> (String, Any) {
-    named(
-        name,
-        &Cluster {
-            name: name.to_owned(),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                cluster::DiscoveryType::Static as i32,
-            )),
-            load_assignment: Some(assignment(
-                name,
-                &endpoints.iter().map(|a| (*a, 1)).collect::<Vec<_>>(),
-            )),
-            connect_timeout: Some(Duration {
-                seconds: 1,
-                nanos: 0,
-            }),
-            typed_extension_protocol_options: protocol_options(h2),
-            ..Default::default()
-        },
-    )
+    static_cluster_with(name, endpoints, h2, |_| {})
+}
+
+/// A static cluster that `edit` changes before it is sent.
+pub fn static_cluster_with(
+    name: &str,
+    endpoints: &[SocketAddr],
+    h2: bool,
+    edit: impl FnOnce(&mut Cluster),
+) -> (String, Any) {
+    let mut cluster = Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(assignment(
+            name,
+            &endpoints.iter().map(|a| (*a, 1)).collect::<Vec<_>>(),
+        )),
+        connect_timeout: Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        typed_extension_protocol_options: protocol_options(h2),
+        ..Default::default()
+    };
+    edit(&mut cluster);
+    named(name, &cluster)
 }
 
 fn assignment(name: &str, endpoints: &[(SocketAddr, u32)]) -> ClusterLoadAssignment {
