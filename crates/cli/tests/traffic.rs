@@ -1090,3 +1090,23 @@ mod keep_alive_races {
         super::keep_alive_races(ClientProxy::Envoy(StreamKind::Delta)).await;
     }
 }
+
+/// `x-forwarded-proto`: a caller's own value reaches the app (a sidecar does not use the
+/// remote address); without one, the app sees the scheme the caller spoke (`http`).
+async fn forwarded_proto(client: ClientProxy) {
+    let echo = backend("v1", &["--echo-headers"]);
+    let rules = reviews_rules(
+        "  - route:
+    - destination: {host: reviews, subset: v1}
+",
+    );
+    let Some((_mesh, mut client)) = start(client, vec![rules], vec![echo]).await else {
+        return;
+    };
+    let proto = |reply: &support::Reply| seen(reply)["headers"]["x-forwarded-proto"].clone();
+    let plain = request(&mut client, REVIEWS, &[]).await;
+    assert_eq!(proto(&plain), "http", "{}", plain.body);
+    let from_edge = request(&mut client, REVIEWS, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(proto(&from_edge), "https", "{}", from_edge.body);
+}
+through_both!(forwarded_proto);

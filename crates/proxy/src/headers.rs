@@ -54,9 +54,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets the headers Envoy sets on requests it forwards.
-pub fn set_forwarding_headers(headers: &mut HeaderMap) {
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+/// Sets the headers Envoy sets on requests it forwards. `x-forwarded-proto` a caller sent
+/// is kept (a sidecar does not use the remote address, as istiod configures it); else it
+/// says whether the downstream connection was TLS.
+pub fn set_forwarding_headers(headers: &mut HeaderMap, downstream_tls: bool) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let scheme = if downstream_tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
     }
@@ -109,7 +114,7 @@ mod tests {
     #[test]
     fn request_id_is_generated_only_when_missing() {
         let mut h = HeaderMap::new();
-        set_forwarding_headers(&mut h);
+        set_forwarding_headers(&mut h, false);
         let id = h
             .get(&X_REQUEST_ID)
             .expect("generated")
@@ -124,11 +129,14 @@ mod tests {
             id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
             "{id}"
         );
-        set_forwarding_headers(&mut h);
+        set_forwarding_headers(&mut h, true);
         assert_eq!(
             h.get(&X_REQUEST_ID).expect("kept").to_str().expect("ascii"),
             id
         );
-        assert_eq!(h.get(&X_FORWARDED_PROTO).expect("set"), "http");
+        assert_eq!(h.get(&X_FORWARDED_PROTO).expect("set"), "http", "kept");
+        let mut tls = HeaderMap::new();
+        set_forwarding_headers(&mut tls, true);
+        assert_eq!(tls.get(&X_FORWARDED_PROTO).expect("set"), "https");
     }
 }

@@ -265,6 +265,7 @@ async fn route_and_forward(
         grpc,
         entry: selected.headers,
         mirrors,
+        downstream_tls: chain.tls.is_some(),
     };
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
     work.apply(response.headers_mut());

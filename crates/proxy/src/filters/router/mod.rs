@@ -40,6 +40,8 @@ pub struct Forwarding<'a> {
     pub entry: Option<&'a Arc<HeaderRules>>,
     /// The route's mirrors this request is copied to.
     pub mirrors: Vec<Mirror>,
+    /// The request came over TLS (`x-forwarded-proto: https` when it says none).
+    pub downstream_tls: bool,
 }
 
 /// Sends `req` to `cluster` as `route` says, retrying failed attempts, and answers with
@@ -95,7 +97,7 @@ async fn send(
         req,
         authority,
         route,
-        forwarding.entry,
+        forwarding,
         cluster.spec.pool.protocol,
     )
     .map(Request::into_parts)
@@ -320,9 +322,10 @@ fn upstream_request(
     req: Request<Incoming>,
     authority: Authority,
     route: &Route,
-    entry: Option<&Arc<HeaderRules>>,
+    forwarding: &Forwarding<'_>,
     protocol: UpstreamProtocol,
 ) -> Result<Request<Incoming>, StatusCode> {
+    let entry = forwarding.entry;
     let (mut parts, body) = req.into_parts();
     let authority = entry
         .and_then(|rules| rules.host_rewrite.clone())
@@ -351,7 +354,7 @@ fn upstream_request(
         .build()
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     remove_hop_by_hop(&mut parts.headers);
-    set_forwarding_headers(&mut parts.headers);
+    set_forwarding_headers(&mut parts.headers, forwarding.downstream_tls);
     for rules in entry.into_iter().chain(route.headers.iter()) {
         rules.request.apply(&mut parts.headers);
     }
