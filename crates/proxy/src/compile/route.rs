@@ -113,11 +113,11 @@ fn compile_vhost(
                 .map_err(|reason| format!("route {} ({i}): {reason}", display_name(&r.name)))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(VirtualHost {
-        name: vhost.name.clone(),
-        domains: vhost.domains.clone(),
+    Ok(VirtualHost::new(
+        vhost.name.clone(),
+        vhost.domains.clone(),
         routes,
-    })
+    ))
 }
 
 fn display_name(name: &str) -> &str {

@@ -7,6 +7,7 @@ mod filter_config;
 mod fraction;
 mod matcher;
 mod retry;
+mod route_index;
 mod table;
 
 pub use actions::{

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::actions::{HeaderRules, PathRewrite, Redirect};
+use super::route_index::RouteIndex;
 use super::{DomainIndex, FilterConfigs, PathMatch, RequestView, RetryPolicy, RouteMatch};
 
 /// One compiled RouteConfiguration.
@@ -28,12 +29,8 @@ impl RouteTable {
 
     /// The first route of the matching virtual host whose match holds.
     pub fn route(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
-        let vhost = self.domains.find(req.authority)?;
-        self.virtual_hosts
-            .get(vhost)?
-            .routes
-            .iter()
-            .find(|route| route.matcher.matches(req))
+        let vhost = self.virtual_hosts.get(self.domains.find(req.authority)?)?;
+        vhost.index.first_match(&vhost.routes, req)
     }
 
     /// Cluster names this table can send traffic to.
@@ -54,6 +51,20 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<Arc<Route>>,
+    /// Finds the first matching route without trying each one.
+    pub(super) index: RouteIndex,
+}
+
+impl VirtualHost {
+    pub fn new(name: String, domains: Vec<String>, routes: Vec<Arc<Route>>) -> Self {
+        let index = RouteIndex::new(&routes);
+        VirtualHost {
+            name,
+            domains,
+            routes,
+            index,
+        }
+    }
 }
 
 #[derive(Debug)]
