@@ -30,7 +30,11 @@ impl RouteTable {
     /// The first route of the matching virtual host whose match holds.
     pub fn route(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
         let vhost = self.virtual_hosts.get(self.domains.find(req.authority)?)?;
-        vhost.index.first_match(&vhost.routes, req)
+        let routes = &vhost.routes;
+        let first = vhost.index.first_match(req.path, routes.len(), |index| {
+            routes[index].matcher.matches(req)
+        })?;
+        routes.get(first)
     }
 
     /// Cluster names this table can send traffic to.
@@ -52,12 +56,13 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     pub routes: Vec<Arc<Route>>,
     /// Finds the first matching route without trying each one.
-    pub(super) index: RouteIndex,
+    index: RouteIndex,
 }
 
 impl VirtualHost {
     pub fn new(name: String, domains: Vec<String>, routes: Vec<Arc<Route>>) -> Self {
-        let index = RouteIndex::new(&routes);
+        let matchers: Vec<&RouteMatch> = routes.iter().map(|route| &route.matcher).collect();
+        let index = RouteIndex::new(&matchers);
         VirtualHost {
             name,
             domains,
