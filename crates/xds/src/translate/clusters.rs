@@ -156,7 +156,7 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
 
 /// The cluster's HttpProtocolOptions: h2c upstream for HTTP/2 (and gRPC) ports and
 /// upgraded ones, HTTP/1.1 otherwise (Envoy's default), and the pool's connection limits.
-fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
+pub(super) fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
     use http_protocol_options::explicit_http_config::ProtocolConfig;
     let mut out = HashMap::new();
     if !options.http2 && options.common.is_none() {

@@ -28,10 +28,11 @@ use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDeta
 use bosun_wire::http_filters;
 
 use super::DEFAULT_APP_PORT_OFFSET;
-use super::clusters::{static_cluster, telemetry_metadata};
+use super::clusters::{protocol_options, static_cluster, telemetry_metadata};
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
 use super::resilience::NO_TIMEOUT;
 use super::tls;
+use super::traffic_policy;
 use crate::ProxyNode;
 
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -124,13 +125,34 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 &format!("inbound_0.0.0.0_{port}"),
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
             );
-            let services: Vec<&Service> = services.iter().map(|(service, _)| *service).collect();
+            let mut cluster = Cluster {
+                metadata: Some(telemetry_metadata(
+                    &services
+                        .iter()
+                        .map(|(service, _)| *service)
+                        .collect::<Vec<_>>(),
+                )),
+                ..static_cluster(&cluster_name, ip, app_port, protocol)
+            };
+            // istiod applies the service's connection pool to the inbound cluster too
+            // (not its load balancer, outlier detection or TLS, nor an h2 upgrade).
+            if let Some(pool) = services.first().and_then(|(service, service_port)| {
+                snapshot
+                    .traffic_policy(&service.hostname, service_port.number, None)
+                    .connection_pool
+            }) {
+                let mut options = traffic_policy::apply_connection_pool(
+                    &mut cluster,
+                    Some(&pool),
+                    protocol,
+                    snapshot.mesh().connect_timeout,
+                );
+                options.http2 = protocol == Protocol::Http2;
+                cluster.typed_extension_protocol_options = protocol_options(options);
+            }
             InboundPort {
                 listener: permissive_inbound(format!("inbound|{port}"), ip, port, plaintext),
-                cluster: Cluster {
-                    metadata: Some(telemetry_metadata(&services)),
-                    ..static_cluster(&cluster_name, ip, app_port, protocol)
-                },
+                cluster,
             }
         })
         .collect()

@@ -42,7 +42,33 @@ pub(super) fn apply(
     mesh_connect_timeout: std::time::Duration,
 ) -> HttpOptions {
     cluster.lb_policy = lb_policy(policy.load_balancer.unwrap_or_default()) as i32;
-    let pool = policy.connection_pool.as_ref();
+    let options = apply_connection_pool(
+        cluster,
+        policy.connection_pool.as_ref(),
+        protocol,
+        mesh_connect_timeout,
+    );
+    if let Some(outlier) = &policy.outlier_detection {
+        cluster.outlier_detection = Some(outlier_detection(outlier));
+        // istiod turns Envoy's panic mode (50 %) off unless minHealthPercent says more.
+        cluster.common_lb_config = Some(cluster::CommonLbConfig {
+            healthy_panic_threshold: Some(Percent {
+                value: f64::from(outlier.min_health_percent),
+            }),
+            ..Default::default()
+        });
+    }
+    options
+}
+
+/// Sets the pool's limits, connect timeout and TCP keepalive on `cluster` (outbound, or
+/// inbound where istiod applies the connection pool too), and returns its HTTP options.
+pub(super) fn apply_connection_pool(
+    cluster: &mut Cluster,
+    pool: Option<&ConnectionPool>,
+    protocol: Protocol,
+    mesh_connect_timeout: std::time::Duration,
+) -> HttpOptions {
     cluster.circuit_breakers = Some(circuit_breakers(pool));
     cluster.connect_timeout = Some(
         pool.and_then(|pool| pool.connect_timeout)
@@ -51,16 +77,6 @@ pub(super) fn apply(
     if let Some(keepalive) = pool.and_then(|pool| pool.tcp_keepalive) {
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
             tcp_keepalive: Some(tcp_keepalive(keepalive)),
-            ..Default::default()
-        });
-    }
-    if let Some(outlier) = &policy.outlier_detection {
-        cluster.outlier_detection = Some(outlier_detection(outlier));
-        // istiod turns Envoy's panic mode (50 %) off unless minHealthPercent says more.
-        cluster.common_lb_config = Some(cluster::CommonLbConfig {
-            healthy_panic_threshold: Some(Percent {
-                value: f64::from(outlier.min_health_percent),
-            }),
             ..Default::default()
         });
     }
@@ -239,6 +255,75 @@ spec:
             .values()
             .next()
             .map(|any| HttpProtocolOptions::decode(any.value.as_slice()).expect("options"))
+    }
+
+    #[test]
+    fn the_inbound_cluster_takes_the_services_connection_pool_and_nothing_else() {
+        let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1}
+spec:
+  address: 127.0.10.3
+  ports: {http: 9080}
+  labels: {app: reviews, version: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 7}
+      http: {h2UpgradePolicy: UPGRADE, maxRequestsPerConnection: 3}
+    outlierDetection: {consecutive5xxErrors: 1}
+";
+        let loaded = bosun_api::load_str(yaml, std::path::Path::new("resources.yaml"));
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (snapshot, _) = bosun_model::build::build(&loaded.resources);
+        let set = generate(
+            &snapshot,
+            &node([127, 0, 10, 3], "reviews-v1"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        let inbound = cluster(&set.clusters, "inbound|9080||");
+        let thresholds = &inbound
+            .circuit_breakers
+            .as_ref()
+            .expect("breakers")
+            .thresholds[0];
+        assert_eq!(thresholds.max_connections, Some(UInt32Value { value: 7 }));
+        let options = http_options(inbound).expect("protocol options");
+        assert_eq!(
+            options
+                .common_http_protocol_options
+                .and_then(|common| common.max_requests_per_connection),
+            Some(UInt32Value { value: 3 })
+        );
+        // No h2 upgrade toward the app, no ejection of the app.
+        use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+            UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        };
+        let Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) =
+            options.upstream_protocol_options
+        else {
+            panic!("an explicit protocol");
+        };
+        assert!(matches!(
+            explicit.protocol_config,
+            Some(ProtocolConfig::HttpProtocolOptions(_))
+        ));
+        assert!(inbound.outlier_detection.is_none());
     }
 
     #[test]
