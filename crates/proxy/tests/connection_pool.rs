@@ -6,8 +6,6 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::SeqCst;
 
-use bosun_proxy::XdsMode;
-use bosun_proxy::resource::ResourceType;
 use envoy_types::pb::envoy::config::core::v3::{
     Http1ProtocolOptions, HttpProtocolOptions as CommonHttpProtocolOptions,
 };
@@ -55,27 +53,22 @@ async fn proxy(
     upstream: SocketAddr,
     retire_after: Option<u32>,
 ) -> (FakeAds, TestProxy, SocketAddr) {
-    let ads = FakeAds::start().await;
     let cluster = match retire_after {
         Some(requests) => static_cluster_with("app", &[upstream], false, retiring_after(requests)),
         None => static_cluster("app", &[upstream], false),
     };
-    ads.set(ResourceType::Cluster, vec![cluster]);
-    ads.set(
-        ResourceType::Listener,
-        vec![inline_listener(
+    proxy_with(
+        cluster,
+        inline_listener(
             "outbound",
             "127.0.0.1:0".parse().expect("addr"),
             route_config(
                 "inline",
                 vec![vhost("app", &["*"], vec![prefix_route("/", "app")])],
             ),
-        )],
-    );
-    let proxy = TestProxy::start(&ads.url(), XdsMode::Delta).await;
-    proxy.ready().await;
-    let listener = proxy.listener("outbound").await;
-    (ads, proxy, listener)
+        ),
+    )
+    .await
 }
 
 async fn send(listener: SocketAddr, n: usize) {

@@ -9,8 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use bosun_proxy::XdsMode;
-use bosun_proxy::resource::ResourceType;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, Route, route};
 use envoy_types::pb::google::protobuf::UInt32Value;
@@ -91,14 +89,9 @@ fn retrying_route(cluster: &str, retries: u32) -> Route {
 }
 
 async fn proxy_to(upstream: SocketAddr, retries: u32) -> (FakeAds, TestProxy, SocketAddr) {
-    let ads = FakeAds::start().await;
-    ads.set(
-        ResourceType::Cluster,
-        vec![static_cluster("flaky", &[upstream], false)],
-    );
-    ads.set(
-        ResourceType::Listener,
-        vec![inline_listener(
+    proxy_with(
+        static_cluster("flaky", &[upstream], false),
+        inline_listener(
             "outbound",
             "127.0.0.1:0".parse().expect("addr"),
             route_config(
@@ -109,12 +102,9 @@ async fn proxy_to(upstream: SocketAddr, retries: u32) -> (FakeAds, TestProxy, So
                     vec![retrying_route("flaky", retries)],
                 )],
             ),
-        )],
-    );
-    let proxy = TestProxy::start(&ads.url(), XdsMode::Delta).await;
-    proxy.ready().await;
-    let listener = proxy.listener("outbound").await;
-    (ads, proxy, listener)
+        ),
+    )
+    .await
 }
 
 async fn post<B>(proxy: SocketAddr, body: B) -> (StatusCode, Bytes)

@@ -8,8 +8,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bosun_proxy::XdsMode;
-use bosun_proxy::resource::ResourceType;
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -24,14 +22,9 @@ const SLOW_CLIENTS: usize = 1000;
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn proxy(upstream: SocketAddr) -> (FakeAds, TestProxy, SocketAddr) {
-    let ads = FakeAds::start().await;
-    ads.set(
-        ResourceType::Cluster,
-        vec![static_cluster("app", &[upstream], false)],
-    );
-    ads.set(
-        ResourceType::Listener,
-        vec![inline_listener_with(
+    proxy_with(
+        static_cluster("app", &[upstream], false),
+        inline_listener_with(
             "outbound",
             "127.0.0.1:0".parse().expect("addr"),
             route_config(
@@ -44,12 +37,9 @@ async fn proxy(upstream: SocketAddr) -> (FakeAds, TestProxy, SocketAddr) {
                     nanos: 0,
                 })
             },
-        )],
-    );
-    let proxy = TestProxy::start(&ads.url(), XdsMode::Delta).await;
-    proxy.ready().await;
-    let listener = proxy.listener("outbound").await;
-    (ads, proxy, listener)
+        ),
+    )
+    .await
 }
 
 /// A normal request on a connection of its own; the status.

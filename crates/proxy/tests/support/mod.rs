@@ -19,6 +19,22 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 
+/// A proxy serving one listener named `outbound` in front of one cluster, both as given,
+/// from a fake control plane: the control plane, the proxy and the listener's address.
+pub async fn proxy_with(
+    cluster: (String, envoy_types::pb::google::protobuf::Any),
+    listener: (String, envoy_types::pb::google::protobuf::Any),
+) -> (ads::FakeAds, TestProxy, SocketAddr) {
+    use bosun_proxy::resource::ResourceType;
+    let ads = ads::FakeAds::start().await;
+    ads.set(ResourceType::Cluster, vec![cluster]);
+    ads.set(ResourceType::Listener, vec![listener]);
+    let proxy = TestProxy::start(&ads.url(), XdsMode::Delta).await;
+    proxy.ready().await;
+    let address = proxy.listener("outbound").await;
+    (ads, proxy, address)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
 pub async fn eventually<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = tokio::time::Instant::now();
