@@ -1,5 +1,5 @@
 //! A mesh written as Istio YAML, for the translation's tests: reviews (one v1 workload, a
-//! v1 subset) plus whatever a test adds.
+//! v1 subset) plus whatever a test adds, or reviews with a DestinationRule of the test's.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -27,8 +27,9 @@ spec:
   address: 127.0.10.3
   ports: {http: 9080}
   labels: {app: reviews, version: v1}
----
-apiVersion: networking.istio.io/v1
+";
+
+const REVIEWS_SUBSETS: &str = "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
 spec:
@@ -36,8 +37,14 @@ spec:
   subsets: [{name: v1, labels: {version: v1}}]
 ";
 
+/// reviews with its v1 subset, and `extra`.
 pub(super) fn snapshot(extra: &str) -> Snapshot {
-    let yaml = format!("{SERVICES}---\n{extra}");
+    snapshot_with_rule(&format!("{REVIEWS_SUBSETS}---\n{extra}"))
+}
+
+/// reviews with `rule` as its DestinationRule (and whatever else `rule` holds).
+pub(super) fn snapshot_with_rule(rule: &str) -> Snapshot {
+    let yaml = format!("{SERVICES}---\n{rule}");
     let loaded = bosun_api::load_str(&yaml, Path::new("resources.yaml"));
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let (snapshot, warnings) = bosun_model::build::build(&loaded.resources);

@@ -200,7 +200,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::translate::test_mesh::{node, snapshot};
+    use crate::translate::test_mesh::{node, snapshot, snapshot_with_rule};
     use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
 
     const RATINGS: &str = "apiVersion: networking.istio.io/v1
@@ -259,25 +259,8 @@ spec:
 
     #[test]
     fn the_inbound_cluster_takes_the_services_connection_pool_and_nothing_else() {
-        let yaml = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v1}
-spec:
-  address: 127.0.10.3
-  ports: {http: 9080}
-  labels: {app: reviews, version: v1}
----
-apiVersion: networking.istio.io/v1
+        let snapshot = snapshot_with_rule(
+            "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
 spec:
@@ -287,10 +270,8 @@ spec:
       tcp: {maxConnections: 7}
       http: {h2UpgradePolicy: UPGRADE, maxRequestsPerConnection: 3}
     outlierDetection: {consecutive5xxErrors: 1}
-";
-        let loaded = bosun_api::load_str(yaml, std::path::Path::new("resources.yaml"));
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let (snapshot, _) = bosun_model::build::build(&loaded.resources);
+",
+        );
         let set = generate(
             &snapshot,
             &node([127, 0, 10, 3], "reviews-v1"),
