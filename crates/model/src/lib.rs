@@ -16,8 +16,9 @@ pub mod snapshot;
 pub use host::Hostname;
 pub use mesh::{MeshSettings, OutboundPolicy};
 pub use policy::{
-    ConnectionPool, DestinationPolicy, Http2Keepalive, LayeredPolicy, LoadBalancer,
-    OutlierDetection, Subset, TcpKeepalive, TrafficPolicy,
+    ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
+    Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
+    TcpKeepalive, TrafficPolicy, Warmup,
 };
 pub use routing::{
     AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,

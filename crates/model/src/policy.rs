@@ -6,20 +6,84 @@ use std::time::Duration;
 
 use crate::host::Hostname;
 
-/// Istio's simple load balancers. The default is LEAST_REQUEST, as in Istio since 1.14.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// `loadBalancer`: how a request picks one of the destination's endpoints.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LoadBalancing {
+    pub algorithm: LoadBalancer,
+    /// New endpoints take a growing share of requests over this time (`warmup`).
+    pub warmup: Option<Warmup>,
+}
+
+impl LoadBalancing {
+    pub fn simple(algorithm: LoadBalancer) -> Self {
+        LoadBalancing {
+            algorithm,
+            warmup: None,
+        }
+    }
+}
+
+/// Istio's load balancers. The default is LEAST_REQUEST, as in Istio since 1.14.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub enum LoadBalancer {
     RoundRobin,
     #[default]
     LeastRequest,
     Random,
+    /// `consistentHash`: requests with the same key go to the same endpoint.
+    ConsistentHash(ConsistentHash),
+}
+
+/// Session affinity: what a request is hashed on, and the table hashes are looked up in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsistentHash {
+    /// `None`: the rule names no key, and every request picks at random.
+    pub key: Option<HashKey>,
+    pub table: HashTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum HashKey {
+    /// `httpHeaderName`.
+    Header(String),
+    /// `httpCookie`: with a `ttl`, the proxy sets the cookie when the request has none.
+    Cookie(HashCookie),
+    /// `useSourceIp`: the caller's address.
+    SourceIp,
+    /// `httpQueryParameterName`.
+    QueryParameter(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HashCookie {
+    pub name: String,
+    pub path: Option<String>,
+    pub ttl: Option<Duration>,
+    /// Extra attributes of the cookie the proxy sets (`name`, optional `value`).
+    pub attributes: Vec<(String, Option<String>)>,
+}
+
+/// The consistent-hashing table: Envoy's ring hash (Istio's default) or maglev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum HashTable {
+    RingHash { minimum_ring_size: Option<u64> },
+    Maglev { table_size: Option<u64> },
+}
+
+/// `warmup`: Envoy's slow start. A new endpoint's weight grows from `minimum_percent`
+/// to its full weight over `duration`, faster with a higher `aggression`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Warmup {
+    pub duration: Duration,
+    pub minimum_percent: f64,
+    pub aggression: f64,
 }
 
 /// The policy parts a DestinationRule sets at one level (the rule, a port, a subset).
 /// `None` leaves the part to the level below, or to Istio's default.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TrafficPolicy {
-    pub load_balancer: Option<LoadBalancer>,
+    pub load_balancer: Option<LoadBalancing>,
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
 }
@@ -127,7 +191,10 @@ impl DestinationPolicy {
         }
         let own = &subset.policy.policy;
         TrafficPolicy {
-            load_balancer: own.load_balancer.or(top.load_balancer),
+            load_balancer: own
+                .load_balancer
+                .clone()
+                .or_else(|| top.load_balancer.clone()),
             connection_pool: own
                 .connection_pool
                 .clone()
@@ -158,7 +225,7 @@ mod tests {
             host: Hostname::resolve("reviews", "default"),
             policy: LayeredPolicy {
                 policy: TrafficPolicy {
-                    load_balancer: Some(LoadBalancer::Random),
+                    load_balancer: Some(LoadBalancing::simple(LoadBalancer::Random)),
                     connection_pool: pool(10),
                     outlier_detection: None,
                 },
@@ -175,7 +242,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 policy: LayeredPolicy {
                     policy: TrafficPolicy {
-                        load_balancer: Some(LoadBalancer::RoundRobin),
+                        load_balancer: Some(LoadBalancing::simple(LoadBalancer::RoundRobin)),
                         ..TrafficPolicy::default()
                     },
                     ports: BTreeMap::new(),
@@ -189,7 +256,10 @@ mod tests {
         assert_eq!(rule.effective(9090, None).connection_pool, pool(10));
         // The subset's load balancer replaces the rule's; the pool stays the port's.
         let subset = rule.effective(9080, Some("v2"));
-        assert_eq!(subset.load_balancer, Some(LoadBalancer::RoundRobin));
+        assert_eq!(
+            subset.load_balancer,
+            Some(LoadBalancing::simple(LoadBalancer::RoundRobin))
+        );
         assert_eq!(subset.connection_pool, pool(1));
     }
 }

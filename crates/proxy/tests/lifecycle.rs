@@ -118,8 +118,9 @@ async fn sotw_nack_keeps_the_last_accepted_version() {
             .find(|a| a.kind == Some(ResourceType::Cluster) && a.nack.is_none())
     })
     .await;
-    let mut bad = eds_cluster("ring", LbPolicy::RingHash, false);
-    bad.0 = "ring".into();
+    // An EDS cluster cannot have its endpoints named by requests.
+    let mut bad = eds_cluster("provided", LbPolicy::ClusterProvided, false);
+    bad.0 = "provided".into();
     ads.set(
         ResourceType::Cluster,
         vec![
@@ -129,7 +130,7 @@ async fn sotw_nack_keeps_the_last_accepted_version() {
         ],
     );
     let nack = ads
-        .wait_for_nack("cluster ring: lb_policy RING_HASH is not supported yet")
+        .wait_for_nack("cluster provided: lb_policy CLUSTER_PROVIDED is not supported yet")
         .await;
     assert_eq!(
         nack.version_info, accepted.version_info,

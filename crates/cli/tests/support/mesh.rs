@@ -71,6 +71,8 @@ pub struct TestMesh {
 
 const VERSIONS: [(&str, u8); 2] = [("v1", 3), ("v2", 4)];
 const CLIENT_HOST: u8 = 1;
+/// A second client sidecar, for tests that compare two proxies in one mesh.
+const OTHER_CLIENT_HOST: u8 = 5;
 const CONTROL_PLANE_HOST: u8 = 250;
 
 impl TestMesh {
@@ -137,8 +139,8 @@ impl TestMesh {
                 .await;
         }
         match envoy {
-            Some((envoy, api)) => mesh.start_envoy_client(&envoy, api).await,
-            None => mesh.start_bosun_client().await,
+            Some((envoy, api)) => mesh.start_envoy_client(CLIENT_HOST, &envoy, api).await,
+            None => mesh.start_bosun_client(CLIENT_HOST).await,
         }
         Some(mesh)
     }
@@ -285,20 +287,49 @@ impl TestMesh {
         self.processes.push(proxy);
     }
 
-    async fn start_bosun_client(&mut self) {
-        let ip = self.subnet.ip(CLIENT_HOST);
-        let proxy = self.proxy_command("client", ip, &[("app", "client")]);
-        let proxy = Process::spawn("client-proxy", proxy, self.logs.path());
-        wait_ready(&proxy, self.client_admin(), "/ready").await;
+    /// Starts a second client sidecar beside the first, of the other kind or the same,
+    /// and connects to it; `None` when it is an Envoy and none is installed.
+    pub async fn start_other_client(&mut self, proxy: ClientProxy) -> Option<ProxyClient> {
+        match proxy {
+            ClientProxy::Envoy(api) => {
+                let envoy = envoy_binary()?;
+                self.start_envoy_client(OTHER_CLIENT_HOST, &envoy, api)
+                    .await;
+            }
+            ClientProxy::Bosun => self.start_bosun_client(OTHER_CLIENT_HOST).await,
+        }
+        let outbound = SocketAddr::new(self.subnet.ip(OTHER_CLIENT_HOST), 15001);
+        Some(
+            ProxyClient::connect(outbound)
+                .await
+                .expect("connect to the other client sidecar"),
+        )
+    }
+
+    fn client_name(host: u8) -> String {
+        if host == CLIENT_HOST {
+            "client".to_string()
+        } else {
+            format!("client-{host}")
+        }
+    }
+
+    async fn start_bosun_client(&mut self, host: u8) {
+        let ip = self.subnet.ip(host);
+        let name = Self::client_name(host);
+        let proxy = self.proxy_command(&name, ip, &[("app", "client")]);
+        let proxy = Process::spawn(&format!("{name}-proxy"), proxy, self.logs.path());
+        wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         self.processes.push(proxy);
     }
 
-    async fn start_envoy_client(&mut self, envoy: &Path, api: bosun_xds::StreamKind) {
-        let ip = self.subnet.ip(CLIENT_HOST);
-        let mut node = bosun_xds::ProxyNode::sidecar(ip, "client", "default");
+    async fn start_envoy_client(&mut self, host: u8, envoy: &Path, api: bosun_xds::StreamKind) {
+        let ip = self.subnet.ip(host);
+        let name = Self::client_name(host);
+        let mut node = bosun_xds::ProxyNode::sidecar(ip, &name, "default");
         node.labels.insert("app".to_string(), "client".to_string());
-        let proxy = self.spawn_envoy("client-envoy", envoy, api, &node);
-        wait_ready(&proxy, self.client_admin(), "/ready").await;
+        let proxy = self.spawn_envoy(&format!("{name}-envoy"), envoy, api, &node);
+        wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         self.processes.push(proxy);
     }
 

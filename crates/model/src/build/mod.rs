@@ -533,6 +533,7 @@ spec:
                 .traffic_policy(&host, port.number, Some(subset))
                 .load_balancer
                 .unwrap_or_default()
+                .algorithm
         };
         assert_eq!(load_balancer("v1"), crate::LoadBalancer::Random);
         assert_eq!(load_balancer("v2"), crate::LoadBalancer::LeastRequest);

@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 
 use bosun_api::Config;
 use bosun_api::networking::{
-    ConnectionPoolSettings, DestinationRule, H2UpgradePolicy, LoadBalancerSettings,
-    LoadBalancerSimple, OutlierDetection as ApiOutlierDetection, PortTrafficPolicy,
-    TrafficPolicy as ApiTrafficPolicy,
+    ConnectionPoolSettings, ConsistentHashLb, DestinationRule, H2UpgradePolicy,
+    LoadBalancerSettings, LoadBalancerSimple, OutlierDetection as ApiOutlierDetection,
+    PortTrafficPolicy, TrafficPolicy as ApiTrafficPolicy,
 };
 
 use super::source;
 use crate::host::Hostname;
 use crate::policy::{
-    ConnectionPool, DestinationPolicy, Http2Keepalive, LayeredPolicy, LoadBalancer,
-    OutlierDetection, Subset, TcpKeepalive, TrafficPolicy,
+    ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
+    Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
+    TcpKeepalive, TrafficPolicy, Warmup,
 };
 
 pub(super) fn policy_of(rule: &Config<DestinationRule>) -> DestinationPolicy {
@@ -66,18 +67,81 @@ fn port_policy(settings: &PortTrafficPolicy) -> Option<(u16, TrafficPolicy)> {
     ))
 }
 
-fn load_balancer(settings: Option<&LoadBalancerSettings>) -> Option<LoadBalancer> {
-    match settings?.simple? {
-        LoadBalancerSimple::RoundRobin => Some(LoadBalancer::RoundRobin),
-        // Unset means the mesh's default.
-        LoadBalancerSimple::Unspecified => None,
-        LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest => {
-            Some(LoadBalancer::LeastRequest)
+fn load_balancer(settings: Option<&LoadBalancerSettings>) -> Option<LoadBalancing> {
+    let settings = settings?;
+    let algorithm = match (&settings.consistent_hash, settings.simple) {
+        (Some(hash), _) => LoadBalancer::ConsistentHash(consistent_hash(hash)),
+        (None, Some(LoadBalancerSimple::RoundRobin)) => LoadBalancer::RoundRobin,
+        (None, Some(LoadBalancerSimple::Random)) => LoadBalancer::Random,
+        (None, Some(LoadBalancerSimple::LeastConn | LoadBalancerSimple::LeastRequest)) => {
+            LoadBalancer::LeastRequest
         }
-        LoadBalancerSimple::Random => Some(LoadBalancer::Random),
-        // Reported as not supported by the API layer; behave as Istio's default.
-        LoadBalancerSimple::Passthrough => None,
-    }
+        // Unset means the mesh's default; PASSTHROUGH is reported as not supported by the
+        // API layer, and behaves as the default meanwhile.
+        (None, Some(LoadBalancerSimple::Unspecified | LoadBalancerSimple::Passthrough) | None) => {
+            LoadBalancer::default()
+        }
+    };
+    let warmup = match (&settings.warmup, settings.warmup_duration_secs) {
+        (Some(warmup), _) => Some(Warmup {
+            duration: warmup.duration.as_std(),
+            minimum_percent: warmup
+                .minimum_percent
+                .unwrap_or(DEFAULT_WARMUP_MINIMUM_PERCENT),
+            aggression: warmup.aggression.unwrap_or(DEFAULT_WARMUP_AGGRESSION),
+        }),
+        // The deprecated `warmupDurationSecs`: Envoy's defaults for the rest.
+        (None, Some(duration)) => Some(Warmup {
+            duration: duration.as_std(),
+            minimum_percent: DEFAULT_WARMUP_MINIMUM_PERCENT,
+            aggression: DEFAULT_WARMUP_AGGRESSION,
+        }),
+        (None, None) => None,
+    };
+    Some(LoadBalancing { algorithm, warmup })
+}
+
+/// istiod's warmup defaults: a new endpoint starts at 10 % of its weight, growing linearly.
+const DEFAULT_WARMUP_MINIMUM_PERCENT: f64 = 10.0;
+const DEFAULT_WARMUP_AGGRESSION: f64 = 1.0;
+
+/// The hash key and table of `consistentHash`; with neither `ringHash` nor `maglev`,
+/// istiod's ring hash of the deprecated `minimumRingSize` or 1,024 entries.
+fn consistent_hash(settings: &ConsistentHashLb) -> ConsistentHash {
+    let key = if let Some(name) = &settings.http_header_name {
+        Some(HashKey::Header(name.to_ascii_lowercase()))
+    } else if let Some(cookie) = &settings.http_cookie {
+        Some(HashKey::Cookie(HashCookie {
+            name: cookie.name.clone(),
+            path: cookie.path.clone().filter(|path| !path.is_empty()),
+            ttl: cookie.ttl.map(|ttl| ttl.as_std()),
+            attributes: cookie
+                .attributes
+                .iter()
+                .map(|attribute| (attribute.name.clone(), attribute.value.clone()))
+                .collect(),
+        }))
+    } else if settings.use_source_ip == Some(true) {
+        Some(HashKey::SourceIp)
+    } else {
+        settings
+            .http_query_parameter_name
+            .clone()
+            .map(HashKey::QueryParameter)
+    };
+    let nonzero = |value: Option<u64>| value.filter(|v| *v > 0);
+    let table = match (&settings.maglev, &settings.ring_hash) {
+        (Some(maglev), _) => HashTable::Maglev {
+            table_size: nonzero(maglev.table_size),
+        },
+        (None, Some(ring)) => HashTable::RingHash {
+            minimum_ring_size: nonzero(ring.minimum_ring_size),
+        },
+        (None, None) => HashTable::RingHash {
+            minimum_ring_size: Some(nonzero(settings.minimum_ring_size).unwrap_or(1024)),
+        },
+    };
+    ConsistentHash { key, table }
 }
 
 /// istiod takes a count only when it is above zero; validation refuses negative ones.

@@ -8,6 +8,7 @@ mod cluster;
 mod cors;
 mod fault;
 mod filters;
+mod hash_policy;
 mod listener;
 mod matchers;
 mod percent;

@@ -13,15 +13,16 @@ use http::StatusCode;
 
 use super::actions::{HeaderLists, header_rules, host_rewrite, redirect, regex_rewrite};
 use super::filters::compile_per_filter;
+use super::hash_policy::compile_hash_policy;
 use super::matchers::{compile_header, compile_query, regex};
 use super::percent::fraction;
 use super::retry::compile_retry;
 use super::{CompileError, Reason, duration};
 use crate::resource::ResourceType;
 use crate::routing::{
-    DirectResponse, DomainIndex, FilterConfigs, Fraction, HeaderRules, MirrorPolicy, PathMatch,
-    PathRewrite, RetryPolicy, Route as CompiledRoute, RouteAction, RouteMatch, RouteTable,
-    VirtualHost, WeightedClusters,
+    DirectResponse, DomainIndex, FilterConfigs, Fraction, HashPolicy, HeaderRules, MirrorPolicy,
+    PathMatch, PathRewrite, RetryPolicy, Route as CompiledRoute, RouteAction, RouteMatch,
+    RouteTable, VirtualHost, WeightedClusters,
 };
 
 /// Envoy's route timeout when a route does not set one.
@@ -189,6 +190,7 @@ fn compile_route(
         path_rewrite: forward.path_rewrite,
         host_rewrite: forward.host_rewrite,
         mirrors: forward.mirrors,
+        hash_policy: forward.hash_policy,
     })
 }
 
@@ -233,6 +235,7 @@ fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
 /// What a route action compiles to: where it sends, its timeout, retries and rewrites.
 struct ForwardAction {
     action: RouteAction,
+    hash_policy: Option<Arc<HashPolicy>>,
     timeout: Option<Duration>,
     retry: Option<Arc<RetryPolicy>>,
     path_rewrite: Option<PathRewrite>,
@@ -245,6 +248,7 @@ impl ForwardAction {
     fn answer(action: RouteAction) -> Self {
         ForwardAction {
             action,
+            hash_policy: None,
             timeout: None,
             retry: None,
             path_rewrite: None,
@@ -270,7 +274,6 @@ fn compile_action(a: &ProtoRouteAction) -> Result<ForwardAction, Reason> {
             a.retry_policy_typed_config.is_some(),
             "retry_policy_typed_config",
         ),
-        (!a.hash_policy.is_empty(), "hash_policy"),
         (a.cors.is_some(), "cors"),
         (!a.upgrade_configs.is_empty(), "upgrade_configs"),
         (!a.rate_limits.is_empty(), "rate_limits"),
@@ -391,6 +394,7 @@ fn compile_action(a: &ProtoRouteAction) -> Result<ForwardAction, Reason> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ForwardAction {
         action,
+        hash_policy: compile_hash_policy(&a.hash_policy)?,
         timeout,
         retry,
         path_rewrite,

@@ -1,5 +1,6 @@
 //! What a request knows of the connection it came on.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
@@ -16,6 +17,8 @@ use crate::tls::PeerCertificate;
 pub struct ConnectionInfo {
     /// Whether the connection is served by the listener's TLS chain.
     pub is_tls: bool,
+    /// The connection's remote (caller) and local address.
+    pub addresses: Option<(SocketAddr, SocketAddr)>,
     /// The caller's certificate, over mutual TLS.
     pub peer: Option<PeerCertificate>,
     /// The caller's SPIFFE identity, as metrics label it.
@@ -30,13 +33,25 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    pub fn mutual_tls(peer: Option<PeerCertificate>) -> Self {
+    /// A plaintext connection from `remote` to `local`.
+    pub fn plain(addresses: Option<(SocketAddr, SocketAddr)>) -> Self {
+        Self {
+            addresses,
+            ..Default::default()
+        }
+    }
+
+    pub fn mutual_tls(
+        peer: Option<PeerCertificate>,
+        addresses: Option<(SocketAddr, SocketAddr)>,
+    ) -> Self {
         let principal = peer
             .as_ref()
             .and_then(|peer| peer.uri.as_deref())
             .map(principal);
         Self {
             is_tls: true,
+            addresses,
             peer,
             principal,
             ..Default::default()

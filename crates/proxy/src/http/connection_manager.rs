@@ -7,6 +7,7 @@
 //! only the `Arc`s kept across awaits are cloned.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -63,7 +64,12 @@ pub async fn handle(
         &ctx,
     );
     let grpc = is_grpc(req.headers());
-    let routed = route_and_forward(&ctx, chain, stats, req, grpc, record.as_mut()).await;
+    let request = Downstream {
+        req,
+        grpc,
+        connection: connection.addresses,
+    };
+    let routed = route_and_forward(&ctx, chain, stats, request, record.as_mut()).await;
     let mut response = match routed {
         Ok(response) => response,
         Err(reply) => reply.answer(grpc, record.as_mut()),
@@ -160,15 +166,26 @@ fn set_client_cert_header(
     }
 }
 
+/// A request as it came from downstream: whether it speaks gRPC, and on which connection.
+struct Downstream {
+    req: Request<Incoming>,
+    grpc: bool,
+    connection: Option<(SocketAddr, SocketAddr)>,
+}
+
 /// Routes the request, runs it through the chain's filters, and hands it to the router.
 async fn route_and_forward(
     ctx: &ListenerContext,
     chain: &FilterChainSpec,
     stats: &ListenerStats,
-    req: Request<Incoming>,
-    grpc: bool,
+    downstream: Downstream,
     mut record: Option<&mut RequestRecord>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
+    let Downstream {
+        req,
+        grpc,
+        connection,
+    } = downstream;
     let Some(authority) = request_authority(&req) else {
         return Err(LocalReply::new(
             StatusCode::BAD_REQUEST,
@@ -266,6 +283,7 @@ async fn route_and_forward(
         entry: selected.headers,
         mirrors,
         downstream_tls: chain.tls.is_some(),
+        connection,
     };
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
     work.apply(response.headers_mut());

@@ -2,6 +2,7 @@
 //! Istio mutual TLS when the listener has a TLS chain (both at once in PERMISSIVE mode,
 //! told apart by the first byte, as Envoy's TLS inspector does).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -47,10 +48,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         let ctx = ctx.clone();
         let builder = builder.clone();
         let drain = drain.clone();
+        let addresses = stream.local_addr().ok().map(|local| (peer, local));
         tokio::spawn(async move {
-            let result = match open(stream, &ctx).await {
+            let result = match open(stream, addresses, &ctx).await {
                 Ok(Opened::Plain(stream)) => {
-                    let info = Arc::new(ConnectionInfo::default());
+                    let info = Arc::new(ConnectionInfo::plain(addresses));
                     let stream = Watched::new(stream, Arc::clone(&info.head), false);
                     serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
@@ -81,7 +83,11 @@ enum Opened {
 }
 
 /// Picks the chain for a new connection and, for the TLS chain, completes the handshake.
-async fn open(stream: TcpStream, ctx: &ListenerContext) -> std::io::Result<Opened> {
+async fn open(
+    stream: TcpStream,
+    addresses: Option<(SocketAddr, SocketAddr)>,
+    ctx: &ListenerContext,
+) -> std::io::Result<Opened> {
     let runtime = ctx.config.load_full();
     let spec = &runtime.spec;
     let server_tls = match (&runtime.server_tls, spec.plaintext_chain.is_some()) {
@@ -110,7 +116,7 @@ async fn open(stream: TcpStream, ctx: &ListenerContext) -> std::io::Result<Opene
         .map(PeerCertificate::of);
     Ok(Opened::Tls(
         Box::new(stream),
-        Arc::new(ConnectionInfo::mutual_tls(peer)),
+        Arc::new(ConnectionInfo::mutual_tls(peer, addresses)),
     ))
 }
 

@@ -176,19 +176,23 @@ pub struct QueryMatch {
 
 impl QueryMatch {
     fn matches(&self, query: Option<&str>) -> bool {
-        let found = query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (key == self.name).then_some(value)
-            });
-        match (found, &self.value) {
+        match (first_query_value(query, &self.name), &self.value) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(value), Some(wanted)) => wanted.matches(value),
         }
     }
+}
+
+/// The first value of the query parameter `name`, as written (`""` for a bare `name`).
+pub fn first_query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
 }
 
 /// Everything a route requires of a request, all of which must hold.

@@ -5,6 +5,7 @@ mod actions;
 mod domain;
 mod filter_config;
 mod fraction;
+mod hash_policy;
 mod matcher;
 mod retry;
 mod route_index;
@@ -17,6 +18,7 @@ pub use actions::{
 pub use domain::{DomainError, DomainIndex};
 pub use filter_config::{FilterConfigs, FilterOverride, Override};
 pub use fraction::Fraction;
+pub use hash_policy::{HashCookie, HashInput, HashMethod, HashPolicy, HashSource, RequestHash};
 pub use matcher::{
     HeaderMatch, HeaderSource, PathMatch, QueryMatch, RequestView, RouteMatch, ValueMatch,
     full_match_regex,

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::actions::{HeaderRules, PathRewrite, Redirect};
+use super::hash_policy::HashPolicy;
 use super::route_index::RouteIndex;
 use super::{DomainIndex, FilterConfigs, PathMatch, RequestView, RetryPolicy, RouteMatch};
 
@@ -91,6 +92,8 @@ pub struct Route {
     pub host_rewrite: Option<http::uri::Authority>,
     /// Clusters a share of the requests is copied to, their answers ignored.
     pub mirrors: Vec<MirrorPolicy>,
+    /// What the request is hashed on, for a ring-hash or maglev cluster.
+    pub hash_policy: Option<Arc<HashPolicy>>,
 }
 
 /// Envoy's `RequestMirrorPolicy`: copy this share of the requests to `cluster`.

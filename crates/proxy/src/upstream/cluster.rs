@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use super::connector::TlsConnect;
 use super::endpoint::Endpoint;
+use super::hashing::HashingKind;
 use super::limits::{
     Admitted, CircuitLimits, CircuitState, ConnectionSlot, Overflow, RetryAdmitted,
 };
-use super::membership::{Member, Membership};
+use super::membership::{Member, Membership, MembershipSettings};
 use super::outlier::{Observation, OutlierSettings};
 use super::pool::{PoolOptions, UpstreamProtocol};
+use super::slow_start::SlowStart;
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
 use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};
@@ -24,6 +26,8 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
+    /// RING_HASH or MAGLEV: the request's hash picks the endpoint.
+    Hashing(HashingKind),
     /// The cluster names the endpoint (original destination).
     ClusterProvided,
 }
@@ -34,6 +38,8 @@ impl LbPolicy {
             LbPolicy::RoundRobin => "ROUND_ROBIN",
             LbPolicy::LeastRequest => "LEAST_REQUEST",
             LbPolicy::Random => "RANDOM",
+            LbPolicy::Hashing(HashingKind::Ring { .. }) => "RING_HASH",
+            LbPolicy::Hashing(HashingKind::Maglev { .. }) => "MAGLEV",
             LbPolicy::ClusterProvided => "CLUSTER_PROVIDED",
         }
     }
@@ -82,6 +88,8 @@ pub struct ClusterSpec {
     pub outlier: Option<OutlierSettings>,
     /// Below this percentage of serving endpoints, all of them take requests.
     pub panic_threshold: u32,
+    /// New endpoints' weights grow over a window (round robin and least request).
+    pub slow_start: Option<SlowStart>,
 }
 
 /// A request to an original-destination cluster that names no `ip:port`.
@@ -124,8 +132,15 @@ impl Cluster {
                 .collect(),
             default_socket: connect(&spec.transport.default),
             endpoints: Arc::new(Membership::new(
-                spec.panic_threshold,
-                spec.outlier.clone(),
+                MembershipSettings {
+                    panic_threshold: spec.panic_threshold,
+                    outlier: spec.outlier.clone(),
+                    hashing: match spec.lb_policy {
+                        LbPolicy::Hashing(kind) => Some(kind),
+                        _ => None,
+                    },
+                    slow_start: spec.slow_start,
+                },
                 Arc::clone(&stats),
             )),
             named: Mutex::default(),
@@ -190,11 +205,22 @@ impl Cluster {
 
     /// The endpoint the cluster's policy picks for the next request.
     pub fn pick(&self) -> Option<Arc<Endpoint>> {
+        self.pick_hashed(None, 0)
+    }
+
+    /// The endpoint for a request hashed to `hash` (by the route's hash policy), at the
+    /// retry `attempt`. A hashing cluster picks at random for a request with no hash, as
+    /// Envoy does; other clusters ignore the hash.
+    fn pick_hashed(&self, hash: Option<u64>, attempt: u32) -> Option<Arc<Endpoint>> {
         let set = self.endpoints.active();
         let picked = match self.spec.lb_policy {
             LbPolicy::RoundRobin => set.round_robin(&self.rr_cursor),
             LbPolicy::LeastRequest => set.least_request(),
             LbPolicy::Random => set.random(),
+            LbPolicy::Hashing(_) => match hash {
+                Some(hash) => set.by_hash(hash, attempt),
+                None => set.random(),
+            },
             LbPolicy::ClusterProvided => None,
         };
         picked.cloned()
@@ -244,16 +270,22 @@ impl Cluster {
     /// up to `attempts` picks of the cluster's policy (Envoy's previous-hosts predicate).
     /// Where Envoy then settles for a tried endpoint, this takes any endpoint not tried
     /// yet, so a retry never goes back to a dead endpoint while another one is left.
-    pub fn pick_avoiding(&self, avoid: &[SocketAddr], attempts: u32) -> Option<Arc<Endpoint>> {
-        let mut picked = self.pick()?;
+    /// A hashed request looks again with its hash changed per pick, as Envoy does.
+    pub fn pick_avoiding(
+        &self,
+        avoid: &[SocketAddr],
+        attempts: u32,
+        hash: Option<u64>,
+    ) -> Option<Arc<Endpoint>> {
+        let mut picked = self.pick_hashed(hash, 0)?;
         if avoid.is_empty() {
             return Some(picked);
         }
-        for _ in 1..attempts.max(1) {
+        for attempt in 1..attempts.max(1) {
             if !avoid.contains(&picked.address) {
                 return Some(picked);
             }
-            picked = self.pick()?;
+            picked = self.pick_hashed(hash, attempt)?;
         }
         if !avoid.contains(&picked.address) {
             return Some(picked);

@@ -3,12 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
 
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::UpstreamBody;
 use super::connector::{EndpointConnector, TlsConnect};
+use super::hashing::{HashTable, HashingKind};
 use super::outlier::EndpointHealth;
 use super::pool::{PoolOptions, UpstreamProtocol};
 use crate::telemetry::{PeerWorkload, Shared};
@@ -27,6 +29,8 @@ pub struct Endpoint {
     tls: Option<Arc<TlsConnect>>,
     workload: Option<Shared<PeerWorkload>>,
     health: EndpointHealth,
+    /// When it joined the cluster (slow start counts from here).
+    joined: Instant,
 }
 
 impl Endpoint {
@@ -60,6 +64,7 @@ impl Endpoint {
             tls,
             workload,
             health: EndpointHealth::default(),
+            joined: Instant::now(),
         }
     }
 
@@ -86,6 +91,11 @@ impl Endpoint {
     /// connection lost (it was closed under it).
     pub fn fresh_client(&self) -> &UpstreamClient {
         &self.fresh
+    }
+
+    /// How long it has been in the cluster.
+    pub fn age(&self) -> std::time::Duration {
+        self.joined.elapsed()
     }
 
     pub fn active_requests(&self) -> usize {
@@ -125,6 +135,8 @@ pub struct EndpointSet {
     wheel: Vec<u32>,
     /// Cumulative weights for weighted random choice; empty when weights are equal.
     cumulative: Vec<u64>,
+    /// The ring hash or maglev table of a hashing cluster.
+    hashing: Option<HashTable>,
 }
 
 /// Longest weighted round-robin schedule kept; larger weight sums are scaled down.
@@ -132,6 +144,16 @@ const MAX_WHEEL: u64 = 1024;
 
 impl EndpointSet {
     pub fn new(members: Vec<(Arc<Endpoint>, u32)>) -> Self {
+        Self::hashed(members, None)
+    }
+
+    /// The set with the consistent-hashing table of `hashing` built over it.
+    pub fn hashed(members: Vec<(Arc<Endpoint>, u32)>, hashing: Option<HashingKind>) -> Self {
+        let hashing = hashing.and_then(|kind| {
+            let addresses: Vec<(SocketAddr, u32)> =
+                members.iter().map(|(e, w)| (e.address, *w)).collect();
+            HashTable::build(kind, &addresses)
+        });
         let weights: Vec<u64> = members
             .iter()
             .map(|(_, w)| u64::from((*w).max(1)))
@@ -154,6 +176,16 @@ impl EndpointSet {
             members: members.into_iter().map(|(e, _)| e).collect(),
             wheel,
             cumulative,
+            hashing,
+        }
+    }
+
+    /// The endpoint the hashing table gives `hash`, at the retry `attempt` (0 first);
+    /// a random one when the set has no table.
+    pub fn by_hash(&self, hash: u64, attempt: u32) -> Option<&Arc<Endpoint>> {
+        match &self.hashing {
+            Some(table) => self.members.get(table.lookup(hash, attempt)),
+            None => self.random(),
         }
     }
 

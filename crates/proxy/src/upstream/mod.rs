@@ -5,12 +5,14 @@ mod cluster;
 mod connector;
 mod downstream;
 mod endpoint;
+mod hashing;
 mod limits;
 mod membership;
 mod outlier;
 mod pool;
 mod replay;
 mod response;
+mod slow_start;
 mod tee;
 
 pub use body::{Replay, UpstreamBody};
@@ -18,10 +20,14 @@ pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
 pub use connector::{ConnectionUse, UpstreamPrincipal};
 pub use downstream::DownstreamBody;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient};
+pub use hashing::{
+    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MAXIMUM_RING_SIZE, DEFAULT_MINIMUM_RING_SIZE, HashingKind,
+};
 pub use limits::{Admitted, CircuitLimits, ConnectionSlot, Overflow, RetryAdmitted};
 pub use membership::DEFAULT_PANIC_THRESHOLD;
 pub use outlier::{Observation, OutlierSettings};
 pub use pool::{Http2Keepalive, PoolOptions, TcpKeepalive, UpstreamProtocol};
 pub use replay::{REPLAY_LIMIT, ReplayError};
 pub use response::{Held, UpstreamResponseBody};
+pub use slow_start::SlowStart;
 pub use tee::{CopyBody, TeeBody};

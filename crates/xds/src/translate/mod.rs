@@ -6,6 +6,7 @@
 mod actions;
 mod clusters;
 mod listeners;
+mod load_balancer;
 mod matchers;
 mod names;
 mod passthrough;

@@ -34,12 +34,19 @@ const DEFAULT_RETRIABLE_STATUS_CODES: [u32; 1] = [503];
 const HOST_SELECTION_ATTEMPTS: i64 = 5;
 
 /// The retry policy of an outbound route, as istiod writes it.
-pub(super) fn retry_policy(retries: &Retries) -> Option<RetryPolicy> {
-    match retries {
-        Retries::MeshDefault => Some(default_retry_policy()),
-        Retries::Disabled => None,
-        Retries::Policy(policy) => Some(configured_retry_policy(policy)),
+///
+/// A route to one consistently hashed destination retries without the previous-hosts
+/// predicate, as istiod writes it: the hash keeps choosing the same endpoint.
+pub(super) fn retry_policy(retries: &Retries, consistent_hash: bool) -> Option<RetryPolicy> {
+    let mut policy = match retries {
+        Retries::MeshDefault => default_retry_policy(),
+        Retries::Disabled => return None,
+        Retries::Policy(policy) => configured_retry_policy(policy),
+    };
+    if consistent_hash {
+        policy.retry_host_predicate.clear();
     }
+    Some(policy)
 }
 
 fn default_retry_policy() -> RetryPolicy {

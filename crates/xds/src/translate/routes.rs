@@ -3,8 +3,8 @@
 //! the mesh does not know.
 
 use bosun_model::{
-    HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort, Snapshot,
-    StringMatch,
+    ConsistentHash, HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort,
+    Snapshot, StringMatch,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
@@ -16,6 +16,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
+use super::load_balancer;
 use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
 use super::passthrough;
@@ -66,7 +67,7 @@ fn domains(service: &Service, port: u16, is_default: bool, proxy_namespace: &str
 
 fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Route> {
     let Some(virtual_routes) = snapshot.routes_for(&service.hostname) else {
-        return vec![default_route(service, port)];
+        return vec![default_route(snapshot, service, port)];
     };
     let mut routes = Vec::new();
     for rule in &virtual_routes.http {
@@ -104,8 +105,10 @@ fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Rou
     routes
 }
 
-fn default_route(service: &Service, port: &ServicePort) -> Route {
+fn default_route(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Route {
     let cluster = outbound_cluster_name(port.number, None, &service.hostname);
+    let policy = snapshot.traffic_policy(&service.hostname, port.number, None);
+    let hash = load_balancer::consistent_hash(policy.load_balancer.as_ref());
     Route {
         name: "default".to_string(),
         r#match: Some(RouteMatch {
@@ -115,7 +118,12 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
             timeout: Some(NO_TIMEOUT),
-            retry_policy: retry_policy(&Retries::MeshDefault),
+            retry_policy: retry_policy(&Retries::MeshDefault, hash.is_some()),
+            hash_policy: hash
+                .and_then(|hash| hash.key.as_ref())
+                .map(load_balancer::hash_policy)
+                .into_iter()
+                .collect(),
             ..Default::default()
         })),
         ..Default::default()
@@ -240,6 +248,21 @@ fn rule_action(
             ..Default::default()
         }),
     };
+    // istiod: each destination's hash key, in order; a single hashed destination retries
+    // on the same endpoint (no previous-hosts predicate).
+    let hashes: Vec<Option<ConsistentHash>> = rule
+        .destinations
+        .iter()
+        .filter(|destination| destination.weight > 0 || rule.destinations.len() == 1)
+        .map(|destination| destination_hash(snapshot, destination, incoming_port))
+        .collect();
+    let single_hashed = matches!(hashes.as_slice(), [Some(_)]);
+    let hash_policy = hashes
+        .iter()
+        .flatten()
+        .filter_map(|hash| hash.key.as_ref())
+        .map(load_balancer::hash_policy)
+        .collect();
     let request_mirror_policies = rule
         .mirrors
         .iter()
@@ -253,7 +276,8 @@ fn rule_action(
     let mut action = RouteAction {
         cluster_specifier: Some(cluster_specifier),
         timeout: Some(rule.timeout.map_or(NO_TIMEOUT, resilience::duration)),
-        retry_policy: retry_policy(&rule.retries),
+        retry_policy: retry_policy(&rule.retries, single_hashed),
+        hash_policy,
         request_mirror_policies,
         host_rewrite_specifier: headers
             .authority
@@ -273,11 +297,26 @@ fn destination_cluster(
     destination: &RouteDestination,
     incoming_port: u16,
 ) -> String {
-    let port = snapshot
+    let port = resolved_port(snapshot, destination, incoming_port);
+    outbound_cluster_name(port, destination.subset.as_deref(), &destination.host)
+}
+
+fn resolved_port(snapshot: &Snapshot, destination: &RouteDestination, incoming_port: u16) -> u16 {
+    snapshot
         .service(&destination.host)
         .and_then(|service| destination_port(service, destination.port, incoming_port))
         .map(|port| port.number)
         .or(destination.port)
-        .unwrap_or(incoming_port);
-    outbound_cluster_name(port, destination.subset.as_deref(), &destination.host)
+        .unwrap_or(incoming_port)
+}
+
+/// The consistent hash of the policy for traffic to `destination`, as its cluster has it.
+fn destination_hash(
+    snapshot: &Snapshot,
+    destination: &RouteDestination,
+    incoming_port: u16,
+) -> Option<ConsistentHash> {
+    let port = resolved_port(snapshot, destination, incoming_port);
+    let policy = snapshot.traffic_policy(&destination.host, port, destination.subset.as_deref());
+    load_balancer::consistent_hash(policy.load_balancer.as_ref()).cloned()
 }

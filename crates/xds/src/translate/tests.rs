@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use bosun_model::{
-    DestinationPolicy, Hostname, HttpRouteRule, LayeredPolicy, LoadBalancer, Protocol,
-    RequestMatch, RouteDestination, Service, ServicePort, Snapshot, StringMatch, Subset,
+    DestinationPolicy, Hostname, HttpRouteRule, LayeredPolicy, LoadBalancer, LoadBalancing,
+    Protocol, RequestMatch, RouteDestination, Service, ServicePort, Snapshot, StringMatch, Subset,
     TrafficPolicy, VirtualRoutes, Workload,
 };
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
@@ -72,7 +72,7 @@ fn bookinfo_reviews_with(workloads: Vec<Arc<Workload>>, routes: Option<VirtualRo
         host: reviews_host(),
         policy: LayeredPolicy {
             policy: TrafficPolicy {
-                load_balancer: Some(LoadBalancer::LeastRequest),
+                load_balancer: Some(LoadBalancing::simple(LoadBalancer::LeastRequest)),
                 ..TrafficPolicy::default()
             },
             ports: BTreeMap::new(),

@@ -2,9 +2,7 @@
 //! balancer, the circuit-breaker thresholds and connection options of `connectionPool`,
 //! and `outlierDetection` with the panic threshold it implies.
 
-use bosun_model::{
-    ConnectionPool, LoadBalancer, OutlierDetection, Protocol, TcpKeepalive, TrafficPolicy,
-};
+use bosun_model::{ConnectionPool, OutlierDetection, Protocol, TcpKeepalive, TrafficPolicy};
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as ProtoOutlierDetection, UpstreamConnectionOptions,
     circuit_breakers, cluster,
@@ -16,6 +14,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
+use super::load_balancer;
 use super::resilience::duration;
 
 /// Istio's mesh-wide connect timeout, for inbound clusters.
@@ -41,7 +40,7 @@ pub(super) fn apply(
     protocol: Protocol,
     mesh_connect_timeout: std::time::Duration,
 ) -> HttpOptions {
-    cluster.lb_policy = lb_policy(policy.load_balancer.unwrap_or_default()) as i32;
+    load_balancer::apply(cluster, policy.load_balancer.as_ref());
     let options = apply_connection_pool(
         cluster,
         policy.connection_pool.as_ref(),
@@ -81,14 +80,6 @@ pub(super) fn apply_connection_pool(
         });
     }
     http_options(pool, protocol)
-}
-
-pub(super) fn lb_policy(load_balancer: LoadBalancer) -> cluster::LbPolicy {
-    match load_balancer {
-        LoadBalancer::RoundRobin => cluster::LbPolicy::RoundRobin,
-        LoadBalancer::LeastRequest => cluster::LbPolicy::LeastRequest,
-        LoadBalancer::Random => cluster::LbPolicy::Random,
-    }
 }
 
 /// istiod's thresholds: no limit unless the pool sets one, so Envoy's small defaults (3

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
+use http::header::{HOST, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
@@ -20,7 +20,7 @@ use self::attempt::{Attempt, Failure, Outcome};
 pub use self::mirror::Mirror;
 use super::{LocalReply, ProxyBody};
 use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
-use crate::routing::{HeaderRules, RetryPolicy, Route, rewrite_path};
+use crate::routing::{HashInput, HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
     Admitted, Cluster, Held, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal,
@@ -42,6 +42,8 @@ pub struct Forwarding<'a> {
     pub mirrors: Vec<Mirror>,
     /// The request came over TLS (`x-forwarded-proto: https` when it says none).
     pub downstream_tls: bool,
+    /// The downstream connection's remote and local address (for hashing on them).
+    pub connection: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// Sends `req` to `cluster` as `route` says, retrying failed attempts, and answers with
@@ -54,8 +56,22 @@ pub async fn forward(
     mut forwarding: Forwarding<'_>,
 ) -> Response<ProxyBody> {
     let entry = forwarding.entry;
-    let mut response = match send(cluster, route, authority, req, &mut forwarding).await {
-        Ok(response) => response,
+    let hashed = route.hash_policy.as_deref().map(|policy| {
+        let input = HashInput {
+            query: req.uri().query(),
+            connection: forwarding.connection,
+        };
+        policy.hash(req.headers(), input)
+    });
+    let hash = hashed.as_ref().and_then(|hashed| hashed.hash);
+    let mut response = match send(cluster, route, authority, req, hash, &mut forwarding).await {
+        Ok(mut response) => {
+            // The cookie the hash policy made goes back with the upstream's answer.
+            if let Some(cookie) = hashed.and_then(|hashed| hashed.set_cookie) {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+            response
+        }
         Err(reply) => reply.answer(forwarding.grpc, forwarding.record.as_deref_mut()),
     };
     apply_response_rules(route, entry, response.headers_mut());
@@ -79,6 +95,7 @@ async fn send(
     route: &Route,
     authority: Authority,
     req: Request<Incoming>,
+    hash: Option<u64>,
     forwarding: &mut Forwarding<'_>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let stats = &cluster.stats;
@@ -112,7 +129,7 @@ async fn send(
     let pick = |tried: &[SocketAddr], attempts: u32| {
         destination
             .map(|address| cluster.endpoint_at(address))
-            .or_else(|| cluster.pick_avoiding(tried, attempts))
+            .or_else(|| cluster.pick_avoiding(tried, attempts, hash))
             .ok_or_else(|| no_healthy_upstream(cluster))
     };
     let Some(policy) = route.retry.as_deref() else {
