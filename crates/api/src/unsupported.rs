@@ -1,7 +1,8 @@
 //! Fields that are set but not yet acted on by Bosun.
 //!
 //! This slice honours: VirtualService `hosts`, `http[].name`, `http[].match[]` (`uri`,
-//! `headers`, `method`, `queryParams`, `ignoreUriCase`), `http[].route[]` (`destination`, `weight`), `http[].timeout`,
+//! `headers`, `method`, `queryParams`, `ignoreUriCase`, `sourceLabels`, `sourceNamespace`,
+//! `gateways: [mesh]`), `http[].route[]` (`destination`, `weight`), `http[].delegate`, `http[].timeout`,
 //! `http[].retries`, `http[].fault`, `http[].headers` (and per destination),
 //! `http[].rewrite`, `http[].redirect`, `http[].directResponse`, `http[].mirror` (and
 //! `mirrors`, the percentages) and `gateways: [mesh]`;
@@ -68,7 +69,7 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
         route: _,
         redirect: _,
         direct_response: _,
-        delegate,
+        delegate: _,
         rewrite: _,
         timeout: _,
         retries: _,
@@ -85,10 +86,7 @@ fn http_route(fields: &mut Fields, path: &str, route: &HttpRoute) {
     for (index, request) in matches.iter().enumerate() {
         http_match(fields, &format!("{path}.match[{index}]"), request);
     }
-    let others = [
-        ("delegate", delegate.is_some()),
-        ("websocketUpgrade", websocket_upgrade.is_some()),
-    ];
+    let others = [("websocketUpgrade", websocket_upgrade.is_some())];
     for (name, is_set) in others {
         fields.note(is_set, || format!("{path}.{name}"));
     }
@@ -104,23 +102,19 @@ fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
         scheme: _,
         authority: _,
         port: _,
-        source_labels,
+        source_labels: _,
         gateways,
         query_params: _,
         ignore_uri_case: _,
         without_headers: _,
-        source_namespace,
+        source_namespace: _,
         stat_prefix,
     } = request;
-    let others = [
-        ("sourceLabels", !source_labels.is_empty()),
-        ("gateways", !gateways.is_empty()),
-        ("sourceNamespace", source_namespace.is_some()),
-        ("statPrefix", stat_prefix.is_some()),
-    ];
-    for (name, is_set) in others {
-        fields.note(is_set, || format!("{path}.{name}"));
+    // Sidecars (`mesh`) are honoured; gateways are not run yet.
+    for (index, gateway) in gateways.iter().enumerate() {
+        fields.note(gateway != "mesh", || format!("{path}.gateways[{index}]"));
     }
+    fields.note(stat_prefix.is_some(), || format!("{path}.statPrefix"));
 }
 
 fn destination_rule(fields: &mut Fields, spec: &DestinationRule) {
@@ -314,6 +308,7 @@ spec:
   - match:
     - queryParams: {a: {exact: b}}
       sourceNamespace: prod
+      gateways: [mesh, bookinfo-gateway]
     fault:
       delay: {fixedDelay: 7s, percentage: {value: 100}}
     retries: {attempts: 3}
@@ -332,7 +327,7 @@ spec:
                 "spec.gateways[1]",
                 "spec.exportTo",
                 "spec.tcp",
-                "spec.http[0].match[0].sourceNamespace",
+                "spec.http[0].match[0].gateways[1]",
             ]
         );
     }

@@ -1358,3 +1358,94 @@ async fn warmup(client: ClientProxy) {
     assert!((0.4..=0.6).contains(&warm), "v2 took {warm:.2} once warm");
 }
 through_both!(warmup);
+
+/// Istio's `sourceLabels` and `sourceNamespace`: a rule for other callers (productpage's
+/// sidecar, or the `prod` namespace) is not written into the client's routes at all, so
+/// it cannot catch the client's requests; a rule for the client's own labels is.
+async fn source_matches(client: ClientProxy) {
+    let rules = reviews_rules(
+        "  - name: for-others
+    match:
+    - sourceLabels: {app: productpage}
+    - sourceNamespace: prod
+    route:
+    - destination: {host: reviews, subset: v2}
+  - name: for-the-client
+    match:
+    - sourceLabels: {app: client}
+      headers: {end-user: {exact: jason}}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+",
+    );
+    let Some((mesh, mut client)) = start(client, vec![rules], vec![]).await else {
+        return;
+    };
+    let plain = send(&mut client, &[], 6).await;
+    assert!(
+        plain.versions.iter().all(|v| v.as_deref() == Some("v1")),
+        "{:?}\n{}",
+        plain.versions,
+        mesh.logs()
+    );
+    let jason = send(&mut client, &[("end-user", "jason")], 6).await;
+    assert!(
+        jason.versions.iter().all(|v| v.as_deref() == Some("v2")),
+        "{:?}",
+        jason.versions
+    );
+}
+through_both!(source_matches);
+
+/// Istio's delegate VirtualServices: the root routes `/reviews` of reviews to a delegate
+/// (a VirtualService without hosts) whose rules send jason to v2 and everyone else to v1,
+/// under the root's match and with its timeout; other paths match no rule.
+async fn delegate(client: ClientProxy) {
+    let root = reviews_rules(
+        "  - name: reviews-api
+    match:
+    - uri: {prefix: /reviews}
+    timeout: 5s
+    delegate: {name: reviews-delegate}
+",
+    );
+    let delegate = (
+        "virtual-service-reviews-delegate.yaml".to_string(),
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-delegate
+spec:
+  http:
+  - name: jason
+    match:
+    - headers: {end-user: {exact: jason}}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+"
+        .to_string(),
+    );
+    let Some((mesh, mut client)) = start(client, vec![root, delegate], vec![]).await else {
+        return;
+    };
+    let plain = send(&mut client, &[], 4).await;
+    assert!(
+        plain.versions.iter().all(|v| v.as_deref() == Some("v1")),
+        "{:?}\n{}",
+        plain.versions,
+        mesh.logs()
+    );
+    let jason = send(&mut client, &[("end-user", "jason")], 4).await;
+    assert!(
+        jason.versions.iter().all(|v| v.as_deref() == Some("v2")),
+        "{:?}",
+        jason.versions
+    );
+    let elsewhere = request(&mut client, "http://reviews:9080/health", &[]).await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+}
+through_both!(delegate);

@@ -22,8 +22,9 @@ pub use policy::{
 };
 pub use routing::{
     AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
-    HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
-    RetryPolicy, Rewrite, RouteDestination, Share, StringMatch, VirtualRoutes,
+    HeaderOperations, HttpRouteRule, MESH_GATEWAY, Mirror, Redirect, RedirectPort, RequestMatch,
+    Retries, RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch,
+    VirtualRoutes,
 };
 pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

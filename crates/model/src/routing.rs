@@ -1,5 +1,6 @@
 //! HTTP routing for a service host, from VirtualServices.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::host::Hostname;
@@ -27,6 +28,44 @@ pub struct RequestMatch {
     pub query_params: Vec<(String, StringMatch)>,
     /// Match `uri` (exact and prefix) without regard to case.
     pub ignore_uri_case: bool,
+    /// Which proxies the match applies to (`sourceLabels`, `sourceNamespace`, `gateways`).
+    /// istiod decides it when it writes each proxy's routes, not per request.
+    pub source: SourceMatch,
+}
+
+/// The callers a match is written for: proxies whose labels include `labels`, in
+/// `namespace` when it is set; with `gateways`, only the gateways named (a sidecar is
+/// `mesh`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct SourceMatch {
+    pub labels: BTreeMap<String, String>,
+    pub namespace: Option<String>,
+    pub gateways: Vec<String>,
+}
+
+/// The name a sidecar has among `gateways` (Istio's reserved `mesh`).
+pub const MESH_GATEWAY: &str = "mesh";
+
+impl SourceMatch {
+    /// Whether the match is written for every proxy.
+    pub fn is_any(&self) -> bool {
+        self.labels.is_empty() && self.namespace.is_none() && self.gateways.is_empty()
+    }
+
+    /// istiod's rule for a sidecar with `labels` in `namespace`: named gateways decide
+    /// alone; otherwise the labels must include the match's, in its namespace if set.
+    pub fn admits_sidecar(&self, labels: &BTreeMap<String, String>, namespace: &str) -> bool {
+        if !self.gateways.is_empty() {
+            return self.gateways.iter().any(|gateway| gateway == MESH_GATEWAY);
+        }
+        self.labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|wanted| wanted == namespace)
+    }
 }
 
 /// Where a rule sends its traffic, and what share of it.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::host::Hostname;
 use crate::mesh::MeshSettings;
 use crate::policy::{DestinationPolicy, TrafficPolicy};
-use crate::routing::VirtualRoutes;
+use crate::routing::{SourceMatch, VirtualRoutes};
 use crate::service::{Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
@@ -104,6 +104,24 @@ impl Snapshot {
     /// The VirtualService routing for `host`, if any.
     pub fn routes_for(&self, host: &Hostname) -> Option<&Arc<VirtualRoutes>> {
         self.routes.get(host)
+    }
+
+    /// The distinct caller conditions (`sourceLabels`, `sourceNamespace`, `gateways`) of
+    /// every VirtualService match, in a stable order: what makes one proxy's routes
+    /// differ from another's in the same namespace.
+    pub fn source_matches(&self) -> Vec<&SourceMatch> {
+        let mut seen: BTreeSet<&SourceMatch> = BTreeSet::new();
+        for routes in self.routes.values() {
+            for rule in &routes.http {
+                seen.extend(
+                    rule.matches
+                        .iter()
+                        .map(|request_match| &request_match.source)
+                        .filter(|source| !source.is_any()),
+                );
+            }
+        }
+        seen.into_iter().collect()
     }
 
     /// The DestinationRule for `host`, if any.

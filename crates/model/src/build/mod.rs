@@ -14,22 +14,35 @@ use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
 use crate::policy::DestinationPolicy;
+use crate::routing::MESH_GATEWAY;
 use crate::routing::{
     AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
     HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
-    RetryPolicy, Rewrite, RouteDestination, Share, StringMatch, VirtualRoutes,
+    RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch, VirtualRoutes,
 };
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
 
+mod delegate;
 mod policy;
 
+use self::delegate::{Delegates, ScopedRule};
 use self::policy::policy_of;
 
 /// Builds the snapshot from loaded resources. Resources that cannot take part (a
 /// WorkloadEntry without an IP address, a second VirtualService for a host) are left out
 /// with a warning naming them.
 pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot, Vec<String>) {
+    let resources: Vec<&Resource> = resources.into_iter().collect();
+    // VirtualServices without hosts are delegates: applied only through a root's rules.
+    let mut delegates = Delegates::default();
+    for resource in &resources {
+        if let Resource::VirtualService(virtual_service) = resource
+            && virtual_service.spec.hosts.is_empty()
+        {
+            delegates.insert(virtual_service);
+        }
+    }
     let mut warnings = Vec::new();
     let mut services: BTreeMap<Hostname, Arc<Service>> = BTreeMap::new();
     let mut workloads = Vec::new();
@@ -57,8 +70,18 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
                 Ok(workload) => workloads.push(Arc::new(workload)),
                 Err(reason) => warnings.push(format!("{}: {reason}", subject(resource))),
             },
+            Resource::VirtualService(virtual_service) if virtual_service.spec.hosts.is_empty() => {}
+            // Bound to gateways only: not a sidecar's (Istio's default is `[mesh]`).
+            Resource::VirtualService(virtual_service)
+                if !virtual_service.spec.gateways.is_empty()
+                    && !virtual_service
+                        .spec
+                        .gateways
+                        .iter()
+                        .any(|g| g == MESH_GATEWAY) => {}
             Resource::VirtualService(virtual_service) => {
-                let virtual_routes = Arc::new(routes_of(virtual_service));
+                let rules = delegate::expand(virtual_service, &delegates, &mut warnings);
+                let virtual_routes = Arc::new(routes_of(virtual_service, &rules));
                 for host in &virtual_routes.hosts {
                     if let Some(existing) = routes.get(host) {
                         warnings.push(format!(
@@ -207,7 +230,9 @@ fn workload_of(entry: &Config<WorkloadEntry>) -> Result<Workload, String> {
     })
 }
 
-fn routes_of(virtual_service: &Config<VirtualService>) -> VirtualRoutes {
+/// The VirtualService's routes, from its rules with delegations expanded (each rule
+/// resolving short names in its own VirtualService's namespace).
+fn routes_of(virtual_service: &Config<VirtualService>, rules: &[ScopedRule]) -> VirtualRoutes {
     let namespace = &virtual_service.meta.namespace;
     VirtualRoutes {
         source: source(virtual_service),
@@ -218,11 +243,9 @@ fn routes_of(virtual_service: &Config<VirtualService>) -> VirtualRoutes {
             .iter()
             .map(|host| Hostname::resolve(host, namespace))
             .collect(),
-        http: virtual_service
-            .spec
-            .http
+        http: rules
             .iter()
-            .map(|route| rule_of(route, namespace))
+            .map(|(route, namespace)| rule_of(route, namespace))
             .collect(),
     }
 }
@@ -457,6 +480,11 @@ fn match_of(request: &HttpMatchRequest) -> RequestMatch {
             .map(|(name, value)| (name.clone(), string_match(value)))
             .collect(),
         ignore_uri_case: request.ignore_uri_case.unwrap_or(false),
+        source: SourceMatch {
+            labels: request.source_labels.clone(),
+            namespace: request.source_namespace.clone().filter(|ns| !ns.is_empty()),
+            gateways: request.gateways.clone(),
+        },
     }
 }
 
@@ -582,5 +610,66 @@ spec: {address: vm.example.com, labels: {app: x}}
             "{warnings:?}"
         );
         assert!(warnings[0].contains("not an IP address"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_delegation_is_replaced_by_the_delegates_rules_and_gateway_only_rules_skip_sidecars() {
+        let (snapshot, warnings) = build(&load(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: root
+    match: [{uri: {prefix: /reviews}}]
+    timeout: 3s
+    delegate: {name: reviews-delegate}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-delegate}
+spec:
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: outside
+    match: [{uri: {prefix: /ratings}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings-edge}
+spec:
+  hosts: [ratings]
+  gateways: [bookinfo-gateway]
+  http:
+  - route: [{destination: {host: ratings}}]
+",
+        ));
+        let host = Hostname::resolve("reviews", "default");
+        let routes = snapshot.routes_for(&host).expect("reviews routes");
+        let names: Vec<_> = routes.http.iter().map(|rule| rule.name.clone()).collect();
+        assert_eq!(names, [Some("root-jason".into()), Some("root".into())]);
+        let jason = &routes.http[0];
+        assert_eq!(
+            jason.matches[0].uri,
+            Some(StringMatch::Prefix("/reviews".into()))
+        );
+        assert_eq!(jason.matches[0].headers.len(), 1);
+        assert_eq!(jason.timeout, Some(std::time::Duration::from_secs(3)));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("outside") && w.contains("left out")),
+            "{warnings:?}"
+        );
+        assert!(
+            snapshot
+                .routes_for(&Hostname::resolve("ratings", "default"))
+                .is_none()
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bosun_model::Snapshot;
+use bosun_model::{Snapshot, SourceMatch};
 
 use crate::index::ResourcesByName;
 use crate::{
@@ -54,8 +54,11 @@ pub struct MeshGenerator {
     outbound_endpoints: Vec<Arc<VersionedResource>>,
     /// The outbound clusters and endpoints, indexed once for every stream.
     shared: Arc<ResourceIndex>,
-    /// The outbound RouteConfiguration as seen from each namespace, made on first use.
-    routes_by_namespace: Mutex<HashMap<String, Arc<VersionedResource>>>,
+    /// The caller conditions of the mesh's VirtualService matches, in a stable order.
+    source_matches: Vec<SourceMatch>,
+    /// The outbound RouteConfiguration as each view sees it (its namespace, and which
+    /// caller conditions admit it), made on first use.
+    routes_by_view: Mutex<HashMap<String, Arc<VersionedResource>>>,
     /// The previous snapshot's routes, so unchanged ones keep their version.
     previous_routes: HashMap<String, Arc<VersionedResource>>,
 }
@@ -114,7 +117,7 @@ impl MeshGenerator {
         });
         let previous_routes = previous
             .map(|p| {
-                p.routes_by_namespace
+                p.routes_by_view
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone()
@@ -125,15 +128,17 @@ impl MeshGenerator {
             endpoints: outbound_endpoints.clone(),
             ..Default::default()
         }));
+        let source_matches = snapshot.source_matches().into_iter().cloned().collect();
         Self {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            source_matches,
             trust_domain,
             changes,
             snapshot,
             outbound_clusters,
             outbound_endpoints,
             shared,
-            routes_by_namespace: Mutex::new(HashMap::new()),
+            routes_by_view: Mutex::new(HashMap::new()),
             previous_routes,
         }
     }
@@ -142,17 +147,20 @@ impl MeshGenerator {
         &self.snapshot
     }
 
-    fn outbound_route(&self, namespace: &str) -> Arc<VersionedResource> {
+    fn outbound_route(&self, node: &ProxyNode) -> Arc<VersionedResource> {
+        let caller = routes::Caller::of(node);
+        let conditions: Vec<&SourceMatch> = self.source_matches.iter().collect();
+        let view = caller.view(&conditions);
         let mut routes = self
-            .routes_by_namespace
+            .routes_by_view
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(route) = routes.get(namespace) {
+        if let Some(route) = routes.get(&view) {
             return Arc::clone(route);
         }
-        let typed = TypedResource::Route(Box::new(routes::outbound(&self.snapshot, namespace)));
-        let route = VersionedResource::encode_reusing(typed, self.previous_routes.get(namespace));
-        routes.insert(namespace.to_string(), Arc::clone(&route));
+        let typed = TypedResource::Route(Box::new(routes::outbound(&self.snapshot, caller)));
+        let route = VersionedResource::encode_reusing(typed, self.previous_routes.get(&view));
+        routes.insert(view, Arc::clone(&route));
         route
     }
 }
@@ -199,7 +207,7 @@ impl IncrementalGenerator for MeshGenerator {
             listeners: vec![encode(TypedResource::Listener(Box::new(
                 listeners::virtual_outbound(node),
             )))],
-            routes: vec![self.outbound_route(&node.namespace)],
+            routes: vec![self.outbound_route(node)],
             ..Default::default()
         };
         for port in listeners::inbound(&self.snapshot, node) {
@@ -282,7 +290,7 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> Re
     let inbound = listeners::inbound(snapshot, node);
     let mut set = ResourceSet {
         listeners: vec![listeners::virtual_outbound(node)],
-        routes: vec![routes::outbound(snapshot, &node.namespace)],
+        routes: vec![routes::outbound(snapshot, routes::Caller::of(node))],
         clusters: outbound.clusters,
         endpoints: outbound.endpoints,
     };

@@ -2,9 +2,11 @@
 //! VirtualService rules for that host or a default route, and the catch-all for hosts
 //! the mesh does not know.
 
+use std::collections::BTreeMap;
+
 use bosun_model::{
     ConsistentHash, HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort,
-    Snapshot, StringMatch,
+    Snapshot, SourceMatch, StringMatch,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
@@ -21,10 +23,47 @@ use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
 use super::passthrough;
 use super::resilience::{self, NO_TIMEOUT, fault_config, retry_policy};
+use crate::ProxyNode;
 
-/// The route table of the outbound HTTP proxy port, as seen from `proxy_namespace`
-/// (short names like `reviews` resolve in the proxy's own namespace).
-pub(super) fn outbound(snapshot: &Snapshot, proxy_namespace: &str) -> RouteConfiguration {
+/// Who an outbound route table is written for, as istiod writes it per proxy: short names
+/// like `reviews` resolve in its namespace, and matches with `sourceLabels`,
+/// `sourceNamespace` or `gateways` are kept only where they admit it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Caller<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Caller<'a> {
+    pub fn of(node: &'a ProxyNode) -> Self {
+        Caller {
+            namespace: &node.namespace,
+            labels: &node.labels,
+        }
+    }
+
+    fn admits(&self, source: &SourceMatch) -> bool {
+        source.is_any() || source.admits_sidecar(self.labels, self.namespace)
+    }
+
+    /// What sets this caller's routes apart from others' in its namespace: which of the
+    /// mesh's caller conditions admit it. Callers with the same view share one table.
+    pub fn view(&self, conditions: &[&SourceMatch]) -> String {
+        let admitted: String = conditions
+            .iter()
+            .map(|source| if self.admits(source) { '1' } else { '0' })
+            .collect();
+        if admitted.is_empty() {
+            self.namespace.to_string()
+        } else {
+            format!("{}/{admitted}", self.namespace)
+        }
+    }
+}
+
+/// The route table of the outbound HTTP proxy port, as `caller` sees it.
+pub(super) fn outbound(snapshot: &Snapshot, caller: Caller<'_>) -> RouteConfiguration {
+    let proxy_namespace = caller.namespace;
     let mut virtual_hosts = Vec::new();
     for service in snapshot.services() {
         let default_port = service.default_http_port().map(|port| port.number);
@@ -37,7 +76,7 @@ pub(super) fn outbound(snapshot: &Snapshot, proxy_namespace: &str) -> RouteConfi
                     default_port == Some(port.number),
                     proxy_namespace,
                 ),
-                routes: routes(snapshot, service, port),
+                routes: routes(snapshot, service, port, caller),
                 ..Default::default()
             });
         }
@@ -65,7 +104,12 @@ fn domains(service: &Service, port: u16, is_default: bool, proxy_namespace: &str
     domains
 }
 
-fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Route> {
+fn routes(
+    snapshot: &Snapshot,
+    service: &Service,
+    port: &ServicePort,
+    caller: Caller<'_>,
+) -> Vec<Route> {
     let Some(virtual_routes) = snapshot.routes_for(&service.hostname) else {
         return vec![default_route(snapshot, service, port)];
     };
@@ -92,10 +136,12 @@ fn routes(snapshot: &Snapshot, service: &Service, port: &ServicePort) -> Vec<Rou
             routes.push(route(&RequestMatch::default(), action));
             continue;
         }
+        // A rule none of whose matches admits the caller is not written for it at all.
         for request_match in &rule.matches {
             if request_match
                 .port
                 .is_some_and(|wanted| wanted != port.number)
+                || !caller.admits(&request_match.source)
             {
                 continue;
             }

@@ -669,3 +669,69 @@ fn a_client_in_another_namespace_reaches_a_service_by_its_namespaced_short_names
         "the bare name is for the service's own namespace: {domains:?}"
     );
 }
+
+/// istiod writes `sourceLabels` / `sourceNamespace` matches into the routes of the
+/// proxies they admit only; a rule none of whose matches admits a proxy is left out of
+/// its routes (it does not become a catch-all). Proxies the conditions see alike share
+/// one encoded table.
+#[test]
+fn source_matches_are_written_for_the_proxies_they_admit() {
+    use crate::Generator;
+    use crate::translate::MeshGenerator;
+    use crate::translate::test_mesh::snapshot;
+
+    let snapshot = snapshot(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: from-productpage
+    match: [{sourceLabels: {app: productpage}}, {sourceNamespace: prod}]
+    route: [{destination: {host: reviews, subset: v1}, weight: 100}]
+  - name: everyone
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    );
+    let generator = MeshGenerator::new(Arc::new(snapshot));
+    let with_labels = |pairs: &[(&str, &str)], namespace: &str| {
+        let mut node = ProxyNode::sidecar(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 10, 9)),
+            "caller",
+            namespace,
+        );
+        node.labels = labels(pairs);
+        node
+    };
+    let names = |node: &ProxyNode| -> Vec<String> {
+        let set = generator.generate(node);
+        let config = &set.routes[0];
+        let vhost = config
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name.starts_with("reviews.default"))
+            .expect("reviews");
+        vhost.routes.iter().map(|r| r.name.clone()).collect()
+    };
+    let productpage = with_labels(&[("app", "productpage"), ("version", "v1")], "default");
+    assert_eq!(names(&productpage), ["from-productpage", "everyone"]);
+    assert_eq!(
+        names(&with_labels(&[("app", "ratings")], "default")),
+        ["everyone"]
+    );
+    assert_eq!(
+        names(&with_labels(&[("app", "ratings")], "prod")),
+        ["from-productpage", "everyone"]
+    );
+
+    let other_productpage = with_labels(&[("app", "productpage"), ("version", "v2")], "default");
+    let a = generator.generate_encoded(&productpage);
+    let b = generator.generate_encoded(&other_productpage);
+    let c = generator.generate_encoded(&with_labels(&[("app", "ratings")], "default"));
+    assert!(
+        Arc::ptr_eq(&a.routes[0], &b.routes[0]),
+        "the same view shares a table"
+    );
+    assert!(!Arc::ptr_eq(&a.routes[0], &c.routes[0]));
+}
