@@ -2,7 +2,7 @@
 
 use crate::local::LocalWorkload;
 use crate::meta::{Config, ObjectMeta, ResourceRef};
-use crate::networking::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntry};
+use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use crate::origin::Origin;
 
 /// A resource read from a configuration folder.
@@ -12,6 +12,7 @@ pub enum Resource {
     DestinationRule(Config<DestinationRule>),
     ServiceEntry(Config<ServiceEntry>),
     WorkloadEntry(Config<WorkloadEntry>),
+    Sidecar(Config<Sidecar>),
     LocalWorkload(Config<LocalWorkload>),
     /// A kind Bosun does not act on (Gateway, AuthorizationPolicy, Deployment, ...).
     /// Kept, not dropped, so callers can say "not supported yet: kind X".
@@ -31,6 +32,7 @@ impl Resource {
             Self::DestinationRule(_) => "DestinationRule",
             Self::ServiceEntry(_) => "ServiceEntry",
             Self::WorkloadEntry(_) => "WorkloadEntry",
+            Self::Sidecar(_) => "Sidecar",
             Self::LocalWorkload(_) => "LocalWorkload",
             Self::Unsupported { kind, .. } => kind,
         }
@@ -42,6 +44,7 @@ impl Resource {
             Self::DestinationRule(c) => &c.api_version,
             Self::ServiceEntry(c) => &c.api_version,
             Self::WorkloadEntry(c) => &c.api_version,
+            Self::Sidecar(c) => &c.api_version,
             Self::LocalWorkload(c) => &c.api_version,
             Self::Unsupported { api_version, .. } => api_version,
         }
@@ -58,6 +61,7 @@ impl Resource {
             Self::DestinationRule(c) => &c.meta,
             Self::ServiceEntry(c) => &c.meta,
             Self::WorkloadEntry(c) => &c.meta,
+            Self::Sidecar(c) => &c.meta,
             Self::LocalWorkload(c) => &c.meta,
             Self::Unsupported { meta, .. } => meta,
         }
@@ -69,6 +73,7 @@ impl Resource {
             Self::DestinationRule(c) => &c.origin,
             Self::ServiceEntry(c) => &c.origin,
             Self::WorkloadEntry(c) => &c.origin,
+            Self::Sidecar(c) => &c.origin,
             Self::LocalWorkload(c) => &c.origin,
             Self::Unsupported { origin, .. } => origin,
         }

@@ -17,8 +17,8 @@
 
 use crate::networking::{
     ConnectionPoolSettings, DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSettings,
-    LoadBalancerSimple, OutlierDetection, Resolution, ServiceEntry, TrafficPolicy, VirtualService,
-    WorkloadEntry,
+    LoadBalancerSimple, OutlierDetection, Resolution, ServiceEntry, Sidecar, TrafficPolicy,
+    VirtualService, WorkloadEntry,
 };
 use crate::resource::Resource;
 
@@ -33,6 +33,7 @@ pub fn unsupported_fields(resource: &Resource) -> Vec<String> {
         Resource::DestinationRule(config) => destination_rule(&mut fields, &config.spec),
         Resource::ServiceEntry(config) => service_entry(&mut fields, &config.spec),
         Resource::WorkloadEntry(config) => workload_entry(&mut fields, "spec", &config.spec),
+        Resource::Sidecar(config) => sidecar(&mut fields, &config.spec),
         Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
     }
     fields.0
@@ -227,6 +228,34 @@ fn load_balancer_settings(fields: &mut Fields, path: &str, settings: &LoadBalanc
     for (name, is_set) in others {
         fields.note(is_set, || format!("{path}.{name}"));
     }
+}
+
+fn sidecar(fields: &mut Fields, spec: &Sidecar) {
+    let Sidecar {
+        workload_selector: _,
+        ingress,
+        egress,
+        outbound_traffic_policy,
+        inbound_connection_pool,
+    } = spec;
+    fields.note(!ingress.is_empty(), || "spec.ingress".to_owned());
+    fields.note(inbound_connection_pool.is_some(), || {
+        "spec.inboundConnectionPool".to_owned()
+    });
+    for (index, listener) in egress.iter().enumerate() {
+        fields.note(listener.bind.is_some(), || {
+            format!("spec.egress[{index}].bind")
+        });
+        fields.note(listener.capture_mode.is_some(), || {
+            format!("spec.egress[{index}].captureMode")
+        });
+    }
+    fields.note(
+        outbound_traffic_policy
+            .as_ref()
+            .is_some_and(|policy| policy.egress_proxy.is_some()),
+        || "spec.outboundTrafficPolicy.egressProxy".to_owned(),
+    );
 }
 
 fn service_entry(fields: &mut Fields, spec: &ServiceEntry) {

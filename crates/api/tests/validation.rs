@@ -127,3 +127,51 @@ fn local_workload_needs_an_entry_and_a_command() {
     let found = errors(text);
     assert_eq!(found.len(), 3, "{found:?}");
 }
+
+fn sidecar(spec: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default}}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn sidecar_egress_is_validated_as_istio_does() {
+    assert!(
+        errors(&sidecar(
+            "  egress:\n  - hosts: [./*, istio-system/*, '*/*.example.com']\n"
+        ))
+        .is_empty()
+    );
+    let empty = errors(&sidecar("  workloadSelector: {labels: {app: a}}\n"));
+    assert!(
+        empty
+            .iter()
+            .any(|e| e.contains("sidecar: empty configuration provided")),
+        "{empty:?}"
+    );
+    let no_slash = errors(&sidecar(
+        "  egress:\n  - hosts: [reviews.default.svc.cluster.local]\n",
+    ));
+    assert!(
+        no_slash.iter().any(|e| e.contains("namespace/dnsName")),
+        "{no_slash:?}"
+    );
+    let no_hosts = errors(&sidecar(
+        "  egress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n",
+    ));
+    assert!(
+        no_hosts
+            .iter()
+            .any(|e| e.contains("egress listener must contain at least one host")),
+        "{no_hosts:?}"
+    );
+    let catch_all_first = errors(&sidecar(
+        "  egress:\n  - hosts: [./*]\n  - port: {number: 9080, name: http, protocol: HTTP}\n    hosts: [./*]\n",
+    ));
+    assert!(
+        catch_all_first
+            .iter()
+            .any(|e| e.contains("should be the last listener")),
+        "{catch_all_first:?}"
+    );
+}

@@ -256,11 +256,11 @@ async fn an_unsupported_field_is_reported_never_silently_dropped() {
     let Some(mesh) = mesh("virtual-service-reviews-90-10.yaml", ClientProxy::Bosun).await else {
         return;
     };
-    let with_source_namespace = reviews_split(50, 50).replace(
+    let with_stat_prefix = reviews_split(50, 50).replace(
         "  http:\n  - route:",
-        "  http:\n  - match:\n    - sourceNamespace: prod\n    route:",
+        "  http:\n  - match:\n    - statPrefix: reviews\n    route:",
     );
-    mesh.write_config("virtual-service-reviews-90-10.yaml", &with_source_namespace);
+    mesh.write_config("virtual-service-reviews-90-10.yaml", &with_stat_prefix);
     let status = poll_json(
         mesh.debug_address(),
         "/debug/configz",
@@ -271,7 +271,7 @@ async fn an_unsupported_field_is_reported_never_silently_dropped() {
     .await;
     let warnings = status["warnings"].to_string();
     assert!(
-        warnings.contains("spec.http[0].match[0].sourceNamespace"),
+        warnings.contains("spec.http[0].match[0].statPrefix"),
         "{warnings}"
     );
     assert!(

@@ -1449,3 +1449,71 @@ spec:
     assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
 }
 through_both!(delegate);
+
+fn client_sidecar(egress_hosts: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: client
+spec:
+  workloadSelector:
+    labels: {{app: client}}
+  egress:
+  - hosts: [{egress_hosts}]
+{extra}"
+    )
+}
+
+/// Polls `REVIEWS` through `client` until it is answered `status`.
+async fn until_status(mesh: &TestMesh, client: &mut ProxyClient, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = request(client, REVIEWS, &[]).await;
+        if reply.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} ({}), not {status}\n{}",
+            reply.status,
+            reply.body,
+            mesh.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Istio's Sidecar resource: egress hosts scope what the client's sidecar is sent. With
+/// reviews among them, reviews answers; scoped to `istio-system` under REGISTRY_ONLY, the
+/// client's sidecar no longer has reviews at all (not in its config) and answers 502;
+/// without the Sidecar, reviews is back.
+async fn sidecar_scope(client: ClientProxy) {
+    let sidecar = (
+        "sidecar-client.yaml".to_string(),
+        client_sidecar("./reviews.default.svc.cluster.local", ""),
+    );
+    let Some((mesh, mut client)) = start(client, vec![sidecar], vec![]).await else {
+        return;
+    };
+    until_status(&mesh, &mut client, 200).await;
+    mesh.write_config(
+        "sidecar-client.yaml",
+        &client_sidecar(
+            "istio-system/*",
+            "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+        ),
+    );
+    until_status(&mesh, &mut client, 502).await;
+    let dump = support::get(mesh.client_admin(), "/config_dump")
+        .await
+        .expect("config dump")
+        .body;
+    assert!(
+        !dump.contains("outbound|9080||reviews.default.svc.cluster.local"),
+        "reviews is still in the client's config"
+    );
+    std::fs::remove_file(mesh.dir.path().join("sidecar-client.yaml")).expect("remove");
+    until_status(&mesh, &mut client, 200).await;
+}
+through_both!(sidecar_scope);

@@ -531,11 +531,11 @@ spec:
     #[test]
     fn unsupported_fields_and_kinds_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let with_source_namespace = split(90, 10).replace(
+        let with_stat_prefix = split(90, 10).replace(
             "  - route:",
-            "  - match: [{sourceNamespace: prod}]\n    route:",
+            "  - match: [{statPrefix: reviews}]\n    route:",
         );
-        std::fs::write(dir.path().join("vs.yaml"), with_source_namespace).expect("write");
+        std::fs::write(dir.path().join("vs.yaml"), with_stat_prefix).expect("write");
         std::fs::write(
             dir.path().join("gw.yaml"),
             "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {}\n",
@@ -546,7 +546,7 @@ spec:
             .expect("load");
         let warnings = load.warnings.join("\n");
         assert!(
-            warnings.contains("not supported yet: spec.http[0].match[0].sourceNamespace"),
+            warnings.contains("not supported yet: spec.http[0].match[0].statPrefix"),
             "{warnings}"
         );
         assert!(

@@ -10,6 +10,7 @@ pub mod host;
 pub mod mesh;
 pub mod policy;
 pub mod routing;
+pub mod scope;
 pub mod service;
 pub mod snapshot;
 
@@ -26,5 +27,6 @@ pub use routing::{
     Retries, RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch,
     VirtualRoutes,
 };
+pub use scope::{EgressHost, EgressScope, SidecarScope};
 pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How sidecars treat a host the mesh does not know.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum OutboundPolicy {
     /// On to the address the request names (PassthroughCluster), Istio's default.
     #[default]

@@ -8,6 +8,7 @@ use crate::host::Hostname;
 use crate::mesh::MeshSettings;
 use crate::policy::{DestinationPolicy, TrafficPolicy};
 use crate::routing::{SourceMatch, VirtualRoutes};
+use crate::scope::{self, SidecarScope};
 use crate::service::{Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
@@ -24,6 +25,8 @@ pub struct Snapshot {
     workloads_by_name: HashMap<(String, String), usize>,
     routes: BTreeMap<Hostname, Arc<VirtualRoutes>>,
     policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
+    /// The Sidecar resources, in load order.
+    sidecars: Vec<Arc<SidecarScope>>,
     mesh: MeshSettings,
 }
 
@@ -68,8 +71,28 @@ impl Snapshot {
             workloads_by_name,
             routes,
             policies,
+            sidecars: Vec::new(),
             mesh: MeshSettings::default(),
         }
+    }
+
+    /// The snapshot with the mesh's Sidecar resources.
+    pub fn with_sidecars(mut self, sidecars: Vec<Arc<SidecarScope>>) -> Self {
+        self.sidecars = sidecars;
+        self
+    }
+
+    pub fn sidecars(&self) -> &[Arc<SidecarScope>] {
+        &self.sidecars
+    }
+
+    /// The Sidecar that applies to a proxy with `labels` in `namespace`, if any.
+    pub fn sidecar_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<&Arc<SidecarScope>> {
+        scope::choose(&self.sidecars, namespace, labels, &self.mesh.root_namespace)
     }
 
     /// The snapshot under `mesh`'s mesh-wide settings instead of Istio's defaults.

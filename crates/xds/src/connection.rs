@@ -163,7 +163,7 @@ fn resources_for(
 ) -> ProxyResources {
     match generator.incremental() {
         Some(incremental) => ProxyResources::build_split(
-            incremental.shared(),
+            incremental.shared(node),
             incremental.own(node),
             incremental.generation(),
             previous,
@@ -179,10 +179,10 @@ fn incremental_update(
     resources: &mut ProxyResources,
 ) -> Option<ChangeHint> {
     let incremental = generator.incremental()?;
-    let changes = incremental.shared_changes_since(resources.generation?)?;
+    let changes = incremental.shared_changes_since(resources.generation?, node)?;
     Some(resources.apply(
         changes,
-        incremental.shared(),
+        incremental.shared(node),
         incremental.own(node),
         incremental.generation(),
     ))

@@ -36,11 +36,12 @@ pub trait Generator: Send + Sync + 'static {
 pub trait IncrementalGenerator {
     /// A number no other generator of this process has.
     fn generation(&self) -> u64;
-    /// Every resource all proxies share, indexed once: the same `Arc` for every proxy.
-    fn shared(&self) -> Arc<ResourceIndex>;
-    /// What changed in the shared resources since `generation`, if this generator was
-    /// built right after it.
-    fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges>;
+    /// The shared resources `node` is sent, indexed once: the same `Arc` for every proxy
+    /// of the same scope (all of them, or those a Sidecar's egress admits).
+    fn shared(&self, node: &ProxyNode) -> Arc<ResourceIndex>;
+    /// What may have changed in `node`'s shared resources since `generation`, if this
+    /// generator was built right after it and the proxy's scope did not change.
+    fn shared_changes_since(&self, generation: u64, node: &ProxyNode) -> Option<&SharedChanges>;
     /// The proxy's own resources (listeners, routes, inbound clusters).
     fn own(&self, node: &ProxyNode) -> EncodedSet;
 }

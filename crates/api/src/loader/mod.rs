@@ -150,6 +150,7 @@ enum KnownKind {
     DestinationRule,
     ServiceEntry,
     WorkloadEntry,
+    Sidecar,
     LocalWorkload,
 }
 
@@ -198,6 +199,9 @@ fn load_document(document: &Document, file: &Path) -> Result<Resource, Box<LoadE
         KnownKind::WorkloadEntry => {
             load_typed(document, file, &api_version, &kind, resource).map(Resource::WorkloadEntry)
         }
+        KnownKind::Sidecar => {
+            load_typed(document, file, &api_version, &kind, resource).map(Resource::Sidecar)
+        }
         KnownKind::LocalWorkload => {
             load_typed(document, file, &api_version, &kind, resource).map(Resource::LocalWorkload)
         }
@@ -214,6 +218,7 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<KnownKind>, String
         (networking::GROUP, "DestinationRule") => KnownKind::DestinationRule,
         (networking::GROUP, "ServiceEntry") => KnownKind::ServiceEntry,
         (networking::GROUP, "WorkloadEntry") => KnownKind::WorkloadEntry,
+        (networking::GROUP, "Sidecar") => KnownKind::Sidecar,
         ("bosun.dev", "LocalWorkload") => KnownKind::LocalWorkload,
         _ => return Ok(None),
     };

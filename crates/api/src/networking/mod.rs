@@ -6,12 +6,14 @@
 mod common;
 mod destination_rule;
 mod service_entry;
+mod sidecar;
 mod virtual_service;
 mod workload_entry;
 
 pub use common::*;
 pub use destination_rule::*;
 pub use service_entry::*;
+pub use sidecar::*;
 pub use virtual_service::*;
 pub use workload_entry::*;
 

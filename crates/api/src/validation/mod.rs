@@ -9,6 +9,7 @@ mod findings;
 mod local_workload;
 mod rules;
 mod service_entry;
+mod sidecar;
 mod virtual_service;
 mod workload_entry;
 
@@ -71,6 +72,7 @@ pub fn validate(resource: &Resource) -> Vec<ValidationMessage> {
         Resource::DestinationRule(config) => destination_rule::validate(config, &mut findings),
         Resource::ServiceEntry(config) => service_entry::validate(config, &mut findings),
         Resource::WorkloadEntry(config) => workload_entry::validate(config, &mut findings),
+        Resource::Sidecar(config) => sidecar::validate(config, &mut findings),
         Resource::LocalWorkload(config) => local_workload::validate(config, &mut findings),
         Resource::Unsupported { .. } => {}
     }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use bosun_api::networking::{
     Destination, HeaderOperations as ApiHeaderOperations, Headers, HttpBody, HttpFaultInjection,
-    HttpMatchRequest, HttpRetry, HttpRoute, RedirectPortSelection, ServiceEntry,
+    HttpMatchRequest, HttpRetry, HttpRoute, RedirectPortSelection, ServiceEntry, Sidecar,
     UnmatchedPreflights, VirtualService, WorkloadEntry, grpc_status_code,
 };
 use bosun_api::{Config, Resource};
 
 use crate::host::Hostname;
+use crate::mesh::OutboundPolicy;
 use crate::policy::DestinationPolicy;
 use crate::routing::MESH_GATEWAY;
 use crate::routing::{
@@ -20,6 +21,7 @@ use crate::routing::{
     HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
     RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch, VirtualRoutes,
 };
+use crate::scope::{EgressHost, EgressScope, SidecarScope};
 use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
 use crate::snapshot::Snapshot;
 
@@ -48,6 +50,7 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
     let mut workloads = Vec::new();
     let mut routes: BTreeMap<Hostname, Arc<VirtualRoutes>> = BTreeMap::new();
     let mut policies: BTreeMap<Hostname, Arc<DestinationPolicy>> = BTreeMap::new();
+    let mut sidecars: Vec<Arc<SidecarScope>> = Vec::new();
 
     for resource in resources {
         match resource {
@@ -107,13 +110,69 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
                 }
                 policies.insert(policy.host.clone(), Arc::new(policy));
             }
+            Resource::Sidecar(sidecar) => {
+                let scope = sidecar_of(sidecar);
+                // istiod takes one Sidecar per selection; later ones are ignored.
+                if let Some(existing) = sidecars
+                    .iter()
+                    .find(|s| s.namespace == scope.namespace && s.selector == scope.selector)
+                {
+                    warnings.push(format!(
+                        "{}: Sidecar {} already applies to the same workloads; this one is ignored",
+                        subject(resource),
+                        existing.source
+                    ));
+                    continue;
+                }
+                sidecars.push(Arc::new(scope));
+            }
             Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
         }
     }
     (
-        Snapshot::new(services, workloads, routes, policies),
+        Snapshot::new(services, workloads, routes, policies).with_sidecars(sidecars),
         warnings,
     )
+}
+
+fn sidecar_of(sidecar: &Config<Sidecar>) -> SidecarScope {
+    let namespace = &sidecar.meta.namespace;
+    SidecarScope {
+        source: source(sidecar),
+        namespace: namespace.clone(),
+        selector: sidecar
+            .spec
+            .workload_selector
+            .as_ref()
+            .map(|selector| selector.labels.clone())
+            .filter(|labels| !labels.is_empty()),
+        egress: sidecar
+            .spec
+            .egress
+            .iter()
+            .map(|listener| EgressScope {
+                port: listener
+                    .port
+                    .as_ref()
+                    .and_then(|port| port.number)
+                    .and_then(|number| u16::try_from(number).ok())
+                    .filter(|number| *number > 0),
+                hosts: listener
+                    .hosts
+                    .iter()
+                    .filter_map(|host| EgressHost::parse(host, namespace))
+                    .collect(),
+            })
+            .collect(),
+        outbound: sidecar
+            .spec
+            .outbound_traffic_policy
+            .as_ref()
+            .map(|policy| match policy.mode {
+                bosun_api::mesh::OutboundMode::AllowAny => OutboundPolicy::AllowAny,
+                bosun_api::mesh::OutboundMode::RegistryOnly => OutboundPolicy::RegistryOnly,
+            }),
+    }
 }
 
 fn subject(resource: &Resource) -> String {

@@ -75,7 +75,13 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
             }
         }
     }
-    if snapshot.mesh().outbound == OutboundPolicy::AllowAny {
+    // Needed where the mesh, or any Sidecar, lets unknown hosts through.
+    let allow_any = snapshot.mesh().outbound == OutboundPolicy::AllowAny
+        || snapshot
+            .sidecars()
+            .iter()
+            .any(|sidecar| sidecar.outbound == Some(OutboundPolicy::AllowAny));
+    if allow_any {
         out.clusters.push(passthrough::passthrough_cluster(
             snapshot.mesh().connect_timeout,
         ));

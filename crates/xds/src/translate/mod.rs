@@ -12,15 +12,16 @@ mod names;
 mod passthrough;
 mod resilience;
 mod routes;
+mod scope;
 mod telemetry;
 mod tls;
 mod traffic_policy;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use bosun_model::{Snapshot, SourceMatch};
+use bosun_model::{SidecarScope, Snapshot, SourceMatch};
 
 use crate::index::ResourcesByName;
 use crate::{
@@ -54,6 +55,14 @@ pub struct MeshGenerator {
     outbound_endpoints: Vec<Arc<VersionedResource>>,
     /// The outbound clusters and endpoints, indexed once for every stream.
     shared: Arc<ResourceIndex>,
+    /// The shared resources by service host, for Sidecar scopes; made on first use.
+    by_host: OnceLock<scope::ByHost>,
+    /// The shared resources as each Sidecar with egress hosts scopes them.
+    scoped: Mutex<HashMap<SidecarScope, Arc<ResourceIndex>>>,
+    /// The previous snapshot's Sidecars and root namespace: a proxy whose Sidecar is
+    /// the same in both takes the shared changes; one whose Sidecar changed is compared
+    /// in full.
+    previous_sidecars: Option<(Vec<Arc<SidecarScope>>, String)>,
     /// The caller conditions of the mesh's VirtualService matches, in a stable order.
     source_matches: Vec<SourceMatch>,
     /// The outbound RouteConfiguration as each view sees it (its namespace, and which
@@ -129,8 +138,17 @@ impl MeshGenerator {
             ..Default::default()
         }));
         let source_matches = snapshot.source_matches().into_iter().cloned().collect();
+        let previous_sidecars = previous.map(|previous| {
+            (
+                previous.snapshot.sidecars().to_vec(),
+                previous.snapshot.mesh().root_namespace.clone(),
+            )
+        });
         Self {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            by_host: OnceLock::new(),
+            scoped: Mutex::new(HashMap::new()),
+            previous_sidecars,
             source_matches,
             trust_domain,
             changes,
@@ -147,8 +165,40 @@ impl MeshGenerator {
         &self.snapshot
     }
 
+    /// The Sidecar that scopes what `node` is sent, if one with egress hosts applies.
+    fn egress_scope(&self, node: &ProxyNode) -> Option<&Arc<SidecarScope>> {
+        self.snapshot
+            .sidecar_for(&node.namespace, &node.labels)
+            .filter(|sidecar| sidecar.scopes_egress())
+    }
+
+    fn by_host(&self) -> &scope::ByHost {
+        self.by_host
+            .get_or_init(|| scope::ByHost::new(&self.outbound_clusters, &self.outbound_endpoints))
+    }
+
+    /// The shared resources `node` is sent: all of them, or its Sidecar's scope of them
+    /// (the same `Arc` for every proxy under that Sidecar).
+    fn shared_for(&self, node: &ProxyNode) -> Arc<ResourceIndex> {
+        let Some(sidecar) = self.egress_scope(node) else {
+            return Arc::clone(&self.shared);
+        };
+        let mut scoped = self.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = scoped.get(sidecar.as_ref()) {
+            return Arc::clone(index);
+        }
+        let index = Arc::new(self.by_host().scoped_index(
+            &self.snapshot,
+            sidecar,
+            &self.outbound_clusters,
+            &self.outbound_endpoints,
+        ));
+        scoped.insert(sidecar.as_ref().clone(), Arc::clone(&index));
+        index
+    }
+
     fn outbound_route(&self, node: &ProxyNode) -> Arc<VersionedResource> {
-        let caller = routes::Caller::of(node);
+        let caller = routes::Caller::of(&self.snapshot, node);
         let conditions: Vec<&SourceMatch> = self.source_matches.iter().collect();
         let view = caller.view(&conditions);
         let mut routes = self
@@ -171,10 +221,18 @@ impl Generator for MeshGenerator {
     }
 
     fn generate_encoded(&self, node: &ProxyNode) -> EncodedSet {
-        let mut set = EncodedSet {
-            clusters: self.outbound_clusters.clone(),
-            endpoints: self.outbound_endpoints.clone(),
-            ..Default::default()
+        let mut set = match self.egress_scope(node) {
+            Some(sidecar) => self.by_host().scoped(
+                &self.snapshot,
+                sidecar,
+                &self.outbound_clusters,
+                &self.outbound_endpoints,
+            ),
+            None => EncodedSet {
+                clusters: self.outbound_clusters.clone(),
+                endpoints: self.outbound_endpoints.clone(),
+                ..Default::default()
+            },
         };
         set.append(self.own(node));
         set
@@ -190,15 +248,22 @@ impl IncrementalGenerator for MeshGenerator {
         self.generation
     }
 
-    fn shared(&self) -> Arc<ResourceIndex> {
-        Arc::clone(&self.shared)
+    fn shared(&self, node: &ProxyNode) -> Arc<ResourceIndex> {
+        self.shared_for(node)
     }
 
-    fn shared_changes_since(&self, generation: u64) -> Option<&SharedChanges> {
-        match &self.changes {
-            Some((previous, changes)) if *previous == generation => Some(changes),
-            _ => None,
+    /// The changes of every shared resource: a hint of names that may have changed, so
+    /// they serve a scoped proxy too, as long as its Sidecar is the one it had.
+    fn shared_changes_since(&self, generation: u64, node: &ProxyNode) -> Option<&SharedChanges> {
+        let (previous, changes) = self.changes.as_ref()?;
+        if *previous != generation {
+            return None;
         }
+        let (sidecars, root) = self.previous_sidecars.as_ref()?;
+        let before = bosun_model::scope::choose(sidecars, &node.namespace, &node.labels, root)
+            .filter(|sidecar| sidecar.scopes_egress());
+        let now = self.egress_scope(node);
+        (before.map(|s| s.as_ref()) == now.map(|s| s.as_ref())).then_some(changes)
     }
 
     fn own(&self, node: &ProxyNode) -> EncodedSet {
@@ -286,11 +351,25 @@ fn shared_changes(
 
 /// Everything `node` should run with, given `snapshot`.
 pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> ResourceSet {
-    let outbound = clusters::outbound(snapshot, trust_domain);
+    let mut outbound = clusters::outbound(snapshot, trust_domain);
+    if let Some(sidecar) = snapshot
+        .sidecar_for(&node.namespace, &node.labels)
+        .filter(|sidecar| sidecar.scopes_egress())
+    {
+        outbound
+            .clusters
+            .retain(|cluster| scope::admits_name(snapshot, sidecar, &cluster.name));
+        outbound
+            .endpoints
+            .retain(|assignment| scope::admits_name(snapshot, sidecar, &assignment.cluster_name));
+    }
     let inbound = listeners::inbound(snapshot, node);
     let mut set = ResourceSet {
         listeners: vec![listeners::virtual_outbound(node)],
-        routes: vec![routes::outbound(snapshot, routes::Caller::of(node))],
+        routes: vec![routes::outbound(
+            snapshot,
+            routes::Caller::of(snapshot, node),
+        )],
         clusters: outbound.clusters,
         endpoints: outbound.endpoints,
     };

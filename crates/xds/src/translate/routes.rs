@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bosun_model::{
     ConsistentHash, HttpRouteRule, RequestMatch, Retries, RouteDestination, Service, ServicePort,
-    Snapshot, SourceMatch, StringMatch,
+    SidecarScope, Snapshot, SourceMatch, StringMatch,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
@@ -28,18 +28,29 @@ use crate::ProxyNode;
 /// Who an outbound route table is written for, as istiod writes it per proxy: short names
 /// like `reviews` resolve in its namespace, and matches with `sourceLabels`,
 /// `sourceNamespace` or `gateways` are kept only where they admit it.
+/// Under a Sidecar with egress hosts, only the service ports it admits are in the table,
+/// and its `outboundTrafficPolicy` decides the catch-all.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Caller<'a> {
     pub namespace: &'a str,
     pub labels: &'a BTreeMap<String, String>,
+    pub sidecar: Option<&'a SidecarScope>,
 }
 
 impl<'a> Caller<'a> {
-    pub fn of(node: &'a ProxyNode) -> Self {
+    pub fn of(snapshot: &'a Snapshot, node: &'a ProxyNode) -> Self {
         Caller {
             namespace: &node.namespace,
             labels: &node.labels,
+            sidecar: snapshot
+                .sidecar_for(&node.namespace, &node.labels)
+                .map(|sidecar| sidecar.as_ref()),
         }
+    }
+
+    fn reaches(&self, service: &Service, port: u16) -> bool {
+        self.sidecar
+            .is_none_or(|sidecar| sidecar.admits(service, port))
     }
 
     fn admits(&self, source: &SourceMatch) -> bool {
@@ -53,11 +64,16 @@ impl<'a> Caller<'a> {
             .iter()
             .map(|source| if self.admits(source) { '1' } else { '0' })
             .collect();
-        if admitted.is_empty() {
-            self.namespace.to_string()
-        } else {
-            format!("{}/{admitted}", self.namespace)
+        let mut view = self.namespace.to_string();
+        if !admitted.is_empty() {
+            view.push('/');
+            view.push_str(&admitted);
         }
+        if let Some(sidecar) = self.sidecar {
+            view.push_str(" sidecar ");
+            view.push_str(&sidecar.source);
+        }
+        view
     }
 }
 
@@ -67,7 +83,11 @@ pub(super) fn outbound(snapshot: &Snapshot, caller: Caller<'_>) -> RouteConfigur
     let mut virtual_hosts = Vec::new();
     for service in snapshot.services() {
         let default_port = service.default_http_port().map(|port| port.number);
-        for port in service.ports.iter().filter(|port| port.protocol.is_http()) {
+        for port in service
+            .ports
+            .iter()
+            .filter(|port| port.protocol.is_http() && caller.reaches(service, port.number))
+        {
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.hostname, port.number),
                 domains: domains(
@@ -82,7 +102,11 @@ pub(super) fn outbound(snapshot: &Snapshot, caller: Caller<'_>) -> RouteConfigur
         }
     }
     // Last, for a host no service claims: on to it, or 502 (outboundTrafficPolicy).
-    virtual_hosts.push(passthrough::catch_all(snapshot.mesh().outbound));
+    let outbound = caller
+        .sidecar
+        .and_then(|sidecar| sidecar.outbound)
+        .unwrap_or(snapshot.mesh().outbound);
+    virtual_hosts.push(passthrough::catch_all(outbound));
     RouteConfiguration {
         name: OUTBOUND_ROUTE_CONFIG.to_string(),
         virtual_hosts,

@@ -394,7 +394,7 @@ fn a_generator_knows_which_shared_resources_changed_since_the_one_before() {
 
     let first = MeshGenerator::new(Arc::new(bookinfo_reviews(None)));
     assert!(
-        first.shared_changes_since(0).is_none(),
+        first.shared_changes_since(0, &node()).is_none(),
         "nothing came before"
     );
 
@@ -425,7 +425,7 @@ fn a_generator_knows_which_shared_resources_changed_since_the_one_before() {
     );
     let second = MeshGenerator::with_previous(Arc::new(moved), Some(&first));
     let changes = second
-        .shared_changes_since(first.generation())
+        .shared_changes_since(first.generation(), &node())
         .expect("built right after the first");
     let mut changed: Vec<&str> = changes.updated.iter().map(|r| r.name()).collect();
     changed.sort();
@@ -439,7 +439,7 @@ fn a_generator_knows_which_shared_resources_changed_since_the_one_before() {
     assert!(changes.removed.is_empty());
     assert!(
         second
-            .shared_changes_since(first.generation() + 100)
+            .shared_changes_since(first.generation() + 100, &node())
             .is_none()
     );
 }
@@ -734,4 +734,99 @@ spec:
         "the same view shares a table"
     );
     assert!(!Arc::ptr_eq(&a.routes[0], &c.routes[0]));
+}
+
+/// A Sidecar with egress hosts scopes what its proxies are sent: the shared clusters,
+/// endpoints and routes of the service ports it admits only, the same `Arc` for every
+/// proxy under it; proxies it does not select get everything. A proxy whose Sidecar
+/// changed between snapshots is compared in full, not by the shared changes.
+#[test]
+fn a_sidecar_scopes_what_its_proxies_are_sent() {
+    use crate::translate::MeshGenerator;
+    use crate::translate::test_mesh::snapshot_with_rule;
+    use crate::{Generator, IncrementalGenerator};
+
+    let mesh = |sidecar: &str| {
+        snapshot_with_rule(&format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ratings}}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.10.7}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: productpage}}
+spec:
+  workloadSelector: {{labels: {{app: productpage}}}}
+  egress:
+  - hosts: [{sidecar}]
+  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+"
+        ))
+    };
+    let first = MeshGenerator::new(Arc::new(mesh("./ratings.default.svc.cluster.local")));
+    let caller = |app: &str| {
+        let mut node = node();
+        node.workload_name = format!("{app}-v1");
+        node.labels = labels(&[("app", app)]);
+        node
+    };
+    let scoped = first.generate_encoded(&caller("productpage"));
+    let names: Vec<&str> = scoped.clusters.iter().map(|c| c.name()).collect();
+    assert!(
+        names.contains(&"outbound|9080||ratings.default.svc.cluster.local"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|name| name.contains("reviews")),
+        "{names:?}"
+    );
+    assert!(
+        scoped
+            .endpoints
+            .iter()
+            .all(|e| !e.name().contains("reviews"))
+    );
+    let everything = first.generate_encoded(&caller("details"));
+    assert!(everything.clusters.len() > scoped.clusters.len());
+
+    let typed = generate(
+        first.snapshot(),
+        &caller("productpage"),
+        DEFAULT_TRUST_DOMAIN,
+    );
+    let vhosts: Vec<&str> = typed.routes[0]
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(
+        vhosts,
+        ["ratings.default.svc.cluster.local:9080", "block_all"]
+    );
+
+    let incremental = first.incremental().expect("incremental");
+    let (a, b) = (
+        incremental.shared(&caller("productpage")),
+        incremental.shared(&caller("productpage")),
+    );
+    assert!(Arc::ptr_eq(&a, &b), "one scoped index per Sidecar");
+
+    let same = MeshGenerator::with_previous(
+        Arc::new(mesh("./ratings.default.svc.cluster.local")),
+        Some(&first),
+    );
+    let changed = MeshGenerator::with_previous(Arc::new(mesh("./*")), Some(&first));
+    let since = |generator: &MeshGenerator| {
+        generator
+            .shared_changes_since(first.generation(), &caller("productpage"))
+            .is_some()
+    };
+    assert!(since(&same), "the same Sidecar takes the shared changes");
+    assert!(!since(&changed), "a changed Sidecar is compared in full");
 }
