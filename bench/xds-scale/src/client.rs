@@ -97,10 +97,14 @@ pub async fn run(
     start: watch::Receiver<bool>,
     watched: String,
     clusters_expected: usize,
+    group: Option<String>,
     times: watch::Sender<ClientTimes>,
 ) -> anyhow::Result<()> {
     let ip = IpAddr::V4(Ipv4Addr::new(127, 1, (index >> 8) as u8, index as u8));
-    let node = ProxyNode::sidecar(ip, &format!("client-{index}"), "bench");
+    let mut node = ProxyNode::sidecar(ip, &format!("client-{index}"), "bench");
+    if let Some(group) = group {
+        node.labels.insert("group".to_string(), group);
+    }
     let (requests, outbound) = mpsc::channel::<DeltaDiscoveryRequest>(64);
     let mut start = start;
     let _ = start.wait_for(|go| *go).await;
@@ -143,8 +147,15 @@ pub async fn run(
             // they are EDS clusters named like their endpoints, subscribed to as they
             // come, as Envoy does. Later answers are changes, not needed here.
             CLUSTER_TYPE_URL if state.clusters_seen < state.clusters_expected => {
-                state.clusters_seen += response.resources.len();
-                subscribe = response.resources.iter().map(|r| r.name.clone()).collect();
+                // The service clusters take their endpoints over EDS; PassthroughCluster
+                // (original destination) has none, and Envoy asks none for it.
+                subscribe = response
+                    .resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .filter(|name| name.starts_with("outbound|"))
+                    .collect();
+                state.clusters_seen += subscribe.len();
                 state.endpoints_wanted += subscribe.len();
             }
             LISTENER_TYPE_URL if !state.listeners => {

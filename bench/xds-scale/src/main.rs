@@ -52,6 +52,13 @@ struct Args {
     /// (the shape of a mesh of sidecars).
     #[arg(long)]
     mtls: bool,
+    /// Scope each client with a Sidecar to this many services (0: no Sidecar, every
+    /// client is sent the whole mesh).
+    #[arg(long, default_value_t = 0)]
+    sidecar_scope: usize,
+    /// How many distinct Sidecars share the clients out (each selects its group).
+    #[arg(long, default_value_t = 100)]
+    sidecar_groups: usize,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -114,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     mesh::write(&dir, args.services, args.endpoints, args.mtls)?;
+    let scoped = args.sidecar_scope > 0;
+    if scoped {
+        mesh::write_sidecars(&dir, args.services, args.sidecar_scope, args.sidecar_groups)?;
+    }
+    // Which clients hold service 0, whose endpoint the incremental change moves.
+    let sees_change = |index: usize| !scoped || index % args.sidecar_groups.max(1) == 0;
 
     let xds_port = free_port()?;
     let debug_port = free_port()?;
@@ -175,10 +188,15 @@ async fn main() -> anyhow::Result<()> {
             start_rx.clone(),
             mesh::changed_cluster(),
             // One outbound cluster per service (one port, no subsets).
-            args.services,
+            if scoped {
+                args.sidecar_scope.min(args.services)
+            } else {
+                args.services
+            },
+            scoped.then(|| mesh::group_of(index, args.sidecar_groups)),
             times_tx,
         ));
-        clients.push((task, times_rx));
+        clients.push((index, task, times_rx));
     }
     progress(
         args.json,
@@ -187,16 +205,21 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let cpu_before_push = cpu_seconds(pid);
     start_tx.send(true)?;
-    let all_synced = wait_all(&clients, |t| t.synced.is_some(), Duration::from_secs(600)).await;
+    let all_synced = wait_all(
+        &clients,
+        |_, t| t.synced.is_some(),
+        Duration::from_secs(600),
+    )
+    .await;
     if !all_synced {
         bail!("not every client reached sync within 600 s");
     }
     let mut full: Vec<Duration> = clients
         .iter()
-        .filter_map(|(_, times)| times.borrow().synced.map(|at| at - started))
+        .filter_map(|(_, _, times)| times.borrow().synced.map(|at| at - started))
         .collect();
     full.sort();
-    let bytes: usize = clients.iter().map(|(_, t)| t.borrow().bytes).sum();
+    let bytes: usize = clients.iter().map(|(_, _, t)| t.borrow().bytes).sum();
     let (rss_synced, peak_synced) = rss_kib(pid);
     let push_cpu = cpu_seconds(pid) - cpu_before_push;
     progress(
@@ -213,16 +236,21 @@ async fn main() -> anyhow::Result<()> {
     // One endpoint of one service moves.
     let changed_at = Instant::now();
     mesh::write_file(&dir, 0, args.services, args.endpoints, 1, args.mtls)?;
-    let all_changed = wait_all(&clients, |t| t.changed.is_some(), Duration::from_secs(120)).await;
+    let all_changed = wait_all(
+        &clients,
+        |index, t| !sees_change(index) || t.changed.is_some(),
+        Duration::from_secs(120),
+    )
+    .await;
     let mut incremental: Vec<Duration> = clients
         .iter()
-        .filter_map(|(_, times)| times.borrow().changed.map(|at| at - changed_at))
+        .filter_map(|(_, _, times)| times.borrow().changed.map(|at| at - changed_at))
         .collect();
     incremental.sort();
     let (rss_end, peak) = rss_kib(pid);
     let _ = control_plane.kill();
     let _ = control_plane.wait();
-    for (task, _) in &clients {
+    for (_, task, _) in &clients {
         task.abort();
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -242,6 +270,9 @@ async fn main() -> anyhow::Result<()> {
         "services": args.services,
         "endpoints": args.services * args.endpoints,
         "clients": args.clients,
+        "sidecar_scope": args.sidecar_scope,
+        "sidecar_groups": if scoped { Some(args.sidecar_groups) } else { None },
+        "incremental_clients": incremental.len(),
         "debounce": args.debounce,
         "config_load_ms": ms(load_time),
         "full_push_max_ms": ms(full.last().copied().unwrap_or_default()),
@@ -262,20 +293,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+type Client = (
+    usize,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    watch::Receiver<client::ClientTimes>,
+);
+
 async fn wait_all(
-    clients: &[(
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-        watch::Receiver<client::ClientTimes>,
-    )],
-    done: impl Fn(&client::ClientTimes) -> bool,
+    clients: &[Client],
+    done: impl Fn(usize, &client::ClientTimes) -> bool,
     timeout: Duration,
 ) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if clients.iter().all(|(_, times)| done(&times.borrow())) {
+        if clients
+            .iter()
+            .all(|(index, _, times)| done(*index, &times.borrow()))
+        {
             return true;
         }
-        if clients.iter().any(|(task, _)| task.is_finished()) {
+        if clients.iter().any(|(_, task, _)| task.is_finished()) {
             return false;
         }
         if Instant::now() > deadline {

@@ -94,3 +94,39 @@ spec:
     std::fs::write(&aside, yaml)?;
     std::fs::rename(aside, path)
 }
+
+/// The label value that puts client `index` under Sidecar group `index % groups`.
+pub fn group_of(index: usize, groups: usize) -> String {
+    format!("g-{}", index % groups.max(1))
+}
+
+/// Writes `groups` Sidecars, each selecting its group's clients (label `group`) and
+/// naming `scope` services as egress hosts: group `g` gets services `g * scope ..`, so
+/// group 0 holds service 0, the one the incremental change moves.
+pub fn write_sidecars(
+    dir: &Path,
+    services: usize,
+    scope: usize,
+    groups: usize,
+) -> std::io::Result<()> {
+    let mut yaml = String::new();
+    for group in 0..groups {
+        let hosts: Vec<String> = (0..scope)
+            .map(|i| format!("bench/{}", host((group * scope + i) % services.max(1))))
+            .collect();
+        let _ = write!(
+            yaml,
+            "---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: group-{group}, namespace: bench}}
+spec:
+  workloadSelector: {{labels: {{group: g-{group}}}}}
+  egress:
+  - hosts: [{hosts}]
+",
+            hosts = hosts.join(", ")
+        );
+    }
+    std::fs::write(dir.join("sidecars.yaml"), yaml)
+}
