@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         mesh::write_sidecars(&dir, args.services, args.sidecar_scope, args.sidecar_groups)?;
     }
     // Which clients hold service 0, whose endpoint the incremental change moves.
-    let sees_change = |index: usize| !scoped || index % args.sidecar_groups.max(1) == 0;
+    let sees_change = |index: usize| !scoped || index.is_multiple_of(args.sidecar_groups.max(1));
 
     let xds_port = free_port()?;
     let debug_port = free_port()?;
