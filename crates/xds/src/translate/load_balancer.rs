@@ -185,23 +185,18 @@ mod tests {
     /// drops the previous-hosts predicate from the retries, so retries stay on its endpoint.
     #[test]
     fn routes_carry_the_destination_hash_and_retry_in_place() {
-        use crate::translate::test_mesh::{action, outbound_routes, snapshot_with_rule};
-        let rule = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer:
+        use crate::translate::test_mesh::{action, outbound_routes, snapshot_with_policy};
+        let policy = "    loadBalancer:
       consistentHash: {httpHeaderName: X-User}
-  subsets:
+";
+        let subsets = "  subsets:
   - name: v1
     labels: {version: v1}
   - name: v2
     labels: {version: v2}
     trafficPolicy: {loadBalancer: {simple: RANDOM}}
 ";
-        let default_route = outbound_routes(&snapshot_with_rule(rule));
+        let default_route = outbound_routes(&snapshot_with_policy(policy, subsets));
         let hashed = action(&default_route[0]);
         let Some(hash_policy::PolicySpecifier::Header(header)) =
             &hashed.hash_policy[0].policy_specifier
@@ -213,7 +208,7 @@ spec:
         assert!(retries.retry_host_predicate.is_empty());
 
         let split = format!(
-            "{rule}---
+            "{subsets}---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: reviews}}
@@ -227,7 +222,7 @@ spec:
       weight: 50
 "
         );
-        let routes = outbound_routes(&snapshot_with_rule(&split));
+        let routes = outbound_routes(&snapshot_with_policy(policy, &split));
         let weighted = action(&routes[0]);
         // v1 inherits the rule's hash; v2's own RANDOM replaces it.
         assert_eq!(weighted.hash_policy.len(), 1);
@@ -237,18 +232,13 @@ spec:
 
     #[test]
     fn warmup_reaches_the_cluster() {
-        use crate::translate::test_mesh::{node, snapshot_with_rule};
-        let snapshot = snapshot_with_rule(
-            "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer:
+        use crate::translate::test_mesh::{node, snapshot_with_policy};
+        let snapshot = snapshot_with_policy(
+            "    loadBalancer:
       simple: ROUND_ROBIN
       warmup: {duration: 8s}
 ",
+            "",
         );
         let set = crate::translate::generate(
             &snapshot,

@@ -52,6 +52,20 @@ pub(super) fn snapshot_with_rule(rule: &str) -> Snapshot {
     snapshot
 }
 
+/// reviews with a DestinationRule of `traffic_policy` (YAML indented under
+/// `trafficPolicy:`), and `subsets` after it (indented under `spec:`, may be empty).
+pub(super) fn snapshot_with_policy(traffic_policy: &str, subsets: &str) -> Snapshot {
+    snapshot_with_rule(&format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  trafficPolicy:
+{traffic_policy}{subsets}"
+    ))
+}
+
 pub(super) fn node(ip: [u8; 4], name: &str) -> ProxyNode {
     let mut node = ProxyNode::sidecar(IpAddr::V4(Ipv4Addr::from(ip)), name, "default");
     node.labels.insert("app".into(), "reviews".into());

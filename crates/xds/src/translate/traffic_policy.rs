@@ -191,7 +191,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::translate::test_mesh::{node, snapshot, snapshot_with_rule};
+    use crate::translate::test_mesh::{node, snapshot, snapshot_with_policy};
     use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
 
     const RATINGS: &str = "apiVersion: networking.istio.io/v1
@@ -250,18 +250,13 @@ spec:
 
     #[test]
     fn the_inbound_cluster_takes_the_services_connection_pool_and_nothing_else() {
-        let snapshot = snapshot_with_rule(
-            "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  trafficPolicy:
-    connectionPool:
+        let snapshot = snapshot_with_policy(
+            "    connectionPool:
       tcp: {maxConnections: 7}
       http: {h2UpgradePolicy: UPGRADE, maxRequestsPerConnection: 3}
     outlierDetection: {consecutive5xxErrors: 1}
 ",
+            "",
         );
         let set = generate(
             &snapshot,
