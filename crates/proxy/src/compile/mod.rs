@@ -10,6 +10,7 @@ mod fault;
 mod filters;
 mod hash_policy;
 mod listener;
+mod load_balancer;
 mod matchers;
 mod percent;
 mod retry;
