@@ -167,9 +167,7 @@ impl MeshGenerator {
 
     /// The Sidecar that scopes what `node` is sent, if one with egress hosts applies.
     fn egress_scope(&self, node: &ProxyNode) -> Option<&Arc<SidecarScope>> {
-        self.snapshot
-            .sidecar_for(&node.namespace, &node.labels)
-            .filter(|sidecar| sidecar.scopes_egress())
+        scope::egress_scope_in(&self.snapshot, node)
     }
 
     fn by_host(&self) -> &scope::ByHost {
@@ -199,8 +197,7 @@ impl MeshGenerator {
 
     fn outbound_route(&self, node: &ProxyNode) -> Arc<VersionedResource> {
         let caller = routes::Caller::of(&self.snapshot, node);
-        let conditions: Vec<&SourceMatch> = self.source_matches.iter().collect();
-        let view = caller.view(&conditions);
+        let view = caller.view(&self.source_matches);
         let mut routes = self
             .routes_by_view
             .lock()
@@ -260,8 +257,7 @@ impl IncrementalGenerator for MeshGenerator {
             return None;
         }
         let (sidecars, root) = self.previous_sidecars.as_ref()?;
-        let before = bosun_model::scope::choose(sidecars, &node.namespace, &node.labels, root)
-            .filter(|sidecar| sidecar.scopes_egress());
+        let before = scope::egress_scope(sidecars, root, node);
         let now = self.egress_scope(node);
         (before.map(|s| s.as_ref()) == now.map(|s| s.as_ref())).then_some(changes)
     }
@@ -352,10 +348,7 @@ fn shared_changes(
 /// Everything `node` should run with, given `snapshot`.
 pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> ResourceSet {
     let mut outbound = clusters::outbound(snapshot, trust_domain);
-    if let Some(sidecar) = snapshot
-        .sidecar_for(&node.namespace, &node.labels)
-        .filter(|sidecar| sidecar.scopes_egress())
-    {
+    if let Some(sidecar) = scope::egress_scope_in(snapshot, node) {
         outbound
             .clusters
             .retain(|cluster| scope::admits_name(snapshot, sidecar, &cluster.name));

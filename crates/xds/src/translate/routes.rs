@@ -59,7 +59,7 @@ impl<'a> Caller<'a> {
 
     /// What sets this caller's routes apart from others' in its namespace: which of the
     /// mesh's caller conditions admit it. Callers with the same view share one table.
-    pub fn view(&self, conditions: &[&SourceMatch]) -> String {
+    pub fn view(&self, conditions: &[SourceMatch]) -> String {
         let admitted: String = conditions
             .iter()
             .map(|source| if self.admits(source) { '1' } else { '0' })
@@ -289,6 +289,12 @@ fn rule_action(
     if clusters.iter().any(|(_, weight, _)| *weight > 0) {
         clusters.retain(|(_, weight, _)| *weight > 0);
     }
+    // istiod: each kept destination's hash key, in order; a single hashed destination
+    // retries on the same endpoint (no previous-hosts predicate).
+    let hashes: Vec<Option<ConsistentHash>> = clusters
+        .iter()
+        .map(|(_, _, destination)| destination_hash(snapshot, destination, incoming_port))
+        .collect();
     let mut headers = rule_headers;
     let cluster_specifier = match clusters.as_slice() {
         // One destination: its header changes join the rule's on the route.
@@ -318,14 +324,6 @@ fn rule_action(
             ..Default::default()
         }),
     };
-    // istiod: each destination's hash key, in order; a single hashed destination retries
-    // on the same endpoint (no previous-hosts predicate).
-    let hashes: Vec<Option<ConsistentHash>> = rule
-        .destinations
-        .iter()
-        .filter(|destination| destination.weight > 0 || rule.destinations.len() == 1)
-        .map(|destination| destination_hash(snapshot, destination, incoming_port))
-        .collect();
     let single_hashed = matches!(hashes.as_slice(), [Some(_)]);
     let hash_policy = hashes
         .iter()

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bosun_model::{Hostname, SidecarScope, Snapshot};
 
+use super::names::parse_outbound_cluster_name;
 use crate::index::ResourceIndex;
-use crate::{EncodedSet, VersionedResource};
+use crate::{EncodedSet, ProxyNode, VersionedResource};
 
 /// The shared resources by the service host they are for, read once from their names.
 #[derive(Default)]
@@ -23,7 +24,7 @@ impl ByHost {
     pub fn new(clusters: &[Arc<VersionedResource>], endpoints: &[Arc<VersionedResource>]) -> Self {
         let mut by_host = ByHost::default();
         for (index, cluster) in clusters.iter().enumerate() {
-            match service_port(cluster.name()) {
+            match parse_outbound_cluster_name(cluster.name()) {
                 Some((port, host)) => by_host
                     .clusters
                     .entry(host)
@@ -33,7 +34,7 @@ impl ByHost {
             }
         }
         for (index, assignment) in endpoints.iter().enumerate() {
-            if let Some((port, host)) = service_port(assignment.name()) {
+            if let Some((port, host)) = parse_outbound_cluster_name(assignment.name()) {
                 by_host
                     .endpoints
                     .entry(host)
@@ -99,9 +100,28 @@ impl ByHost {
     }
 }
 
+/// The Sidecar with egress hosts that scopes what `node` is sent, among `sidecars` of a
+/// mesh whose root namespace is `root_namespace`; `None`: it is sent everything.
+pub(super) fn egress_scope<'s>(
+    sidecars: &'s [Arc<SidecarScope>],
+    root_namespace: &str,
+    node: &ProxyNode,
+) -> Option<&'s Arc<SidecarScope>> {
+    bosun_model::scope::choose(sidecars, &node.namespace, &node.labels, root_namespace)
+        .filter(|sidecar| sidecar.scopes_egress())
+}
+
+/// [`egress_scope`] in `snapshot`.
+pub(super) fn egress_scope_in<'s>(
+    snapshot: &'s Snapshot,
+    node: &ProxyNode,
+) -> Option<&'s Arc<SidecarScope>> {
+    egress_scope(snapshot.sidecars(), &snapshot.mesh().root_namespace, node)
+}
+
 /// Whether a proxy under `sidecar` is sent the cluster or load assignment `name`.
 pub(super) fn admits_name(snapshot: &Snapshot, sidecar: &SidecarScope, name: &str) -> bool {
-    match service_port(name) {
+    match parse_outbound_cluster_name(name) {
         None => true,
         Some((port, host)) => snapshot
             .service(&host)
@@ -129,16 +149,4 @@ fn candidates<'s>(
         .filter_map(|name| snapshot.service(&Hostname::new(name)))
         .collect();
     Box::new(named.into_iter())
-}
-
-/// The service port and host of an outbound cluster or load assignment name
-/// (`outbound|9080|v1|reviews.default.svc.cluster.local`).
-fn service_port(name: &str) -> Option<(u16, Hostname)> {
-    let mut parts = name.splitn(4, '|');
-    if parts.next()? != "outbound" {
-        return None;
-    }
-    let port = parts.next()?.parse().ok()?;
-    let _subset = parts.next()?;
-    Some((port, Hostname::new(parts.next()?)))
 }
