@@ -26,6 +26,9 @@ pub struct MeshConfig {
     pub root_namespace: Option<String>,
     /// The connect timeout of every cluster a DestinationRule does not set (Istio: 10 s).
     pub connect_timeout: Option<Duration>,
+    /// How often DNS-resolved clusters look their names up again when the answer
+    /// carries no TTL (Istio: 60 s).
+    pub dns_refresh_rate: Option<Duration>,
 }
 
 /// How sidecars treat a host the mesh does not know.
@@ -47,9 +50,10 @@ pub enum OutboundMode {
 }
 
 /// The MeshConfig's top-level fields Bosun acts on.
-pub(crate) const KNOWN_FIELDS: [&str; 4] = [
+pub(crate) const KNOWN_FIELDS: [&str; 5] = [
     "outboundTrafficPolicy",
     "enableAutoMtls",
     "rootNamespace",
     "connectTimeout",
+    "dnsRefreshRate",
 ];

@@ -11,7 +11,7 @@
 //! `warmup`), `connectionPool`
 //! (except `http.useClientProtocol`, `http.maxConcurrentStreams`) and `outlierDetection`
 //! (except the deprecated `consecutiveErrors`, `outlierDetectionHttpErrorCodes`); ServiceEntry `hosts`,
-//! `ports`, `location`, `resolution` `STATIC`/`NONE`, `workloadSelector`, `endpoints`;
+//! `ports`, `location`, `resolution` (but `DYNAMIC_DNS`), `workloadSelector`, `endpoints`;
 //! WorkloadEntry `address`, `ports`, `labels`, `serviceAccount`, `weight`. Everything else
 //! that is set is reported, so nothing is silently ignored.
 
@@ -264,10 +264,9 @@ fn service_entry(fields: &mut Fields, spec: &ServiceEntry) {
     fields.note(!spec.subject_alt_names.is_empty(), || {
         "spec.subjectAltNames".to_owned()
     });
-    fields.note(
-        !matches!(spec.resolution(), Resolution::None | Resolution::Static),
-        || "spec.resolution".to_owned(),
-    );
+    fields.note(spec.resolution() == Resolution::DynamicDns, || {
+        "spec.resolution: DYNAMIC_DNS".to_owned()
+    });
     for (index, endpoint) in spec.endpoints.iter().enumerate() {
         workload_entry(fields, &format!("spec.endpoints[{index}]"), endpoint);
     }
@@ -447,14 +446,7 @@ spec:
     locality: us-east
 ",
         );
-        assert_eq!(
-            fields,
-            [
-                "spec.addresses",
-                "spec.resolution",
-                "spec.endpoints[0].locality"
-            ]
-        );
+        assert_eq!(fields, ["spec.addresses", "spec.endpoints[0].locality"]);
         let fields = unsupported(
             "apiVersion: networking.istio.io/v1
 kind: WorkloadEntry

@@ -1517,3 +1517,80 @@ async fn sidecar_scope(client: ClientProxy) {
     until_status(&mesh, &mut client, 200).await;
 }
 through_both!(sidecar_scope);
+
+/// A ServiceEntry for a service outside the mesh whose endpoints are DNS names.
+fn external_entry(name: &str, host: &str, port: u16, resolution: &str, endpoints: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: {name}
+spec:
+  hosts: [{host}]
+  location: MESH_EXTERNAL
+  ports:
+  - {{number: {port}, name: http, protocol: HTTP}}
+  resolution: {resolution}
+{endpoints}"
+    )
+}
+
+/// Istio's ServiceEntry resolutions DNS and DNS_ROUND_ROBIN: the caller's sidecar looks
+/// the names up itself (`localhost`, from /etc/hosts). `api.external.test` has two
+/// endpoints named `localhost` on two ports, v1 and v2 of an app outside the mesh: both
+/// answer (STRICT_DNS, every address an endpoint). `localhost` itself, with no
+/// endpoints, resolves its own name (LOGICAL_DNS). Without the entries the same names
+/// are not the mesh's: passed through, they reach nothing (a name is no address).
+async fn dns_resolution(client: ClientProxy) {
+    let Some((mut mesh, mut client)) = start(client, vec![], vec![]).await else {
+        return;
+    };
+    let v1 = mesh.start_outside_app("api", "v1").await;
+    let v2 = mesh.start_outside_app("api", "v2").await;
+    let api = "http://api.external.test/version";
+    let local = format!("http://localhost:{v1}/version");
+    assert_ne!(request(&mut client, api, &[]).await.status, 200);
+    assert_ne!(request(&mut client, &local, &[]).await.status, 200);
+
+    let endpoints = format!(
+        "  endpoints:\n  - {{address: localhost, ports: {{http: {v1}}}}}\n  - {{address: localhost, ports: {{http: {v2}}}}}\n"
+    );
+    mesh.write_config(
+        "external-api.yaml",
+        &external_entry("api", "api.external.test", 80, "DNS", &endpoints),
+    );
+    mesh.write_config(
+        "external-localhost.yaml",
+        &external_entry("local", "localhost", v1, "DNS_ROUND_ROBIN", ""),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut versions = std::collections::BTreeSet::new();
+    while versions.len() < 2 {
+        let reply = request(&mut client, api, &[]).await;
+        if reply.status == 200 {
+            versions.insert(reply.version().expect("a version"));
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "api.external.test answered {} ({}), versions so far {versions:?}\n{}",
+            reply.status,
+            reply.body,
+            mesh.logs()
+        );
+    }
+    let mut reply = request(&mut client, &local, &[]).await;
+    while reply.status != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reply = request(&mut client, &local, &[]).await;
+    }
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, mesh.logs());
+    assert_eq!(reply.version().as_deref(), Some("v1"));
+    assert_eq!(
+        send(&mut client, &[], 1).await.count(200),
+        1,
+        "mesh services still route"
+    );
+}
+through_both!(dns_resolution);

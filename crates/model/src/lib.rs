@@ -28,5 +28,5 @@ pub use routing::{
     VirtualRoutes,
 };
 pub use scope::{EgressHost, EgressScope, SidecarScope};
-pub use service::{Endpoint, Protocol, Service, ServicePort, Workload};
+pub use service::{Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -19,6 +19,8 @@ pub struct MeshSettings {
     pub auto_mtls: bool,
     pub root_namespace: String,
     pub connect_timeout: Duration,
+    /// How often DNS-resolved clusters resolve again (Envoy honours a shorter TTL).
+    pub dns_refresh_rate: Duration,
 }
 
 impl Default for MeshSettings {
@@ -28,6 +30,7 @@ impl Default for MeshSettings {
             auto_mtls: true,
             root_namespace: "istio-system".to_owned(),
             connect_timeout: Duration::from_secs(10),
+            dns_refresh_rate: Duration::from_secs(60),
         }
     }
 }
@@ -49,6 +52,9 @@ impl MeshSettings {
             connect_timeout: config
                 .connect_timeout
                 .map_or(defaults.connect_timeout, |d| d.as_std()),
+            dns_refresh_rate: config
+                .dns_refresh_rate
+                .map_or(defaults.dns_refresh_rate, |d| d.as_std()),
         }
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             ports: Vec::new(),
             workload_selector: None,
             inline_endpoints: Vec::new(),
+            resolution: Default::default(),
             origin: "test".into(),
         }
     }

@@ -33,6 +33,29 @@ pub struct ServicePort {
     pub target_port: Option<u16>,
 }
 
+/// How a sidecar finds the addresses behind a service (ServiceEntry `resolution`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Resolution {
+    /// The control plane sends the endpoints (`STATIC`, and every WorkloadEntry).
+    #[default]
+    Static,
+    /// The request's own destination (`NONE`: an original-destination cluster).
+    Passthrough,
+    /// The sidecar resolves each endpoint's name and balances across every address
+    /// (`DNS`: Envoy's STRICT_DNS).
+    Dns,
+    /// The sidecar resolves the one endpoint's name and connects to the first address
+    /// (`DNS_ROUND_ROBIN`: Envoy's LOGICAL_DNS).
+    DnsRoundRobin,
+}
+
+impl Resolution {
+    /// The sidecar resolves names itself: the endpoints travel with the cluster.
+    pub fn is_dns(self) -> bool {
+        matches!(self, Resolution::Dns | Resolution::DnsRoundRobin)
+    }
+}
+
 /// One service: a host with ports, answered by the workloads it selects.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Service {
@@ -44,6 +67,7 @@ pub struct Service {
     pub workload_selector: Option<BTreeMap<String, String>>,
     /// Endpoints written in the service itself (ServiceEntry `endpoints`).
     pub inline_endpoints: Vec<Endpoint>,
+    pub resolution: Resolution,
     /// Where the service was declared, for messages.
     pub origin: String,
 }
@@ -104,10 +128,27 @@ impl Workload {
     }
 }
 
+/// Where an endpoint is: an IP, or a name the sidecar resolves (DNS resolution only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(untagged)]
+pub enum Address {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(ip) => ip.fmt(f),
+            Address::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// An address that serves one service port, with its labels (for subsets) and weight.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Endpoint {
-    pub address: IpAddr,
+    pub address: Address,
     /// Port name -> port number, as in a WorkloadEntry.
     pub ports: BTreeMap<String, u16>,
     pub labels: BTreeMap<String, String>,

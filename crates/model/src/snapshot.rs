@@ -1,7 +1,6 @@
 //! One immutable view of the mesh, indexed for the questions translation asks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::host::Hostname;
@@ -9,7 +8,7 @@ use crate::mesh::MeshSettings;
 use crate::policy::{DestinationPolicy, TrafficPolicy};
 use crate::routing::{SourceMatch, VirtualRoutes};
 use crate::scope::{self, SidecarScope};
-use crate::service::{Service, ServicePort, Workload, port_on, selects};
+use crate::service::{Address, Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
 #[derive(Debug, Default, serde::Serialize)]
@@ -33,7 +32,7 @@ pub struct Snapshot {
 /// An endpoint resolved for one service port: where to connect and with what weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedEndpoint {
-    pub address: IpAddr,
+    pub address: Address,
     pub port: u16,
     pub weight: u32,
     /// Whether the endpoint's sidecar takes Istio mutual TLS.
@@ -215,11 +214,23 @@ impl Snapshot {
         let selected = self.workloads_of(service);
         // Workloads and the service's own endpoints alike: address, ports, labels, weight.
         let workloads = selected.into_iter().map(|w| {
-            let endpoint = (w.address, &w.ports, &w.labels, w.weight, w.mutual_tls);
+            let endpoint = (
+                Address::Ip(w.address),
+                &w.ports,
+                &w.labels,
+                w.weight,
+                w.mutual_tls,
+            );
             (endpoint, Some(w))
         });
         let inline = service.inline_endpoints.iter().map(|e| {
-            let endpoint = (e.address, &e.ports, &e.labels, e.weight, e.mutual_tls);
+            let endpoint = (
+                e.address.clone(),
+                &e.ports,
+                &e.labels,
+                e.weight,
+                e.mutual_tls,
+            );
             (endpoint, None)
         });
         workloads

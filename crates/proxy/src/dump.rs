@@ -7,7 +7,7 @@ use crate::compile::{ListenerSpec, RouteSource};
 use crate::config_dump::*;
 use crate::resource::ResourceType;
 use crate::routing::{HeaderMatch, HeaderSource, PathMatch, RouteAction, RouteTable, ValueMatch};
-use crate::upstream::{Cluster, Discovery, EndpointSpec, UpstreamProtocol};
+use crate::upstream::{Cluster, Discovery, DnsDiscovery, EndpointSpec, UpstreamProtocol};
 
 pub fn build<'a>(
     ready: bool,
@@ -55,7 +55,8 @@ pub fn build<'a>(
                 version: version.to_owned(),
                 endpoints: endpoint_list(eps),
             })
-            // STATIC clusters carry their endpoints inline; show them alongside EDS ones.
+            // STATIC clusters carry their endpoints inline and DNS clusters resolve them: show
+            // them alongside EDS ones.
             .chain(
                 clusters
                     .iter()
@@ -64,6 +65,11 @@ pub fn build<'a>(
                             cluster_name: c.spec.name.clone(),
                             version: (*version).to_owned(),
                             endpoints: endpoint_list(eps),
+                        }),
+                        Discovery::Dns(_) => Some(EndpointsDump {
+                            cluster_name: c.spec.name.clone(),
+                            version: (*version).to_owned(),
+                            endpoints: endpoint_list(&c.resolved_endpoints()),
                         }),
                         Discovery::Eds { .. } | Discovery::OriginalDestination { .. } => None,
                     }),
@@ -163,10 +169,12 @@ fn cluster(version: &str, c: &Cluster) -> ClusterDump {
     ClusterDump {
         name: spec.name.clone(),
         version: version.to_owned(),
-        discovery: match spec.discovery {
+        discovery: match &spec.discovery {
             Discovery::Static(_) => "STATIC",
             Discovery::Eds { .. } => "EDS",
             Discovery::OriginalDestination { .. } => "ORIGINAL_DST",
+            Discovery::Dns(DnsDiscovery { logical: true, .. }) => "LOGICAL_DNS",
+            Discovery::Dns(_) => "STRICT_DNS",
         }
         .to_owned(),
         eds_service_name: c.eds_service_name().map(str::to_owned),

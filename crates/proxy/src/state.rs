@@ -283,11 +283,13 @@ impl ConfigStore {
             {
                 cluster.set_endpoints(&endpoints.value);
             }
+            let cluster = Arc::new(cluster);
+            crate::upstream::start_resolving(&cluster);
             inner.clusters.insert(
                 name,
                 Applied {
                     version,
-                    value: Arc::new(cluster),
+                    value: cluster,
                 },
             );
         }

@@ -287,6 +287,35 @@ impl TestMesh {
         self.processes.push(proxy);
     }
 
+    /// Starts a sample app outside the mesh (no sidecar, no WorkloadEntry) on
+    /// 127.0.0.1, the address `localhost` names everywhere; returns its port.
+    pub async fn start_outside_app(&mut self, service: &str, version: &str) -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut app = bosun();
+        app.args([
+            "sample",
+            "serve",
+            "--service",
+            service,
+            "--version",
+            version,
+        ])
+        .arg("--listen")
+        .arg(address.to_string());
+        let app = Process::spawn(
+            &format!("{service}-{version}-outside"),
+            app,
+            self.logs.path(),
+        );
+        wait_ready(&app, address, "/healthz").await;
+        self.processes.push(app);
+        port
+    }
+
     /// Starts a second client sidecar beside the first, of the other kind or the same,
     /// and connects to it; `None` when it is an Envoy and none is installed.
     pub async fn start_other_client(&mut self, proxy: ClientProxy) -> Option<ProxyClient> {

@@ -22,7 +22,9 @@ use crate::routing::{
     RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch, VirtualRoutes,
 };
 use crate::scope::{EgressHost, EgressScope, SidecarScope};
-use crate::service::{Endpoint, Protocol, Service, ServicePort, Workload, mutual_tls};
+use crate::service::{
+    Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload, mutual_tls,
+};
 use crate::snapshot::Snapshot;
 
 mod delegate;
@@ -201,9 +203,10 @@ fn services_of(entry: &Config<ServiceEntry>, warnings: &mut Vec<String>) -> Vec<
             })
         })
         .collect();
+    let resolution = resolution(entry.spec.resolution());
     let mut inline_endpoints = Vec::new();
     for endpoint in &entry.spec.endpoints {
-        match endpoint_of(endpoint) {
+        match endpoint_of(endpoint, resolution) {
             Ok(endpoint) => inline_endpoints.push(endpoint),
             Err(reason) => warnings.push(format!(
                 "ServiceEntry {namespace}/{} ({}): endpoint left out: {reason}",
@@ -220,15 +223,48 @@ fn services_of(entry: &Config<ServiceEntry>, warnings: &mut Vec<String>) -> Vec<
         .spec
         .hosts
         .iter()
-        .map(|host| Service {
-            hostname: Hostname::resolve(host, namespace),
-            namespace: namespace.clone(),
-            ports: ports.clone(),
-            workload_selector: workload_selector.clone(),
-            inline_endpoints: inline_endpoints.clone(),
-            origin: entry.origin.to_string(),
+        .map(|host| {
+            // DNS with no endpoints: the sidecar resolves the host itself (Istio's rule).
+            let inline_endpoints = if resolution.is_dns() && entry.spec.endpoints.is_empty() {
+                vec![named_endpoint(host)]
+            } else {
+                inline_endpoints.clone()
+            };
+            Service {
+                hostname: Hostname::resolve(host, namespace),
+                namespace: namespace.clone(),
+                ports: ports.clone(),
+                workload_selector: workload_selector.clone(),
+                inline_endpoints,
+                resolution,
+                origin: entry.origin.to_string(),
+            }
         })
         .collect()
+}
+
+fn resolution(resolution: bosun_api::networking::Resolution) -> Resolution {
+    use bosun_api::networking::Resolution as Api;
+    match resolution {
+        Api::Static => Resolution::Static,
+        Api::None => Resolution::Passthrough,
+        Api::Dns => Resolution::Dns,
+        Api::DnsRoundRobin => Resolution::DnsRoundRobin,
+        // Reported as not supported yet; resolved per endpoint name meanwhile.
+        Api::DynamicDns => Resolution::Dns,
+    }
+}
+
+/// The endpoint a DNS-resolved host with no `endpoints` gets: its own name.
+fn named_endpoint(host: &str) -> Endpoint {
+    Endpoint {
+        address: Address::Name(host.to_owned()),
+        ports: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        service_account: None,
+        mutual_tls: false,
+        weight: 1,
+    }
 }
 
 fn protocol(protocol: bosun_api::Protocol) -> Protocol {
@@ -249,7 +285,7 @@ fn address(entry: &WorkloadEntry) -> Result<IpAddr, String> {
         .as_deref()
         .ok_or("it has no address, so no traffic can reach it")?;
     address.parse().map_err(|_| {
-        format!("address {address:?} is not an IP address (DNS names are not supported yet)")
+        format!("address {address:?} is not an IP address (a name needs `resolution: DNS`)")
     })
 }
 
@@ -261,9 +297,17 @@ fn ports(entry: &WorkloadEntry) -> BTreeMap<String, u16> {
         .collect()
 }
 
-fn endpoint_of(entry: &WorkloadEntry) -> Result<Endpoint, String> {
+/// A ServiceEntry endpoint: an IP, or with DNS resolution a name the sidecar resolves.
+fn endpoint_of(entry: &WorkloadEntry, resolution: Resolution) -> Result<Endpoint, String> {
+    let address = match address(entry) {
+        Ok(ip) => Address::Ip(ip),
+        Err(_) if resolution.is_dns() && entry.address.is_some() => {
+            Address::Name(entry.address.clone().unwrap_or_default())
+        }
+        Err(reason) => return Err(reason),
+    };
     Ok(Endpoint {
-        address: address(entry)?,
+        address,
         ports: ports(entry),
         labels: entry.labels.clone(),
         service_account: entry.service_account.clone(),

@@ -1,25 +1,31 @@
 //! Cluster → [`ClusterSpec`], ClusterLoadAssignment → endpoint list.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use envoy_types::pb::envoy::extensions::network::dns_resolver::cares::v3::CaresDnsResolverConfig;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 
 use super::load_balancer;
 use super::{
-    CompileError, Reason, decode_any, duration, require_ads, socket_addr, telemetry, tls,
+    CompileError, Reason, decode_any, duration, require_ads, socket_host, telemetry, tls,
     type_url_of,
 };
 use crate::resource::ResourceType;
 use crate::upstream::{
-    CircuitLimits, ClusterSpec, DEFAULT_PANIC_THRESHOLD, Discovery, EndpointSpec, Http2Keepalive,
-    OutlierSettings, PoolOptions, TcpKeepalive, UpstreamProtocol,
+    CircuitLimits, ClusterSpec, DEFAULT_PANIC_THRESHOLD, DEFAULT_REFRESH_RATE, Discovery,
+    DnsDiscovery, DnsTarget, EndpointSpec, Http2Keepalive, LookupFamily, OutlierSettings,
+    PoolOptions, TcpKeepalive, UpstreamProtocol,
 };
 
+const CARES: &str = "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig";
+const GETADDRINFO: &str =
+    "envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig";
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Envoy's default when a cluster sets no connect_timeout.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,11 +78,9 @@ fn compile(c: &Cluster) -> Result<ClusterSpec, Reason> {
                         .unwrap_or_else(|| c.name.clone());
                     Discovery::Eds { service_name }
                 }
-                _ => {
-                    return Err(format!(
-                        "type {t} is not supported yet (STATIC, EDS and ORIGINAL_DST are)"
-                    ));
-                }
+                Ok(cluster::DiscoveryType::StrictDns) => dns(c, false)?,
+                Ok(cluster::DiscoveryType::LogicalDns) => dns(c, true)?,
+                Err(_) => return Err(format!("type {t} is not a cluster discovery type")),
             }
         }
         Some(cluster::ClusterDiscoveryType::ClusterType(t)) => {
@@ -383,6 +387,96 @@ fn original_destination(c: &Cluster) -> Result<Discovery, Reason> {
     Ok(Discovery::OriginalDestination { header })
 }
 
+/// STRICT_DNS / LOGICAL_DNS: the names of `load_assignment`, resolved by the proxy.
+// The cluster-level DNS fields are deprecated in Envoy but still what istiod sets.
+#[allow(deprecated)]
+fn dns(c: &Cluster, logical: bool) -> Result<Discovery, Reason> {
+    if !c.dns_resolvers.is_empty() || c.dns_resolution_config.is_some() || c.use_tcp_for_dns_lookups
+    {
+        return Err(
+            "dns_resolvers, dns_resolution_config and use_tcp_for_dns_lookups are not supported yet (the system's resolver is used)"
+                .into(),
+        );
+    }
+    if let Some(resolver) = &c.typed_dns_resolver_config {
+        dns_resolver(resolver)?;
+    }
+    let assignment = c
+        .load_assignment
+        .as_ref()
+        .ok_or("a DNS cluster needs load_assignment")?;
+    let targets = each_endpoint(assignment)
+        .map_err(|r| format!("load_assignment: {r}"))?
+        .into_iter()
+        .map(|(_, name, endpoint)| DnsTarget {
+            name: name.to_owned(),
+            endpoint,
+        })
+        .collect::<Vec<_>>();
+    if logical && targets.len() != 1 {
+        return Err(format!(
+            "a LOGICAL_DNS cluster needs exactly one endpoint, not {}",
+            targets.len()
+        ));
+    }
+    let family = match cluster::DnsLookupFamily::try_from(c.dns_lookup_family) {
+        Ok(cluster::DnsLookupFamily::Auto) => LookupFamily::V6Preferred,
+        Ok(cluster::DnsLookupFamily::V4Only) => LookupFamily::V4Only,
+        Ok(cluster::DnsLookupFamily::V6Only) => LookupFamily::V6Only,
+        Ok(cluster::DnsLookupFamily::V4Preferred) => LookupFamily::V4Preferred,
+        Ok(cluster::DnsLookupFamily::All) => LookupFamily::All,
+        Err(_) => {
+            return Err(format!(
+                "dns_lookup_family {} is unknown",
+                c.dns_lookup_family
+            ));
+        }
+    };
+    let refresh = c
+        .dns_refresh_rate
+        .as_ref()
+        .map_or(DEFAULT_REFRESH_RATE, duration);
+    if refresh < Duration::from_millis(1) {
+        return Err("dns_refresh_rate must be at least 1ms".into());
+    }
+    let failure_refresh = c
+        .dns_failure_refresh_rate
+        .as_ref()
+        .and_then(|rate| rate.base_interval.as_ref())
+        .map_or(refresh, duration);
+    Ok(Discovery::Dns(DnsDiscovery {
+        logical,
+        targets,
+        family,
+        refresh,
+        failure_refresh: failure_refresh.max(Duration::from_millis(1)),
+        jitter: c.dns_jitter.as_ref().map_or(Duration::ZERO, duration),
+        respect_ttl: c.respect_dns_ttl,
+    }))
+}
+
+/// The resolver a DNS cluster names: the system's, as c-ares or getaddrinfo would read
+/// it (istiod names c-ares, tuning only how many queries share a socket).
+fn dns_resolver(resolver: &TypedExtensionConfig) -> Result<(), Reason> {
+    let field = "typed_dns_resolver_config";
+    let Some(any) = &resolver.typed_config else {
+        return Err(format!("{field} needs typed_config"));
+    };
+    match any.type_url.rsplit('/').next().unwrap_or_default() {
+        CARES => {
+            let config: CaresDnsResolverConfig = decode_any(any, &type_url_of(CARES))?;
+            if !config.resolvers.is_empty() || config.dns_resolver_options.is_some() {
+                return Err(format!(
+                    "{field}: resolvers and dns_resolver_options are not supported yet (the system's resolver is used)"
+                ));
+            }
+            Ok(())
+        }
+        GETADDRINFO => Ok(()),
+        other => Err(format!("{field} {other} is not supported yet")),
+    }
+}
+
 fn static_endpoints(c: &Cluster) -> Result<Discovery, Reason> {
     let assignment = c
         .load_assignment
@@ -444,6 +538,23 @@ pub fn compile_endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec
 }
 
 fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
+    each_endpoint(cla)?
+        .into_iter()
+        .map(|(field, host, endpoint)| {
+            let ip: std::net::IpAddr = host
+                .parse()
+                .map_err(|_| format!("{field}.address {host:?} is not an IP address"))?;
+            Ok(EndpointSpec {
+                address: SocketAddr::new(ip, endpoint.address.port()),
+                ..endpoint
+            })
+        })
+        .collect()
+}
+
+/// Each endpoint of an assignment: the field it is in, its host as written (an IP, or a
+/// name for DNS clusters) and its settings, with the port on an unspecified address.
+fn each_endpoint(cla: &ClusterLoadAssignment) -> Result<Vec<(String, &str, EndpointSpec)>, Reason> {
     let mut out = Vec::new();
     for (l, locality) in cla.endpoints.iter().enumerate() {
         if locality.priority != 0 {
@@ -457,17 +568,15 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
             let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
                 return Err(format!("{field} must be an endpoint with an address"));
             };
-            let address = socket_addr(
-                endpoint.address.as_ref(),
-                &format!("{field}.endpoint.address"),
-            )?;
+            let address_field = format!("{field}.endpoint.address");
+            let (host, port) = socket_host(endpoint.address.as_ref(), &address_field)?;
             let health = HealthStatus::try_from(lb.health_status).unwrap_or(HealthStatus::Unknown);
             let socket_match = tls::endpoint_socket_match(lb.metadata.as_ref())
                 .map_err(|r| format!("{field}.{r}"))?;
             let workload = telemetry::endpoint_workload(lb.metadata.as_ref())
                 .map_err(|r| format!("{field}.{r}"))?;
-            out.push(EndpointSpec {
-                address,
+            let endpoint = EndpointSpec {
+                address: SocketAddr::from(([0, 0, 0, 0], port)),
                 weight: lb
                     .load_balancing_weight
                     .as_ref()
@@ -479,8 +588,80 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<EndpointSpec>, Reason> {
                 health: health.as_str_name().to_owned(),
                 socket_match,
                 workload,
-            });
+            };
+            out.push((address_field, host, endpoint));
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+
+    use super::*;
+
+    fn dns_cluster(kind: cluster::DiscoveryType, hosts: &[&str]) -> Cluster {
+        let lb_endpoints = hosts
+            .iter()
+            .map(|host| LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: (*host).to_owned(),
+                            port_specifier: Some(
+                                envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(80),
+                            ),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .collect();
+        Cluster {
+            name: "dns".into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
+            load_assignment: Some(ClusterLoadAssignment {
+                cluster_name: "dns".into(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dns_clusters_keep_their_names_and_envoys_rules() {
+        let spec = compile(&dns_cluster(
+            cluster::DiscoveryType::StrictDns,
+            &["a.example", "192.0.2.1"],
+        ))
+        .expect("compiles");
+        let Discovery::Dns(dns) = spec.discovery else {
+            panic!("a DNS cluster");
+        };
+        let names: Vec<&str> = dns.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a.example", "192.0.2.1"]);
+        assert_eq!(dns.targets[0].endpoint.address.port(), 80);
+        assert_eq!(dns.refresh, DEFAULT_REFRESH_RATE);
+        assert_eq!(dns.family, LookupFamily::V6Preferred, "Envoy's AUTO");
+
+        let two = compile(&dns_cluster(
+            cluster::DiscoveryType::LogicalDns,
+            &["a.example", "b.example"],
+        ))
+        .unwrap_err();
+        assert!(two.contains("exactly one endpoint"), "{two}");
+
+        // A name is refused where only addresses can be (STATIC).
+        let named =
+            compile(&dns_cluster(cluster::DiscoveryType::Static, &["a.example"])).unwrap_err();
+        assert!(named.contains("is not an IP address"), "{named}");
+    }
 }

@@ -77,14 +77,19 @@ fn duration(d: &ProtoDuration) -> Duration {
 }
 
 fn socket_addr(address: Option<&Address>, field: &str) -> Result<SocketAddr, Reason> {
+    let (host, port) = socket_host(address, field)?;
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| format!("{field}.address {host:?} is not an IP address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// A socket address whose host may be a name (the endpoints of DNS clusters).
+fn socket_host<'a>(address: Option<&'a Address>, field: &str) -> Result<(&'a str, u16), Reason> {
     let Some(address::Address::SocketAddress(socket)) = address.and_then(|a| a.address.as_ref())
     else {
         return Err(format!("{field} must be a socket_address"));
     };
-    let ip: IpAddr = socket
-        .address
-        .parse()
-        .map_err(|_| format!("{field}.address {:?} is not an IP address", socket.address))?;
     let port = match socket.port_specifier {
         Some(socket_address::PortSpecifier::PortValue(port)) => {
             u16::try_from(port).map_err(|_| format!("{field}.port_value {port} is out of range"))?
@@ -94,7 +99,7 @@ fn socket_addr(address: Option<&Address>, field: &str) -> Result<SocketAddr, Rea
         }
         None => 0,
     };
-    Ok(SocketAddr::new(ip, port))
+    Ok((socket.address.as_str(), port))
 }
 
 /// Only ADS config sources are honoured: the proxy has one control-plane stream.

@@ -5,8 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::connector::TlsConnect;
+use super::dns::DnsDiscovery;
 use super::endpoint::Endpoint;
 use super::hashing::HashingKind;
 use super::limits::{
@@ -54,6 +58,9 @@ pub enum Discovery {
     /// Each request names its endpoint as `ip:port` in a header (`None`: the request's
     /// authority), Envoy's ORIGINAL_DST with `use_http_header`.
     OriginalDestination { header: Option<http::HeaderName> },
+    /// Endpoints are the addresses the cluster's names resolve to (STRICT_DNS,
+    /// LOGICAL_DNS), looked up by the proxy itself.
+    Dns(DnsDiscovery),
 }
 
 /// One endpoint as configured (healthy or not).
@@ -113,6 +120,10 @@ pub struct Cluster {
     named: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     rr_cursor: AtomicUsize,
     circuit: CircuitState,
+    /// For a DNS cluster: whether its first lookup is done (requests wait for it).
+    first_lookup: Option<watch::Sender<bool>>,
+    /// For a DNS cluster: the endpoints its names resolved to last, for the config dump.
+    resolved: Mutex<Vec<EndpointSpec>>,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -145,6 +156,9 @@ impl Cluster {
             )),
             named: Mutex::default(),
             rr_cursor: AtomicUsize::new(0),
+            first_lookup: matches!(spec.discovery, Discovery::Dns(_))
+                .then(|| watch::channel(false).0),
+            resolved: Mutex::default(),
             circuit: CircuitState::new(&spec.limits, spec.pool.protocol == UpstreamProtocol::Http1),
             spec,
             stats,
@@ -324,7 +338,46 @@ impl Cluster {
     pub fn eds_service_name(&self) -> Option<&str> {
         match &self.spec.discovery {
             Discovery::Eds { service_name } => Some(service_name),
-            Discovery::Static(_) | Discovery::OriginalDestination { .. } => None,
+            Discovery::Static(_) | Discovery::OriginalDestination { .. } | Discovery::Dns(_) => {
+                None
+            }
+        }
+    }
+
+    pub fn dns(&self) -> Option<&DnsDiscovery> {
+        match &self.spec.discovery {
+            Discovery::Dns(discovery) => Some(discovery),
+            _ => None,
+        }
+    }
+
+    /// Waits, at most `within`, for a DNS cluster's first lookup (Envoy warms such a
+    /// cluster before using it); returns at once for every other cluster.
+    pub async fn first_lookup_done(&self, within: Duration) {
+        let Some(done) = &self.first_lookup else {
+            return;
+        };
+        let mut done = done.subscribe();
+        let _ = tokio::time::timeout(within, done.wait_for(|done| *done)).await;
+    }
+
+    /// The endpoints a DNS cluster's names resolved to last.
+    pub fn resolved_endpoints(&self) -> Vec<EndpointSpec> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A DNS lookup's endpoints, in place of the last ones.
+    pub(super) fn set_resolved(&self, endpoints: Vec<EndpointSpec>) {
+        self.set_endpoints(&endpoints);
+        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = endpoints;
+    }
+
+    pub(super) fn mark_resolved(&self) {
+        if let Some(done) = &self.first_lookup {
+            done.send_replace(true);
         }
     }
 }

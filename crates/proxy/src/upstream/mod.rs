@@ -3,6 +3,7 @@
 mod body;
 mod cluster;
 mod connector;
+mod dns;
 mod downstream;
 mod endpoint;
 mod hashing;
@@ -18,6 +19,9 @@ mod tee;
 pub use body::{Replay, UpstreamBody};
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
 pub use connector::{ConnectionUse, UpstreamPrincipal};
+pub use dns::{
+    DEFAULT_REFRESH_RATE, DnsDiscovery, DnsTarget, LookupFamily, start as start_resolving,
+};
 pub use downstream::DownstreamBody;
 pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient};
 pub use hashing::{

@@ -28,6 +28,7 @@ pub fn generated_mesh(services: usize, endpoints: usize, moved: Option<usize>) -
                 }],
                 workload_selector: Some(selector.clone()),
                 inline_endpoints: Vec::new(),
+                resolution: Default::default(),
                 origin: "generated".to_string(),
             }),
         );

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use bosun_ca::Identity;
 use bosun_model::snapshot::ResolvedEndpoint;
-use bosun_model::{OutboundPolicy, Protocol, Service, ServicePort, Snapshot, TrafficPolicy};
+use bosun_model::{
+    MeshSettings, OutboundPolicy, Protocol, Resolution, Service, ServicePort, Snapshot,
+    TrafficPolicy,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions,
@@ -57,21 +60,41 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
             for subset in &subsets {
                 let name = outbound_cluster_name(port.number, *subset, &service.hostname);
                 let policy = snapshot.traffic_policy(&service.hostname, port.number, *subset);
-                let mut cluster = eds_cluster(
-                    &name,
-                    &policy,
-                    port.protocol,
-                    snapshot.mesh().connect_timeout,
-                );
-                cluster.metadata = Some(telemetry_metadata(&[service]));
                 let endpoints = snapshot.endpoints(service, port, *subset);
+                let mesh = snapshot.mesh();
+                let mut cluster = match service.resolution {
+                    Resolution::Static => {
+                        eds_cluster(&name, &policy, port.protocol, mesh.connect_timeout)
+                    }
+                    // istiod leaves out a DNS cluster with nothing to resolve.
+                    Resolution::Dns | Resolution::DnsRoundRobin if endpoints.is_empty() => {
+                        continue;
+                    }
+                    Resolution::Dns | Resolution::DnsRoundRobin => dns_cluster(
+                        &name,
+                        &policy,
+                        port.protocol,
+                        mesh,
+                        service.resolution == Resolution::DnsRoundRobin,
+                        load_assignment(name.clone(), &endpoints),
+                    ),
+                    Resolution::Passthrough => passthrough::original_destination_cluster(
+                        &name,
+                        &policy,
+                        port.protocol,
+                        mesh.connect_timeout,
+                    ),
+                };
+                cluster.metadata = Some(telemetry_metadata(&[service]));
                 // Auto mTLS: only services with a sidecar behind them need the sockets.
-                if !identities.is_empty() && snapshot.mesh().auto_mtls {
+                if !identities.is_empty() && mesh.auto_mtls {
                     cluster.transport_socket_matches =
                         tls::auto_mtls(&identities, &sni(&name), port.protocol);
                 }
                 out.clusters.push(cluster);
-                out.endpoints.push(load_assignment(name, &endpoints));
+                if service.resolution == Resolution::Static {
+                    out.endpoints.push(load_assignment(name, &endpoints));
+                }
             }
         }
     }
@@ -124,6 +147,38 @@ fn eds_cluster(
     cluster
 }
 
+/// A cluster whose endpoints the proxy finds by resolving their names itself, as istiod
+/// writes it: STRICT_DNS (every address of every name) or LOGICAL_DNS (the first
+/// address), IPv4 answers (the proxies here have IPv4 addresses), the mesh's refresh
+/// rate, and the answer's TTL when it is shorter.
+#[allow(deprecated)] // istiod still sets the cluster-level DNS fields.
+fn dns_cluster(
+    name: &str,
+    policy: &TrafficPolicy,
+    protocol: Protocol,
+    mesh: &MeshSettings,
+    logical: bool,
+    endpoints: ClusterLoadAssignment,
+) -> Cluster {
+    let discovery = if logical {
+        cluster::DiscoveryType::LogicalDns
+    } else {
+        cluster::DiscoveryType::StrictDns
+    };
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
+        load_assignment: Some(endpoints),
+        dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
+        dns_refresh_rate: Some(super::resilience::duration(mesh.dns_refresh_rate)),
+        respect_dns_ttl: true,
+        ..Default::default()
+    };
+    let options = traffic_policy::apply(&mut cluster, policy, protocol, mesh.connect_timeout);
+    cluster.typed_extension_protocol_options = protocol_options(options);
+    cluster
+}
+
 /// The services a cluster carries requests for, as metrics name them.
 pub(super) fn telemetry_metadata(services: &[&Service]) -> Metadata {
     Metadata {
@@ -138,7 +193,7 @@ pub(super) fn telemetry_metadata(services: &[&Service]) -> Metadata {
 /// A cluster with one fixed endpoint: the local app behind an inbound listener.
 pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protocol) -> Cluster {
     let endpoint = ResolvedEndpoint {
-        address: ip,
+        address: bosun_model::Address::Ip(ip),
         port,
         weight: 1,
         mutual_tls: false,
@@ -259,5 +314,149 @@ pub(super) fn destination_port(
             .port(incoming)
             .or_else(|| (service.ports.len() == 1).then(|| &service.ports[0]))
             .or_else(|| service.default_http_port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+
+    use crate::translate::test_mesh::{node, snapshot};
+    use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
+
+    const EXTERNAL: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  endpoints:
+  - {address: api-1.example.com, ports: {http: 8080}, weight: 3}
+  - {address: 192.0.2.7}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: search}
+spec:
+  hosts: [search.example.com]
+  ports: [{number: 443, name: http-s, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: internal}
+spec:
+  hosts: [db.internal]
+  ports: [{number: 5000, name: http, protocol: HTTP}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec:
+  host: api.example.com
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  subsets: [{name: none, labels: {version: none}}]
+";
+
+    fn cluster<'a>(clusters: &'a [Cluster], name: &str) -> &'a Cluster {
+        clusters
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("cluster {name}"))
+    }
+
+    fn discovery(c: &Cluster) -> cluster::DiscoveryType {
+        match c.cluster_discovery_type {
+            Some(cluster::ClusterDiscoveryType::Type(t)) => {
+                cluster::DiscoveryType::try_from(t).expect("a type")
+            }
+            _ => panic!("{} has no discovery type", c.name),
+        }
+    }
+
+    fn hosts(c: &Cluster) -> Vec<(String, u32, u32)> {
+        use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+        use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
+        let assignment = c.load_assignment.as_ref().expect("inline endpoints");
+        assignment.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .map(|lb| {
+                let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier
+                else {
+                    panic!("an endpoint")
+                };
+                let Some(address::Address::SocketAddress(socket)) =
+                    endpoint.address.as_ref().and_then(|a| a.address.as_ref())
+                else {
+                    panic!("a socket address")
+                };
+                let Some(socket_address::PortSpecifier::PortValue(port)) = socket.port_specifier
+                else {
+                    panic!("a port")
+                };
+                let weight = lb.load_balancing_weight.as_ref().map_or(0, |w| w.value);
+                (socket.address.clone(), port, weight)
+            })
+            .collect()
+    }
+
+    #[test]
+    #[allow(deprecated)] // istiod sets the cluster-level DNS fields.
+    fn service_entry_resolutions_become_the_cluster_types_istiod_writes() {
+        let set = generate(
+            &snapshot(EXTERNAL),
+            &node([127, 0, 10, 1], "client"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        let api = cluster(&set.clusters, "outbound|80||api.example.com");
+        assert_eq!(discovery(api), cluster::DiscoveryType::StrictDns);
+        assert_eq!(
+            hosts(api),
+            [
+                ("api-1.example.com".to_owned(), 8080, 3),
+                ("192.0.2.7".to_owned(), 80, 1)
+            ]
+        );
+        assert_eq!(
+            api.dns_lookup_family,
+            cluster::DnsLookupFamily::V4Only as i32
+        );
+        assert!(api.respect_dns_ttl);
+        assert_eq!(api.dns_refresh_rate.as_ref().map(|d| d.seconds), Some(60));
+        assert_eq!(api.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+        // A subset no endpoint is in has no cluster (nothing to resolve), as in istiod.
+        assert!(
+            !set.clusters
+                .iter()
+                .any(|c| c.name == "outbound|80|none|api.example.com")
+        );
+
+        let search = cluster(&set.clusters, "outbound|443||search.example.com");
+        assert_eq!(discovery(search), cluster::DiscoveryType::LogicalDns);
+        assert_eq!(hosts(search), [("search.example.com".to_owned(), 443, 1)]);
+
+        let internal = cluster(&set.clusters, "outbound|5000||db.internal");
+        assert_eq!(discovery(internal), cluster::DiscoveryType::OriginalDst);
+        assert_eq!(
+            internal.lb_policy,
+            cluster::LbPolicy::ClusterProvided as i32
+        );
+
+        // Only the statically resolved services' clusters take endpoints over EDS.
+        let names: Vec<&str> = set
+            .endpoints
+            .iter()
+            .map(|e| e.cluster_name.as_str())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|name| !name.contains("example.com") && !name.contains("internal")),
+            "{names:?}"
+        );
     }
 }

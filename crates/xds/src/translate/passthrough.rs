@@ -7,7 +7,7 @@
 //! read, so PassthroughCluster takes the address from the request's authority (an
 //! absolute URL or Host of `ip:port`, as an app behind an HTTP proxy sends it).
 
-use bosun_model::OutboundPolicy;
+use bosun_model::{OutboundPolicy, Protocol, TrafficPolicy};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteMatch, VirtualHost, route, route_action,
@@ -62,21 +62,44 @@ pub(super) fn catch_all(policy: OutboundPolicy) -> VirtualHost {
 
 /// PassthroughCluster: an original-destination cluster reading the request's authority.
 pub(super) fn passthrough_cluster(connect_timeout: std::time::Duration) -> Cluster {
-    Cluster {
+    let mut cluster = Cluster {
         name: PASSTHROUGH_CLUSTER.to_string(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-            cluster::DiscoveryType::OriginalDst as i32,
-        )),
-        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
-        lb_config: Some(cluster::LbConfig::OriginalDstLbConfig(
-            cluster::OriginalDstLbConfig {
-                use_http_header: true,
-                http_header_name: DESTINATION_HEADER.to_string(),
-                ..Default::default()
-            },
-        )),
         connect_timeout: Some(super::resilience::duration(connect_timeout)),
         circuit_breakers: Some(traffic_policy::circuit_breakers(None)),
         ..Default::default()
-    }
+    };
+    to_original_destination(&mut cluster);
+    cluster
+}
+
+/// The cluster of a ServiceEntry with `resolution: NONE`: requests go where they say,
+/// under the destination's traffic policy (its load balancer aside: the request picks).
+pub(super) fn original_destination_cluster(
+    name: &str,
+    policy: &TrafficPolicy,
+    protocol: Protocol,
+    connect_timeout: std::time::Duration,
+) -> Cluster {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
+    cluster.typed_extension_protocol_options = super::clusters::protocol_options(options);
+    to_original_destination(&mut cluster);
+    cluster
+}
+
+fn to_original_destination(cluster: &mut Cluster) {
+    cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+        cluster::DiscoveryType::OriginalDst as i32,
+    ));
+    cluster.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
+    cluster.lb_config = Some(cluster::LbConfig::OriginalDstLbConfig(
+        cluster::OriginalDstLbConfig {
+            use_http_header: true,
+            http_header_name: DESTINATION_HEADER.to_string(),
+            ..Default::default()
+        },
+    ));
 }

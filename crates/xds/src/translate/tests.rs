@@ -65,6 +65,7 @@ fn bookinfo_reviews_with(workloads: Vec<Arc<Workload>>, routes: Option<VirtualRo
         }],
         workload_selector: Some(labels(&[("app", "reviews")])),
         inline_endpoints: Vec::new(),
+        resolution: Default::default(),
         origin: "services.yaml:1".to_string(),
     });
     let policy = Arc::new(DestinationPolicy {

@@ -106,6 +106,10 @@ async fn send(
         stats.responses.record(503);
         return Err(attempt::overflow());
     };
+    // A DNS cluster that has not resolved its names yet is waited for, as Envoy warms one.
+    cluster
+        .first_lookup_done(cluster.spec.pool.connect_timeout)
+        .await;
     // An original-destination cluster (PassthroughCluster) goes where the request says.
     let destination = cluster
         .original_destination(&authority, req.headers())
