@@ -1594,3 +1594,65 @@ async fn dns_resolution(client: ClientProxy) {
     );
 }
 through_both!(dns_resolution);
+
+/// WebSocket through the mesh, as istiod allows it on every HTTP connection manager: the
+/// client opens `ws://reviews:9080/ws` through its sidecar, the server's sidecar takes it
+/// over mutual TLS, the app switches protocols, and messages flow both ways through the
+/// tunnel (text, and a 256 KiB binary message intact) until the client closes. An
+/// upgrade to a protocol no upgrade config names is refused with 403, as Envoy does.
+async fn websocket(client: ClientProxy) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some((mesh, mut client)) = start(client, vec![], vec![]).await else {
+        return;
+    };
+    let stream = tokio::net::TcpStream::connect(mesh.client_outbound())
+        .await
+        .expect("connect to the sidecar");
+    let (mut socket, response) = tokio_tungstenite::client_async("ws://reviews:9080/ws", stream)
+        .await
+        .unwrap_or_else(|e| panic!("WebSocket handshake: {e}\n{}", mesh.logs()));
+    assert_eq!(response.status(), 101);
+    let mut answered_by = None;
+    for i in 0..5 {
+        socket
+            .send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
+        let reply = socket.next().await.expect("a reply").expect("a message");
+        let text = reply.into_text().expect("text").to_string();
+        let (who, echoed) = text.split_once(": ").expect("who: message");
+        assert_eq!(echoed, format!("hello {i}"));
+        // One connection, one tunnel: every message reaches the same workload.
+        assert_eq!(*answered_by.get_or_insert_with(|| who.to_owned()), who);
+    }
+    assert!(
+        matches!(answered_by.as_deref(), Some("reviews v1" | "reviews v2")),
+        "{answered_by:?}"
+    );
+    let large: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    socket
+        .send(Message::binary(large.clone()))
+        .await
+        .expect("send");
+    let reply = socket.next().await.expect("a reply").expect("a message");
+    assert_eq!(reply.into_data().as_ref(), large.as_slice());
+    socket.close(None).await.expect("close");
+
+    let refused = request(
+        &mut client,
+        "http://reviews:9080/ws",
+        &[("connection", "upgrade"), ("upgrade", "spdy/3")],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // Envoy closes the connection of a refused upgrade: ask on a new one.
+    let mut client = mesh.client().await;
+    assert_eq!(
+        send(&mut client, &[], 1).await.count(200),
+        1,
+        "plain requests still route"
+    );
+}
+through_both!(websocket);

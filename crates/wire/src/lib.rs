@@ -9,6 +9,12 @@ pub mod http_filters {
     pub const ROUTER: &str = "envoy.filters.http.router";
 }
 
+/// Upgrade types an HttpConnectionManager's `upgrade_configs` name.
+pub mod upgrades {
+    /// `Upgrade: websocket`, which istiod lets through on every connection manager.
+    pub const WEBSOCKET: &str = "websocket";
+}
+
 /// The typed configs of those filters and of the extensions routes name.
 pub mod type_urls {
     pub const HTTP_FAULT: &str =

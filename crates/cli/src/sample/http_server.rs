@@ -91,7 +91,7 @@ pub async fn serve_keeping<H: Handler>(
                 }
             });
             if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%peer, %error, "connection ended with an error");

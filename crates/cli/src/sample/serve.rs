@@ -5,7 +5,7 @@
 //! downstream services through the sidecar (propagating the routing and tracing headers),
 //! and answers with an [`EchoReport`]: who answered and the whole tree of calls below it.
 //! A failed downstream call is noted in the report and the answer is still 200, as
-//! bookinfo's productpage does.
+//! bookinfo's productpage does. `GET /ws` opens a WebSocket echo.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,6 +24,8 @@ use super::client::{self, HttpClient};
 use super::duration::{parse_duration, parse_ratio};
 use super::http_server::{self, Handler};
 use super::report::{CallReport, ECHOED_HEADERS, EchoReport, PROPAGATED_HEADERS};
+
+mod websocket;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -187,6 +189,10 @@ impl Handler for SampleWorkload {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         if request.uri().path() == "/healthz" {
             return http_server::response(StatusCode::OK, "text/plain", "ok\n");
+        }
+        if websocket::is_upgrade(&request) {
+            let who = format!("{} {}", self.config.service, self.config.version);
+            return websocket::accept(request, who);
         }
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;

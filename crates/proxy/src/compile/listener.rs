@@ -76,6 +76,9 @@ pub struct FilterChainSpec {
     pub tls: Option<DownstreamTls>,
     /// How long a request's headers may take once its first byte is in (`None`: no limit).
     pub request_headers_timeout: Option<Duration>,
+    /// HTTP/1.1 `Upgrade: websocket` requests are tunnelled (Envoy's `upgrade_configs`);
+    /// otherwise an upgrade request is refused.
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -252,7 +255,31 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             Some(timeout) if timeout.is_zero() => None,
             Some(timeout) => Some(timeout),
         },
+        websocket: websocket_upgrade(&hcm)?,
     })
+}
+
+/// Whether the connection manager lets WebSocket upgrades through: istiod writes one
+/// upgrade config, `websocket`, on every HTTP connection manager.
+fn websocket_upgrade(hcm: &HttpConnectionManager) -> Result<bool, Reason> {
+    let mut websocket = false;
+    for (index, upgrade) in hcm.upgrade_configs.iter().enumerate() {
+        let field = format!("http_connection_manager upgrade_configs[{index}]");
+        if !upgrade
+            .upgrade_type
+            .eq_ignore_ascii_case(bosun_wire::upgrades::WEBSOCKET)
+        {
+            return Err(format!(
+                "{field}: upgrade_type {:?} is not supported yet (websocket is)",
+                upgrade.upgrade_type
+            ));
+        }
+        if !upgrade.filters.is_empty() {
+            return Err(format!("{field}: filters are not supported yet"));
+        }
+        websocket = upgrade.enabled.as_ref().is_none_or(|enabled| enabled.value);
+    }
+    Ok(websocket)
 }
 
 fn client_cert_header(hcm: &HttpConnectionManager) -> Result<ClientCertHeader, Reason> {
@@ -305,11 +332,6 @@ fn compile_hcm(hcm: &HttpConnectionManager) -> Result<(RouteSource, HttpFilterCh
             ));
         }
     }
-    if !hcm.upgrade_configs.is_empty() {
-        return Err(
-            "http_connection_manager upgrade_configs (WebSocket) is not supported yet".into(),
-        );
-    }
     if hcm.tracing.is_some() {
         return Err("http_connection_manager tracing is not supported yet".into());
     }
@@ -339,4 +361,39 @@ fn compile_hcm(hcm: &HttpConnectionManager) -> Result<(RouteSource, HttpFilterCh
         None => Err("http_connection_manager has neither rds nor route_config".into()),
     };
     Ok((routes?, filters))
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::google::protobuf::BoolValue;
+    use http_connection_manager::UpgradeConfig;
+
+    use super::*;
+
+    fn upgrades(configs: Vec<UpgradeConfig>) -> Result<bool, Reason> {
+        websocket_upgrade(&HttpConnectionManager {
+            upgrade_configs: configs,
+            ..Default::default()
+        })
+    }
+
+    fn upgrade(kind: &str, enabled: Option<bool>) -> UpgradeConfig {
+        UpgradeConfig {
+            upgrade_type: kind.to_owned(),
+            enabled: enabled.map(|value| BoolValue { value }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn websocket_is_the_upgrade_a_connection_manager_may_allow() {
+        assert_eq!(upgrades(vec![]), Ok(false));
+        assert_eq!(upgrades(vec![upgrade("websocket", None)]), Ok(true));
+        assert_eq!(upgrades(vec![upgrade("WebSocket", Some(false))]), Ok(false));
+        let connect = upgrades(vec![upgrade("CONNECT", None)]).unwrap_err();
+        assert!(
+            connect.contains("upgrade_type \"CONNECT\" is not supported yet"),
+            "{connect}"
+        );
+    }
 }

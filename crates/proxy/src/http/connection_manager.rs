@@ -19,6 +19,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::connection::ConnectionInfo;
+use super::upgrade::{self, Requested, Upgrade};
 use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
@@ -182,10 +183,24 @@ async fn route_and_forward(
     mut record: Option<&mut RequestRecord>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let Downstream {
-        req,
+        mut req,
         grpc,
         connection,
     } = downstream;
+    // Envoy refuses an upgrade no upgrade config allows before routing it.
+    let upgrade = match upgrade::requested(&req) {
+        Requested::None | Requested::H2c => None,
+        Requested::WebSocket(protocol) if chain.websocket => {
+            Some(Upgrade::take(&mut req, protocol))
+        }
+        Requested::WebSocket(_) | Requested::Other => {
+            return Err(LocalReply::new(
+                StatusCode::FORBIDDEN,
+                "",
+                ResponseFlag::None,
+            ));
+        }
+    };
     let Some(authority) = request_authority(&req) else {
         return Err(LocalReply::new(
             StatusCode::BAD_REQUEST,
@@ -247,6 +262,8 @@ async fn route_and_forward(
         let mirrors: Vec<Mirror> = route
             .mirrors
             .iter()
+            // An upgraded connection is not copied.
+            .filter(|_| upgrade.is_none())
             .filter(|mirror| mirror.share.roll())
             .filter_map(|mirror| {
                 Some(Mirror {
@@ -284,6 +301,7 @@ async fn route_and_forward(
         mirrors,
         downstream_tls: chain.tls.is_some(),
         connection,
+        upgrade,
     };
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
     work.apply(response.headers_mut());

@@ -4,5 +4,6 @@ mod connection;
 mod connection_manager;
 mod head_timeout;
 mod server;
+pub mod upgrade;
 
 pub use server::serve;

@@ -145,7 +145,7 @@ where
         .and_then(|chain| chain.request_headers_timeout);
     let head = Arc::clone(&info.head);
     let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let served = async {
         tokio::select! {

@@ -233,6 +233,11 @@ fn http_connection_manager(
                 ..Default::default()
             },
         ],
+        // istiod lets WebSocket upgrades through every HTTP connection manager.
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: bosun_wire::upgrades::WEBSOCKET.to_string(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{HOST, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::Either;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use self::attempt::{Attempt, Failure, Outcome};
 pub use self::mirror::Mirror;
 use super::{LocalReply, ProxyBody};
 use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
+use crate::http::upgrade::Upgrade;
 use crate::routing::{HashInput, HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
@@ -44,6 +46,8 @@ pub struct Forwarding<'a> {
     pub downstream_tls: bool,
     /// The downstream connection's remote and local address (for hashing on them).
     pub connection: Option<(SocketAddr, SocketAddr)>,
+    /// The WebSocket upgrade the request asks for, which the connection manager allowed.
+    pub upgrade: Option<Upgrade>,
 }
 
 /// Sends `req` to `cluster` as `route` says, retrying failed attempts, and answers with
@@ -106,6 +110,14 @@ async fn send(
         stats.responses.record(503);
         return Err(attempt::overflow());
     };
+    // Upgrades are HTTP/1.1's: an HTTP/2 upstream cannot switch protocols.
+    if forwarding.upgrade.is_some() && cluster.spec.pool.protocol != UpstreamProtocol::Http1 {
+        return Err(LocalReply::new(
+            StatusCode::FORBIDDEN,
+            "upgrade to an HTTP/2 upstream",
+            ResponseFlag::None,
+        ));
+    }
     // A DNS cluster that has not resolved its names yet is waited for, as Envoy warms one.
     cluster
         .first_lookup_done(cluster.spec.pool.connect_timeout)
@@ -294,6 +306,14 @@ fn finish(
 ) -> Response<ProxyBody> {
     let elapsed = started.elapsed();
     cluster.stats.responses.record(resp.status().as_u16());
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(upgrade) = forwarding.upgrade.take()
+    {
+        upgrade.join(&mut resp, held);
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, Either::Right(Full::new(Bytes::new())));
+    }
     let (mut parts, body) = resp.into_parts();
     if let Some(record) = forwarding.record.as_deref_mut()
         && let Some(UpstreamPrincipal(peer)) = parts.extensions.get::<UpstreamPrincipal>()
@@ -375,6 +395,9 @@ fn upstream_request(
         .build()
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(upgrade) = &forwarding.upgrade {
+        upgrade.ask(&mut parts.headers);
+    }
     set_forwarding_headers(&mut parts.headers, forwarding.downstream_tls);
     for rules in entry.into_iter().chain(route.headers.iter()) {
         rules.request.apply(&mut parts.headers);
