@@ -99,7 +99,7 @@ fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
         name: _,
         uri: _,
         method: _,
-        headers: _,
+        headers,
         scheme: _,
         authority: _,
         port: _,
@@ -107,10 +107,20 @@ fn http_match(fields: &mut Fields, path: &str, request: &HttpMatchRequest) {
         gateways,
         query_params: _,
         ignore_uri_case: _,
-        without_headers: _,
+        without_headers,
         source_namespace: _,
         stat_prefix,
     } = request;
+    // Routing on JWT claims needs RequestAuthentication; such a match block takes no
+    // request meanwhile.
+    for (map, names) in [("headers", headers), ("withoutHeaders", without_headers)] {
+        for name in names.keys() {
+            fields.note(
+                name.starts_with(crate::validation::JWT_CLAIM_PREFIX),
+                || format!("{path}.{map}[{name}]"),
+            );
+        }
+    }
     // Sidecars (`mesh`) are honoured; gateways are not run yet.
     for (index, gateway) in gateways.iter().enumerate() {
         fields.note(gateway != "mesh", || format!("{path}.gateways[{index}]"));
@@ -427,6 +437,23 @@ spec:
 ",
         );
         assert!(honoured.is_empty(), "{honoured:?}");
+    }
+
+    #[test]
+    fn routes_on_jwt_claims_are_reported() {
+        let fields = unsupported(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers: {\"@request.auth.claims.group\": {exact: admin}, \":method\": {exact: GET}}
+    route: [{destination: {host: reviews}}]
+",
+        );
+        assert_eq!(fields, ["spec.http[0].match[0].headers[@request.auth.claims.group]"]);
     }
 
     #[test]

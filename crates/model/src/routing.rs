@@ -167,6 +167,8 @@ pub struct Rewrite {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Redirect {
     pub uri: Option<String>,
+    /// The matched prefix of the path replaced by this (`prefixRewrite`); `uri` wins.
+    pub prefix_rewrite: Option<String>,
     pub authority: Option<String>,
     pub port: Option<RedirectPort>,
     pub scheme: Option<String>,

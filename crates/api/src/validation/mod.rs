@@ -8,6 +8,7 @@ mod destination_rule;
 mod findings;
 mod local_workload;
 mod rules;
+pub use rules::JWT_CLAIM_PREFIX;
 mod service_entry;
 mod sidecar;
 mod virtual_service;

@@ -139,19 +139,33 @@ pub fn validate_duration(duration: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Istio's rule for header names in matches and operations: `^[-_A-Za-z0-9]+$`.
+/// Istio's rule for header names (RFC 9110's token characters).
 pub fn validate_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("header name cannot be empty".to_owned());
     }
-    if name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if name.bytes().all(is_token_char) {
         Ok(())
     } else {
         Err(format!("header name {name} is not a valid header name"))
     }
+}
+
+/// A header a route may match on: a header name, an HTTP/2 pseudo-header, or a JWT
+/// claim (`@request.auth.claims.<name>`), as istiod accepts.
+pub fn validate_route_header_name(name: &str) -> Result<(), String> {
+    const PSEUDO_HEADERS: [&str; 5] = [":method", ":scheme", ":authority", ":path", ":status"];
+    if PSEUDO_HEADERS.contains(&name) || name.starts_with(JWT_CLAIM_PREFIX) {
+        return Ok(());
+    }
+    validate_header_name(name)
+}
+
+/// Route matches on a request's JWT claims name the header `@request.auth.claims.<claim>`.
+pub const JWT_CLAIM_PREFIX: &str = "@request.auth.claims.";
+
+fn is_token_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// A header value Envoy accepts: no control characters, `%` only in `%VAR%` pairs or `%%`.

@@ -7,7 +7,7 @@ use super::rules::{
     is_dns1123_label, is_ip, validate_destination, validate_duration, validate_export_to,
     validate_gateway_names, validate_header_name, validate_header_value, validate_ip_subnet,
     validate_labels, validate_percent, validate_percentage, validate_port, validate_regex,
-    validate_string_match, validate_wildcard_domain,
+    validate_route_header_name, validate_string_match, validate_wildcard_domain,
 };
 use crate::meta::Config;
 use crate::networking::{
@@ -385,7 +385,13 @@ fn validate_http_match(
     ] {
         for (name, matcher) in headers {
             let field = format!("{field}.{map_name}[{name}]");
-            findings.check(&field, validate_header_name(name));
+            findings.check(&field, validate_route_header_name(name));
+            // `regex: "*"` is not RE2: istiod reads it as "the header is present".
+            if map_name == "withoutHeaders"
+                && matches!(matcher, StringMatch::Regex(pattern) if pattern == "*")
+            {
+                continue;
+            }
             if role != RouteRole::Independent && matches!(matcher, StringMatch::Regex(_)) {
                 findings.error(
                     &field,

@@ -213,23 +213,7 @@ impl TestMesh {
         ip: IpAddr,
         labels: &[(&str, &str)],
     ) -> std::process::Command {
-        let mut command = bosun();
-        command
-            .arg("proxy")
-            .arg("--xds-address")
-            .arg(format!("http://{}", self.xds_address()))
-            .arg("--workload")
-            .arg(workload)
-            .arg("--namespace")
-            .arg("default")
-            .arg("--ip")
-            .arg(ip.to_string())
-            .arg("--admin-port")
-            .arg("15000");
-        for (key, value) in labels {
-            command.arg("--label").arg(format!("{key}={value}"));
-        }
-        command
+        proxy_command(self.xds_address(), workload, "default", ip, labels)
     }
 
     async fn start_backend(
@@ -370,20 +354,7 @@ impl TestMesh {
         api: bosun_xds::StreamKind,
         node: &bosun_xds::ProxyNode,
     ) -> Process {
-        let ip = node.ip.expect("a sidecar node has an IP");
-        let admin = SocketAddr::new(ip, 15000);
-        let bootstrap = bosun_xds::envoy_bootstrap(node, self.xds_address(), admin, api);
-        let path = self.logs.path().join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
-        let mut command = std::process::Command::new(envoy);
-        command.arg("-c").arg(&path).args([
-            "--use-dynamic-base-id",
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-        ]);
-        Process::spawn(name, command, self.logs.path())
+        spawn_envoy(name, envoy, api, node, self.xds_address(), self.logs.path())
     }
 
     /// Every log, for a failing test's message.
@@ -398,6 +369,59 @@ impl TestMesh {
         }
         out
     }
+}
+
+/// `bosun proxy` as the sidecar of `workload`, its admin on `ip` at port 15000.
+pub fn proxy_command(
+    xds: SocketAddr,
+    workload: &str,
+    namespace: &str,
+    ip: IpAddr,
+    labels: &[(&str, &str)],
+) -> std::process::Command {
+    let mut command = bosun();
+    command
+        .arg("proxy")
+        .arg("--xds-address")
+        .arg(format!("http://{xds}"))
+        .arg("--workload")
+        .arg(workload)
+        .arg("--namespace")
+        .arg(namespace)
+        .arg("--ip")
+        .arg(ip.to_string())
+        .arg("--admin-port")
+        .arg("15000");
+    for (key, value) in labels {
+        command.arg("--label").arg(format!("{key}={value}"));
+    }
+    command
+}
+
+/// A real Envoy as `node`'s sidecar, its admin on the node's IP at port 15000, its
+/// bootstrap written into `logs`.
+pub fn spawn_envoy(
+    name: &str,
+    envoy: &Path,
+    api: bosun_xds::StreamKind,
+    node: &bosun_xds::ProxyNode,
+    xds: SocketAddr,
+    logs: &Path,
+) -> Process {
+    let ip = node.ip.expect("a sidecar node has an IP");
+    let admin = SocketAddr::new(ip, 15000);
+    let bootstrap = bosun_xds::envoy_bootstrap(node, xds, admin, api);
+    let path = logs.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
+    let mut command = std::process::Command::new(envoy);
+    command.arg("-c").arg(&path).args([
+        "--use-dynamic-base-id",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warn",
+    ]);
+    Process::spawn(name, command, logs)
 }
 
 /// Waits until `addr` answers 200 on `path`, failing with the process log.

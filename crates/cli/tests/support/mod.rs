@@ -240,7 +240,8 @@ impl ProxyClient {
         self.send_as(http::Method::GET, target, host, headers).await
     }
 
-    async fn send_as(
+    /// Sends `<method> <target>` as written with `Host: host`.
+    pub async fn send_as(
         &mut self,
         method: http::Method,
         target: &str,

