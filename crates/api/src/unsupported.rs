@@ -57,7 +57,20 @@ fn virtual_service(fields: &mut Fields, spec: &VirtualService) {
     }
     fields.note(!spec.export_to.is_empty(), || "spec.exportTo".to_owned());
     fields.note(!spec.tls.is_empty(), || "spec.tls".to_owned());
-    fields.note(!spec.tcp.is_empty(), || "spec.tcp".to_owned());
+    for (index, route) in spec.tcp.iter().enumerate() {
+        for (m, condition) in route.matches.iter().enumerate() {
+            let path = format!("spec.tcp[{index}].match[{m}]");
+            fields.note(!condition.destination_subnets.is_empty(), || {
+                format!("{path}.destinationSubnets")
+            });
+            fields.note(condition.source_subnet.is_some(), || {
+                format!("{path}.sourceSubnet")
+            });
+            for (g, gateway) in condition.gateways.iter().enumerate() {
+                fields.note(gateway != "mesh", || format!("{path}.gateways[{g}]"));
+            }
+        }
+    }
     for (index, route) in spec.http.iter().enumerate() {
         http_route(fields, &format!("spec.http[{index}]"), route);
     }
@@ -355,7 +368,8 @@ spec:
     - destination: {host: ratings}
       headers: {request: {set: {x: y}}}
   tcp:
-  - route:
+  - match: [{port: 27017, destinationSubnets: [10.0.0.0/8]}]
+    route:
     - destination: {host: ratings}
 ",
         );
@@ -364,7 +378,7 @@ spec:
             [
                 "spec.gateways[1]",
                 "spec.exportTo",
-                "spec.tcp",
+                "spec.tcp[0].match[0].destinationSubnets",
                 "spec.http[0].match[0].gateways[1]",
             ]
         );
@@ -453,7 +467,10 @@ spec:
     route: [{destination: {host: reviews}}]
 ",
         );
-        assert_eq!(fields, ["spec.http[0].match[0].headers[@request.auth.claims.group]"]);
+        assert_eq!(
+            fields,
+            ["spec.http[0].match[0].headers[@request.auth.claims.group]"]
+        );
     }
 
     #[test]

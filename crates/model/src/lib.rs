@@ -22,10 +22,10 @@ pub use policy::{
     TcpKeepalive, TrafficPolicy, Warmup,
 };
 pub use routing::{
-    AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
-    HeaderOperations, HttpRouteRule, MESH_GATEWAY, Mirror, Redirect, RedirectPort, RequestMatch,
-    Retries, RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch,
-    VirtualRoutes,
+    AbortWith, ConnectionMatch, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay,
+    HeaderChanges, HeaderOperations, HttpRouteRule, MESH_GATEWAY, Mirror, Redirect, RedirectPort,
+    RequestMatch, Retries, RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch,
+    TcpRouteRule, VirtualRoutes,
 };
 pub use scope::{EgressHost, EgressScope, SidecarScope};
 pub use service::{Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload};

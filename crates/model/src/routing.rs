@@ -260,4 +260,32 @@ pub struct VirtualRoutes {
     pub namespace: String,
     pub hosts: Vec<Hostname>,
     pub http: Vec<HttpRouteRule>,
+    /// The `tcp` rules: where connections to the hosts' TCP ports go.
+    pub tcp: Vec<TcpRouteRule>,
+}
+
+/// One `tcp` entry of a VirtualService: the first whose matches admit a connection
+/// decides its weighted destinations.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TcpRouteRule {
+    /// Any of them admits (none: every connection).
+    pub matches: Vec<ConnectionMatch>,
+    pub destinations: Vec<RouteDestination>,
+}
+
+/// Conditions on a connection (`L4MatchAttributes`): its service port and who opens it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionMatch {
+    pub port: Option<u16>,
+    pub source: SourceMatch,
+}
+
+impl TcpRouteRule {
+    /// Whether a connection to `port` from a caller `admits` accepts is this rule's.
+    pub fn takes(&self, port: u16, admits: impl Fn(&SourceMatch) -> bool) -> bool {
+        self.matches.is_empty()
+            || self.matches.iter().any(|condition| {
+                condition.port.is_none_or(|wanted| wanted == port) && admits(&condition.source)
+            })
+    }
 }

@@ -18,9 +18,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Whether the first slice routes this port as HTTP.
+    /// Whether the sidecars route this port as HTTP.
     pub fn is_http(self) -> bool {
         matches!(self, Protocol::Http | Protocol::Http2)
+    }
+
+    /// Whether the sidecars carry this port's bytes as they are: TCP, and TLS they do
+    /// not terminate (reached through a `CONNECT` tunnel on one machine).
+    pub fn is_tunnelled(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Tls | Protocol::Https)
     }
 }
 

@@ -134,14 +134,15 @@ impl Snapshot {
     pub fn source_matches(&self) -> Vec<&SourceMatch> {
         let mut seen: BTreeSet<&SourceMatch> = BTreeSet::new();
         for routes in self.routes.values() {
-            for rule in &routes.http {
-                seen.extend(
-                    rule.matches
-                        .iter()
-                        .map(|request_match| &request_match.source)
-                        .filter(|source| !source.is_any()),
-                );
-            }
+            let http = routes
+                .http
+                .iter()
+                .flat_map(|rule| rule.matches.iter().map(|request| &request.source));
+            let tcp = routes
+                .tcp
+                .iter()
+                .flat_map(|rule| rule.matches.iter().map(|condition| &condition.source));
+            seen.extend(http.chain(tcp).filter(|source| !source.is_any()));
         }
         seen.into_iter().collect()
     }

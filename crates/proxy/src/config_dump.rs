@@ -31,6 +31,9 @@ pub struct ListenerDump {
     /// RDS route configuration name, when routes come over ADS.
     pub route_config_name: Option<String>,
     pub inline_route_config: Option<RouteConfigDump>,
+    /// The cluster a TCP proxy chain sends connections to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_proxy_cluster: Option<String>,
     /// What connections it takes: `plaintext`, `mTLS`, or `mTLS and plaintext`.
     #[serde(default)]
     pub transport: String,

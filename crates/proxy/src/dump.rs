@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::compile::{ListenerSpec, RouteSource};
+use crate::compile::{HttpChainSpec, ListenerSpec, NetworkFilter, RouteSource};
 use crate::config_dump::*;
 use crate::resource::ResourceType;
 use crate::routing::{HeaderMatch, HeaderSource, PathMatch, RouteAction, RouteTable, ValueMatch};
@@ -28,11 +28,23 @@ pub fn build<'a>(
                     version: version.to_owned(),
                     address: spec.address.to_string(),
                     bound_address: bound.map(|a| a.to_string()),
-                    stat_prefix: chain.map(|c| c.stat_prefix.clone()).unwrap_or_default(),
+                    stat_prefix: chain
+                        .map(|c| match &c.network {
+                            NetworkFilter::Http(http) => http.stat_prefix.clone(),
+                            NetworkFilter::Tcp(tcp) => tcp.stat_prefix.clone(),
+                        })
+                        .unwrap_or_default(),
                     route_config_name: spec.rds_names().next().map(str::to_owned),
-                    inline_route_config: chain.and_then(|c| match &c.routes {
-                        RouteSource::Inline(table) => Some(route_config(version, table)),
-                        RouteSource::Rds(_) => None,
+                    inline_route_config: chain.and_then(|c| match &c.network {
+                        NetworkFilter::Http(HttpChainSpec {
+                            routes: RouteSource::Inline(table),
+                            ..
+                        }) => Some(route_config(version, table)),
+                        _ => None,
+                    }),
+                    tcp_proxy_cluster: chain.and_then(|c| match &c.network {
+                        NetworkFilter::Tcp(tcp) => Some(tcp.cluster.to_string()),
+                        NetworkFilter::Http(_) => None,
                     }),
                     transport: transport_label(
                         spec.tls_chain.is_some(),
@@ -137,6 +149,7 @@ fn path_match(m: &PathMatch) -> String {
         PathMatch::Prefix(p) => format!("prefix {p}"),
         PathMatch::Exact(p) => format!("path {p}"),
         PathMatch::Regex(r) => format!("regex {}", regex_source(r)),
+        PathMatch::Connect => "connect".to_owned(),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod routing;
 mod snapshot;
 mod state;
 pub mod stats;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

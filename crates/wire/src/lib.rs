@@ -13,6 +13,14 @@ pub mod http_filters {
 pub mod upgrades {
     /// `Upgrade: websocket`, which istiod lets through on every connection manager.
     pub const WEBSOCKET: &str = "websocket";
+    /// A terminated `CONNECT`: the sidecar opens the tunnel to the route's cluster.
+    pub const CONNECT: &str = "CONNECT";
+}
+
+/// Network filters, as a listener's filter chain lists them.
+pub mod network_filters {
+    pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
+    pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 }
 
 /// The typed configs of those filters and of the extensions routes name.

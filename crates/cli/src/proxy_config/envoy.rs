@@ -52,6 +52,7 @@ pub fn from_envoy(value: &Value) -> ConfigDump {
                     stat_prefix: String::new(),
                     route_config_name: None,
                     inline_route_config: None,
+                    tcp_proxy_cluster: None,
                     transport: listener_transport(&l).to_owned(),
                 });
             }

@@ -25,6 +25,7 @@ use super::duration::{parse_duration, parse_ratio};
 use super::http_server::{self, Handler};
 use super::report::{CallReport, ECHOED_HEADERS, EchoReport, PROPAGATED_HEADERS};
 
+mod tcp_echo;
 mod websocket;
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +71,10 @@ pub struct Args {
     /// Close each connection after this many requests (the last answer says so).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_requests_per_connection: Option<u32>,
+    /// Also echo TCP on this port of the same address: each connection is greeted with
+    /// `<service> <version>` and gets back every byte it sends.
+    #[arg(long)]
+    tcp_port: Option<u16>,
 }
 
 /// What the sample workload is, once its command line and environment are read.
@@ -143,7 +148,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         via = ?config.proxy.as_ref().map(Uri::to_string),
         "sample workload serving"
     );
-    serve(listener, config, keep_alive).await?;
+    match args.tcp_port {
+        None => serve(listener, config, keep_alive).await?,
+        Some(port) => {
+            let who = format!("{} {}", config.service, config.version);
+            let echo = tcp_echo::serve(SocketAddr::new(listen.ip(), port), who);
+            tokio::select! {
+                served = serve(listener, config, keep_alive) => served?,
+                echoed = echo => echoed?,
+            }
+        }
+    }
     Ok(())
 }
 

@@ -74,6 +74,9 @@ const CLIENT_HOST: u8 = 1;
 /// A second client sidecar, for tests that compare two proxies in one mesh.
 const OTHER_CLIENT_HOST: u8 = 5;
 const CONTROL_PLANE_HOST: u8 = 250;
+/// The reviews workloads' TCP port (a TCP echo behind it, at the app port 19000); no
+/// service names it unless a test adds one.
+pub const TCP_PORT: u16 = 9000;
 
 impl TestMesh {
     /// Writes the mesh folder with Istio's reviews DestinationRule and the given
@@ -235,6 +238,8 @@ impl TestMesh {
         ])
         .arg("--listen")
         .arg(format!("{ip}:19080"))
+        .arg("--tcp-port")
+        .arg((TCP_PORT + 10000).to_string())
         .args(serve_args);
         let app = Process::spawn(&format!("reviews-{version}-app"), app, self.logs.path());
         if let Some((envoy, api)) = envoy {
@@ -488,6 +493,7 @@ spec:
   address: {ip}
   ports:
     http: 9080
+    tcp: {TCP_PORT}
   labels:
     app: reviews
     version: {version}

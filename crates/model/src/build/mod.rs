@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bosun_api::networking::{
     Destination, HeaderOperations as ApiHeaderOperations, Headers, HttpBody, HttpFaultInjection,
-    HttpMatchRequest, HttpRetry, HttpRoute, RedirectPortSelection, ServiceEntry, Sidecar,
+    HttpMatchRequest, HttpRetry, HttpRoute, RedirectPortSelection, ServiceEntry, Sidecar, TcpRoute,
     UnmatchedPreflights, VirtualService, WorkloadEntry, grpc_status_code,
 };
 use bosun_api::{Config, Resource};
@@ -17,9 +17,10 @@ use crate::mesh::OutboundPolicy;
 use crate::policy::DestinationPolicy;
 use crate::routing::MESH_GATEWAY;
 use crate::routing::{
-    AbortWith, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
-    HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch, Retries,
-    RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch, VirtualRoutes,
+    AbortWith, ConnectionMatch, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay,
+    HeaderChanges, HeaderOperations, HttpRouteRule, Mirror, Redirect, RedirectPort, RequestMatch,
+    Retries, RetryPolicy, Rewrite, RouteDestination, Share, SourceMatch, StringMatch, TcpRouteRule,
+    VirtualRoutes,
 };
 use crate::scope::{EgressHost, EgressScope, SidecarScope};
 use crate::service::{
@@ -349,6 +350,53 @@ fn routes_of(virtual_service: &Config<VirtualService>, rules: &[ScopedRule]) -> 
         http: rules
             .iter()
             .filter_map(|(route, namespace)| rule_of(route, namespace))
+            .collect(),
+        tcp: virtual_service
+            .spec
+            .tcp
+            .iter()
+            .map(|route| tcp_rule_of(route, namespace))
+            .collect(),
+    }
+}
+
+fn tcp_rule_of(route: &TcpRoute, namespace: &str) -> TcpRouteRule {
+    let only_one = route.route.len() == 1;
+    TcpRouteRule {
+        matches: route
+            .matches
+            .iter()
+            .map(|condition| ConnectionMatch {
+                port: condition.port.and_then(|port| u16::try_from(port).ok()),
+                source: SourceMatch {
+                    labels: condition.source_labels.clone(),
+                    namespace: condition
+                        .source_namespace
+                        .clone()
+                        .filter(|ns| !ns.is_empty()),
+                    gateways: condition.gateways.clone(),
+                },
+            })
+            .collect(),
+        destinations: route
+            .route
+            .iter()
+            .map(|destination| RouteDestination {
+                host: Hostname::resolve(&destination.destination.host, namespace),
+                subset: destination.destination.subset.clone(),
+                port: destination
+                    .destination
+                    .port
+                    .as_ref()
+                    .and_then(|port| port.number)
+                    .and_then(|port| u16::try_from(port).ok()),
+                weight: match destination.weight {
+                    Some(weight) => u32::try_from(weight).unwrap_or(0),
+                    None if only_one => 100,
+                    None => 0,
+                },
+                headers: HeaderOperations::default(),
+            })
             .collect(),
     }
 }

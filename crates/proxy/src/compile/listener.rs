@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager,
 };
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
 use super::filters::compile_http_filters;
 use super::tls::{self, DownstreamTls};
@@ -27,9 +28,11 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 /// none at all; a sidecar should not let a slow client hold a connection forever.
 pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+pub const HCM_FILTER: &str = bosun_wire::network_filters::HTTP_CONNECTION_MANAGER;
 const HCM_TYPE: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY: &str = bosun_wire::network_filters::TCP_PROXY;
+const TCP_PROXY_TYPE: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 /// Listener filters that only sniff the connection; HTTP detection is built in.
 const HARMLESS_LISTENER_FILTERS: [&str; 2] = [
@@ -64,16 +67,36 @@ pub struct CertDetails {
     pub dns: bool,
 }
 
-/// One filter chain: an HTTP connection manager, behind mutual TLS or not.
+/// One filter chain: its network filter, behind mutual TLS or not.
 #[derive(Debug, Clone)]
 pub struct FilterChainSpec {
+    /// `Some` for the chain that terminates mutual TLS.
+    pub tls: Option<DownstreamTls>,
+    pub network: NetworkFilter,
+}
+
+/// What a chain does with a connection: serve HTTP, or proxy its bytes.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    Http(HttpChainSpec),
+    Tcp(TcpProxySpec),
+}
+
+/// `envoy.filters.network.tcp_proxy`: the connection's bytes to a cluster's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpProxySpec {
+    pub stat_prefix: String,
+    pub cluster: Arc<str>,
+}
+
+/// An HTTP connection manager.
+#[derive(Debug, Clone)]
+pub struct HttpChainSpec {
     pub stat_prefix: String,
     pub routes: RouteSource,
     /// The HTTP filters before the router, in order.
     pub http_filters: Arc<HttpFilterChain>,
     pub client_cert_header: ClientCertHeader,
-    /// `Some` for the chain that terminates mutual TLS.
-    pub tls: Option<DownstreamTls>,
     /// How long a request's headers may take once its first byte is in (`None`: no limit).
     pub request_headers_timeout: Option<Duration>,
     /// HTTP/1.1 `Upgrade: websocket` requests are tunnelled (Envoy's `upgrade_configs`);
@@ -100,10 +123,21 @@ impl ListenerSpec {
 
     /// The RouteConfigurations the listener's chains name.
     pub fn rds_names(&self) -> impl Iterator<Item = &str> {
-        self.chains().filter_map(|chain| match &chain.routes {
-            RouteSource::Rds(name) => Some(name.as_str()),
-            RouteSource::Inline(_) => None,
+        self.chains().filter_map(|chain| match &chain.network {
+            NetworkFilter::Http(HttpChainSpec {
+                routes: RouteSource::Rds(name),
+                ..
+            }) => Some(name.as_str()),
+            _ => None,
         })
+    }
+
+    /// The HTTP connection manager a connection is served by, when its chain has one.
+    pub fn http_chain_for(&self, is_tls: bool) -> Option<&HttpChainSpec> {
+        match &self.chain_for(is_tls)?.network {
+            NetworkFilter::Http(http) => Some(http),
+            NetworkFilter::Tcp(_) => None,
+        }
     }
 
     /// The chain a connection is served by: the TLS chain when it opened with a TLS
@@ -225,7 +259,7 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
     }
     let [filter] = chain.filters.as_slice() else {
         return Err(format!(
-            "a chain must hold exactly one filter ({HCM_FILTER}), found {}",
+            "a chain must hold exactly one filter ({HCM_FILTER} or {TCP_PROXY}), found {}",
             chain.filters.len()
         ));
     };
@@ -235,27 +269,80 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             filter.name
         ));
     };
-    if any.type_url != type_url_of(HCM_TYPE) {
+    let network = if any.type_url == type_url_of(HCM_TYPE) {
+        let hcm: HttpConnectionManager = decode_any(any, &type_url_of(HCM_TYPE))?;
+        NetworkFilter::Http(compile_http_chain(&hcm)?)
+    } else if any.type_url == type_url_of(TCP_PROXY_TYPE) {
+        let proxy: TcpProxy = decode_any(any, &type_url_of(TCP_PROXY_TYPE))?;
+        NetworkFilter::Tcp(compile_tcp_proxy(&proxy).map_err(|r| format!("tcp_proxy: {r}"))?)
+    } else {
         return Err(format!(
             "network filter {} is not supported yet",
             filter.name
         ));
-    }
-    let hcm: HttpConnectionManager = decode_any(any, &type_url_of(HCM_TYPE))?;
-    let (routes, http_filters) = compile_hcm(&hcm)?;
-    Ok(FilterChainSpec {
+    };
+    Ok(FilterChainSpec { tls, network })
+}
+
+fn compile_http_chain(hcm: &HttpConnectionManager) -> Result<HttpChainSpec, Reason> {
+    let (routes, http_filters) = compile_hcm(hcm)?;
+    Ok(HttpChainSpec {
         stat_prefix: hcm.stat_prefix.clone(),
         routes,
         http_filters: Arc::new(http_filters),
-        client_cert_header: client_cert_header(&hcm)?,
-        tls,
+        client_cert_header: client_cert_header(hcm)?,
         // Envoy: zero turns it off; unset, Bosun keeps a slow client from holding on.
         request_headers_timeout: match hcm.request_headers_timeout.as_ref().map(duration) {
             None => Some(DEFAULT_REQUEST_HEADERS_TIMEOUT),
             Some(timeout) if timeout.is_zero() => None,
             Some(timeout) => Some(timeout),
         },
-        websocket: websocket_upgrade(&hcm)?,
+        websocket: websocket_upgrade(hcm)?,
+    })
+}
+
+/// A TCP proxy to one cluster; everything else it can say is refused by name.
+#[allow(deprecated)] // The deprecated fields still change behaviour when set.
+fn compile_tcp_proxy(proxy: &TcpProxy) -> Result<TcpProxySpec, Reason> {
+    let unsupported = [
+        (proxy.on_demand.is_some(), "on_demand"),
+        (proxy.metadata_match.is_some(), "metadata_match"),
+        (proxy.idle_timeout.is_some(), "idle_timeout"),
+        (
+            proxy.downstream_idle_timeout.is_some(),
+            "downstream_idle_timeout",
+        ),
+        (
+            proxy.upstream_idle_timeout.is_some(),
+            "upstream_idle_timeout",
+        ),
+        (!proxy.access_log.is_empty(), "access_log"),
+        (
+            proxy.max_connect_attempts.is_some_and(|n| n.value > 1),
+            "max_connect_attempts",
+        ),
+        (!proxy.hash_policy.is_empty(), "hash_policy"),
+        (proxy.tunneling_config.is_some(), "tunneling_config"),
+        (
+            proxy.max_downstream_connection_duration.is_some(),
+            "max_downstream_connection_duration",
+        ),
+    ];
+    if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(format!("{field} is not supported yet"));
+    }
+    let cluster = match &proxy.cluster_specifier {
+        Some(tcp_proxy::ClusterSpecifier::Cluster(name)) if !name.is_empty() => name,
+        Some(tcp_proxy::ClusterSpecifier::Cluster(_)) | None => {
+            return Err("a cluster is required".into());
+        }
+        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(_)) => {
+            return Err("weighted_clusters is not supported yet".into());
+        }
+    };
+    Ok(TcpProxySpec {
+        stat_prefix: proxy.stat_prefix.clone(),
+        cluster: Arc::from(cluster.as_str()),
     })
 }
 

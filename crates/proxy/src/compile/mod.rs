@@ -30,7 +30,8 @@ use thiserror::Error;
 
 pub use cluster::{compile_cluster, compile_endpoints};
 pub use listener::{
-    CertDetails, ClientCertHeader, FilterChainSpec, ListenerSpec, RouteSource, compile_listener,
+    CertDetails, ClientCertHeader, FilterChainSpec, HttpChainSpec, ListenerSpec, NetworkFilter,
+    RouteSource, TcpProxySpec, compile_listener,
 };
 pub use route::compile_route_config;
 pub use tls::{DownstreamTls, TransportSockets, UpstreamTls};

@@ -155,6 +155,14 @@ fn compile_route(
     let matcher = compile_match(r.r#match.as_ref().ok_or("match is missing")?)?;
     let forward = match &r.action {
         Some(route::Action::Route(action)) => {
+            let terminates_connect = connect_termination(action)?;
+            let is_connect = matches!(matcher.path, PathMatch::Connect);
+            if terminates_connect != is_connect {
+                return Err(
+                    "a connect_matcher route needs a CONNECT upgrade with connect_config, and only it may have one (CONNECT is terminated here, not forwarded)"
+                        .into(),
+                );
+            }
             let mut forward = compile_action(action)?;
             // A route's own retry policy replaces its virtual host's.
             forward.retry = forward.retry.or_else(|| vhost_retry.cloned());
@@ -207,9 +215,10 @@ fn compile_match(m: &ProtoRouteMatch) -> Result<RouteMatch, Reason> {
         Some(route_match::PathSpecifier::SafeRegex(r)) => {
             PathMatch::Regex(regex(r, "match.safe_regex")?)
         }
+        Some(route_match::PathSpecifier::ConnectMatcher(_)) => PathMatch::Connect,
         Some(_) => {
             return Err(
-                "match path specifier is not supported yet (use prefix, path or safe_regex)".into(),
+                "match path specifier is not supported yet (use prefix, path, safe_regex or connect_matcher)".into(),
             );
         }
         None => return Err("match has no path specifier".into()),
@@ -258,6 +267,36 @@ impl ForwardAction {
     }
 }
 
+/// Whether a route action terminates CONNECT (an upgrade config `CONNECT` with
+/// `connect_config`), the only route-level upgrade config honoured.
+fn connect_termination(a: &ProtoRouteAction) -> Result<bool, Reason> {
+    let mut terminates = false;
+    for (index, upgrade) in a.upgrade_configs.iter().enumerate() {
+        let field = format!("route.upgrade_configs[{index}]");
+        if !upgrade
+            .upgrade_type
+            .eq_ignore_ascii_case(bosun_wire::upgrades::CONNECT)
+        {
+            return Err(format!(
+                "{field}: upgrade_type {:?} is not supported yet per route (CONNECT is)",
+                upgrade.upgrade_type
+            ));
+        }
+        let Some(config) = &upgrade.connect_config else {
+            return Err(format!(
+                "{field}: CONNECT without connect_config (forwarded upstream) is not supported yet"
+            ));
+        };
+        if config.proxy_protocol_config.is_some() || config.allow_post {
+            return Err(format!(
+                "{field}.connect_config: proxy_protocol_config and allow_post are not supported yet"
+            ));
+        }
+        terminates = upgrade.enabled.as_ref().is_none_or(|enabled| enabled.value);
+    }
+    Ok(terminates)
+}
+
 // Deprecated fields still change behaviour when set, so they are checked.
 #[allow(deprecated)]
 fn compile_action(a: &ProtoRouteAction) -> Result<ForwardAction, Reason> {
@@ -275,7 +314,6 @@ fn compile_action(a: &ProtoRouteAction) -> Result<ForwardAction, Reason> {
             "retry_policy_typed_config",
         ),
         (a.cors.is_some(), "cors"),
-        (!a.upgrade_configs.is_empty(), "upgrade_configs"),
         (!a.rate_limits.is_empty(), "rate_limits"),
         (a.hedge_policy.is_some(), "hedge_policy"),
         (a.metadata_match.is_some(), "metadata_match"),

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 
 use super::connection::ConnectionInfo;
 use super::upgrade::{self, Requested, Upgrade};
-use crate::compile::{ClientCertHeader, FilterChainSpec, RouteSource};
+use crate::compile::{ClientCertHeader, HttpChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
 use crate::headers::X_FORWARDED_CLIENT_CERT;
@@ -53,7 +53,7 @@ pub async fn handle(
         started,
     );
     // The listener may have lost this connection's chain in an update since it opened.
-    let Some(chain) = listener.spec.chain_for(connection.is_tls) else {
+    let Some(chain) = listener.spec.http_chain_for(connection.is_tls) else {
         let response = text_reply(StatusCode::SERVICE_UNAVAILABLE, "listener changed");
         stats.responses.record(response.status().as_u16());
         return Ok(metered(record, response));
@@ -70,7 +70,7 @@ pub async fn handle(
         grpc,
         connection: connection.addresses,
     };
-    let routed = route_and_forward(&ctx, chain, stats, request, record.as_mut()).await;
+    let routed = route_and_forward(&ctx, chain, &connection, stats, request, record.as_mut()).await;
     let mut response = match routed {
         Ok(response) => response,
         Err(reply) => reply.answer(grpc, record.as_mut()),
@@ -177,7 +177,8 @@ struct Downstream {
 /// Routes the request, runs it through the chain's filters, and hands it to the router.
 async fn route_and_forward(
     ctx: &ListenerContext,
-    chain: &FilterChainSpec,
+    chain: &HttpChainSpec,
+    connection: &ConnectionInfo,
     stats: &ListenerStats,
     downstream: Downstream,
     mut record: Option<&mut RequestRecord>,
@@ -185,7 +186,7 @@ async fn route_and_forward(
     let Downstream {
         mut req,
         grpc,
-        connection,
+        connection: addresses,
     } = downstream;
     // Envoy refuses an upgrade no upgrade config allows before routing it.
     let upgrade = match upgrade::requested(&req) {
@@ -293,14 +294,19 @@ async fn route_and_forward(
             None => record.set_requested_service(authority.host()),
         }
     }
+    if route.tunnels() {
+        let mut response = router::tunnel(&cluster, req).await?;
+        work.apply(response.headers_mut());
+        return Ok(response);
+    }
     let forwarding = Forwarding {
         telemetry: &ctx.telemetry,
         record,
         grpc,
         entry: selected.headers,
         mirrors,
-        downstream_tls: chain.tls.is_some(),
-        connection,
+        downstream_tls: connection.is_tls,
+        connection: addresses,
         upgrade,
     };
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;

@@ -16,8 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connection::ConnectionInfo;
 use super::connection_manager;
 use super::head_timeout::Watched;
+use crate::compile::{NetworkFilter, TcpProxySpec};
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
+use crate::tcp;
 use crate::tls::PeerCertificate;
 
 /// How long a caller gets to finish the TLS handshake.
@@ -51,6 +53,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         let addresses = stream.local_addr().ok().map(|local| (peer, local));
         tokio::spawn(async move {
             let result = match open(stream, addresses, &ctx).await {
+                Ok(Opened::Plain(stream)) if let Some(tcp) = tcp_chain(&ctx, false) => {
+                    proxy_tcp(stream, &tcp, &ctx).await;
+                    Ok(())
+                }
+                Ok(Opened::Tls(stream, _)) if let Some(tcp) = tcp_chain(&ctx, true) => {
+                    proxy_tcp(*stream, &tcp, &ctx).await;
+                    Ok(())
+                }
                 Ok(Opened::Plain(stream)) => {
                     let info = Arc::new(ConnectionInfo::plain(addresses));
                     let stream = Watched::new(stream, Arc::clone(&info.head), false);
@@ -71,6 +81,35 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
             }
             drop(drain);
         });
+    }
+}
+
+/// The chain's TCP proxy, when the chain proxies bytes rather than serving HTTP.
+fn tcp_chain(ctx: &ListenerContext, is_tls: bool) -> Option<TcpProxySpec> {
+    match &ctx.config.load().spec.chain_for(is_tls)?.network {
+        NetworkFilter::Tcp(tcp) => Some(tcp.clone()),
+        NetworkFilter::Http(_) => None,
+    }
+}
+
+/// Proxies a connection's bytes to the chain's cluster (Envoy's `tcp_proxy`).
+async fn proxy_tcp<S>(stream: S, spec: &TcpProxySpec, ctx: &ListenerContext)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let cluster = ctx
+        .snapshot
+        .load()
+        .clusters
+        .get(spec.cluster.as_ref())
+        .cloned();
+    let Some(cluster) = cluster else {
+        tracing::debug!(cluster = %spec.cluster, "tcp_proxy: no such cluster; connection closed");
+        return;
+    };
+    match tcp::connect(&cluster).await {
+        Ok(upstream) => tcp::splice(stream, upstream).await,
+        Err(error) => tracing::debug!(%error, "tcp_proxy: connection closed"),
     }
 }
 
@@ -141,7 +180,7 @@ where
         .config
         .load()
         .spec
-        .chain_for(info.is_tls)
+        .http_chain_for(info.is_tls)
         .and_then(|chain| chain.request_headers_timeout);
     let head = Arc::clone(&info.head);
     let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));

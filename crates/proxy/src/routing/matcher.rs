@@ -22,6 +22,9 @@ pub enum PathMatch {
     Exact(String),
     /// Already anchored (`^(?:...)$`): RE2 semantics are full-match.
     Regex(Regex),
+    /// A `CONNECT` request (Envoy's `connect_matcher`); nothing else matches one, as a
+    /// CONNECT has no path.
+    Connect,
 }
 
 impl PathMatch {
@@ -35,6 +38,7 @@ impl PathMatch {
             PathMatch::Exact(exact) => path.eq_ignore_ascii_case(exact),
             // Envoy ignores case_sensitive for regexes.
             PathMatch::Regex(regex) => regex.is_match(path),
+            PathMatch::Connect => false,
         }
     }
 }
@@ -206,8 +210,12 @@ pub struct RouteMatch {
 
 impl RouteMatch {
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        self.path.matches(req.path, self.case_sensitive)
-            && self.headers.iter().all(|h| h.matches(req))
+        let connect = *req.method == Method::CONNECT;
+        let path = match self.path {
+            PathMatch::Connect => connect,
+            _ => !connect && self.path.matches(req.path, self.case_sensitive),
+        };
+        path && self.headers.iter().all(|h| h.matches(req))
             && self.query.iter().all(|q| q.matches(req.query))
     }
 }

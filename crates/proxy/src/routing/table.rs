@@ -113,6 +113,11 @@ pub struct SelectedCluster<'r> {
 }
 
 impl Route {
+    /// Whether the route terminates a `CONNECT` and tunnels its bytes to the cluster.
+    pub fn tunnels(&self) -> bool {
+        matches!(self.matcher.path, PathMatch::Connect)
+    }
+
     /// The cluster this request goes to: the route's, or one of its weighted clusters.
     pub fn select_cluster(&self) -> Option<SelectedCluster<'_>> {
         match &self.action {
@@ -130,7 +135,7 @@ impl Route {
     pub fn matched_prefix(&self) -> Option<usize> {
         match &self.matcher.path {
             PathMatch::Prefix(prefix) => Some(prefix.len()),
-            PathMatch::Exact(_) | PathMatch::Regex(_) => None,
+            PathMatch::Exact(_) | PathMatch::Regex(_) | PathMatch::Connect => None,
         }
     }
 }

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::UpstreamBody;
-use super::connector::{EndpointConnector, TlsConnect};
+use super::connector::{EndpointConnector, TlsConnect, UpstreamStream};
 use super::hashing::{HashTable, HashingKind};
 use super::outlier::EndpointHealth;
 use super::pool::{PoolOptions, UpstreamProtocol};
@@ -26,6 +26,8 @@ pub struct Endpoint {
     client: UpstreamClient,
     /// Keeps no connection: each request on it opens its own.
     fresh: UpstreamClient,
+    /// Opens the connections of TCP proxying, one per downstream connection.
+    connector: EndpointConnector,
     tls: Option<Arc<TlsConnect>>,
     workload: Option<Shared<PeerWorkload>>,
     health: EndpointHealth,
@@ -55,12 +57,13 @@ impl Endpoint {
         }
         let connector = EndpointConnector::new(address, pool, tls.clone());
         let client = builder.build(connector.clone());
-        let fresh = builder.pool_max_idle_per_host(0).build(connector);
+        let fresh = builder.pool_max_idle_per_host(0).build(connector.clone());
         Endpoint {
             address,
             active: AtomicUsize::new(0),
             client,
             fresh,
+            connector,
             tls,
             workload,
             health: EndpointHealth::default(),
@@ -91,6 +94,15 @@ impl Endpoint {
     /// connection lost (it was closed under it).
     pub fn fresh_client(&self) -> &UpstreamClient {
         &self.fresh
+    }
+
+    /// A new connection to the endpoint, plaintext or mutual TLS as its transport says,
+    /// for bytes proxied as they are.
+    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
+        use tower::Service;
+        let mut connector = self.connector.clone();
+        let stream = connector.call(http::Uri::from_static("/")).await?;
+        Ok(stream.into_inner())
     }
 
     /// How long it has been in the cluster.

@@ -18,7 +18,7 @@ mod tee;
 
 pub use body::{Replay, UpstreamBody};
 pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
-pub use connector::{ConnectionUse, UpstreamPrincipal};
+pub use connector::{ConnectionUse, UpstreamPrincipal, UpstreamStream};
 pub use dns::{
     DEFAULT_REFRESH_RATE, DnsDiscovery, DnsTarget, LookupFamily, start as start_resolving,
 };

@@ -29,13 +29,14 @@ use bosun_wire::http_filters;
 
 use super::DEFAULT_APP_PORT_OFFSET;
 use super::clusters::{protocol_options, static_cluster, telemetry_metadata};
+use super::connect;
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
 use super::resilience::NO_TIMEOUT;
 use super::tls;
 use super::traffic_policy;
 use crate::ProxyNode;
 
-const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+const HCM_FILTER: &str = bosun_wire::network_filters::HTTP_CONNECTION_MANAGER;
 
 /// The proxy's own address: its workload IP, or loopback when it did not say.
 pub(super) fn proxy_ip(node: &ProxyNode) -> IpAddr {
@@ -121,8 +122,9 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 }],
                 ..Default::default()
             };
+            let stat_prefix = format!("inbound_0.0.0.0_{port}");
             let plaintext = http_connection_manager(
-                &format!("inbound_0.0.0.0_{port}"),
+                &stat_prefix,
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
             );
             let mut cluster = Cluster {
@@ -150,10 +152,15 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 options.http2 = protocol == Protocol::Http2;
                 cluster.typed_extension_protocol_options = protocol_options(options);
             }
-            InboundPort {
-                listener: permissive_inbound(format!("inbound|{port}"), ip, port, plaintext),
-                cluster,
-            }
+            let name = format!("inbound|{port}");
+            let listener = if protocol.is_tunnelled() {
+                let tcp = connect::tcp_proxy_filter(&stat_prefix, &cluster_name);
+                permissive_inbound(name, ip, port, tcp.clone(), tcp)
+            } else {
+                let mtls = with_client_cert_details(plaintext.clone());
+                permissive_inbound(name, ip, port, hcm_filter(mtls), hcm_filter(plaintext))
+            };
+            InboundPort { listener, cluster }
         })
         .collect()
 }
@@ -254,16 +261,9 @@ fn listener(name: String, ip: IpAddr, port: u16, hcm: HttpConnectionManager) -> 
     }
 }
 
-/// An inbound port in Istio's default PERMISSIVE mode: mutual TLS from other sidecars
-/// and plaintext alike, told apart by the TLS inspector. Behind mTLS the app is told
-/// who called in `x-forwarded-client-cert`, as Istio does.
-fn permissive_inbound(
-    name: String,
-    ip: IpAddr,
-    port: u16,
-    plaintext: HttpConnectionManager,
-) -> Listener {
-    let mtls = HttpConnectionManager {
+/// Behind mTLS the app is told who called in `x-forwarded-client-cert`, as Istio does.
+fn with_client_cert_details(plaintext: HttpConnectionManager) -> HttpConnectionManager {
+    HttpConnectionManager {
         forward_client_cert_details: ForwardClientCertDetails::AppendForward as i32,
         set_current_client_cert_details: Some(SetCurrentClientCertDetails {
             subject: Some(BoolValue { value: true }),
@@ -271,8 +271,19 @@ fn permissive_inbound(
             dns: true,
             ..Default::default()
         }),
-        ..plaintext.clone()
-    };
+        ..plaintext
+    }
+}
+
+/// An inbound port in Istio's default PERMISSIVE mode: mutual TLS from other sidecars
+/// and plaintext alike, told apart by the TLS inspector, each with its network filter.
+fn permissive_inbound(
+    name: String,
+    ip: IpAddr,
+    port: u16,
+    mtls: Filter,
+    plaintext: Filter,
+) -> Listener {
     Listener {
         name,
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -286,7 +297,7 @@ fn permissive_inbound(
                     ..Default::default()
                 }),
                 transport_socket: Some(tls::downstream_mtls()),
-                filters: vec![hcm_filter(mtls)],
+                filters: vec![mtls],
                 ..Default::default()
             },
             FilterChain {
@@ -295,7 +306,7 @@ fn permissive_inbound(
                     transport_protocol: "raw_buffer".to_string(),
                     ..Default::default()
                 }),
-                filters: vec![hcm_filter(plaintext)],
+                filters: vec![plaintext],
                 ..Default::default()
             },
         ],

@@ -5,6 +5,7 @@
 
 mod actions;
 mod clusters;
+mod connect;
 mod listeners;
 mod load_balancer;
 mod matchers;

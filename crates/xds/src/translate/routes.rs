@@ -18,6 +18,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::clusters::destination_port;
+use super::connect;
 use super::load_balancer;
 use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
@@ -53,7 +54,7 @@ impl<'a> Caller<'a> {
             .is_none_or(|sidecar| sidecar.admits(service, port))
     }
 
-    fn admits(&self, source: &SourceMatch) -> bool {
+    pub fn admits(&self, source: &SourceMatch) -> bool {
         source.is_any() || source.admits_sidecar(self.labels, self.namespace)
     }
 
@@ -86,8 +87,15 @@ pub(super) fn outbound(snapshot: &Snapshot, caller: Caller<'_>) -> RouteConfigur
         for port in service
             .ports
             .iter()
-            .filter(|port| port.protocol.is_http() && caller.reaches(service, port.number))
+            .filter(|port| caller.reaches(service, port.number))
         {
+            if port.protocol.is_tunnelled() {
+                virtual_hosts.push(connect::virtual_host(snapshot, service, port, caller));
+                continue;
+            }
+            if !port.protocol.is_http() {
+                continue;
+            }
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.hostname, port.number),
                 domains: domains(
@@ -118,7 +126,12 @@ pub(super) fn outbound(snapshot: &Snapshot, caller: Caller<'_>) -> RouteConfigur
 /// for the service's first HTTP port (clients omit the port there, as with port 80);
 /// and Istio's short names (`name.ns`, `name.ns.svc`, and `name` in the client's own
 /// namespace).
-fn domains(service: &Service, port: u16, is_default: bool, proxy_namespace: &str) -> Vec<String> {
+pub(super) fn domains(
+    service: &Service,
+    port: u16,
+    is_default: bool,
+    proxy_namespace: &str,
+) -> Vec<String> {
     let mut names = vec![service.hostname.to_string()];
     names.extend(service.hostname.short_names(proxy_namespace));
     let mut domains: Vec<String> = names.iter().map(|name| format!("{name}:{port}")).collect();

@@ -156,6 +156,7 @@ fn header_match_then_weighted_split() {
         source: "default/reviews".to_string(),
         namespace: "default".to_string(),
         hosts: vec![reviews_host()],
+        tcp: Vec::new(),
         http: vec![
             HttpRouteRule {
                 name: Some("jason".to_string()),
@@ -226,6 +227,7 @@ fn uri_matches_map_to_envoy_path_specifiers() {
         source: "default/reviews".to_string(),
         namespace: "default".to_string(),
         hosts: vec![reviews_host()],
+        tcp: Vec::new(),
         http: vec![
             rule(StringMatch::Exact("/login".into())),
             rule(StringMatch::Prefix("/api".into())),
@@ -369,6 +371,7 @@ fn shared_resources_are_the_same_for_every_proxy_and_keep_versions_across_snapsh
         source: "default/reviews".to_string(),
         namespace: "default".to_string(),
         hosts: vec![reviews_host()],
+        tcp: Vec::new(),
         http: vec![HttpRouteRule {
             name: None,
             matches: Vec::new(),

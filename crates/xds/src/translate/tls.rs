@@ -94,13 +94,15 @@ fn upstream_mtls(identities: &[String], sni: &str, protocol: Protocol) -> Transp
         })
         .collect();
     // Offered so the server's HTTP codec need not guess; both proxies also detect.
-    let alpn = match protocol {
-        Protocol::Http2 => "h2",
-        _ => "http/1.1",
+    // A TCP tunnel offers none: its bytes are the app's.
+    let alpn: Vec<String> = match protocol {
+        Protocol::Http2 => vec!["h2".to_string()],
+        Protocol::Http => vec!["http/1.1".to_string()],
+        _ => Vec::new(),
     };
     let context = UpstreamTlsContext {
         common_tls_context: Some(common_context(
-            vec![alpn.to_string()],
+            alpn,
             CertificateValidationContext {
                 match_typed_subject_alt_names: san_matchers,
                 ..Default::default()

@@ -4,6 +4,7 @@
 
 mod attempt;
 mod mirror;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use hyper::body::Incoming;
 
 use self::attempt::{Attempt, Failure, Outcome};
 pub use self::mirror::Mirror;
+pub use self::tunnel::tunnel;
 use super::{LocalReply, ProxyBody};
 use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
 use crate::http::upgrade::Upgrade;

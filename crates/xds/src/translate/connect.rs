@@ -1,0 +1,128 @@
+//! TCP services on one machine. No connection is redirected to the sidecar, so an app
+//! reaches a TCP service by asking its sidecar's outbound HTTP port for a tunnel:
+//! `CONNECT db:27017` (what `curl --proxytunnel`, `nc -X connect` or an `HTTPS_PROXY`
+//! client sends). The virtual host of a TCP service port has one route, matching
+//! CONNECT, which terminates the tunnel and proxies its bytes to the destinations of the
+//! VirtualService's `tcp` rule for the port (or to the service itself). Inbound, the
+//! listener of a TCP port proxies bytes to the app with `tcp_proxy` rather than an HTTP
+//! connection manager, behind mutual TLS or not.
+
+use bosun_model::{RouteDestination, Service, ServicePort, Snapshot};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteMatch, VirtualHost, WeightedCluster, route, route_action, route_match,
+    weighted_cluster,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::util::pack_any;
+
+use super::names::outbound_cluster_name;
+use super::resilience::NO_TIMEOUT;
+use super::routes::{Caller, domains};
+
+use bosun_wire::network_filters::TCP_PROXY;
+use bosun_wire::upgrades::CONNECT;
+
+/// The virtual host of a TCP service port: CONNECT to `host:port` (or a short name).
+pub(super) fn virtual_host(
+    snapshot: &Snapshot,
+    service: &Service,
+    port: &ServicePort,
+    caller: Caller<'_>,
+) -> VirtualHost {
+    let destinations = destinations(snapshot, service, port, caller);
+    VirtualHost {
+        name: format!("{}:{}", service.hostname, port.number),
+        domains: domains(service, port.number, false, caller.namespace),
+        routes: vec![Route {
+            name: "tcp".to_string(),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::ConnectMatcher(
+                    route_match::ConnectMatcher {},
+                )),
+                ..Default::default()
+            }),
+            action: Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(cluster_specifier(&destinations, port.number)),
+                timeout: Some(NO_TIMEOUT),
+                upgrade_configs: vec![route_action::UpgradeConfig {
+                    upgrade_type: CONNECT.to_string(),
+                    connect_config: Some(route_action::upgrade_config::ConnectConfig::default()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Where connections to the port go: the first `tcp` rule that takes them, else the
+/// service's own cluster.
+fn destinations(
+    snapshot: &Snapshot,
+    service: &Service,
+    port: &ServicePort,
+    caller: Caller<'_>,
+) -> Vec<RouteDestination> {
+    let rule = snapshot.routes_for(&service.hostname).and_then(|routes| {
+        routes
+            .tcp
+            .iter()
+            .find(|rule| rule.takes(port.number, |source| caller.admits(source)))
+    });
+    match rule {
+        Some(rule) if !rule.destinations.is_empty() => rule.destinations.clone(),
+        _ => vec![RouteDestination {
+            host: service.hostname.clone(),
+            subset: None,
+            port: Some(port.number),
+            weight: 100,
+            headers: Default::default(),
+        }],
+    }
+}
+
+fn cluster_specifier(
+    destinations: &[RouteDestination],
+    incoming_port: u16,
+) -> route_action::ClusterSpecifier {
+    let name = |destination: &RouteDestination| {
+        outbound_cluster_name(
+            destination.port.unwrap_or(incoming_port),
+            destination.subset.as_deref(),
+            &destination.host,
+        )
+    };
+    if let [only] = destinations {
+        return route_action::ClusterSpecifier::Cluster(name(only));
+    }
+    route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: destinations
+            .iter()
+            .map(|destination| weighted_cluster::ClusterWeight {
+                name: name(destination),
+                weight: Some(UInt32Value {
+                    value: destination.weight,
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// The network filter of an inbound TCP port: bytes to the app's cluster.
+pub(super) fn tcp_proxy_filter(stat_prefix: &str, cluster: &str) -> Filter {
+    let proxy = TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    Filter {
+        name: TCP_PROXY.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
+    }
+}
