@@ -126,3 +126,117 @@ pub(super) fn tcp_proxy_filter(stat_prefix: &str, cluster: &str) -> Filter {
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::listener::v3::filter;
+    use envoy_types::pb::envoy::config::route::v3::{route, route_action, route_match};
+    use prost::Message;
+
+    use super::*;
+    use crate::translate::test_mesh::{node, snapshot};
+    use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
+
+    const DB: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp-postgres, protocol: TCP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db}
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{port: 5432, sourceLabels: {app: nobody}}]
+    route: [{destination: {host: reviews}}]
+  - match: [{port: 5432}]
+    route:
+    - {destination: {host: db, subset: v1}, weight: 70}
+    - {destination: {host: db}, weight: 30}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db
+  subsets: [{name: v1, labels: {version: v1}}]
+";
+
+    #[test]
+    fn a_tcp_port_is_a_connect_route_outbound_and_a_tcp_proxy_inbound() {
+        let set = generate(
+            &snapshot(DB),
+            &node([127, 0, 10, 1], "client"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        let host = set.routes[0]
+            .virtual_hosts
+            .iter()
+            .find(|host| host.name == "db.default.svc.cluster.local:5432")
+            .expect("the TCP port's virtual host");
+        assert!(host.domains.contains(&"db:5432".to_string()));
+        let route = &host.routes[0];
+        assert!(matches!(
+            route
+                .r#match
+                .as_ref()
+                .and_then(|m| m.path_specifier.as_ref()),
+            Some(route_match::PathSpecifier::ConnectMatcher(_))
+        ));
+        let Some(route::Action::Route(action)) = &route.action else {
+            panic!("a route action");
+        };
+        assert_eq!(action.upgrade_configs[0].upgrade_type, "CONNECT");
+        assert!(action.upgrade_configs[0].connect_config.is_some());
+        // The rule for other callers is skipped: the split is the second rule's.
+        let Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) =
+            &action.cluster_specifier
+        else {
+            panic!("weighted clusters: {:?}", action.cluster_specifier);
+        };
+        let split: Vec<(&str, u32)> = weighted
+            .clusters
+            .iter()
+            .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+            .collect();
+        assert_eq!(
+            split,
+            [
+                ("outbound|5432|v1|db.default.svc.cluster.local", 70),
+                ("outbound|5432||db.default.svc.cluster.local", 30)
+            ]
+        );
+
+        // A workload the service selects (here known by its node) takes the port with
+        // tcp_proxy, on both chains.
+        let mut server = node([127, 0, 10, 9], "db-1");
+        server.app_ports.insert(5432, 15432);
+        let set = generate(&snapshot(DB), &server, DEFAULT_TRUST_DOMAIN);
+        let listener = set
+            .listeners
+            .iter()
+            .find(|l| l.name == "inbound|5432")
+            .expect("the inbound TCP listener");
+        assert_eq!(listener.filter_chains.len(), 2);
+        for chain in &listener.filter_chains {
+            let filter = &chain.filters[0];
+            assert_eq!(filter.name, TCP_PROXY);
+            let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+                panic!("a typed config");
+            };
+            let proxy = TcpProxy::decode(any.value.as_slice()).expect("a TcpProxy");
+            assert_eq!(
+                proxy.cluster_specifier,
+                Some(tcp_proxy::ClusterSpecifier::Cluster(
+                    "inbound|5432||".to_string()
+                ))
+            );
+        }
+    }
+}
