@@ -284,7 +284,7 @@ impl ConfigStore {
                 cluster.set_endpoints(&endpoints.value);
             }
             let cluster = Arc::new(cluster);
-            crate::upstream::start_resolving(&cluster);
+            cluster.start_resolving();
             inner.clusters.insert(
                 name,
                 Applied {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::connector::TlsConnect;
-use super::dns::DnsDiscovery;
-use super::endpoint::Endpoint;
+use super::dns::{self, DnsDiscovery};
+use super::endpoint::{Endpoint, EndpointSpec};
 use super::hashing::HashingKind;
 use super::limits::{
     Admitted, CircuitLimits, CircuitState, ConnectionSlot, Overflow, RetryAdmitted,
@@ -22,7 +22,7 @@ use super::pool::{PoolOptions, UpstreamProtocol};
 use super::slow_start::SlowStart;
 use crate::compile::{TransportSockets, UpstreamTls};
 use crate::stats::ClusterStats;
-use crate::telemetry::{PeerWorkload, ServiceLabels, Shared};
+use crate::telemetry::{ServiceLabels, Shared};
 use crate::tls::TlsContexts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +61,6 @@ pub enum Discovery {
     /// Endpoints are the addresses the cluster's names resolve to (STRICT_DNS,
     /// LOGICAL_DNS), looked up by the proxy itself.
     Dns(DnsDiscovery),
-}
-
-/// One endpoint as configured (healthy or not).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointSpec {
-    pub address: SocketAddr,
-    pub weight: u32,
-    pub healthy: bool,
-    pub health: String,
-    /// What the cluster's transport socket matches read (`envoy.transport_socket_match`).
-    pub socket_match: BTreeMap<String, String>,
-    /// Who runs there (`istio.workload`), for the metrics of requests sent to it.
-    pub workload: Option<Shared<PeerWorkload>>,
 }
 
 /// Everything about a cluster except its EDS endpoints. Two equal specs mean the
@@ -369,13 +356,30 @@ impl Cluster {
             .clone()
     }
 
-    /// A DNS lookup's endpoints, in place of the last ones.
-    pub(super) fn set_resolved(&self, endpoints: Vec<EndpointSpec>) {
-        self.set_endpoints(&endpoints);
-        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = endpoints;
+    /// Starts resolving a DNS cluster's names, for as long as the cluster is in use:
+    /// each answer replaces the endpoints when it differs from the last.
+    pub fn start_resolving(self: &Arc<Self>) {
+        let Some(discovery) = self.dns().cloned() else {
+            return;
+        };
+        let cluster = Arc::downgrade(self);
+        tokio::spawn(dns::keep_resolving(discovery, move |endpoints| {
+            let Some(cluster) = cluster.upgrade() else {
+                return false;
+            };
+            let mut resolved = cluster.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            if *resolved != endpoints {
+                tracing::debug!(cluster = %cluster.spec.name, endpoints = endpoints.len(), "DNS answer changed the endpoints");
+                cluster.set_endpoints(&endpoints);
+                *resolved = endpoints;
+            }
+            drop(resolved);
+            cluster.mark_resolved();
+            true
+        }));
     }
 
-    pub(super) fn mark_resolved(&self) {
+    fn mark_resolved(&self) {
         if let Some(done) = &self.first_lookup {
             done.send_replace(true);
         }

@@ -4,14 +4,13 @@
 //! or the refresh rate runs out; a name that fails keeps the addresses it had.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::LookupIpStrategy;
 use rand::Rng;
 
-use super::cluster::{Cluster, EndpointSpec};
+use super::endpoint::EndpointSpec;
 
 /// Envoy's default when a cluster sets no dns_refresh_rate.
 pub const DEFAULT_REFRESH_RATE: Duration = Duration::from_secs(5);
@@ -72,28 +71,23 @@ pub struct DnsTarget {
     pub endpoint: EndpointSpec,
 }
 
-/// Starts resolving a DNS cluster's names, for as long as the cluster is in use.
-pub fn start(cluster: &Arc<Cluster>) {
-    let Some(discovery) = cluster.dns().cloned() else {
-        return;
-    };
-    tokio::spawn(keep_resolving(Arc::downgrade(cluster), discovery));
-}
-
-async fn keep_resolving(cluster: Weak<Cluster>, discovery: DnsDiscovery) {
+/// Resolves the names for as long as `publish` takes the answers: it gets the endpoints
+/// after every round of lookups (the first one too, when nothing resolved) and says
+/// `false` once nobody wants them.
+pub async fn keep_resolving(
+    discovery: DnsDiscovery,
+    mut publish: impl FnMut(Vec<EndpointSpec>) -> bool + Send + 'static,
+) {
     let resolver = match resolver(discovery.family) {
         Ok(resolver) => resolver,
         Err(error) => {
-            if let Some(cluster) = cluster.upgrade() {
-                tracing::warn!(cluster = %cluster.spec.name, %error, "no DNS resolver: the cluster has no endpoints");
-                cluster.mark_resolved();
-            }
+            tracing::warn!(%error, "no DNS resolver: the cluster has no endpoints");
+            publish(Vec::new());
             return;
         }
     };
     // The addresses each name last resolved to: kept when a lookup fails.
     let mut known: Vec<Vec<IpAddr>> = vec![Vec::new(); discovery.targets.len()];
-    let mut current: Option<Vec<EndpointSpec>> = None;
     loop {
         let lookups = discovery
             .targets
@@ -121,17 +115,9 @@ async fn keep_resolving(cluster: Weak<Cluster>, discovery: DnsDiscovery) {
         if failed {
             wait = wait.min(discovery.failure_refresh);
         }
-        let endpoints = endpoints(&discovery, &known);
-        let Some(cluster) = cluster.upgrade() else {
+        if !publish(endpoints(&discovery, &known)) {
             return;
-        };
-        if current.as_ref() != Some(&endpoints) {
-            tracing::debug!(cluster = %cluster.spec.name, endpoints = endpoints.len(), "DNS answer changed the endpoints");
-            cluster.set_resolved(endpoints.clone());
-            current = Some(endpoints);
         }
-        cluster.mark_resolved();
-        drop(cluster);
         tokio::time::sleep(wait + jitter(discovery.jitter)).await;
     }
 }

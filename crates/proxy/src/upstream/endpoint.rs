@@ -1,5 +1,6 @@
 //! Endpoints (one address, one connection pool) and the load-balanced sets of them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -16,6 +17,19 @@ use super::pool::{PoolOptions, UpstreamProtocol};
 use crate::telemetry::{PeerWorkload, Shared};
 
 pub type UpstreamClient = Client<EndpointConnector, UpstreamBody>;
+
+/// One endpoint as configured (healthy or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub healthy: bool,
+    pub health: String,
+    /// What the cluster's transport socket matches read (`envoy.transport_socket_match`).
+    pub socket_match: BTreeMap<String, String>,
+    /// Who runs there (`istio.workload`), for the metrics of requests sent to it.
+    pub workload: Option<Shared<PeerWorkload>>,
+}
 
 /// One upstream address with its own connection pool, active-request count and
 /// outlier-detection state.

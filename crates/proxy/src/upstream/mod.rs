@@ -17,13 +17,11 @@ mod slow_start;
 mod tee;
 
 pub use body::{Replay, UpstreamBody};
-pub use cluster::{Cluster, ClusterSpec, Discovery, EndpointSpec, LbPolicy};
+pub use cluster::{Cluster, ClusterSpec, Discovery, LbPolicy};
 pub use connector::{ConnectionUse, UpstreamPrincipal, UpstreamStream};
-pub use dns::{
-    DEFAULT_REFRESH_RATE, DnsDiscovery, DnsTarget, LookupFamily, start as start_resolving,
-};
+pub use dns::{DEFAULT_REFRESH_RATE, DnsDiscovery, DnsTarget, LookupFamily};
 pub use downstream::DownstreamBody;
-pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, UpstreamClient};
+pub use endpoint::{ActiveRequest, Endpoint, EndpointSet, EndpointSpec, UpstreamClient};
 pub use hashing::{
     DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MAXIMUM_RING_SIZE, DEFAULT_MINIMUM_RING_SIZE, HashingKind,
 };

@@ -78,7 +78,7 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
                         service.resolution == Resolution::DnsRoundRobin,
                         load_assignment(name.clone(), &endpoints),
                     ),
-                    Resolution::Passthrough => passthrough::original_destination_cluster(
+                    Resolution::Passthrough => original_destination_cluster(
                         &name,
                         &policy,
                         port.protocol,
@@ -144,6 +144,24 @@ fn eds_cluster(
     };
     let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
     cluster.typed_extension_protocol_options = protocol_options(options);
+    cluster
+}
+
+/// The cluster of a ServiceEntry with `resolution: NONE`: requests go where they say,
+/// under the destination's traffic policy (its load balancer aside: the request picks).
+fn original_destination_cluster(
+    name: &str,
+    policy: &TrafficPolicy,
+    protocol: Protocol,
+    connect_timeout: std::time::Duration,
+) -> Cluster {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
+    cluster.typed_extension_protocol_options = protocol_options(options);
+    passthrough::to_original_destination(&mut cluster);
     cluster
 }
 

@@ -17,9 +17,9 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpPro
 use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 
+use super::caller::{Caller, domains};
 use super::names::outbound_cluster_name;
 use super::resilience::NO_TIMEOUT;
-use super::routes::{Caller, domains};
 
 use bosun_wire::network_filters::TCP_PROXY;
 use bosun_wire::upgrades::CONNECT;

@@ -4,6 +4,7 @@
 //! proxy's identity; names follow istiod's (docs/design/local-mesh.md).
 
 mod actions;
+mod caller;
 mod clusters;
 mod connect;
 mod listeners;
@@ -197,7 +198,7 @@ impl MeshGenerator {
     }
 
     fn outbound_route(&self, node: &ProxyNode) -> Arc<VersionedResource> {
-        let caller = routes::Caller::of(&self.snapshot, node);
+        let caller = caller::Caller::of(&self.snapshot, node);
         let view = caller.view(&self.source_matches);
         let mut routes = self
             .routes_by_view
@@ -362,7 +363,7 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> Re
         listeners: vec![listeners::virtual_outbound(node)],
         routes: vec![routes::outbound(
             snapshot,
-            routes::Caller::of(snapshot, node),
+            caller::Caller::of(snapshot, node),
         )],
         clusters: outbound.clusters,
         endpoints: outbound.endpoints,

@@ -7,7 +7,7 @@
 //! read, so PassthroughCluster takes the address from the request's authority (an
 //! absolute URL or Host of `ip:port`, as an app behind an HTTP proxy sends it).
 
-use bosun_model::{OutboundPolicy, Protocol, TrafficPolicy};
+use bosun_model::OutboundPolicy;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteMatch, VirtualHost, route, route_action,
@@ -72,25 +72,9 @@ pub(super) fn passthrough_cluster(connect_timeout: std::time::Duration) -> Clust
     cluster
 }
 
-/// The cluster of a ServiceEntry with `resolution: NONE`: requests go where they say,
-/// under the destination's traffic policy (its load balancer aside: the request picks).
-pub(super) fn original_destination_cluster(
-    name: &str,
-    policy: &TrafficPolicy,
-    protocol: Protocol,
-    connect_timeout: std::time::Duration,
-) -> Cluster {
-    let mut cluster = Cluster {
-        name: name.to_string(),
-        ..Default::default()
-    };
-    let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
-    cluster.typed_extension_protocol_options = super::clusters::protocol_options(options);
-    to_original_destination(&mut cluster);
-    cluster
-}
-
-fn to_original_destination(cluster: &mut Cluster) {
+/// Makes `cluster` send each request where it says (its authority), as istiod's
+/// ORIGINAL_DST clusters do.
+pub(super) fn to_original_destination(cluster: &mut Cluster) {
     cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
         cluster::DiscoveryType::OriginalDst as i32,
     ));
