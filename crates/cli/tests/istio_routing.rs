@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
-use support::mesh::{ClientProxy, READY_TIMEOUT, proxy_command, spawn_envoy, wait_ready};
+use support::mesh::{
+    ClientProxy, READY_TIMEOUT, proxy_command, spawn_envoy, start_control_plane, wait_ready,
+};
 use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, get};
 
 const CASES: &str = "../../../shared/corpus/istio-routing/cases.yaml";
@@ -77,17 +79,8 @@ impl EchoMesh {
         };
         std::fs::write(mesh.dir.path().join("echo.yaml"), mesh.services_yaml()).expect("write");
         let mut mesh = mesh;
-        let mut control_plane = bosun();
-        control_plane
-            .arg("control-plane")
-            .arg("--config")
-            .arg(mesh.dir.path())
-            .arg("--xds-address")
-            .arg(mesh.xds().to_string())
-            .arg("--debug-address")
-            .arg(mesh.debug().to_string());
-        let control_plane = Process::spawn("control-plane", control_plane, mesh.logs.path());
-        wait_ready(&control_plane, mesh.debug(), "/ready").await;
+        let control_plane =
+            start_control_plane(mesh.dir.path(), mesh.xds(), mesh.debug(), mesh.logs.path()).await;
         mesh.processes.push(control_plane);
         for (service, host) in SERVICES {
             let ip = mesh.subnet.ip(host);

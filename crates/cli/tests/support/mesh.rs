@@ -189,18 +189,13 @@ impl TestMesh {
     }
 
     pub async fn start_control_plane(&mut self) {
-        let mut command = bosun();
-        command
-            .arg("control-plane")
-            .arg("--config")
-            .arg(self.dir.path())
-            .arg("--xds-address")
-            .arg(self.xds_address().to_string())
-            .arg("--debug-address")
-            .arg(self.debug_address().to_string());
-        let process = Process::spawn("control-plane", command, self.logs.path());
-        let debug = self.debug_address();
-        wait_ready(&process, debug, "/ready").await;
+        let process = start_control_plane(
+            self.dir.path(),
+            self.xds_address(),
+            self.debug_address(),
+            self.logs.path(),
+        )
+        .await;
         self.control_plane = Some(process);
     }
 
@@ -374,6 +369,27 @@ impl TestMesh {
         }
         out
     }
+}
+
+/// `bosun control-plane` serving the folder `config`, once it is ready.
+pub async fn start_control_plane(
+    config: &Path,
+    xds: SocketAddr,
+    debug: SocketAddr,
+    logs: &Path,
+) -> Process {
+    let mut command = bosun();
+    command
+        .arg("control-plane")
+        .arg("--config")
+        .arg(config)
+        .arg("--xds-address")
+        .arg(xds.to_string())
+        .arg("--debug-address")
+        .arg(debug.to_string());
+    let process = Process::spawn("control-plane", command, logs);
+    wait_ready(&process, debug, "/ready").await;
+    process
 }
 
 /// `bosun proxy` as the sidecar of `workload`, its admin on `ip` at port 15000.

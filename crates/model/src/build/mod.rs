@@ -360,6 +360,31 @@ fn routes_of(virtual_service: &Config<VirtualService>, rules: &[ScopedRule]) -> 
     }
 }
 
+/// A weighted destination of an `http` or `tcp` rule: Istio gives a lone destination
+/// without a weight everything, and others without one nothing.
+fn destination_of(
+    destination: &Destination,
+    weight: Option<i32>,
+    only_one: bool,
+    namespace: &str,
+) -> RouteDestination {
+    RouteDestination {
+        host: Hostname::resolve(&destination.host, namespace),
+        subset: destination.subset.clone(),
+        port: destination
+            .port
+            .as_ref()
+            .and_then(|port| port.number)
+            .and_then(|port| u16::try_from(port).ok()),
+        weight: match weight {
+            Some(weight) => u32::try_from(weight).unwrap_or(0),
+            None if only_one => 100,
+            None => 0,
+        },
+        headers: HeaderOperations::default(),
+    }
+}
+
 fn tcp_rule_of(route: &TcpRoute, namespace: &str) -> TcpRouteRule {
     let only_one = route.route.len() == 1;
     TcpRouteRule {
@@ -381,21 +406,13 @@ fn tcp_rule_of(route: &TcpRoute, namespace: &str) -> TcpRouteRule {
         destinations: route
             .route
             .iter()
-            .map(|destination| RouteDestination {
-                host: Hostname::resolve(&destination.destination.host, namespace),
-                subset: destination.destination.subset.clone(),
-                port: destination
-                    .destination
-                    .port
-                    .as_ref()
-                    .and_then(|port| port.number)
-                    .and_then(|port| u16::try_from(port).ok()),
-                weight: match destination.weight {
-                    Some(weight) => u32::try_from(weight).unwrap_or(0),
-                    None if only_one => 100,
-                    None => 0,
-                },
-                headers: HeaderOperations::default(),
+            .map(|destination| {
+                destination_of(
+                    &destination.destination,
+                    destination.weight,
+                    only_one,
+                    namespace,
+                )
             })
             .collect(),
     }
@@ -431,20 +448,13 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> Option<HttpRouteRule> {
             .route
             .iter()
             .map(|destination| RouteDestination {
-                host: Hostname::resolve(&destination.destination.host, namespace),
-                subset: destination.destination.subset.clone(),
-                port: destination
-                    .destination
-                    .port
-                    .as_ref()
-                    .and_then(|port| port.number)
-                    .and_then(|port| u16::try_from(port).ok()),
-                weight: match destination.weight {
-                    Some(weight) => u32::try_from(weight).unwrap_or(0),
-                    None if only_one => 100,
-                    None => 0,
-                },
                 headers: header_operations(destination.headers.as_ref()),
+                ..destination_of(
+                    &destination.destination,
+                    destination.weight,
+                    only_one,
+                    namespace,
+                )
             })
             .collect(),
         timeout: route.timeout.map(|timeout| timeout.as_std()),

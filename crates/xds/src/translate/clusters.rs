@@ -125,7 +125,7 @@ fn eds_cluster(
     protocol: Protocol,
     connect_timeout: std::time::Duration,
 ) -> Cluster {
-    let mut cluster = Cluster {
+    let cluster = Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
@@ -142,6 +142,16 @@ fn eds_cluster(
         }),
         ..Default::default()
     };
+    under_policy(cluster, policy, protocol, connect_timeout)
+}
+
+/// `cluster` under the destination's traffic policy, with the protocol options it makes.
+fn under_policy(
+    mut cluster: Cluster,
+    policy: &TrafficPolicy,
+    protocol: Protocol,
+    connect_timeout: std::time::Duration,
+) -> Cluster {
     let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
     cluster.typed_extension_protocol_options = protocol_options(options);
     cluster
@@ -155,12 +165,11 @@ fn original_destination_cluster(
     protocol: Protocol,
     connect_timeout: std::time::Duration,
 ) -> Cluster {
-    let mut cluster = Cluster {
+    let cluster = Cluster {
         name: name.to_string(),
         ..Default::default()
     };
-    let options = traffic_policy::apply(&mut cluster, policy, protocol, connect_timeout);
-    cluster.typed_extension_protocol_options = protocol_options(options);
+    let mut cluster = under_policy(cluster, policy, protocol, connect_timeout);
     passthrough::to_original_destination(&mut cluster);
     cluster
 }
@@ -183,7 +192,7 @@ fn dns_cluster(
     } else {
         cluster::DiscoveryType::StrictDns
     };
-    let mut cluster = Cluster {
+    let cluster = Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
         load_assignment: Some(endpoints),
@@ -192,9 +201,7 @@ fn dns_cluster(
         respect_dns_ttl: true,
         ..Default::default()
     };
-    let options = traffic_policy::apply(&mut cluster, policy, protocol, mesh.connect_timeout);
-    cluster.typed_extension_protocol_options = protocol_options(options);
-    cluster
+    under_policy(cluster, policy, protocol, mesh.connect_timeout)
 }
 
 /// The services a cluster carries requests for, as metrics name them.
