@@ -27,10 +27,19 @@ pub enum Requested {
 
 /// Reads a request's upgrade ask: `Connection: upgrade` with an `Upgrade` header.
 pub fn requested<B>(req: &Request<B>) -> Requested {
-    if req.version() != Version::HTTP_11 && req.version() != Version::HTTP_10 {
+    // hyper hands over a way to take the connection only with a request that asks to
+    // upgrade it: every other request is told apart without a header lookup.
+    if req.extensions().get::<OnUpgrade>().is_none() {
         return Requested::None;
     }
-    let headers = req.headers();
+    asked(req.version(), req.headers())
+}
+
+/// What the request line's version and the headers ask to upgrade to.
+fn asked(version: Version, headers: &HeaderMap) -> Requested {
+    if version != Version::HTTP_11 && version != Version::HTTP_10 {
+        return Requested::None;
+    }
     let Some(protocol) = headers.get(UPGRADE) else {
         return Requested::None;
     };
@@ -131,6 +140,10 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         builder.body(()).expect("a request")
+    }
+
+    fn requested(request: &Request<()>) -> Requested {
+        asked(request.version(), request.headers())
     }
 
     #[test]

@@ -348,6 +348,14 @@ impl Cluster {
         let _ = tokio::time::timeout(within, done.wait_for(|done| *done)).await;
     }
 
+    /// Whether requests must wait for [`Cluster::first_lookup_done`]: a DNS cluster
+    /// whose first lookup is not done yet.
+    pub fn awaits_first_lookup(&self) -> bool {
+        self.first_lookup
+            .as_ref()
+            .is_some_and(|done| !*done.borrow())
+    }
+
     /// The endpoints a DNS cluster's names resolved to last.
     pub fn resolved_endpoints(&self) -> Vec<EndpointSpec> {
         self.resolved

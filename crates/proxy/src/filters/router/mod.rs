@@ -121,9 +121,11 @@ async fn send(
         ));
     }
     // A DNS cluster that has not resolved its names yet is waited for, as Envoy warms one.
-    cluster
-        .first_lookup_done(cluster.spec.pool.connect_timeout)
-        .await;
+    if cluster.awaits_first_lookup() {
+        cluster
+            .first_lookup_done(cluster.spec.pool.connect_timeout)
+            .await;
+    }
     // An original-destination cluster (PassthroughCluster) goes where the request says.
     let destination = cluster
         .original_destination(&authority, req.headers())
