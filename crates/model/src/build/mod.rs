@@ -524,17 +524,8 @@ fn rule_of(route: &HttpRoute, namespace: &str) -> Option<HttpRouteRule> {
 /// `mirror` (with `mirrorPercentage`, or the older `mirrorPercent`) first, then each of
 /// `mirrors` with its own `percentage`.
 fn mirrors_of(route: &HttpRoute, namespace: &str) -> Vec<Mirror> {
-    let destination = |d: &Destination| RouteDestination {
-        host: Hostname::resolve(&d.host, namespace),
-        subset: d.subset.clone(),
-        port: d
-            .port
-            .as_ref()
-            .and_then(|port| port.number)
-            .and_then(|port| u16::try_from(port).ok()),
-        weight: 0,
-        headers: HeaderOperations::default(),
-    };
+    // A mirror's destination carries no weight: its share is the percentage.
+    let destination = |d: &Destination| destination_of(d, Some(0), false, namespace);
     let legacy_percent = route.mirror_percent.or(route.mirror_percent_snake);
     let first = route.mirror.as_ref().map(|mirror| Mirror {
         destination: destination(mirror),
