@@ -14,8 +14,6 @@ use crate::upstream::{ActiveRequest, Admitted, Cluster, UpstreamStream};
 /// Why no upstream connection was opened.
 #[derive(Debug, Error)]
 pub enum TunnelError {
-    #[error("cluster {0} is not configured")]
-    NoCluster(String),
     #[error("the circuit breaker of cluster {0} is open")]
     Overflow(String),
     #[error("cluster {0} has no healthy endpoint")]

@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 
 use super::caller::{Caller, domains};
-use super::names::outbound_cluster_name;
+use super::destinations::destination_cluster;
 use super::resilience::NO_TIMEOUT;
 
 use bosun_wire::network_filters::TCP_PROXY;
@@ -44,7 +44,7 @@ pub(super) fn virtual_host(
                 ..Default::default()
             }),
             action: Some(route::Action::Route(RouteAction {
-                cluster_specifier: Some(cluster_specifier(&destinations, port.number)),
+                cluster_specifier: Some(cluster_specifier(snapshot, &destinations, port.number)),
                 timeout: Some(NO_TIMEOUT),
                 upgrade_configs: vec![route_action::UpgradeConfig {
                     upgrade_type: CONNECT.to_string(),
@@ -85,28 +85,34 @@ fn destinations(
     }
 }
 
+/// One destination's cluster, or the weighted clusters of several (those of weight 0
+/// left out unless all are, as for HTTP routes).
 fn cluster_specifier(
+    snapshot: &Snapshot,
     destinations: &[RouteDestination],
     incoming_port: u16,
 ) -> route_action::ClusterSpecifier {
-    let name = |destination: &RouteDestination| {
-        outbound_cluster_name(
-            destination.port.unwrap_or(incoming_port),
-            destination.subset.as_deref(),
-            &destination.host,
-        )
-    };
-    if let [only] = destinations {
-        return route_action::ClusterSpecifier::Cluster(name(only));
+    let mut clusters: Vec<(String, u32)> = destinations
+        .iter()
+        .map(|destination| {
+            (
+                destination_cluster(snapshot, destination, incoming_port),
+                destination.weight,
+            )
+        })
+        .collect();
+    if clusters.iter().any(|(_, weight)| *weight > 0) {
+        clusters.retain(|(_, weight)| *weight > 0);
+    }
+    if let [(only, _)] = clusters.as_slice() {
+        return route_action::ClusterSpecifier::Cluster(only.clone());
     }
     route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-        clusters: destinations
-            .iter()
-            .map(|destination| weighted_cluster::ClusterWeight {
-                name: name(destination),
-                weight: Some(UInt32Value {
-                    value: destination.weight,
-                }),
+        clusters: clusters
+            .into_iter()
+            .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                name,
+                weight: Some(UInt32Value { value: weight }),
                 ..Default::default()
             })
             .collect(),
@@ -211,6 +217,26 @@ spec:
                 ("outbound|5432|v1|db.default.svc.cluster.local", 70),
                 ("outbound|5432||db.default.svc.cluster.local", 30)
             ]
+        );
+
+        // The first rule's caller: reviews has one port, and a destination without a
+        // port goes there, as Istio resolves it (not to the connection's port).
+        let mut nobody = node([127, 0, 10, 8], "nobody");
+        nobody.labels.insert("app".into(), "nobody".into());
+        let set = generate(&snapshot(DB), &nobody, DEFAULT_TRUST_DOMAIN);
+        let host = set.routes[0]
+            .virtual_hosts
+            .iter()
+            .find(|host| host.name == "db.default.svc.cluster.local:5432")
+            .expect("the TCP port's virtual host");
+        let Some(route::Action::Route(action)) = &host.routes[0].action else {
+            panic!("a route action");
+        };
+        assert_eq!(
+            action.cluster_specifier,
+            Some(route_action::ClusterSpecifier::Cluster(
+                "outbound|9080||reviews.default.svc.cluster.local".to_string()
+            ))
         );
 
         // A workload the service selects (here known by its node) takes the port with

@@ -7,6 +7,7 @@ mod actions;
 mod caller;
 mod clusters;
 mod connect;
+mod destinations;
 mod listeners;
 mod load_balancer;
 mod matchers;

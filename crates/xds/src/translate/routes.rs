@@ -16,8 +16,8 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::actions::{self, HeaderLists};
 use super::caller::{Caller, domains};
-use super::clusters::destination_port;
 use super::connect;
+use super::destinations::{destination_cluster, resolved_port};
 use super::load_balancer;
 use super::matchers::string_matcher;
 use super::names::{OUTBOUND_ROUTE_CONFIG, outbound_cluster_name};
@@ -305,26 +305,6 @@ fn rule_action(
     // `rewrite.authority` wins over an authority the headers set.
     actions::apply_rewrite(&mut action, rule.rewrite.as_ref());
     Some((route::Action::Route(action), headers))
-}
-
-/// The cluster a destination names. A destination outside the registry keeps its
-/// written port (or the incoming one): Envoy answers 503 for it, as with Istio.
-fn destination_cluster(
-    snapshot: &Snapshot,
-    destination: &RouteDestination,
-    incoming_port: u16,
-) -> String {
-    let port = resolved_port(snapshot, destination, incoming_port);
-    outbound_cluster_name(port, destination.subset.as_deref(), &destination.host)
-}
-
-fn resolved_port(snapshot: &Snapshot, destination: &RouteDestination, incoming_port: u16) -> u16 {
-    snapshot
-        .service(&destination.host)
-        .and_then(|service| destination_port(service, destination.port, incoming_port))
-        .map(|port| port.number)
-        .or(destination.port)
-        .unwrap_or(incoming_port)
 }
 
 /// The consistent hash of the policy for traffic to `destination`, as its cluster has it.

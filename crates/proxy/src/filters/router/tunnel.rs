@@ -22,7 +22,7 @@ pub async fn tunnel(
     let upstream = tcp::connect(cluster).await.map_err(|error| match error {
         TunnelError::Overflow(_) => overflow(),
         TunnelError::NoHealthyUpstream(_) => no_healthy_upstream(cluster),
-        TunnelError::NoCluster(_) | TunnelError::Connect { .. } => LocalReply::new(
+        TunnelError::Connect { .. } => LocalReply::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
             ResponseFlag::UpstreamConnectFailure,
