@@ -34,6 +34,7 @@ pub mod networking;
 pub mod origin;
 pub mod protocol;
 mod resource;
+pub mod security;
 mod unsupported;
 pub mod validation;
 

@@ -4,6 +4,7 @@ use crate::local::LocalWorkload;
 use crate::meta::{Config, ObjectMeta, ResourceRef};
 use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use crate::origin::Origin;
+use crate::security::{AuthorizationPolicy, PeerAuthentication};
 
 /// A resource read from a configuration folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +15,9 @@ pub enum Resource {
     WorkloadEntry(Config<WorkloadEntry>),
     Sidecar(Config<Sidecar>),
     LocalWorkload(Config<LocalWorkload>),
-    /// A kind Bosun does not act on (Gateway, AuthorizationPolicy, Deployment, ...).
+    PeerAuthentication(Config<PeerAuthentication>),
+    AuthorizationPolicy(Config<AuthorizationPolicy>),
+    /// A kind Bosun does not act on (Gateway, RequestAuthentication, Deployment, ...).
     /// Kept, not dropped, so callers can say "not supported yet: kind X".
     Unsupported {
         kind: String,
@@ -34,6 +37,8 @@ impl Resource {
             Self::WorkloadEntry(_) => "WorkloadEntry",
             Self::Sidecar(_) => "Sidecar",
             Self::LocalWorkload(_) => "LocalWorkload",
+            Self::PeerAuthentication(_) => "PeerAuthentication",
+            Self::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Self::Unsupported { kind, .. } => kind,
         }
     }
@@ -46,6 +51,8 @@ impl Resource {
             Self::WorkloadEntry(c) => &c.api_version,
             Self::Sidecar(c) => &c.api_version,
             Self::LocalWorkload(c) => &c.api_version,
+            Self::PeerAuthentication(c) => &c.api_version,
+            Self::AuthorizationPolicy(c) => &c.api_version,
             Self::Unsupported { api_version, .. } => api_version,
         }
     }
@@ -63,6 +70,8 @@ impl Resource {
             Self::WorkloadEntry(c) => &c.meta,
             Self::Sidecar(c) => &c.meta,
             Self::LocalWorkload(c) => &c.meta,
+            Self::PeerAuthentication(c) => &c.meta,
+            Self::AuthorizationPolicy(c) => &c.meta,
             Self::Unsupported { meta, .. } => meta,
         }
     }
@@ -75,6 +84,8 @@ impl Resource {
             Self::WorkloadEntry(c) => &c.origin,
             Self::Sidecar(c) => &c.origin,
             Self::LocalWorkload(c) => &c.origin,
+            Self::PeerAuthentication(c) => &c.origin,
+            Self::AuthorizationPolicy(c) => &c.origin,
             Self::Unsupported { origin, .. } => origin,
         }
     }

@@ -16,11 +16,12 @@
 //! that is set is reported, so nothing is silently ignored.
 
 use crate::networking::{
-    ConnectionPoolSettings, DestinationRule, HttpMatchRequest, HttpRoute, LoadBalancerSettings,
-    LoadBalancerSimple, OutlierDetection, Resolution, ServiceEntry, Sidecar, TrafficPolicy,
-    VirtualService, WorkloadEntry,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule, HttpMatchRequest,
+    HttpRoute, LoadBalancerSettings, LoadBalancerSimple, OutlierDetection, Resolution,
+    ServiceEntry, Sidecar, TrafficPolicy, VirtualService, WorkloadEntry,
 };
 use crate::resource::Resource;
+use crate::security::{Action, AuthorizationPolicy};
 
 /// The dotted paths (`spec.http[0].fault`) of fields set in `resource` that Bosun does not
 /// honour yet, so callers can print "not supported yet: spec.http[0].fault".
@@ -34,7 +35,12 @@ pub fn unsupported_fields(resource: &Resource) -> Vec<String> {
         Resource::ServiceEntry(config) => service_entry(&mut fields, &config.spec),
         Resource::WorkloadEntry(config) => workload_entry(&mut fields, "spec", &config.spec),
         Resource::Sidecar(config) => sidecar(&mut fields, &config.spec),
-        Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
+        Resource::AuthorizationPolicy(config) => {
+            authorization_policy(&mut fields, &config.spec);
+        }
+        Resource::PeerAuthentication(_)
+        | Resource::LocalWorkload(_)
+        | Resource::Unsupported { .. } => {}
     }
     fields.0
 }
@@ -187,13 +193,39 @@ fn traffic_policy(fields: &mut Fields, path: &str, policy: &TrafficPolicy) {
             port.connection_pool.as_ref(),
             port.outlier_detection.as_ref(),
         );
-        fields.note(port.tls.is_some(), || format!("{port_path}.tls"));
+        client_tls(fields, &format!("{port_path}.tls"), port.tls.as_ref());
     }
+    client_tls(fields, &format!("{path}.tls"), tls.as_ref());
     let others = [
-        ("tls", tls.is_some()),
         ("tunnel", tunnel.is_some()),
         ("proxyProtocol", proxy_protocol.is_some()),
         ("retryBudget", retry_budget.is_some()),
+    ];
+    for (name, is_set) in others {
+        fields.note(is_set, || format!("{path}.{name}"));
+    }
+}
+
+/// `tls`: ISTIO_MUTUAL (with `sni` and `subjectAltNames`) and DISABLE are honoured;
+/// originating TLS of one's own (SIMPLE, MUTUAL) is not yet.
+fn client_tls(fields: &mut Fields, path: &str, tls: Option<&ClientTlsSettings>) {
+    let Some(tls) = tls else {
+        return;
+    };
+    match tls.mode {
+        Some(ClientTlsMode::IstioMutual | ClientTlsMode::Disable) | None => {}
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
+            fields.note(true, || format!("{path}.mode"));
+            return;
+        }
+    }
+    let others = [
+        ("clientCertificate", tls.client_certificate.is_some()),
+        ("privateKey", tls.private_key.is_some()),
+        ("caCertificates", tls.ca_certificates.is_some()),
+        ("credentialName", tls.credential_name.is_some()),
+        ("insecureSkipVerify", tls.insecure_skip_verify.is_some()),
+        ("caCrl", tls.ca_crl.is_some()),
     ];
     for (name, is_set) in others {
         fields.note(is_set, || format!("{path}.{name}"));
@@ -309,6 +341,38 @@ fn workload_entry(fields: &mut Fields, path: &str, entry: &WorkloadEntry) {
     fields.note(locality.is_some(), || format!("{path}.locality"));
 }
 
+/// AuthorizationPolicy: ALLOW, DENY and AUDIT on the workloads a selector (or the
+/// namespace) picks are enforced; what needs a token (request principals,
+/// `request.auth.*`), an external authorizer (CUSTOM) or a gateway (`targetRef`) is not yet.
+fn authorization_policy(fields: &mut Fields, spec: &AuthorizationPolicy) {
+    fields.note(spec.target_ref.is_some(), || "spec.targetRef".to_owned());
+    fields.note(!spec.target_refs.is_empty(), || {
+        "spec.targetRefs".to_owned()
+    });
+    fields.note(spec.action == Action::Custom, || "spec.action".to_owned());
+    for (index, rule) in spec.rules().iter().enumerate() {
+        for (f, from) in rule.from().iter().enumerate() {
+            let Some(source) = &from.source else {
+                continue;
+            };
+            let path = format!("spec.rules[{index}].from[{f}].source");
+            fields.note(!source.request_principals.is_empty(), || {
+                format!("{path}.requestPrincipals")
+            });
+            fields.note(!source.not_request_principals.is_empty(), || {
+                format!("{path}.notRequestPrincipals")
+            });
+        }
+        for (w, condition) in rule.when().iter().enumerate() {
+            let key = condition.key.as_str();
+            fields.note(
+                key.starts_with("request.auth.") || key.starts_with("experimental.envoy.filters."),
+                || format!("spec.rules[{index}].when[{w}] ({key})"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -419,8 +483,7 @@ spec:
                 "spec.trafficPolicy.loadBalancer.simple",
                 "spec.trafficPolicy.connectionPool.http.useClientProtocol",
                 "spec.trafficPolicy.outlierDetection.consecutiveErrors",
-                "spec.trafficPolicy.portLevelSettings[0].tls",
-                "spec.trafficPolicy.tls",
+                "spec.trafficPolicy.portLevelSettings[0].tls.mode",
                 "spec.subsets[1].trafficPolicy.loadBalancer.localityLbSetting",
             ]
         );

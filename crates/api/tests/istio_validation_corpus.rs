@@ -147,3 +147,13 @@ fn service_entries() {
 fn workload_entries() {
     check_kind("workloadentry");
 }
+
+#[test]
+fn peer_authentications() {
+    check_kind("peerauth");
+}
+
+#[test]
+fn authorization_policies() {
+    check_kind("authz");
+}

@@ -11,13 +11,14 @@ pub mod mesh;
 pub mod policy;
 pub mod routing;
 pub mod scope;
+pub mod security;
 pub mod service;
 pub mod snapshot;
 
 pub use host::Hostname;
 pub use mesh::{MeshSettings, OutboundPolicy};
 pub use policy::{
-    ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
+    ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
     Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
     TcpKeepalive, TrafficPolicy, Warmup,
 };
@@ -28,5 +29,9 @@ pub use routing::{
     TcpRouteRule, VirtualRoutes,
 };
 pub use scope::{EgressHost, EgressScope, SidecarScope};
+pub use security::{
+    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, MtlsMode, PeerAuthentications,
+    PeerPolicy,
+};
 pub use service::{Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

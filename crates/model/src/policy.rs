@@ -86,6 +86,21 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancing>,
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
+    /// `tls`: how the client side speaks to the destination; `None`: auto mTLS decides.
+    pub tls: Option<ClientTls>,
+}
+
+/// `tls` of a DestinationRule, in the modes Bosun honours.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ClientTls {
+    /// Plaintext, even to an endpoint whose sidecar takes mutual TLS.
+    Disable,
+    /// Istio mutual TLS to every endpoint, with or without a sidecar.
+    IstioMutual {
+        sni: Option<String>,
+        /// The identities the server may present (SPIFFE URIs); empty: the service's.
+        subject_alt_names: Vec<String>,
+    },
 }
 
 /// A level's policy with the port-level settings written beside it.
@@ -101,6 +116,14 @@ impl LayeredPolicy {
     /// what they leave out falls to the defaults, not to the level (Istio's rule).
     fn for_port(&self, port: u16) -> &TrafficPolicy {
         self.ports.get(&port).unwrap_or(&self.policy)
+    }
+
+    /// This level's `tls` for `port`: the port's, else the level's.
+    fn tls_for_port(&self, port: u16) -> Option<ClientTls> {
+        self.ports
+            .get(&port)
+            .and_then(|policy| policy.tls.clone())
+            .or_else(|| self.policy.tls.clone())
     }
 }
 
@@ -181,16 +204,26 @@ impl DestinationPolicy {
     /// The policy for traffic to `port` of the host, or of its `subset`, merged as istiod
     /// merges it: the rule's port settings replace the rule's policy; each part the
     /// subset sets replaces the rule's; the subset's port settings replace everything.
+    ///
+    /// `tls` is the exception, as in istiod's endpoint and cluster builders: a port's
+    /// `tls` replaces its level's, and a level without one inherits from the level above.
     pub fn effective(&self, port: u16, subset: Option<&str>) -> TrafficPolicy {
-        let top = self.policy.for_port(port);
+        let top_tls = self.policy.tls_for_port(port);
+        let mut top = self.policy.for_port(port).clone();
+        top.tls = top_tls.clone();
         let Some(subset) = subset.and_then(|name| self.subset(name)) else {
-            return top.clone();
+            return top;
         };
+        let tls = subset.policy.tls_for_port(port).or(top_tls);
         if let Some(own_port) = subset.policy.ports.get(&port) {
-            return own_port.clone();
+            return TrafficPolicy {
+                tls,
+                ..own_port.clone()
+            };
         }
         let own = &subset.policy.policy;
         TrafficPolicy {
+            tls,
             load_balancer: own
                 .load_balancer
                 .clone()
@@ -228,6 +261,7 @@ mod tests {
                     load_balancer: Some(LoadBalancing::simple(LoadBalancer::Random)),
                     connection_pool: pool(10),
                     outlier_detection: None,
+                    tls: None,
                 },
                 ports: BTreeMap::from([(
                     9080,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use crate::host::Hostname;
 use crate::mesh::MeshSettings;
-use crate::policy::{DestinationPolicy, TrafficPolicy};
+use crate::policy::{ClientTls, DestinationPolicy, TrafficPolicy};
 use crate::routing::{SourceMatch, VirtualRoutes};
 use crate::scope::{self, SidecarScope};
+use crate::security::{AuthorizationPolicies, AuthorizationPolicy, MtlsMode, PeerAuthentications};
 use crate::service::{Address, Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
@@ -26,6 +27,8 @@ pub struct Snapshot {
     policies: BTreeMap<Hostname, Arc<DestinationPolicy>>,
     /// The Sidecar resources, in load order.
     sidecars: Vec<Arc<SidecarScope>>,
+    peer_authentications: PeerAuthentications,
+    authorization: AuthorizationPolicies,
     mesh: MeshSettings,
 }
 
@@ -71,6 +74,8 @@ impl Snapshot {
             routes,
             policies,
             sidecars: Vec::new(),
+            peer_authentications: PeerAuthentications::default(),
+            authorization: AuthorizationPolicies::default(),
             mesh: MeshSettings::default(),
         }
     }
@@ -79,6 +84,44 @@ impl Snapshot {
     pub fn with_sidecars(mut self, sidecars: Vec<Arc<SidecarScope>>) -> Self {
         self.sidecars = sidecars;
         self
+    }
+
+    /// The snapshot with the mesh's PeerAuthentications and AuthorizationPolicies.
+    pub fn with_security(
+        mut self,
+        peer_authentications: PeerAuthentications,
+        authorization: AuthorizationPolicies,
+    ) -> Self {
+        self.peer_authentications = peer_authentications;
+        self.authorization = authorization;
+        self
+    }
+
+    /// How `port` of a workload with `labels` in `namespace` takes connections.
+    pub fn mtls_mode(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        port: u16,
+    ) -> MtlsMode {
+        self.peer_authentications
+            .mode_for(&self.mesh.root_namespace, namespace, labels, port)
+    }
+
+    /// The mode a namespace's (or the mesh's) PeerAuthentication sets, if any.
+    pub fn namespace_mtls_mode(&self, namespace: &str) -> Option<MtlsMode> {
+        self.peer_authentications
+            .namespace_mode(&self.mesh.root_namespace, namespace)
+    }
+
+    /// The AuthorizationPolicies on the sidecar of a workload, in load order.
+    pub fn authorization_policies(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<&Arc<AuthorizationPolicy>> {
+        self.authorization
+            .for_workload(&self.mesh.root_namespace, namespace, labels)
     }
 
     pub fn sidecars(&self) -> &[Arc<SidecarScope>] {
@@ -212,6 +255,18 @@ impl Snapshot {
                 None => return Vec::new(),
             },
         };
+        let tls = self
+            .policy_for(&service.hostname)
+            .and_then(|policy| policy.effective(port.number, subset).tls);
+        // istiod's endpoint builder: a DestinationRule's tls decides; else an endpoint
+        // whose sidecar takes mTLS, unless its own PeerAuthentication disables it there.
+        let takes_mtls = |sidecar: bool,
+                          namespace: &str,
+                          labels: &BTreeMap<String, String>,
+                          target: u16| match &tls {
+            Some(tls) => matches!(tls, ClientTls::IstioMutual { .. }),
+            None => sidecar && self.mtls_mode(namespace, labels, target) != MtlsMode::Disable,
+        };
         let selected = self.workloads_of(service);
         // Workloads and the service's own endpoints alike: address, ports, labels, weight.
         let workloads = selected.into_iter().map(|w| {
@@ -239,15 +294,16 @@ impl Snapshot {
             .filter(|((_, _, labels, _, _), _)| {
                 subset_labels.is_none_or(|wanted| selects(wanted, labels))
             })
-            .map(
-                |((address, ports, _, weight, mutual_tls), workload)| ResolvedEndpoint {
+            .map(|((address, ports, labels, weight, mutual_tls), workload)| {
+                let target = port_on(ports, port);
+                ResolvedEndpoint {
                     address,
-                    port: port_on(ports, port),
+                    port: target,
                     weight: weight.max(1),
-                    mutual_tls,
+                    mutual_tls: takes_mtls(mutual_tls, &service.namespace, labels, target),
                     workload: workload.cloned(),
-                },
-            )
+                }
+            })
             .collect()
     }
 

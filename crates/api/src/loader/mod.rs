@@ -20,6 +20,7 @@ use crate::meta::{Config, DEFAULT_NAMESPACE, ObjectMeta, ResourceRef};
 use crate::networking;
 use crate::origin::Origin;
 use crate::resource::{Resource, api_group};
+use crate::security;
 use documents::{Document, split_documents};
 
 /// What a load produced: the resources that loaded, and an error for each that did not.
@@ -152,6 +153,8 @@ enum KnownKind {
     WorkloadEntry,
     Sidecar,
     LocalWorkload,
+    PeerAuthentication,
+    AuthorizationPolicy,
 }
 
 fn load_document(document: &Document, file: &Path) -> Result<Resource, Box<LoadError>> {
@@ -205,6 +208,10 @@ fn load_document(document: &Document, file: &Path) -> Result<Resource, Box<LoadE
         KnownKind::LocalWorkload => {
             load_typed(document, file, &api_version, &kind, resource).map(Resource::LocalWorkload)
         }
+        KnownKind::PeerAuthentication => load_typed(document, file, &api_version, &kind, resource)
+            .map(Resource::PeerAuthentication),
+        KnownKind::AuthorizationPolicy => load_typed(document, file, &api_version, &kind, resource)
+            .map(Resource::AuthorizationPolicy),
     }
 }
 
@@ -220,10 +227,15 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<KnownKind>, String
         (networking::GROUP, "WorkloadEntry") => KnownKind::WorkloadEntry,
         (networking::GROUP, "Sidecar") => KnownKind::Sidecar,
         ("bosun.dev", "LocalWorkload") => KnownKind::LocalWorkload,
+        (security::GROUP, "PeerAuthentication") => KnownKind::PeerAuthentication,
+        (security::GROUP, "AuthorizationPolicy") => KnownKind::AuthorizationPolicy,
         _ => return Ok(None),
     };
     let version_known = match known {
         KnownKind::LocalWorkload => api_version == LOCAL_API_VERSION,
+        KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => {
+            security::VERSIONS.contains(&version)
+        }
         _ => networking::VERSIONS.contains(&version),
     };
     if version_known {
@@ -231,6 +243,11 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<KnownKind>, String
     } else {
         let expected = match known {
             KnownKind::LocalWorkload => LOCAL_API_VERSION.to_owned(),
+            KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => security::VERSIONS
+                .iter()
+                .map(|v| format!("{}/{v}", security::GROUP))
+                .collect::<Vec<_>>()
+                .join(", "),
             _ => networking::VERSIONS
                 .iter()
                 .map(|v| format!("{}/{v}", networking::GROUP))

@@ -4,9 +4,13 @@
 //! Istio's wording where users might search for it. Findings name the resource, its
 //! `file:line`, and the field.
 
+mod authorization_policy;
+pub use authorization_policy::{MATCH_ANY_TEMPLATE, MATCH_ONE_TEMPLATE, contains_path_template};
 mod destination_rule;
 mod findings;
 mod local_workload;
+mod peer_authentication;
+pub use peer_authentication::port_key;
 mod rules;
 pub use rules::JWT_CLAIM_PREFIX;
 mod service_entry;
@@ -75,6 +79,12 @@ pub fn validate(resource: &Resource) -> Vec<ValidationMessage> {
         Resource::WorkloadEntry(config) => workload_entry::validate(config, &mut findings),
         Resource::Sidecar(config) => sidecar::validate(config, &mut findings),
         Resource::LocalWorkload(config) => local_workload::validate(config, &mut findings),
+        Resource::PeerAuthentication(config) => {
+            peer_authentication::validate(config, &mut findings);
+        }
+        Resource::AuthorizationPolicy(config) => {
+            authorization_policy::validate(config, &mut findings);
+        }
         Resource::Unsupported { .. } => {}
     }
     findings.into_messages()

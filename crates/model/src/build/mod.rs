@@ -23,6 +23,7 @@ use crate::routing::{
     VirtualRoutes,
 };
 use crate::scope::{EgressHost, EgressScope, SidecarScope};
+use crate::security::{AuthorizationPolicies, PeerAuthentications};
 use crate::service::{
     Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload, mutual_tls,
 };
@@ -30,6 +31,7 @@ use crate::snapshot::Snapshot;
 
 mod delegate;
 mod policy;
+mod security;
 
 use self::delegate::{Delegates, ScopedRule};
 use self::policy::policy_of;
@@ -54,6 +56,8 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
     let mut routes: BTreeMap<Hostname, Arc<VirtualRoutes>> = BTreeMap::new();
     let mut policies: BTreeMap<Hostname, Arc<DestinationPolicy>> = BTreeMap::new();
     let mut sidecars: Vec<Arc<SidecarScope>> = Vec::new();
+    let mut peer_policies = Vec::new();
+    let mut authorization = Vec::new();
 
     for resource in resources {
         match resource {
@@ -129,11 +133,22 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
                 }
                 sidecars.push(Arc::new(scope));
             }
+            Resource::PeerAuthentication(config) => {
+                peer_policies.push(security::peer_policy_of(config));
+            }
+            Resource::AuthorizationPolicy(config) => {
+                authorization.push(security::authorization_policy_of(config));
+            }
             Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
         }
     }
     (
-        Snapshot::new(services, workloads, routes, policies).with_sidecars(sidecars),
+        Snapshot::new(services, workloads, routes, policies)
+            .with_sidecars(sidecars)
+            .with_security(
+                PeerAuthentications::new(peer_policies),
+                AuthorizationPolicies::new(authorization),
+            ),
         warnings,
     )
 }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use bosun_api::Config;
 use bosun_api::networking::{
-    ConnectionPoolSettings, ConsistentHashLb, DestinationRule, H2UpgradePolicy,
-    LoadBalancerSettings, LoadBalancerSimple, OutlierDetection as ApiOutlierDetection,
-    PortTrafficPolicy, TrafficPolicy as ApiTrafficPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, DestinationRule,
+    H2UpgradePolicy, LoadBalancerSettings, LoadBalancerSimple,
+    OutlierDetection as ApiOutlierDetection, PortTrafficPolicy, TrafficPolicy as ApiTrafficPolicy,
 };
 
 use super::source;
 use crate::host::Hostname;
 use crate::policy::{
-    ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
+    ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
     Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
     TcpKeepalive, TrafficPolicy, Warmup,
 };
@@ -45,6 +45,7 @@ fn layered(policy: Option<&ApiTrafficPolicy>) -> LayeredPolicy {
             load_balancer: load_balancer(policy.load_balancer.as_ref()),
             connection_pool: policy.connection_pool.as_ref().map(connection_pool),
             outlier_detection: policy.outlier_detection.as_ref().map(outlier_detection),
+            tls: policy.tls.as_ref().and_then(client_tls),
         },
         ports: policy
             .port_level_settings
@@ -63,8 +64,22 @@ fn port_policy(settings: &PortTrafficPolicy) -> Option<(u16, TrafficPolicy)> {
             load_balancer: load_balancer(settings.load_balancer.as_ref()),
             connection_pool: settings.connection_pool.as_ref().map(connection_pool),
             outlier_detection: settings.outlier_detection.as_ref().map(outlier_detection),
+            tls: settings.tls.as_ref().and_then(client_tls),
         },
     ))
+}
+
+/// The modes Bosun honours; SIMPLE and MUTUAL are reported as not supported yet and left
+/// to auto mTLS meanwhile.
+fn client_tls(settings: &ClientTlsSettings) -> Option<ClientTls> {
+    match settings.mode? {
+        ClientTlsMode::Disable => Some(ClientTls::Disable),
+        ClientTlsMode::IstioMutual => Some(ClientTls::IstioMutual {
+            sni: settings.sni.clone().filter(|sni| !sni.is_empty()),
+            subject_alt_names: settings.subject_alt_names.clone(),
+        }),
+        ClientTlsMode::Simple | ClientTlsMode::Mutual => None,
+    }
 }
 
 fn load_balancer(settings: Option<&LoadBalancerSettings>) -> Option<LoadBalancing> {

@@ -1,0 +1,8 @@
+//! Who may talk to a workload: how its ports take connections (PeerAuthentication) and
+//! which requests its sidecar lets through (AuthorizationPolicy).
+
+mod authorization;
+mod peer;
+
+pub use authorization::{AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy};
+pub use peer::{MtlsMode, PeerAuthentications, PeerPolicy};
