@@ -7,6 +7,7 @@ pub mod http_filters {
     pub const FAULT: &str = "envoy.filters.http.fault";
     pub const CORS: &str = "envoy.filters.http.cors";
     pub const ROUTER: &str = "envoy.filters.http.router";
+    pub const RBAC: &str = "envoy.filters.http.rbac";
 }
 
 /// Upgrade types an HttpConnectionManager's `upgrade_configs` name.
@@ -21,6 +22,7 @@ pub mod upgrades {
 pub mod network_filters {
     pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
     pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+    pub const RBAC: &str = "envoy.filters.network.rbac";
 }
 
 /// The typed configs of those filters and of the extensions routes name.
@@ -31,6 +33,11 @@ pub mod type_urls {
     pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
     pub const CORS_POLICY: &str =
         "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+    pub const HTTP_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+    pub const NETWORK_RBAC: &str =
+        "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+    pub const URI_TEMPLATE_MATCH: &str =
+        "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig";
     pub const PREVIOUS_HOSTS_PREDICATE: &str =
         "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
     pub const PREVIOUS_PRIORITIES: &str = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
@@ -42,4 +49,13 @@ pub mod retry {
     pub const PREVIOUS_HOSTS_PREDICATE: &str = "envoy.retry_host_predicates.previous_hosts";
     /// A retry prefers another priority (Istio's `retryRemoteLocalities`).
     pub const PREVIOUS_PRIORITIES: &str = "envoy.retry_priorities.previous_priorities";
+}
+
+/// Where the proxy's filters leave what they learned for the filters after them.
+pub mod metadata {
+    /// The dynamic metadata of the JWT filter; its `payload` key holds a valid token's claims.
+    pub const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
+    pub const JWT_PAYLOAD: &str = "payload";
+    /// The name istiod gives a URI template matcher in RBAC permissions.
+    pub const URI_TEMPLATE: &str = "uri-template";
 }

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use bosun_ca::Identity;
 use bosun_model::snapshot::ResolvedEndpoint;
 use bosun_model::{
-    MeshSettings, OutboundPolicy, Protocol, Resolution, Service, ServicePort, Snapshot,
-    TrafficPolicy,
+    ClientTls, MeshSettings, MtlsMode, OutboundPolicy, Protocol, Resolution, Service, ServicePort,
+    Snapshot, TrafficPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -86,10 +86,31 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
                     ),
                 };
                 cluster.metadata = Some(telemetry_metadata(&[service]));
-                // Auto mTLS: only services with a sidecar behind them need the sockets.
-                if !identities.is_empty() && mesh.auto_mtls {
-                    cluster.transport_socket_matches =
-                        tls::auto_mtls(&identities, &sni(&name), port.protocol);
+                match &policy.tls {
+                    Some(ClientTls::Disable) => {}
+                    Some(ClientTls::IstioMutual {
+                        sni: own_sni,
+                        subject_alt_names,
+                    }) => {
+                        let identities = if subject_alt_names.is_empty() {
+                            &identities
+                        } else {
+                            subject_alt_names
+                        };
+                        let sni = own_sni.clone().unwrap_or_else(|| sni(&name));
+                        cluster.transport_socket =
+                            Some(tls::upstream_mtls(identities, &sni, port.protocol));
+                    }
+                    // Auto mTLS: only services with a sidecar behind them need the
+                    // sockets, and none where the service's namespace disables mTLS.
+                    None => {
+                        let disabled = snapshot.namespace_mtls_mode(&service.namespace)
+                            == Some(MtlsMode::Disable);
+                        if !identities.is_empty() && mesh.auto_mtls && !disabled {
+                            cluster.transport_socket_matches =
+                                tls::auto_mtls(&identities, &sni(&name), port.protocol);
+                        }
+                    }
                 }
                 out.clusters.push(cluster);
                 if service.resolution == Resolution::Static {

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use bosun_model::{Protocol, Service, ServicePort, Snapshot, service::selects};
+use bosun_model::{MtlsMode, Protocol, Service, ServicePort, Snapshot, service::selects};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions, SocketAddress,
@@ -28,6 +28,7 @@ use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDeta
 use bosun_wire::http_filters;
 
 use super::DEFAULT_APP_PORT_OFFSET;
+use super::authorization;
 use super::clusters::{protocol_options, static_cluster, telemetry_metadata};
 use super::connect;
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
@@ -51,6 +52,7 @@ pub(super) fn virtual_outbound(node: &ProxyNode) -> Listener {
             config_source: Some(ads_config_source()),
             route_config_name: OUTBOUND_ROUTE_CONFIG.to_string(),
         }),
+        Vec::new(),
     );
     Listener {
         traffic_direction: TrafficDirection::Outbound as i32,
@@ -74,6 +76,7 @@ pub(super) struct InboundPort {
 pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort> {
     let ip = proxy_ip(node);
     let workload = snapshot.workload(&node.namespace, &node.workload_name);
+    let policies = snapshot.authorization_policies(&node.namespace, &node.labels);
     let ports: Vec<(Option<&str>, u16)> = match workload {
         Some(workload) => workload
             .ports
@@ -126,6 +129,7 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
             let plaintext = http_connection_manager(
                 &stat_prefix,
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
+                authorization::http_filters(&policies),
             );
             let mut cluster = Cluster {
                 metadata: Some(telemetry_metadata(
@@ -153,12 +157,21 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 cluster.typed_extension_protocol_options = protocol_options(options);
             }
             let name = format!("inbound|{port}");
+            let mode = snapshot.mtls_mode(&node.namespace, &node.labels, port);
             let listener = if protocol.is_tunnelled() {
-                let tcp = connect::tcp_proxy_filter(&stat_prefix, &cluster_name);
-                permissive_inbound(name, ip, port, tcp.clone(), tcp)
+                let mut filters = authorization::network_filters(&policies);
+                filters.push(connect::tcp_proxy_filter(&stat_prefix, &cluster_name));
+                inbound_listener(name, ip, port, mode, filters.clone(), filters)
             } else {
                 let mtls = with_client_cert_details(plaintext.clone());
-                permissive_inbound(name, ip, port, hcm_filter(mtls), hcm_filter(plaintext))
+                inbound_listener(
+                    name,
+                    ip,
+                    port,
+                    mode,
+                    vec![hcm_filter(mtls)],
+                    vec![hcm_filter(plaintext)],
+                )
             };
             InboundPort { listener, cluster }
         })
@@ -203,9 +216,12 @@ fn ads_config_source() -> ConfigSource {
     }
 }
 
+/// A connection manager with istiod's filters: the inbound side's authorization first
+/// (`authorization` is empty outbound), then fault and CORS, then the router.
 fn http_connection_manager(
     stat_prefix: &str,
     routes: http_connection_manager::RouteSpecifier,
+    authorization: Vec<HttpFilter>,
 ) -> HttpConnectionManager {
     HttpConnectionManager {
         codec_type: http_connection_manager::CodecType::Auto as i32,
@@ -217,29 +233,32 @@ fn http_connection_manager(
             ..Default::default()
         }),
         // istiod's order: the fault and CORS filters (configured per route), the router.
-        http_filters: vec![
-            HttpFilter {
-                name: http_filters::FAULT.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                    HttpFault::default(),
-                ))),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: http_filters::CORS.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                    Cors::default(),
-                ))),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: http_filters::ROUTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                    Router::default(),
-                ))),
-                ..Default::default()
-            },
-        ],
+        http_filters: authorization
+            .into_iter()
+            .chain([
+                HttpFilter {
+                    name: http_filters::FAULT.to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                        HttpFault::default(),
+                    ))),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: http_filters::CORS.to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                        Cors::default(),
+                    ))),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: http_filters::ROUTER.to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                        Router::default(),
+                    ))),
+                    ..Default::default()
+                },
+            ])
+            .collect(),
         // istiod lets WebSocket upgrades through every HTTP connection manager.
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: bosun_wire::upgrades::WEBSOCKET.to_string(),
@@ -275,41 +294,48 @@ fn with_client_cert_details(plaintext: HttpConnectionManager) -> HttpConnectionM
     }
 }
 
-/// An inbound port in Istio's default PERMISSIVE mode: mutual TLS from other sidecars
-/// and plaintext alike, told apart by the TLS inspector, each with its network filter.
-fn permissive_inbound(
+/// An inbound port under its PeerAuthentication mode: mutual TLS from other sidecars
+/// (STRICT), plaintext (DISABLE), or both told apart by the TLS inspector (PERMISSIVE,
+/// Istio's default), each chain with its network filters. A connection no chain takes
+/// is closed.
+fn inbound_listener(
     name: String,
     ip: IpAddr,
     port: u16,
-    mtls: Filter,
-    plaintext: Filter,
+    mode: MtlsMode,
+    mtls: Vec<Filter>,
+    plaintext: Vec<Filter>,
 ) -> Listener {
+    let mtls_chain = FilterChain {
+        name: "inbound-mtls".to_string(),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "tls".to_string(),
+            ..Default::default()
+        }),
+        transport_socket: Some(tls::downstream_mtls()),
+        filters: mtls,
+        ..Default::default()
+    };
+    let plaintext_chain = FilterChain {
+        name: "inbound-plaintext".to_string(),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "raw_buffer".to_string(),
+            ..Default::default()
+        }),
+        filters: plaintext,
+        ..Default::default()
+    };
+    let filter_chains = match mode {
+        MtlsMode::Strict => vec![mtls_chain],
+        MtlsMode::Disable => vec![plaintext_chain],
+        MtlsMode::Permissive => vec![mtls_chain, plaintext_chain],
+    };
     Listener {
         name,
         traffic_direction: TrafficDirection::Inbound as i32,
         address: Some(socket_address(ip, port)),
         listener_filters: vec![tls::tls_inspector()],
-        filter_chains: vec![
-            FilterChain {
-                name: "inbound-mtls".to_string(),
-                filter_chain_match: Some(FilterChainMatch {
-                    transport_protocol: "tls".to_string(),
-                    ..Default::default()
-                }),
-                transport_socket: Some(tls::downstream_mtls()),
-                filters: vec![mtls],
-                ..Default::default()
-            },
-            FilterChain {
-                name: "inbound-plaintext".to_string(),
-                filter_chain_match: Some(FilterChainMatch {
-                    transport_protocol: "raw_buffer".to_string(),
-                    ..Default::default()
-                }),
-                filters: vec![plaintext],
-                ..Default::default()
-            },
-        ],
+        filter_chains,
         ..Default::default()
     }
 }

@@ -81,7 +81,11 @@ pub(super) fn istio_tls_mode() -> Struct {
     fields
 }
 
-fn upstream_mtls(identities: &[String], sni: &str, protocol: Protocol) -> TransportSocket {
+pub(super) fn upstream_mtls(
+    identities: &[String],
+    sni: &str,
+    protocol: Protocol,
+) -> TransportSocket {
     let san_matchers = identities
         .iter()
         .map(|identity| SubjectAltNameMatcher {
