@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
-use support::mesh::{
-    ClientProxy, READY_TIMEOUT, proxy_command, spawn_envoy, start_control_plane, wait_ready,
-};
-use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, get};
+use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
+use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
 
 const CASES: &str = "../../../shared/corpus/istio-routing/cases.yaml";
 const NAMESPACE: &str = "echo";
@@ -36,8 +34,6 @@ const APP_PORT: u16 = 28080;
 const CONTROL_PLANE_HOST: u8 = 250;
 /// How long a case's check may take to start holding once its config is pushed.
 const SETTLE: Duration = Duration::from_secs(6);
-/// Longer than the control plane's debounce: a reload has happened by then.
-const RELOAD_GRACE: Duration = Duration::from_millis(400);
 /// What a case may check here.
 const CHECKS: [&str; 6] = [
     "status",
@@ -160,82 +156,8 @@ spec:
         out
     }
 
-    async fn configz(&self) -> Value {
-        let reply = get(self.debug(), "/debug/configz")
-            .await
-            .expect("the control plane answers");
-        serde_json::from_str(&reply.body).expect("configz is JSON")
-    }
-
-    /// Writes (or, with `None`, removes) the case's file and waits until the control
-    /// plane has loaded the change and every proxy has acknowledged what it was sent.
-    /// Returns the control plane's warnings and errors about the file, each prefixed
-    /// `warnings:` or `errors:`.
     async fn apply(&self, config: Option<&str>) -> Vec<String> {
-        let before = self.configz().await["generation"].as_u64().unwrap_or(0);
-        let path = self.dir.path().join("case.yaml");
-        match config {
-            Some(config) => std::fs::write(&path, config).expect("write the case"),
-            None => {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-        let written = Instant::now();
-        let status = loop {
-            let status = self.configz().await;
-            if status["generation"].as_u64().unwrap_or(0) > before {
-                break status;
-            }
-            // A config that changes nothing proxies get keeps the generation: the file
-            // being (or no longer being) among the loaded resources is the sign then.
-            let loaded = status["resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| {
-                    r["origin"]
-                        .as_str()
-                        .is_some_and(|o| o.contains("case.yaml"))
-                });
-            let settled = loaded == config.is_some() && written.elapsed() > RELOAD_GRACE;
-            if settled || written.elapsed() > Duration::from_secs(5) {
-                break status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        self.until_synced().await;
-        let mut notes: Vec<String> = Vec::new();
-        for field in ["warnings", "errors"] {
-            notes.extend(
-                status[field]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .filter(|note| note.contains("case.yaml"))
-                    .map(|note| format!("{field}: {note}")),
-            );
-        }
-        notes
-    }
-
-    async fn until_synced(&self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        while Instant::now() < deadline {
-            if let Some(reply) = get(self.debug(), "/debug/syncz").await
-                && let Ok(Value::Array(proxies)) = serde_json::from_str::<Value>(&reply.body)
-                && proxies.len() == SERVICES.len()
-                && proxies.iter().all(|proxy| {
-                    proxy["types"].as_array().into_iter().flatten().all(|t| {
-                        t["acked_version"].is_string() && t["acked_version"] == t["sent_version"]
-                    })
-                })
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        push::apply(self.debug(), self.dir.path(), SERVICES.len(), config).await
     }
 
     fn logs(&self) -> String {

@@ -19,6 +19,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =

@@ -15,6 +15,7 @@ pub mod filters;
 pub mod headers;
 mod http;
 mod listeners;
+pub mod rbac;
 pub mod resource;
 pub mod routing;
 mod snapshot;

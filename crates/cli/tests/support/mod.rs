@@ -7,6 +7,7 @@
 
 pub mod mesh;
 pub mod metrics;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

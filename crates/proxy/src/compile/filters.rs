@@ -16,6 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::cors::compile_cors;
 use super::fault::{HTTP_FAULT_TYPE, compile_fault};
+use super::rbac::compile_http_rbac;
 use super::{Reason, decode_any, type_url_of};
 use crate::filters::{CorsFilter, FaultFilter, HttpFilter, HttpFilterChain, ROUTER_FILTER};
 use crate::routing::{FilterConfigs, FilterOverride};
@@ -57,6 +58,11 @@ pub fn compile_http_filters(filters: &[ProtoHttpFilter]) -> Result<HttpFilterCha
             chain.filters.push(HttpFilter::Cors(CorsFilter {
                 name: filter.name.clone(),
             }));
+        } else if any.type_url == bosun_wire::type_urls::HTTP_RBAC {
+            let config = decode_any(any, bosun_wire::type_urls::HTTP_RBAC)?;
+            let rbac =
+                compile_http_rbac(&filter.name, &config).map_err(|r| format!("{field}: {r}"))?;
+            chain.filters.push(HttpFilter::Rbac(rbac));
         } else if any.type_url == type_url_of(ROUTER_TYPE) {
             return Err(format!("{field}: the router must be the last filter"));
         } else if !filter.is_optional {

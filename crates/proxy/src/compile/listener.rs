@@ -13,12 +13,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
 use super::filters::compile_http_filters;
+use super::rbac::compile_network_rbac;
 use super::tls::{self, DownstreamTls};
 use super::{
     CompileError, Reason, compile_route_config, decode_any, duration, require_ads, socket_addr,
     type_url_of,
 };
-use crate::filters::HttpFilterChain;
+use crate::filters::{HttpFilterChain, RbacFilter};
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::telemetry::Direction;
@@ -72,6 +73,9 @@ pub struct CertDetails {
 pub struct FilterChainSpec {
     /// `Some` for the chain that terminates mutual TLS.
     pub tls: Option<DownstreamTls>,
+    /// `envoy.filters.network.rbac` filters before the last filter, in order: a
+    /// connection one of them refuses is closed.
+    pub rbac: Vec<RbacFilter>,
     pub network: NetworkFilter,
 }
 
@@ -257,12 +261,32 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             }
         }
     }
-    let [filter] = chain.filters.as_slice() else {
+    let Some((filter, before)) = chain.filters.split_last() else {
         return Err(format!(
-            "a chain must hold exactly one filter ({HCM_FILTER} or {TCP_PROXY}), found {}",
-            chain.filters.len()
+            "a chain needs a filter ({HCM_FILTER} or {TCP_PROXY}), found none"
         ));
     };
+    let mut rbac = Vec::with_capacity(before.len());
+    for filter in before {
+        match &filter.config_type {
+            Some(filter::ConfigType::TypedConfig(any))
+                if any.type_url == bosun_wire::type_urls::NETWORK_RBAC =>
+            {
+                let config = decode_any(any, bosun_wire::type_urls::NETWORK_RBAC)?;
+                rbac.push(
+                    compile_network_rbac(&filter.name, &config)
+                        .map_err(|r| format!("network filter {}: {r}", filter.name))?,
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "network filter {} is not supported before the last filter yet ({} is)",
+                    filter.name,
+                    bosun_wire::network_filters::RBAC
+                ));
+            }
+        }
+    }
     let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
         return Err(format!(
             "network filter {} has no typed_config",
@@ -281,7 +305,7 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             filter.name
         ));
     };
-    Ok(FilterChainSpec { tls, network })
+    Ok(FilterChainSpec { tls, rbac, network })
 }
 
 fn compile_http_chain(hcm: &HttpConnectionManager) -> Result<HttpChainSpec, Reason> {

@@ -13,6 +13,7 @@ mod listener;
 mod load_balancer;
 mod matchers;
 mod percent;
+mod rbac;
 mod retry;
 mod route;
 mod telemetry;

@@ -9,6 +9,7 @@
 pub mod cors;
 pub mod fault;
 mod local_reply;
+pub mod rbac;
 pub mod router;
 
 use bytes::Bytes;
@@ -18,8 +19,10 @@ use http_body_util::{Either, Full};
 pub use cors::{CORS_FILTER, CorsFilter, CorsOutcome, CorsResponse};
 pub use fault::{FAULT_FILTER, FaultFilter};
 pub use local_reply::{LocalReply, is_grpc, text_reply};
+pub use rbac::{ACCESS_DENIED, RBAC_FILTER, RbacFilter};
 pub use router::ROUTER_FILTER;
 
+use crate::rbac::Subject;
 use crate::routing::{RequestView, Route};
 use crate::telemetry::{RequestRecord, ResponseFlag};
 use crate::upstream::UpstreamResponseBody;
@@ -30,6 +33,7 @@ pub type ProxyBody = Either<UpstreamResponseBody, Full<Bytes>>;
 /// One stage before the router.
 #[derive(Debug)]
 pub enum HttpFilter {
+    Rbac(RbacFilter),
     Fault(FaultFilter),
     Cors(CorsFilter),
 }
@@ -70,11 +74,19 @@ pub struct HttpFilterChain {
 }
 
 impl HttpFilterChain {
+    /// Whether a stage needs to know who calls (access control does).
+    pub fn needs_subject(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|filter| matches!(filter, HttpFilter::Rbac(_)))
+    }
+
     /// Runs the request through every stage. `Err` is the answer a stage gave instead;
     /// `Ok` says what the stages will do to the response.
     pub async fn on_request<'r>(
         &self,
         request: &RequestView<'_>,
+        subject: &Subject<'_>,
         route: &'r Route,
         cluster: Option<&str>,
         mut record: Option<&mut RequestRecord>,
@@ -82,6 +94,7 @@ impl HttpFilterChain {
         let mut work = ResponseWork::default();
         for filter in &self.filters {
             match filter {
+                HttpFilter::Rbac(rbac) => rbac.check(subject)?,
                 HttpFilter::Fault(fault) => {
                     let outcome = fault.on_request(request, route, cluster).await?;
                     if outcome == fault::FaultOutcome::Delayed

@@ -21,6 +21,8 @@ pub struct ConnectionInfo {
     pub addresses: Option<(SocketAddr, SocketAddr)>,
     /// The caller's certificate, over mutual TLS.
     pub peer: Option<PeerCertificate>,
+    /// The TLS server name the caller asked for.
+    pub sni: Option<String>,
     /// The caller's SPIFFE identity, as metrics label it.
     pub principal: Option<Principal>,
     /// The connection's `x-forwarded-client-cert` element, made on its first request.
@@ -43,6 +45,7 @@ impl ConnectionInfo {
 
     pub fn mutual_tls(
         peer: Option<PeerCertificate>,
+        sni: Option<String>,
         addresses: Option<(SocketAddr, SocketAddr)>,
     ) -> Self {
         let principal = peer
@@ -53,6 +56,7 @@ impl ConnectionInfo {
             is_tls: true,
             addresses,
             peer,
+            sni,
             principal,
             ..Default::default()
         }

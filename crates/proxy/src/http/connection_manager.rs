@@ -25,6 +25,7 @@ use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
 use crate::headers::X_FORWARDED_CLIENT_CERT;
 use crate::listeners::ListenerContext;
+use crate::rbac::Subject;
 use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
@@ -237,10 +238,22 @@ async fn route_and_forward(
         ));
     };
     let selected = route.select_cluster();
+    let subject = Subject {
+        peer: connection.peer.as_ref(),
+        addresses,
+        remote: if chain.http_filters.needs_subject() {
+            original_client(&view, addresses)
+        } else {
+            None
+        },
+        sni: connection.sni.as_deref().unwrap_or_default(),
+        request: Some(&view),
+    };
     let work = match chain
         .http_filters
         .on_request(
             &view,
+            &subject,
             &route,
             selected.as_ref().map(|selected| selected.name.as_ref()),
             record.as_deref_mut(),
@@ -312,6 +325,24 @@ async fn route_and_forward(
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
     work.apply(response.headers_mut());
     Ok(response)
+}
+
+/// The original client, as Envoy finds it on a connection manager that does not use the
+/// remote address (a sidecar's): the last address `x-forwarded-for` names, else the
+/// connection's peer.
+fn original_client(
+    view: &RequestView<'_>,
+    addresses: Option<(SocketAddr, SocketAddr)>,
+) -> Option<std::net::IpAddr> {
+    let forwarded = view
+        .headers
+        .get_all(&crate::headers::X_FORWARDED_FOR)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok());
+    forwarded.or(addresses.map(|(remote, _)| remote.ip()))
 }
 
 /// The answer of a route that answers itself (Envoy's direct response or redirect), with

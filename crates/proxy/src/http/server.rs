@@ -19,6 +19,7 @@ use super::head_timeout::Watched;
 use crate::compile::{NetworkFilter, TcpProxySpec};
 use crate::drain::DrainWatcher;
 use crate::listeners::ListenerContext;
+use crate::rbac::Subject;
 use crate::tcp;
 use crate::tls::PeerCertificate;
 
@@ -52,28 +53,34 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
         let drain = drain.clone();
         let addresses = stream.local_addr().ok().map(|local| (peer, local));
         tokio::spawn(async move {
-            let result = match open(stream, addresses, &ctx).await {
-                Ok(Opened::Plain(stream)) if let Some(tcp) = tcp_chain(&ctx, false) => {
+            let opened = match open(stream, addresses, &ctx).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection refused before HTTP");
+                    return;
+                }
+            };
+            let info = opened.info();
+            let Some(tcp_proxy) = admitted(&ctx, &info) else {
+                return;
+            };
+            let result = match (opened, tcp_proxy) {
+                (Opened::Plain(stream, _), Some(tcp)) => {
                     proxy_tcp(stream, &tcp, &ctx).await;
                     Ok(())
                 }
-                Ok(Opened::Tls(stream, _)) if let Some(tcp) = tcp_chain(&ctx, true) => {
+                (Opened::Tls(stream, _), Some(tcp)) => {
                     proxy_tcp(*stream, &tcp, &ctx).await;
                     Ok(())
                 }
-                Ok(Opened::Plain(stream)) => {
-                    let info = Arc::new(ConnectionInfo::plain(addresses));
+                (Opened::Plain(stream, info), None) => {
                     let stream = Watched::new(stream, Arc::clone(&info.head), false);
                     serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
-                Ok(Opened::Tls(stream, info)) => {
+                (Opened::Tls(stream, info), None) => {
                     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let stream = Watched::new(*stream, Arc::clone(&info.head), http2);
                     serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
-                }
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "connection refused before HTTP");
-                    Ok(())
                 }
             };
             if let Err(err) = result {
@@ -84,11 +91,28 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
     }
 }
 
-/// The chain's TCP proxy, when the chain proxies bytes rather than serving HTTP.
-fn tcp_chain(ctx: &ListenerContext, is_tls: bool) -> Option<TcpProxySpec> {
-    match &ctx.config.load().spec.chain_for(is_tls)?.network {
-        NetworkFilter::Tcp(tcp) => Some(tcp.clone()),
-        NetworkFilter::Http(_) => None,
+/// Whether the connection's chain takes it: `None` closes it (no chain, or the chain's
+/// `envoy.filters.network.rbac` refuses it); `Some(None)` serves HTTP; `Some(Some(_))`
+/// proxies its bytes.
+fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option<TcpProxySpec>> {
+    let runtime = ctx.config.load();
+    let chain = runtime.spec.chain_for(info.is_tls)?;
+    if !chain.rbac.is_empty() {
+        let subject = Subject {
+            peer: info.peer.as_ref(),
+            addresses: info.addresses,
+            remote: info.addresses.map(|(remote, _)| remote.ip()),
+            sni: info.sni.as_deref().unwrap_or_default(),
+            request: None,
+        };
+        if let Some(refused) = chain.rbac.iter().find(|rbac| rbac.check(&subject).is_err()) {
+            tracing::debug!(filter = %refused.name, "connection refused by access control");
+            return None;
+        }
+    }
+    match &chain.network {
+        NetworkFilter::Tcp(tcp) => Some(Some(tcp.clone())),
+        NetworkFilter::Http(_) => Some(None),
     }
 }
 
@@ -114,14 +138,24 @@ where
 }
 
 enum Opened {
-    Plain(TcpStream),
+    Plain(TcpStream, Arc<ConnectionInfo>),
     Tls(
         Box<tokio_rustls::server::TlsStream<TcpStream>>,
         Arc<ConnectionInfo>,
     ),
 }
 
+impl Opened {
+    fn info(&self) -> Arc<ConnectionInfo> {
+        match self {
+            Opened::Plain(_, info) | Opened::Tls(_, info) => Arc::clone(info),
+        }
+    }
+}
+
 /// Picks the chain for a new connection and, for the TLS chain, completes the handshake.
+/// A connection no chain takes (plaintext to a port that takes only mutual TLS) is
+/// refused before a byte is answered, as Envoy closes one no filter chain matches.
 async fn open(
     stream: TcpStream,
     addresses: Option<(SocketAddr, SocketAddr)>,
@@ -129,33 +163,41 @@ async fn open(
 ) -> std::io::Result<Opened> {
     let runtime = ctx.config.load_full();
     let spec = &runtime.spec;
-    let server_tls = match (&runtime.server_tls, spec.plaintext_chain.is_some()) {
-        (None, _) => return Ok(Opened::Plain(stream)),
-        (Some(server_tls), false) => server_tls,
-        (Some(server_tls), true) => {
-            let mut first = [0u8; 1];
-            let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first))
-                .await
-                .map_err(|_| timed_out("the first byte"))??;
-            if read == 0 || first[0] != TLS_HANDSHAKE_RECORD {
-                return Ok(Opened::Plain(stream));
-            }
-            server_tls
-        }
+    let Some(server_tls) = &runtime.server_tls else {
+        return Ok(Opened::Plain(
+            stream,
+            Arc::new(ConnectionInfo::plain(addresses)),
+        ));
     };
+    let mut first = [0u8; 1];
+    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first))
+        .await
+        .map_err(|_| timed_out("the first byte"))??;
+    if read == 0 || first[0] != TLS_HANDSHAKE_RECORD {
+        if spec.plaintext_chain.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "a plaintext connection to a port that takes only mutual TLS",
+            ));
+        }
+        return Ok(Opened::Plain(
+            stream,
+            Arc::new(ConnectionInfo::plain(addresses)),
+        ));
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(server_tls));
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await
         .map_err(|_| timed_out("the TLS handshake"))??;
-    let peer = stream
-        .get_ref()
-        .1
+    let connection = stream.get_ref().1;
+    let peer = connection
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(PeerCertificate::of);
+    let sni = connection.server_name().map(str::to_owned);
     Ok(Opened::Tls(
         Box::new(stream),
-        Arc::new(ConnectionInfo::mutual_tls(peer, addresses)),
+        Arc::new(ConnectionInfo::mutual_tls(peer, sni, addresses)),
     ))
 }
 

@@ -452,7 +452,7 @@ impl Generator<'_> {
     fn namespace(&self, value: &str) -> Generated<Principal> {
         let namespace = value
             .split('*')
-            .map(|part| regex::escape(part))
+            .map(regex::escape)
             .collect::<Vec<_>>()
             .join(".*");
         Ok(Some(authenticated(string_regex(format!(

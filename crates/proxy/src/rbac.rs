@@ -1,0 +1,279 @@
+//! Envoy's role-based access control: policies of permissions (what is asked) and
+//! principals (who asks), evaluated against a connection and, on HTTP, a request.
+//!
+//! One engine serves the HTTP filter (`envoy.filters.http.rbac`) and the network filter
+//! (`envoy.filters.network.rbac`); on a TCP connection there is no request, so header and
+//! path rules match nothing.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::routing::{HeaderMatch, RequestView, ValueMatch};
+use crate::tls::PeerCertificate;
+
+/// What access control looks at.
+pub struct Subject<'a> {
+    /// The caller's certificate, over mutual TLS.
+    pub peer: Option<&'a PeerCertificate>,
+    /// The connection's remote and local address.
+    pub addresses: Option<(SocketAddr, SocketAddr)>,
+    /// The original client: the direct peer, or the address `x-forwarded-for` names.
+    pub remote: Option<IpAddr>,
+    /// The TLS server name the caller asked for (empty without TLS).
+    pub sni: &'a str,
+    /// The request, on an HTTP chain.
+    pub request: Option<&'a RequestView<'a>>,
+}
+
+/// `ALLOW`: only what a policy matches passes. `DENY`: what a policy matches is refused.
+/// `LOG`: everything passes; matches are marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RbacAction {
+    Allow,
+    Deny,
+    Log,
+}
+
+/// One RBAC config: an action and its named policies.
+#[derive(Debug, Clone)]
+pub struct Rbac {
+    pub action: RbacAction,
+    pub policies: Vec<(String, Policy)>,
+}
+
+/// What [`Rbac::decide`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The policy that matched, if one did.
+    pub matched: Option<String>,
+}
+
+impl Rbac {
+    pub fn decide(&self, subject: &Subject<'_>) -> Decision {
+        let matched = self
+            .policies
+            .iter()
+            .find(|(_, policy)| policy.matches(subject))
+            .map(|(name, _)| name.clone());
+        let allowed = match self.action {
+            RbacAction::Allow => matched.is_some(),
+            RbacAction::Deny => matched.is_none(),
+            RbacAction::Log => true,
+        };
+        Decision { allowed, matched }
+    }
+}
+
+/// Matches when one of its permissions and one of its principals do.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub permissions: Vec<Permission>,
+    pub principals: Vec<Principal>,
+}
+
+impl Policy {
+    fn matches(&self, subject: &Subject<'_>) -> bool {
+        self.permissions.iter().any(|p| p.matches(subject))
+            && self.principals.iter().any(|p| p.matches(subject))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Permission {
+    Any,
+    And(Vec<Permission>),
+    Or(Vec<Permission>),
+    Not(Box<Permission>),
+    Header(HeaderMatch),
+    /// The path without its query string.
+    UrlPath(ValueMatch),
+    UriTemplate(UriTemplate),
+    DestinationIp(Cidr),
+    DestinationPort(u16),
+    DestinationPortRange(u16, u16),
+    RequestedServerName(ValueMatch),
+    /// A filter's dynamic metadata; no filter before access control writes any yet.
+    Metadata,
+}
+
+impl Permission {
+    fn matches(&self, subject: &Subject<'_>) -> bool {
+        let local = subject.addresses.map(|(_, local)| local);
+        match self {
+            Permission::Any => true,
+            Permission::And(all) => all.iter().all(|p| p.matches(subject)),
+            Permission::Or(any) => any.iter().any(|p| p.matches(subject)),
+            Permission::Not(inner) => !inner.matches(subject),
+            Permission::Header(header) => subject.request.is_some_and(|req| header.matches(req)),
+            Permission::UrlPath(path) => subject.request.is_some_and(|req| path.matches(req.path)),
+            Permission::UriTemplate(template) => subject
+                .request
+                .is_some_and(|req| template.matches(req.path)),
+            Permission::DestinationIp(cidr) => local.is_some_and(|local| cidr.contains(local.ip())),
+            Permission::DestinationPort(port) => local.is_some_and(|local| local.port() == *port),
+            Permission::DestinationPortRange(start, end) => {
+                local.is_some_and(|local| (*start..*end).contains(&local.port()))
+            }
+            Permission::RequestedServerName(name) => name.matches(subject.sni),
+            Permission::Metadata => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Any,
+    And(Vec<Principal>),
+    Or(Vec<Principal>),
+    Not(Box<Principal>),
+    /// A caller with a certificate; with a name, one whose URI SAN (else DNS SAN, else
+    /// subject) matches it.
+    Authenticated(Option<ValueMatch>),
+    DirectRemoteIp(Cidr),
+    RemoteIp(Cidr),
+    Header(HeaderMatch),
+    Metadata,
+}
+
+impl Principal {
+    fn matches(&self, subject: &Subject<'_>) -> bool {
+        match self {
+            Principal::Any => true,
+            Principal::And(all) => all.iter().all(|p| p.matches(subject)),
+            Principal::Or(any) => any.iter().any(|p| p.matches(subject)),
+            Principal::Not(inner) => !inner.matches(subject),
+            Principal::Authenticated(name) => match (subject.peer, name) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(peer), Some(name)) => match (&peer.uri, peer.dns.first()) {
+                    (Some(uri), _) => name.matches(uri),
+                    (None, Some(dns)) => name.matches(dns),
+                    (None, None) => name.matches(&peer.subject),
+                },
+            },
+            Principal::DirectRemoteIp(cidr) => subject
+                .addresses
+                .is_some_and(|(remote, _)| cidr.contains(remote.ip())),
+            Principal::RemoteIp(cidr) => subject.remote.is_some_and(|ip| cidr.contains(ip)),
+            Principal::Header(header) => subject.request.is_some_and(|req| header.matches(req)),
+            Principal::Metadata => false,
+        }
+    }
+}
+
+/// An address range (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 caller on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.address, ip) {
+            (IpAddr::V4(range), IpAddr::V4(ip)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(range) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(range), IpAddr::V6(ip)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(range) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Envoy's URI template matcher (`envoy.path.match.uri_template`), as Envoy evaluates
+/// it: `*` is one or more characters of one path segment, `**` any characters across
+/// segments (and must be the last operator), everything else literal; the whole path
+/// must match.
+#[derive(Debug, Clone)]
+pub struct UriTemplate {
+    regex: regex::Regex,
+}
+
+/// RFC 3986 `pchar`s, the characters Envoy lets `*` and `**` match.
+const PATH_CHARS: &str = r"[a-zA-Z0-9\-._~%!$&'()+,;:@=]";
+
+impl UriTemplate {
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if !template.starts_with('/') {
+            return Err(format!("path template {template:?} must start with /"));
+        }
+        let mut pattern = String::from("^");
+        let mut rest = template;
+        let mut seen_rest_operator = false;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix("**") {
+                pattern.push_str(&format!("(?:{PATH_CHARS}|/)*"));
+                seen_rest_operator = true;
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix('*') {
+                if seen_rest_operator {
+                    return Err(format!(
+                        "path template {template:?}: ** must be the last operator"
+                    ));
+                }
+                pattern.push_str(&format!("{PATH_CHARS}+"));
+                rest = after;
+            } else {
+                let literal_end = rest.find('*').unwrap_or(rest.len());
+                pattern.push_str(&regex::escape(&rest[..literal_end]));
+                rest = &rest[literal_end..];
+            }
+        }
+        pattern.push('$');
+        let regex =
+            regex::Regex::new(&pattern).map_err(|e| format!("path template {template:?}: {e}"))?;
+        Ok(Self { regex })
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.regex.is_match(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_ranges_hold_their_addresses_only() {
+        let range = Cidr {
+            address: "10.10.0.0".parse().unwrap(),
+            prefix_len: 16,
+        };
+        assert!(range.contains("10.10.3.4".parse().unwrap()));
+        assert!(range.contains("::ffff:10.10.3.4".parse().unwrap()));
+        assert!(!range.contains("10.11.0.1".parse().unwrap()));
+        let all = Cidr {
+            address: "0.0.0.0".parse().unwrap(),
+            prefix_len: 0,
+        };
+        assert!(all.contains("192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn uri_templates_match_segments() {
+        let one = UriTemplate::parse("/foo/*/bar").unwrap();
+        assert!(one.matches("/foo/x/bar"));
+        assert!(!one.matches("/foo/x/y/bar"));
+        assert!(!one.matches("/foo//bar"));
+        let rest = UriTemplate::parse("/foo/**").unwrap();
+        assert!(rest.matches("/foo/a/b/c"));
+        assert!(rest.matches("/foo/"));
+        assert!(!rest.matches("/bar/a"));
+        let middle = UriTemplate::parse("/**/cart").unwrap();
+        assert!(middle.matches("/store/a/cart"));
+        assert!(!middle.matches("/cart"));
+        assert!(UriTemplate::parse("/**/*").is_err());
+    }
+}
