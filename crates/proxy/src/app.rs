@@ -71,6 +71,7 @@ impl Proxy {
             tls,
             Arc::clone(&telemetry),
             config.drain_timeout,
+            config.node.upstream_source(),
         ));
         let ads = AdsClient::new(&config, store.clone())?;
         let ca_address = config

@@ -46,6 +46,15 @@ pub struct NodeIdentity {
     pub app_ports: BTreeMap<u16, u16>,
 }
 
+impl NodeIdentity {
+    /// Where the proxy's upstream connections leave from: its workload address when that
+    /// is a loopback alias (one machine, where every workload has its own), so servers
+    /// see callers by address as pods are seen; else the system's choice.
+    pub fn upstream_source(&self) -> Option<IpAddr> {
+        self.ip.is_loopback().then_some(self.ip)
+    }
+}
+
 impl Default for NodeIdentity {
     fn default() -> Self {
         NodeIdentity {

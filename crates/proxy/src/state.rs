@@ -72,6 +72,8 @@ pub struct ConfigStore {
     snapshot: Arc<ArcSwap<Snapshot>>,
     stats: Arc<StatsRegistry>,
     tls: Arc<TlsContexts>,
+    /// Where upstream connections leave from, for clusters that do not say.
+    upstream_source: Option<std::net::IpAddr>,
     ready: watch::Sender<bool>,
 }
 
@@ -81,6 +83,7 @@ impl ConfigStore {
         tls: Arc<TlsContexts>,
         telemetry: Arc<Telemetry>,
         drain_timeout: Duration,
+        upstream_source: Option<std::net::IpAddr>,
     ) -> Self {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         ConfigStore {
@@ -101,6 +104,7 @@ impl ConfigStore {
             snapshot,
             stats,
             tls,
+            upstream_source,
             ready: watch::channel(false).0,
         }
     }
@@ -263,7 +267,10 @@ impl ConfigStore {
             };
             present.insert(name.clone());
             let spec = match compile_cluster(&proto) {
-                Ok(spec) => spec,
+                Ok(mut spec) => {
+                    spec.pool.source_ip = spec.pool.source_ip.or(self.upstream_source);
+                    spec
+                }
                 Err(e) => {
                     errors.push(e);
                     continue;

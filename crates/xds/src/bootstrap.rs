@@ -6,7 +6,7 @@
 //! `envoy -c bootstrap.json`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
@@ -32,7 +32,7 @@ pub fn envoy_bootstrap(
         StreamKind::Sotw => "GRPC",
         StreamKind::Delta => "DELTA_GRPC",
     };
-    json!({
+    let mut bootstrap = json!({
         "node": {
             "id": node.id,
             "cluster": node.cluster,
@@ -59,7 +59,17 @@ pub fn envoy_bootstrap(
                 grpc_cluster(SDS_CLUSTER, ads_addr),
             ],
         },
-    })
+    });
+    // On one machine every workload is a loopback alias: connections leave from the
+    // workload's own address, as a pod's do, so servers tell callers apart by address.
+    if let Some(ip) = node.ip.filter(IpAddr::is_loopback) {
+        bootstrap["cluster_manager"] = json!({
+            "upstream_bind_config": {
+                "source_address": { "address": ip.to_string(), "port_value": 0 },
+            },
+        });
+    }
+    bootstrap
 }
 
 /// A static cluster spoken to over gRPC (HTTP/2).

@@ -55,6 +55,7 @@ pub struct EndpointConnector {
     address: SocketAddr,
     connect_timeout: Duration,
     tcp_keepalive: Option<TcpKeepalive>,
+    source_ip: Option<std::net::IpAddr>,
     /// Connections carry their use, for a pool that retires them by use.
     track_use: bool,
     tls: Option<Arc<TlsConnect>>,
@@ -66,6 +67,7 @@ impl EndpointConnector {
             address,
             connect_timeout: pool.connect_timeout,
             tcp_keepalive: pool.tcp_keepalive,
+            source_ip: pool.source_ip,
             track_use: pool.retires_connections(),
             tls,
         }
@@ -91,6 +93,21 @@ impl ConnectionUse {
                 .max_connection_duration
                 .is_some_and(|max| opened.elapsed() >= max)
     }
+}
+
+/// Connects to `address`, from `source` when given (a source of the other IP family than
+/// the address is left to the system).
+async fn dial(address: SocketAddr, source: Option<std::net::IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source.filter(|source| source.is_ipv4() == address.is_ipv4()) else {
+        return TcpStream::connect(address).await;
+    };
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(address).await
 }
 
 fn set_keepalive(stream: &TcpStream, keepalive: &TcpKeepalive) -> io::Result<()> {
@@ -121,10 +138,11 @@ impl tower::Service<Uri> for EndpointConnector {
         let timeout = self.connect_timeout;
         let tls = self.tls.clone();
         let keepalive = self.tcp_keepalive;
+        let source_ip = self.source_ip;
         let usage = self.track_use.then(ConnectionUse::new);
         Box::pin(async move {
             let connect = async {
-                let stream = TcpStream::connect(address).await?;
+                let stream = dial(address, source_ip).await?;
                 stream.set_nodelay(true)?;
                 if let Some(keepalive) = &keepalive {
                     set_keepalive(&stream, keepalive)?;

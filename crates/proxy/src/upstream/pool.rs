@@ -1,6 +1,7 @@
 //! How a cluster's endpoints make and keep their connections: protocol, timeouts,
 //! keepalives, and when a connection is retired.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// How long an idle pooled connection is kept when the cluster does not say.
@@ -19,6 +20,9 @@ pub struct PoolOptions {
     pub max_connection_duration: Option<Duration>,
     pub tcp_keepalive: Option<TcpKeepalive>,
     pub http2_keepalive: Option<Http2Keepalive>,
+    /// The address connections leave from (Envoy's `upstream_bind_config`): the
+    /// proxy's workload address on one machine, where workloads are loopback aliases.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl PoolOptions {
@@ -31,6 +35,7 @@ impl PoolOptions {
             max_connection_duration: None,
             tcp_keepalive: None,
             http2_keepalive: None,
+            source_ip: None,
         }
     }
 
