@@ -4,7 +4,7 @@ use crate::local::LocalWorkload;
 use crate::meta::{Config, ObjectMeta, ResourceRef};
 use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use crate::origin::Origin;
-use crate::security::{AuthorizationPolicy, PeerAuthentication};
+use crate::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 
 /// A resource read from a configuration folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,8 @@ pub enum Resource {
     LocalWorkload(Config<LocalWorkload>),
     PeerAuthentication(Config<PeerAuthentication>),
     AuthorizationPolicy(Config<AuthorizationPolicy>),
-    /// A kind Bosun does not act on (Gateway, RequestAuthentication, Deployment, ...).
+    RequestAuthentication(Config<RequestAuthentication>),
+    /// A kind Bosun does not act on (Gateway, Telemetry, Deployment, ...).
     /// Kept, not dropped, so callers can say "not supported yet: kind X".
     Unsupported {
         kind: String,
@@ -39,6 +40,7 @@ impl Resource {
             Self::LocalWorkload(_) => "LocalWorkload",
             Self::PeerAuthentication(_) => "PeerAuthentication",
             Self::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Self::RequestAuthentication(_) => "RequestAuthentication",
             Self::Unsupported { kind, .. } => kind,
         }
     }
@@ -53,6 +55,7 @@ impl Resource {
             Self::LocalWorkload(c) => &c.api_version,
             Self::PeerAuthentication(c) => &c.api_version,
             Self::AuthorizationPolicy(c) => &c.api_version,
+            Self::RequestAuthentication(c) => &c.api_version,
             Self::Unsupported { api_version, .. } => api_version,
         }
     }
@@ -72,6 +75,7 @@ impl Resource {
             Self::LocalWorkload(c) => &c.meta,
             Self::PeerAuthentication(c) => &c.meta,
             Self::AuthorizationPolicy(c) => &c.meta,
+            Self::RequestAuthentication(c) => &c.meta,
             Self::Unsupported { meta, .. } => meta,
         }
     }
@@ -86,6 +90,7 @@ impl Resource {
             Self::LocalWorkload(c) => &c.origin,
             Self::PeerAuthentication(c) => &c.origin,
             Self::AuthorizationPolicy(c) => &c.origin,
+            Self::RequestAuthentication(c) => &c.origin,
             Self::Unsupported { origin, .. } => origin,
         }
     }

@@ -157,3 +157,8 @@ fn peer_authentications() {
 fn authorization_policies() {
     check_kind("authz");
 }
+
+#[test]
+fn request_authentications() {
+    check_kind("reqauth");
+}

@@ -23,6 +23,11 @@ use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane
 use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
 
 const CASES: &str = "../../../shared/corpus/istio-security/authz-cases.yaml";
+/// Istio's test tokens, one file per token constant, and the key set that signed them.
+const TOKENS: &str = "../../../shared/corpus/istio-security/jwt/tokens";
+const JWKS: &str = "../../../shared/corpus/istio-security/jwt/tests-common/jwks.json";
+/// Istio's JWKS server; here the control plane reads the same key set from a file.
+const JWKS_SERVER: &str = "http://jwt-server.servers.svc.cluster.local:8000/jwks";
 /// (namespace, service, loopback host, the corpus's placeholder address).
 const WORKLOADS: [(&str, &str, u8, &str); 3] = [
     ("ns1", "a", 1, "10.10.1.1"),
@@ -35,9 +40,10 @@ const TCP: (u16, u16, u16) = (9090, 19090, 29090);
 const CONTROL_PLANE_HOST: u8 = 250;
 /// How long a case's check may take to start holding once its config is pushed.
 const SETTLE: Duration = Duration::from_secs(6);
-const KINDS: [&str; 3] = [
+const KINDS: [&str; 4] = [
     "PeerAuthentication",
     "AuthorizationPolicy",
+    "RequestAuthentication",
     "DestinationRule",
 ];
 const CHECKS: [&str; 7] = [
@@ -59,7 +65,7 @@ const KNOWN_GAPS: &[(&str, &str)] = &[(
 /// but the caller without a sidecar is this test, on the loopback address.
 const ADDRESS_ATTRIBUTES: [&str; 4] = ["source.ip", "ipBlocks", "remote.ip", "remoteIpBlocks"];
 /// Cases that apply here, at least: fewer means the runner stopped reading the corpus.
-const LEAST_APPLICABLE: usize = 135;
+const LEAST_APPLICABLE: usize = 230;
 
 struct SecurityMesh {
     subnet: Subnet,
@@ -181,13 +187,17 @@ spec:
         out
     }
 
-    /// The case's config with the corpus's pod addresses replaced by this topology's.
+    /// The case's config with the corpus's pod addresses replaced by this topology's, and
+    /// Istio's JWKS server by the same key set in a file.
     fn localize(&self, config: &str) -> String {
-        WORKLOADS
-            .iter()
-            .fold(config.to_owned(), |text, (_, _, host, placeholder)| {
+        let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join(JWKS);
+        let jwks = format!("file://{}", jwks.canonicalize().unwrap_or(jwks).display());
+        WORKLOADS.iter().fold(
+            config.replace(JWKS_SERVER, &jwks),
+            |text, (_, _, host, placeholder)| {
                 text.replace(placeholder, &self.subnet.ip(*host).to_string())
-            })
+            },
+        )
     }
 
     async fn apply(&self, config: Option<&str>) -> Vec<String> {
@@ -216,14 +226,14 @@ fn not_applicable(case: &Value, configs: &Value) -> Option<String> {
         (Some("http"), Some("HTTP")) | (Some("tcp"), Some("TCP")) => {}
         (port, _) => return Some(format!("port {}", port.unwrap_or("?"))),
     }
-    if !request["jwt"].is_null() || !request["token_placeholders"].is_null() {
-        return Some("jwt".into());
-    }
     let expect = case["expect"].as_object()?;
     if let Some(check) = expect.keys().find(|key| !CHECKS.contains(&key.as_str())) {
         return Some(format!("checks {check}"));
     }
     let config = config_of(case, configs);
+    if config.contains(&format!("{JWKS_SERVER}?")) {
+        return Some("jwks-server-delays".into());
+    }
     if from == "ns1/naked" && ADDRESS_ATTRIBUTES.iter().any(|a| config.contains(a)) {
         return Some("addresses".into());
     }
@@ -264,22 +274,30 @@ async fn check(mesh: &SecurityMesh, case: &Value) -> Result<(), String> {
             (false, Ok(())) => Err("allowed, expected denied".into()),
         };
     }
-    let path = request["path"].as_str().unwrap_or("/");
+    let path = with_tokens(request["path"].as_str().unwrap_or("/"));
     let method = request["method"]
         .as_str()
         .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
         .unwrap_or(http::Method::GET);
-    let headers: Vec<(String, String)> = request["headers"]
+    let mut headers: Vec<(String, String)> = request["headers"]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                with_tokens(value.as_str().unwrap_or_default()),
+            )
+        })
         .collect();
+    if let Some(name) = request["jwt"].as_str() {
+        headers.push(("authorization".into(), format!("Bearer {}", token(name))));
+    }
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let reply = http_call(mesh, from, method, path, &headers).await;
+    let reply = http_call(mesh, from, method, &path, &headers).await;
     let want_status = expect["http_status"]
         .as_u64()
         .unwrap_or(if allowed { 200 } else { 403 });
@@ -305,6 +323,30 @@ async fn check(mesh: &SecurityMesh, case: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One of Istio's test tokens, by its constant's name.
+fn token(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(TOKENS)
+        .join(format!("{name}.jwt"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// `text` with each `<TokenX>` replaced by that token.
+fn with_tokens(text: &str) -> String {
+    let mut out = text.to_owned();
+    while let Some(start) = out.find("<Token") {
+        let Some(end) = out[start..].find('>') else {
+            break;
+        };
+        let name = out[start + 1..start + end].to_owned();
+        out.replace_range(start..=start + end, &token(&name));
+    }
+    out
 }
 
 /// One HTTP request to `ns1/b` from `from`: through its sidecar, or straight to b's
@@ -574,7 +616,13 @@ spec:
 ";
 
 /// A caller, method, path and headers, and the status `ns1/b` answers them with.
-type Expectation<'a> = (&'a str, http::Method, &'a str, &'a [(&'a str, &'a str)], u16);
+type Expectation<'a> = (
+    &'a str,
+    http::Method,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+);
 
 async fn platform_policy(server: ClientProxy) {
     let Some(mesh) = SecurityMesh::start(server).await else {

@@ -16,6 +16,7 @@ use bosun_model::{MeshSettings, Snapshot};
 
 use crate::config_status::{ConfigStatus, ResourceSummary, unix_now};
 use crate::folder_watch::is_yaml;
+use crate::jwks::JwksCache;
 
 /// A config folder and what each of its files held when it last loaded cleanly.
 pub struct ConfigFolder {
@@ -28,6 +29,8 @@ pub struct ConfigFolder {
     parsed: HashMap<PathBuf, (FileStamp, FileLoad)>,
     /// The mesh config (`mesh.yaml`) as it last loaded cleanly.
     last_good_mesh: Option<MeshSettings>,
+    /// The key sets of RequestAuthentications' `jwksUri`s.
+    jwks: JwksCache,
 }
 
 /// What tells a file changed: a rename-over (how editors save) changes the inode, a write
@@ -67,6 +70,7 @@ impl ConfigFolder {
             owners: HashMap::new(),
             parsed: HashMap::new(),
             last_good_mesh: None,
+            jwks: JwksCache::default(),
         }
     }
 
@@ -113,7 +117,9 @@ impl ConfigFolder {
         let mesh = self.load_mesh(&mut errors, &mut warnings);
         let (snapshot, model_warnings) =
             bosun_model::build::build(resources.iter().map(|r| r.as_ref()));
-        let snapshot = snapshot.with_mesh(mesh);
+        let uris = snapshot.request_authentications().jwks_uris();
+        let fetched = self.jwks.resolve(&uris, &mut warnings);
+        let snapshot = snapshot.with_mesh(mesh).with_fetched_jwks(fetched);
         tracing::debug!(
             parse_ms = parsed.as_millis() as u64,
             check_ms = (checked - parsed).as_millis() as u64,

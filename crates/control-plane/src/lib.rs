@@ -9,6 +9,7 @@ pub mod config_status;
 pub mod debug;
 pub mod folder_watch;
 mod identities;
+mod jwks;
 pub mod secrets;
 
 use std::future::Future;

@@ -8,7 +8,10 @@ use crate::mesh::MeshSettings;
 use crate::policy::{ClientTls, DestinationPolicy, TrafficPolicy};
 use crate::routing::{SourceMatch, VirtualRoutes};
 use crate::scope::{self, SidecarScope};
-use crate::security::{AuthorizationPolicies, AuthorizationPolicy, MtlsMode, PeerAuthentications};
+use crate::security::{
+    AuthorizationPolicies, AuthorizationPolicy, JwtRule, MtlsMode, PeerAuthentications,
+    RequestAuthentications,
+};
 use crate::service::{Address, Service, ServicePort, Workload, port_on, selects};
 
 /// The mesh at one moment. Built once per config change, then only read.
@@ -29,6 +32,7 @@ pub struct Snapshot {
     sidecars: Vec<Arc<SidecarScope>>,
     peer_authentications: PeerAuthentications,
     authorization: AuthorizationPolicies,
+    authentication: RequestAuthentications,
     mesh: MeshSettings,
 }
 
@@ -76,6 +80,7 @@ impl Snapshot {
             sidecars: Vec::new(),
             peer_authentications: PeerAuthentications::default(),
             authorization: AuthorizationPolicies::default(),
+            authentication: RequestAuthentications::default(),
             mesh: MeshSettings::default(),
         }
     }
@@ -95,6 +100,28 @@ impl Snapshot {
         self.peer_authentications = peer_authentications;
         self.authorization = authorization;
         self
+    }
+
+    /// The snapshot with the mesh's RequestAuthentications (and the key sets fetched).
+    pub fn with_request_authentications(mut self, authentication: RequestAuthentications) -> Self {
+        self.authentication = authentication;
+        self
+    }
+
+    /// The snapshot with the key sets fetched for its rules' `jwksUri`s.
+    pub fn with_fetched_jwks(mut self, fetched: BTreeMap<String, Result<String, String>>) -> Self {
+        self.authentication = self.authentication.with_fetched(fetched);
+        self
+    }
+
+    pub fn request_authentications(&self) -> &RequestAuthentications {
+        &self.authentication
+    }
+
+    /// The JWT rules on the sidecar of a workload, in load order.
+    pub fn jwt_rules(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<&JwtRule> {
+        self.authentication
+            .rules_for(&self.mesh.root_namespace, namespace, labels)
     }
 
     /// How `port` of a workload with `labels` in `namespace` takes connections.

@@ -7,10 +7,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use serde_json::Value;
+
 use crate::routing::{HeaderMatch, RequestView, ValueMatch};
 use crate::tls::PeerCertificate;
 
 /// What access control looks at.
+#[derive(Clone, Copy)]
 pub struct Subject<'a> {
     /// The caller's certificate, over mutual TLS.
     pub peer: Option<&'a PeerCertificate>,
@@ -22,6 +25,8 @@ pub struct Subject<'a> {
     pub sni: &'a str,
     /// The request, on an HTTP chain.
     pub request: Option<&'a RequestView<'a>>,
+    /// What the filters before wrote: filter name → its dynamic metadata.
+    pub metadata: Option<&'a serde_json::Map<String, Value>>,
 }
 
 /// `ALLOW`: only what a policy matches passes. `DENY`: what a policy matches is refused.
@@ -92,8 +97,7 @@ pub enum Permission {
     DestinationPort(u16),
     DestinationPortRange(u16, u16),
     RequestedServerName(ValueMatch),
-    /// A filter's dynamic metadata; no filter before access control writes any yet.
-    Metadata,
+    Metadata(MetadataMatch),
 }
 
 impl Permission {
@@ -115,7 +119,7 @@ impl Permission {
                 local.is_some_and(|local| (*start..*end).contains(&local.port()))
             }
             Permission::RequestedServerName(name) => name.matches(subject.sni),
-            Permission::Metadata => false,
+            Permission::Metadata(matcher) => matcher.matches(subject.metadata),
         }
     }
 }
@@ -132,7 +136,7 @@ pub enum Principal {
     DirectRemoteIp(Cidr),
     RemoteIp(Cidr),
     Header(HeaderMatch),
-    Metadata,
+    Metadata(MetadataMatch),
 }
 
 impl Principal {
@@ -156,7 +160,54 @@ impl Principal {
                 .is_some_and(|(remote, _)| cidr.contains(remote.ip())),
             Principal::RemoteIp(cidr) => subject.remote.is_some_and(|ip| cidr.contains(ip)),
             Principal::Header(header) => subject.request.is_some_and(|req| header.matches(req)),
-            Principal::Metadata => false,
+            Principal::Metadata(matcher) => matcher.matches(subject.metadata),
+        }
+    }
+}
+
+/// Envoy's `MetadataMatcher`: the value at a path of a filter's dynamic metadata.
+#[derive(Debug, Clone)]
+pub struct MetadataMatch {
+    pub filter: String,
+    pub path: Vec<String>,
+    pub value: MetadataValue,
+    pub invert: bool,
+}
+
+impl MetadataMatch {
+    fn matches(&self, metadata: Option<&serde_json::Map<String, Value>>) -> bool {
+        let found = metadata
+            .and_then(|metadata| metadata.get(&self.filter))
+            .and_then(|value| {
+                self.path
+                    .iter()
+                    .try_fold(value, |value, key| value.get(key.as_str()))
+            });
+        found.is_some_and(|value| self.value.matches(value)) != self.invert
+    }
+}
+
+/// Envoy's `ValueMatcher`, for the kinds istiod writes.
+#[derive(Debug, Clone)]
+pub enum MetadataValue {
+    String(ValueMatch),
+    Present,
+    Bool(bool),
+    /// A list with one item that matches.
+    OneOf(Box<MetadataValue>),
+    Or(Vec<MetadataValue>),
+}
+
+impl MetadataValue {
+    fn matches(&self, value: &Value) -> bool {
+        match self {
+            MetadataValue::String(matcher) => value.as_str().is_some_and(|s| matcher.matches(s)),
+            MetadataValue::Present => !value.is_null(),
+            MetadataValue::Bool(expected) => value.as_bool() == Some(*expected),
+            MetadataValue::OneOf(item) => value
+                .as_array()
+                .is_some_and(|items| items.iter().any(|v| item.matches(v))),
+            MetadataValue::Or(any) => any.iter().any(|m| m.matches(value)),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod http_filters {
     pub const CORS: &str = "envoy.filters.http.cors";
     pub const ROUTER: &str = "envoy.filters.http.router";
     pub const RBAC: &str = "envoy.filters.http.rbac";
+    pub const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
 }
 
 /// Upgrade types an HttpConnectionManager's `upgrade_configs` name.
@@ -33,6 +34,8 @@ pub mod type_urls {
     pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
     pub const CORS_POLICY: &str =
         "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+    pub const JWT_AUTHN: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
     pub const HTTP_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
     pub const NETWORK_RBAC: &str =
         "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";

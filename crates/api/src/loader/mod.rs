@@ -155,6 +155,7 @@ enum KnownKind {
     LocalWorkload,
     PeerAuthentication,
     AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 fn load_document(document: &Document, file: &Path) -> Result<Resource, Box<LoadError>> {
@@ -212,6 +213,10 @@ fn load_document(document: &Document, file: &Path) -> Result<Resource, Box<LoadE
             .map(Resource::PeerAuthentication),
         KnownKind::AuthorizationPolicy => load_typed(document, file, &api_version, &kind, resource)
             .map(Resource::AuthorizationPolicy),
+        KnownKind::RequestAuthentication => {
+            load_typed(document, file, &api_version, &kind, resource)
+                .map(Resource::RequestAuthentication)
+        }
     }
 }
 
@@ -229,13 +234,14 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<KnownKind>, String
         ("bosun.dev", "LocalWorkload") => KnownKind::LocalWorkload,
         (security::GROUP, "PeerAuthentication") => KnownKind::PeerAuthentication,
         (security::GROUP, "AuthorizationPolicy") => KnownKind::AuthorizationPolicy,
+        (security::GROUP, "RequestAuthentication") => KnownKind::RequestAuthentication,
         _ => return Ok(None),
     };
     let version_known = match known {
         KnownKind::LocalWorkload => api_version == LOCAL_API_VERSION,
-        KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => {
-            security::VERSIONS.contains(&version)
-        }
+        KnownKind::PeerAuthentication
+        | KnownKind::AuthorizationPolicy
+        | KnownKind::RequestAuthentication => security::VERSIONS.contains(&version),
         _ => networking::VERSIONS.contains(&version),
     };
     if version_known {
@@ -243,7 +249,9 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<KnownKind>, String
     } else {
         let expected = match known {
             KnownKind::LocalWorkload => LOCAL_API_VERSION.to_owned(),
-            KnownKind::PeerAuthentication | KnownKind::AuthorizationPolicy => security::VERSIONS
+            KnownKind::PeerAuthentication
+            | KnownKind::AuthorizationPolicy
+            | KnownKind::RequestAuthentication => security::VERSIONS
                 .iter()
                 .map(|v| format!("{}/{v}", security::GROUP))
                 .collect::<Vec<_>>()

@@ -4,9 +4,11 @@
 
 mod authorization_policy;
 mod peer_authentication;
+mod request_authentication;
 
 pub use authorization_policy::*;
 pub use peer_authentication::*;
+pub use request_authentication::*;
 
 /// The API group of these kinds.
 pub const GROUP: &str = "security.istio.io";

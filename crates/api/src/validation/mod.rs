@@ -10,6 +10,7 @@ mod destination_rule;
 mod findings;
 mod local_workload;
 mod peer_authentication;
+mod request_authentication;
 pub use peer_authentication::port_key;
 mod rules;
 pub use rules::JWT_CLAIM_PREFIX;
@@ -84,6 +85,9 @@ pub fn validate(resource: &Resource) -> Vec<ValidationMessage> {
         }
         Resource::AuthorizationPolicy(config) => {
             authorization_policy::validate(config, &mut findings);
+        }
+        Resource::RequestAuthentication(config) => {
+            request_authentication::validate(config, &mut findings);
         }
         Resource::Unsupported { .. } => {}
     }

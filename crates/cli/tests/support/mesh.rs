@@ -441,6 +441,13 @@ pub fn spawn_envoy(
         "1",
         "--log-level",
         "warn",
+        // A listener update closes the old config's connections at once, as Bosun's proxy
+        // serves the next request with the new config: otherwise Envoy drains them over
+        // ten minutes, and a pooled connection keeps the old policy meanwhile.
+        "--drain-time-s",
+        "1",
+        "--drain-strategy",
+        "immediate",
     ]);
     Process::spawn(name, command, logs)
 }

@@ -23,7 +23,7 @@ use crate::routing::{
     VirtualRoutes,
 };
 use crate::scope::{EgressHost, EgressScope, SidecarScope};
-use crate::security::{AuthorizationPolicies, PeerAuthentications};
+use crate::security::{AuthorizationPolicies, PeerAuthentications, RequestAuthentications};
 use crate::service::{
     Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload, mutual_tls,
 };
@@ -58,6 +58,7 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
     let mut sidecars: Vec<Arc<SidecarScope>> = Vec::new();
     let mut peer_policies = Vec::new();
     let mut authorization = Vec::new();
+    let mut authentication = Vec::new();
 
     for resource in resources {
         match resource {
@@ -139,6 +140,9 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
             Resource::AuthorizationPolicy(config) => {
                 authorization.push(security::authorization_policy_of(config));
             }
+            Resource::RequestAuthentication(config) => {
+                authentication.push(security::request_authentication_of(config));
+            }
             Resource::LocalWorkload(_) | Resource::Unsupported { .. } => {}
         }
     }
@@ -148,7 +152,8 @@ pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> (Snapshot
             .with_security(
                 PeerAuthentications::new(peer_policies),
                 AuthorizationPolicies::new(authorization),
-            ),
+            )
+            .with_request_authentications(RequestAuthentications::new(authentication)),
         warnings,
     )
 }

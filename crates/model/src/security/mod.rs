@@ -1,8 +1,12 @@
 //! Who may talk to a workload: how its ports take connections (PeerAuthentication) and
 //! which requests its sidecar lets through (AuthorizationPolicy).
 
+mod authentication;
 mod authorization;
 mod peer;
 
+pub use authentication::{
+    JwksSource, JwtRule, RequestAuthenticationPolicy, RequestAuthentications,
+};
 pub use authorization::{AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy};
 pub use peer::{MtlsMode, PeerAuthentications, PeerPolicy};

@@ -16,6 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::cors::compile_cors;
 use super::fault::{HTTP_FAULT_TYPE, compile_fault};
+use super::jwt_authn::compile_jwt_authn;
 use super::rbac::compile_http_rbac;
 use super::{Reason, decode_any, type_url_of};
 use crate::filters::{CorsFilter, FaultFilter, HttpFilter, HttpFilterChain, ROUTER_FILTER};
@@ -58,6 +59,11 @@ pub fn compile_http_filters(filters: &[ProtoHttpFilter]) -> Result<HttpFilterCha
             chain.filters.push(HttpFilter::Cors(CorsFilter {
                 name: filter.name.clone(),
             }));
+        } else if any.type_url == bosun_wire::type_urls::JWT_AUTHN {
+            let config = decode_any(any, bosun_wire::type_urls::JWT_AUTHN)?;
+            let jwt =
+                compile_jwt_authn(&filter.name, &config).map_err(|r| format!("{field}: {r}"))?;
+            chain.filters.push(HttpFilter::JwtAuthn(jwt));
         } else if any.type_url == bosun_wire::type_urls::HTTP_RBAC {
             let config = decode_any(any, bosun_wire::type_urls::HTTP_RBAC)?;
             let rbac =

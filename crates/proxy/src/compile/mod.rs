@@ -9,6 +9,7 @@ mod cors;
 mod fault;
 mod filters;
 mod hash_policy;
+mod jwt_authn;
 mod listener;
 mod load_balancer;
 mod matchers;

@@ -9,12 +9,17 @@ use envoy_types::pb::envoy::config::rbac::v3::{
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::path::r#match::uri_template::v3::UriTemplateMatchConfig;
-use envoy_types::pb::envoy::r#type::matcher::v3::path_matcher;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    MetadataMatcher, ValueMatcher, list_matcher, metadata_matcher, path_matcher, value_matcher,
+};
 
 use super::matchers::{compile_header, string_match};
 use super::{Reason, decode_any};
 use crate::filters::RbacFilter;
-use crate::rbac::{Cidr, Permission, Policy, Principal, Rbac, RbacAction, UriTemplate};
+use crate::rbac::{
+    Cidr, MetadataMatch, MetadataValue, Permission, Policy, Principal, Rbac, RbacAction,
+    UriTemplate,
+};
 
 pub(super) fn compile_http_rbac(name: &str, config: &HttpRbac) -> Result<RbacFilter, Reason> {
     if config.matcher.is_some() || config.shadow_matcher.is_some() {
@@ -127,7 +132,7 @@ fn compile_permission(permission: &ProtoPermission) -> Result<Permission, Reason
         Some(Rule::RequestedServerName(name)) => {
             Permission::RequestedServerName(string_match(name, "requested_server_name")?)
         }
-        Some(Rule::Metadata(_)) => Permission::Metadata,
+        Some(Rule::Metadata(matcher)) => Permission::Metadata(metadata_match(matcher)?),
         Some(Rule::Any(false)) | None => return Err("a permission needs a rule".into()),
         Some(_) => return Err("this permission rule is not supported yet".into()),
     })
@@ -154,7 +159,7 @@ fn compile_principal(principal: &ProtoPrincipal) -> Result<Principal, Reason> {
         Some(Identifier::DirectRemoteIp(range)) => Principal::DirectRemoteIp(cidr(range)?),
         Some(Identifier::RemoteIp(range)) => Principal::RemoteIp(cidr(range)?),
         Some(Identifier::Header(header)) => Principal::Header(compile_header(header)?),
-        Some(Identifier::Metadata(_)) => Principal::Metadata,
+        Some(Identifier::Metadata(matcher)) => Principal::Metadata(metadata_match(matcher)?),
         Some(Identifier::Any(false)) | None => return Err("a principal needs an identifier".into()),
         Some(_) => return Err("this principal identifier is not supported yet".into()),
     })
@@ -177,5 +182,50 @@ fn cidr(range: &CidrRange) -> Result<Cidr, Reason> {
     Ok(Cidr {
         address,
         prefix_len: u8::try_from(prefix_len).unwrap_or(128),
+    })
+}
+
+fn metadata_match(matcher: &MetadataMatcher) -> Result<MetadataMatch, Reason> {
+    let path = matcher
+        .path
+        .iter()
+        .map(|segment| match &segment.segment {
+            Some(metadata_matcher::path_segment::Segment::Key(key)) => Ok(key.clone()),
+            None => Err("metadata path segment needs a key".to_owned()),
+        })
+        .collect::<Result<_, _>>()?;
+    let value = matcher
+        .value
+        .as_ref()
+        .ok_or("metadata matcher needs a value")?;
+    Ok(MetadataMatch {
+        filter: matcher.filter.clone(),
+        path,
+        value: metadata_value(value)?,
+        invert: matcher.invert,
+    })
+}
+
+fn metadata_value(matcher: &ValueMatcher) -> Result<MetadataValue, Reason> {
+    use value_matcher::MatchPattern;
+    Ok(match &matcher.match_pattern {
+        Some(MatchPattern::StringMatch(string)) => {
+            MetadataValue::String(string_match(string, "metadata string_match")?)
+        }
+        Some(MatchPattern::PresentMatch(true)) => MetadataValue::Present,
+        Some(MatchPattern::BoolMatch(expected)) => MetadataValue::Bool(*expected),
+        Some(MatchPattern::ListMatch(list)) => match &list.match_pattern {
+            Some(list_matcher::MatchPattern::OneOf(item)) => {
+                MetadataValue::OneOf(Box::new(metadata_value(item)?))
+            }
+            None => return Err("list_match needs one_of".into()),
+        },
+        Some(MatchPattern::OrMatch(or)) => MetadataValue::Or(
+            or.value_matchers
+                .iter()
+                .map(metadata_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Err("this metadata value matcher is not supported yet".into()),
     })
 }

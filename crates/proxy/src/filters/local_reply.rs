@@ -21,6 +21,8 @@ pub struct LocalReply {
     /// The gRPC status to answer a gRPC request with, instead of the one mapped from
     /// `status`.
     pub grpc_status: Option<u32>,
+    /// A header the reply carries (`www-authenticate` on a refused token).
+    pub header: Option<(http::HeaderName, HeaderValue)>,
 }
 
 impl LocalReply {
@@ -30,7 +32,14 @@ impl LocalReply {
             body,
             flag,
             grpc_status: None,
+            header: None,
         }
+    }
+
+    /// The reply with `name: value` among its headers.
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
+        self
     }
 
     /// A reply that carries a gRPC status (Envoy answers HTTP 200 to gRPC callers, and
@@ -41,6 +50,7 @@ impl LocalReply {
             body,
             flag,
             grpc_status: Some(grpc_status),
+            header: None,
         }
     }
 
@@ -57,6 +67,15 @@ impl LocalReply {
     }
 
     pub fn into_response(self, grpc_request: bool) -> Response<ProxyBody> {
+        let header = self.header.clone();
+        let mut response = self.body_response(grpc_request);
+        if let Some((name, value)) = header {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+
+    fn body_response(self, grpc_request: bool) -> Response<ProxyBody> {
         if grpc_request {
             let grpc_status = self
                 .grpc_status

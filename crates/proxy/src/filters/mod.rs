@@ -8,6 +8,7 @@
 
 pub mod cors;
 pub mod fault;
+pub mod jwt_authn;
 mod local_reply;
 pub mod rbac;
 pub mod router;
@@ -33,6 +34,7 @@ pub type ProxyBody = Either<UpstreamResponseBody, Full<Bytes>>;
 /// One stage before the router.
 #[derive(Debug)]
 pub enum HttpFilter {
+    JwtAuthn(jwt_authn::JwtAuthnFilter),
     Rbac(RbacFilter),
     Fault(FaultFilter),
     Cors(CorsFilter),
@@ -56,9 +58,23 @@ impl From<LocalReply> for Answer {
 #[derive(Default)]
 pub struct ResponseWork<'r> {
     cors: Option<CorsResponse<'r>>,
+    /// Headers the stages take off the request before it goes on (a verified token).
+    remove_request_headers: Vec<http::HeaderName>,
+    /// Headers the stages add to the request (a token's claims).
+    add_request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl ResponseWork<'_> {
+    /// The stages' changes to the request, before it goes on.
+    pub fn edit_request(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove_request_headers {
+            headers.remove(name);
+        }
+        for (name, value) in &self.add_request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
     /// The stages' changes to the response, in reverse order of the stages.
     pub fn apply(&self, headers: &mut http::HeaderMap) {
         if let Some(cors) = &self.cors {
@@ -78,7 +94,7 @@ impl HttpFilterChain {
     pub fn needs_subject(&self) -> bool {
         self.filters
             .iter()
-            .any(|filter| matches!(filter, HttpFilter::Rbac(_)))
+            .any(|filter| matches!(filter, HttpFilter::Rbac(_) | HttpFilter::JwtAuthn(_)))
     }
 
     /// Runs the request through every stage. `Err` is the answer a stage gave instead;
@@ -92,9 +108,25 @@ impl HttpFilterChain {
         mut record: Option<&mut RequestRecord>,
     ) -> Result<ResponseWork<'r>, Answer> {
         let mut work = ResponseWork::default();
+        // What the stages learned, for the stages after them (Envoy's dynamic metadata).
+        let mut metadata = serde_json::Map::new();
         for filter in &self.filters {
             match filter {
-                HttpFilter::Rbac(rbac) => rbac.check(subject)?,
+                HttpFilter::JwtAuthn(jwt) => {
+                    let accepted = jwt.on_request(request)?;
+                    if !accepted.metadata.is_empty() {
+                        metadata.insert(
+                            jwt.name.clone(),
+                            serde_json::Value::Object(accepted.metadata),
+                        );
+                    }
+                    work.remove_request_headers.extend(accepted.remove_headers);
+                    work.add_request_headers.extend(accepted.add_headers);
+                }
+                HttpFilter::Rbac(rbac) => rbac.check(&Subject {
+                    metadata: Some(&metadata),
+                    ..*subject
+                })?,
                 HttpFilter::Fault(fault) => {
                     let outcome = fault.on_request(request, route, cluster).await?;
                     if outcome == fault::FaultOutcome::Delayed

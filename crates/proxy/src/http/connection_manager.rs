@@ -248,6 +248,7 @@ async fn route_and_forward(
         },
         sni: connection.sni.as_deref().unwrap_or_default(),
         request: Some(&view),
+        metadata: None,
     };
     let work = match chain
         .http_filters
@@ -260,7 +261,10 @@ async fn route_and_forward(
         )
         .await
     {
-        Ok(work) => work,
+        Ok(work) => {
+            work.edit_request(req.headers_mut());
+            work
+        }
         Err(Answer::Local(reply)) => return Err(reply),
         Err(Answer::Response(response)) => return Ok(response),
     };

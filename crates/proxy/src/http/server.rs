@@ -104,6 +104,7 @@ fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option<TcpPr
             remote: info.addresses.map(|(remote, _)| remote.ip()),
             sni: info.sni.as_deref().unwrap_or_default(),
             request: None,
+            metadata: None,
         };
         if let Some(refused) = chain.rbac.iter().find(|rbac| rbac.check(&subject).is_err()) {
             tracing::debug!(filter = %refused.name, "connection refused by access control");

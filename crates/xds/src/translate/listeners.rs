@@ -28,13 +28,13 @@ use http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDeta
 use bosun_wire::http_filters;
 
 use super::DEFAULT_APP_PORT_OFFSET;
-use super::authorization;
 use super::clusters::{protocol_options, static_cluster, telemetry_metadata};
 use super::connect;
 use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_cluster_name};
 use super::resilience::NO_TIMEOUT;
 use super::tls;
 use super::traffic_policy;
+use super::{authentication, authorization};
 use crate::ProxyNode;
 
 const HCM_FILTER: &str = bosun_wire::network_filters::HTTP_CONNECTION_MANAGER;
@@ -77,6 +77,13 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
     let ip = proxy_ip(node);
     let workload = snapshot.workload(&node.namespace, &node.workload_name);
     let policies = snapshot.authorization_policies(&node.namespace, &node.labels);
+    let jwt_rules = snapshot.jwt_rules(&node.namespace, &node.labels);
+    // istiod's inbound order: authentication, then authorization.
+    let security_filters: Vec<HttpFilter> =
+        authentication::http_filter(&jwt_rules, snapshot.request_authentications())
+            .into_iter()
+            .chain(authorization::http_filters(&policies))
+            .collect();
     let ports: Vec<(Option<&str>, u16)> = match workload {
         Some(workload) => workload
             .ports
@@ -129,7 +136,7 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
             let plaintext = http_connection_manager(
                 &stat_prefix,
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
-                authorization::http_filters(&policies),
+                security_filters.clone(),
             );
             let mut cluster = Cluster {
                 metadata: Some(telemetry_metadata(

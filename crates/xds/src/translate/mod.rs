@@ -4,6 +4,7 @@
 //! proxy's identity; names follow istiod's (docs/design/local-mesh.md).
 
 mod actions;
+mod authentication;
 mod authorization;
 mod caller;
 mod clusters;
