@@ -713,6 +713,9 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
     claims
 }
 
+/// What an attack is called, its path and headers, and the status it must get.
+type Attack<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
+
 /// Tokens an attacker might send: none may pass a policy that requires a principal.
 async fn jwt_attacks(server: ClientProxy) {
     use base64::Engine;
@@ -783,7 +786,7 @@ spec:
 
     assert!(mesh.apply(Some(&policy(""))).await.is_empty());
     let bearer = |token: &str| format!("Bearer {token}");
-    let cases: Vec<(&str, String, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<Attack> = vec![
         (
             "a valid token",
             "/".into(),
