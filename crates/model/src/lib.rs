@@ -16,7 +16,7 @@ pub mod service;
 pub mod snapshot;
 
 pub use host::Hostname;
-pub use mesh::{MeshSettings, OutboundPolicy};
+pub use mesh::{MeshSettings, OutboundPolicy, PathNormalization};
 pub use policy::{
     ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
     Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,

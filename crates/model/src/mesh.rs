@@ -12,6 +12,17 @@ pub enum OutboundPolicy {
     RegistryOnly,
 }
 
+/// How sidecars make request paths canonical (Istio's `pathNormalization`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum PathNormalization {
+    None,
+    /// RFC 3986 (Istio's default).
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MeshSettings {
     pub outbound: OutboundPolicy,
@@ -21,6 +32,7 @@ pub struct MeshSettings {
     pub connect_timeout: Duration,
     /// How often DNS-resolved clusters resolve again (Envoy honours a shorter TTL).
     pub dns_refresh_rate: Duration,
+    pub path_normalization: PathNormalization,
 }
 
 impl Default for MeshSettings {
@@ -31,6 +43,7 @@ impl Default for MeshSettings {
             root_namespace: "istio-system".to_owned(),
             connect_timeout: Duration::from_secs(10),
             dns_refresh_rate: Duration::from_secs(60),
+            path_normalization: PathNormalization::Base,
         }
     }
 }
@@ -55,6 +68,15 @@ impl MeshSettings {
             dns_refresh_rate: config
                 .dns_refresh_rate
                 .map_or(defaults.dns_refresh_rate, |d| d.as_std()),
+            path_normalization: {
+                use bosun_api::mesh::PathNormalizationType as Type;
+                match config.path_normalization.map(|p| p.normalization) {
+                    Some(Type::None) => PathNormalization::None,
+                    Some(Type::MergeSlashes) => PathNormalization::MergeSlashes,
+                    Some(Type::DecodeAndMergeSlashes) => PathNormalization::DecodeAndMergeSlashes,
+                    Some(Type::Base | Type::Default) | None => PathNormalization::Base,
+                }
+            },
         }
     }
 }

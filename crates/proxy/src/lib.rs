@@ -14,6 +14,8 @@ mod dump;
 pub mod filters;
 pub mod headers;
 mod http;
+/// Request path normalization (Envoy's `normalize_path` and friends).
+pub use http::path as http_path;
 mod listeners;
 pub mod rbac;
 pub mod resource;

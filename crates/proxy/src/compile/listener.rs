@@ -20,6 +20,7 @@ use super::{
     type_url_of,
 };
 use crate::filters::{HttpFilterChain, RbacFilter};
+use crate::http::path::{EscapedSlashes, PathNormalization};
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
 use crate::telemetry::Direction;
@@ -106,6 +107,8 @@ pub struct HttpChainSpec {
     /// HTTP/1.1 `Upgrade: websocket` requests are tunnelled (Envoy's `upgrade_configs`);
     /// otherwise an upgrade request is refused.
     pub websocket: bool,
+    /// What is done to request paths before anything looks at them.
+    pub path_normalization: PathNormalization,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +325,34 @@ fn compile_http_chain(hcm: &HttpConnectionManager) -> Result<HttpChainSpec, Reas
             Some(timeout) => Some(timeout),
         },
         websocket: websocket_upgrade(hcm)?,
+        path_normalization: path_normalization(hcm)?,
+    })
+}
+
+/// `normalize_path`, `merge_slashes` and `path_with_escaped_slashes_action`.
+fn path_normalization(hcm: &HttpConnectionManager) -> Result<PathNormalization, Reason> {
+    use http_connection_manager::PathWithEscapedSlashesAction as Action;
+    let escaped_slashes = match Action::try_from(hcm.path_with_escaped_slashes_action) {
+        Ok(Action::ImplementationSpecificDefault | Action::KeepUnchanged) => EscapedSlashes::Keep,
+        Ok(Action::UnescapeAndForward) => EscapedSlashes::Unescape,
+        Ok(Action::RejectRequest) => EscapedSlashes::Reject,
+        Ok(Action::UnescapeAndRedirect) => {
+            return Err(
+                "path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT is not supported yet"
+                    .into(),
+            );
+        }
+        Err(_) => {
+            return Err(format!(
+                "path_with_escaped_slashes_action {} is unknown",
+                hcm.path_with_escaped_slashes_action
+            ));
+        }
+    };
+    Ok(PathNormalization {
+        normalize: hcm.normalize_path.is_some_and(|v| v.value),
+        merge_slashes: hcm.merge_slashes,
+        escaped_slashes,
     })
 }
 

@@ -203,6 +203,9 @@ async fn route_and_forward(
             ));
         }
     };
+    if !chain.path_normalization.is_off() {
+        normalize_path(&mut req, chain.path_normalization)?;
+    }
     let Some(authority) = request_authority(&req) else {
         return Err(LocalReply::new(
             StatusCode::BAD_REQUEST,
@@ -329,6 +332,29 @@ async fn route_and_forward(
     let mut response = router::forward(&cluster, &route, authority, req, forwarding).await;
     work.apply(response.headers_mut());
     Ok(response)
+}
+
+/// Makes the request's path canonical (Envoy's path normalization): what routes,
+/// authorization and the app all see. A path that cannot be is answered 400.
+fn normalize_path(
+    req: &mut Request<Incoming>,
+    normalization: crate::http::path::PathNormalization,
+) -> Result<(), LocalReply> {
+    let bad_request =
+        || LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", ResponseFlag::None);
+    let uri = req.uri();
+    let normalized = normalization.apply(uri.path()).map_err(|_| bad_request())?;
+    if normalized == uri.path() {
+        return Ok(());
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{normalized}?{query}"),
+        None => normalized.into_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().map_err(|_| bad_request())?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| bad_request())?;
+    Ok(())
 }
 
 /// The original client, as Envoy finds it on a connection manager that does not use the

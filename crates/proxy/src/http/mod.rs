@@ -3,6 +3,7 @@
 mod connection;
 mod connection_manager;
 mod head_timeout;
+pub mod path;
 mod server;
 pub mod upgrade;
 

@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use bosun_model::{MtlsMode, Protocol, Service, ServicePort, Snapshot, service::selects};
+use bosun_model::{
+    MtlsMode, PathNormalization, Protocol, Service, ServicePort, Snapshot, service::selects,
+};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions, SocketAddress,
@@ -45,7 +47,7 @@ pub(super) fn proxy_ip(node: &ProxyNode) -> IpAddr {
 }
 
 /// The outbound HTTP proxy listener the app sends its requests to.
-pub(super) fn virtual_outbound(node: &ProxyNode) -> Listener {
+pub(super) fn virtual_outbound(snapshot: &Snapshot, node: &ProxyNode) -> Listener {
     let hcm = http_connection_manager(
         "outbound_0.0.0.0_15001",
         http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -53,6 +55,7 @@ pub(super) fn virtual_outbound(node: &ProxyNode) -> Listener {
             route_config_name: OUTBOUND_ROUTE_CONFIG.to_string(),
         }),
         Vec::new(),
+        snapshot.mesh().path_normalization,
     );
     Listener {
         traffic_direction: TrafficDirection::Outbound as i32,
@@ -137,6 +140,7 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
                 &stat_prefix,
                 http_connection_manager::RouteSpecifier::RouteConfig(route_config),
                 security_filters.clone(),
+                snapshot.mesh().path_normalization,
             );
             let mut cluster = Cluster {
                 metadata: Some(telemetry_metadata(
@@ -229,8 +233,22 @@ fn http_connection_manager(
     stat_prefix: &str,
     routes: http_connection_manager::RouteSpecifier,
     authorization: Vec<HttpFilter>,
+    paths: PathNormalization,
 ) -> HttpConnectionManager {
+    use http_connection_manager::PathWithEscapedSlashesAction as EscapedSlashes;
+    // istiod's settings per meshConfig.pathNormalization.
+    let (normalize, merge_slashes, escaped_slashes) = match paths {
+        PathNormalization::None => (false, false, EscapedSlashes::KeepUnchanged),
+        PathNormalization::Base => (true, false, EscapedSlashes::KeepUnchanged),
+        PathNormalization::MergeSlashes => (true, true, EscapedSlashes::KeepUnchanged),
+        PathNormalization::DecodeAndMergeSlashes => {
+            (true, true, EscapedSlashes::UnescapeAndForward)
+        }
+    };
     HttpConnectionManager {
+        normalize_path: Some(BoolValue { value: normalize }),
+        merge_slashes,
+        path_with_escaped_slashes_action: escaped_slashes as i32,
         codec_type: http_connection_manager::CodecType::Auto as i32,
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(routes),

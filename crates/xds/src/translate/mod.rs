@@ -271,7 +271,7 @@ impl IncrementalGenerator for MeshGenerator {
         let encode = |typed| Arc::new(VersionedResource::encode(typed));
         let mut set = EncodedSet {
             listeners: vec![encode(TypedResource::Listener(Box::new(
-                listeners::virtual_outbound(node),
+                listeners::virtual_outbound(&self.snapshot, node),
             )))],
             routes: vec![self.outbound_route(node)],
             ..Default::default()
@@ -363,7 +363,7 @@ pub fn generate(snapshot: &Snapshot, node: &ProxyNode, trust_domain: &str) -> Re
     }
     let inbound = listeners::inbound(snapshot, node);
     let mut set = ResourceSet {
-        listeners: vec![listeners::virtual_outbound(node)],
+        listeners: vec![listeners::virtual_outbound(snapshot, node)],
         routes: vec![routes::outbound(
             snapshot,
             caller::Caller::of(snapshot, node),
