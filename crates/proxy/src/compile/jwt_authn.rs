@@ -170,6 +170,7 @@ fn provider(name: &str, provider: &JwtProvider) -> Result<Provider, Reason> {
             .map(|normalize| normalize.space_delimited_claims.clone())
             .unwrap_or_default(),
         keys: Arc::new(keys),
+        verified: Arc::default(),
     })
 }
 

@@ -21,6 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::LocalReply;
+use super::jwt_cache::VerifiedTokens;
 use crate::routing::RequestView;
 use crate::telemetry::ResponseFlag;
 
@@ -53,6 +54,8 @@ pub struct Provider {
     /// Claims turned from space-delimited strings into lists in the metadata.
     pub space_delimited_claims: Vec<String>,
     pub keys: Arc<JwkSet>,
+    /// Tokens this provider verified already.
+    pub verified: Arc<VerifiedTokens>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,8 +259,19 @@ impl Provider {
         found
     }
 
-    /// Checks the token; its payload segment and claims when it is valid.
+    /// Checks the token (once: a token verified before is taken from the cache while its
+    /// time limits hold); its payload segment and claims when it is valid.
     fn verify(&self, token: &str) -> Result<(String, Value), JwtError> {
+        if let Some(claims) = self.verified.get(token, CLOCK_SKEW_SECONDS) {
+            let payload = token.split('.').nth(1).unwrap_or_default().to_owned();
+            return Ok((payload, Value::clone(&claims)));
+        }
+        let (payload, claims) = self.verify_signature(token)?;
+        self.verified.insert(token, Arc::new(claims.clone()));
+        Ok((payload, claims))
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(String, Value), JwtError> {
         let mut parts = token.split('.');
         let (Some(_), Some(payload), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

@@ -9,6 +9,7 @@
 pub mod cors;
 pub mod fault;
 pub mod jwt_authn;
+mod jwt_cache;
 mod local_reply;
 pub mod rbac;
 pub mod router;
