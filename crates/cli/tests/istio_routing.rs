@@ -17,11 +17,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
+use support::corpus::Tally;
 use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
 use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
 
@@ -338,14 +339,6 @@ fn cases() -> Vec<Value> {
     corpus["cases"].as_array().expect("a list of cases").clone()
 }
 
-#[derive(Default)]
-struct Tally {
-    passed: Vec<String>,
-    failed: Vec<String>,
-    unsupported: Vec<String>,
-    not_applicable: BTreeMap<String, usize>,
-}
-
 async fn run(caller: ClientProxy) {
     let cases = cases();
     assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
@@ -361,8 +354,7 @@ async fn run(caller: ClientProxy) {
         let id = case["id"].as_str().unwrap_or("?");
         let name = format!("{id} {}", case["name"].as_str().unwrap_or(""));
         if let Some(reason) = not_applicable(case) {
-            let reason = reason.split(' ').next().unwrap_or_default().to_owned();
-            *tally.not_applicable.entry(reason).or_default() += 1;
+            tally.not_applicable(&reason);
             continue;
         }
         let config = case["config"].as_str().filter(|c| !c.trim().is_empty());
@@ -391,62 +383,8 @@ async fn run(caller: ClientProxy) {
         }
         mesh.apply(None).await;
     }
-    let applicable = tally.passed.len() + tally.failed.len();
-    eprintln!(
-        "istio-routing through {caller:?}: {} passed of {applicable} applicable ({} more not supported yet, {} not applicable here: needing what this topology lacks)",
-        tally.passed.len(),
-        tally.unsupported.len(),
-        tally.not_applicable.values().sum::<usize>(),
-    );
-    for failed in &tally.failed {
-        eprintln!("  failed {failed}");
-    }
-    for unsupported in &tally.unsupported {
-        eprintln!("  unsupported {unsupported}");
-    }
-    eprintln!("  not applicable, by reason: {:?}", tally.not_applicable);
-    write_report(caller, &tally);
-    assert!(
-        tally.failed.is_empty(),
-        "{} of {applicable} applicable cases failed:\n{}\n{}",
-        tally.failed.len(),
-        tally.failed.join("\n"),
-        mesh.logs()
-    );
-    assert!(
-        applicable >= LEAST_APPLICABLE,
-        "only {applicable} cases applied"
-    );
-}
-
-/// The tally, for the notes and docs: `target/istio-routing-<proxy>.txt`.
-fn write_report(caller: ClientProxy, tally: &Tally) {
-    let name = match caller {
-        ClientProxy::Bosun => "bosun",
-        ClientProxy::Envoy(_) => "envoy",
-    };
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(format!("istio-routing-{name}.txt"));
-    let mut text = format!(
-        "passed {} of {} applicable; {} not supported yet\n",
-        tally.passed.len(),
-        tally.passed.len() + tally.failed.len(),
-        tally.unsupported.len()
-    );
-    for line in tally.passed.iter().map(|p| format!("pass {p}")) {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    for line in tally.failed.iter().map(|f| format!("FAIL {f}")) {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    for line in tally.unsupported.iter().map(|u| format!("unsupported {u}")) {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let _ = std::fs::write(path, text);
+    tally.report("istio-routing", caller);
+    tally.assert_passed(LEAST_APPLICABLE, || mesh.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,13 +12,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
+use support::corpus::Tally;
 use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
 use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
 
@@ -380,40 +380,16 @@ async fn http_call(
 async fn tcp_echo(through: Option<SocketAddr>, server: SocketAddr) -> Result<(), String> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let exchange = async {
-        let connect_to = through.unwrap_or(server);
-        let mut stream = tokio::net::TcpStream::connect(connect_to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut reader = if through.is_some() {
-            let target = format!("b.ns1.svc.cluster.local:{}", TCP.0);
-            stream
-                .write_all(
-                    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut reader = BufReader::new(stream);
-            let mut status = String::new();
-            reader
-                .read_line(&mut status)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !status.starts_with("HTTP/1.1 200") {
-                return Err(format!("CONNECT answered {status:?}"));
+        let mut reader = match through {
+            Some(outbound) => {
+                let target = format!("b.ns1.svc.cluster.local:{}", TCP.0);
+                support::connect_tunnel(outbound, &target).await?
             }
-            loop {
-                let mut line = String::new();
-                reader
-                    .read_line(&mut line)
+            None => BufReader::new(
+                tokio::net::TcpStream::connect(server)
                     .await
-                    .map_err(|e| e.to_string())?;
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-            }
-            reader
-        } else {
-            BufReader::new(stream)
+                    .map_err(|e| e.to_string())?,
+            ),
         };
         let mut greeting = String::new();
         let read = reader
@@ -475,15 +451,6 @@ fn corpus() -> Value {
     corpus
 }
 
-#[derive(Default)]
-struct Tally {
-    passed: Vec<String>,
-    failed: Vec<String>,
-    unsupported: Vec<String>,
-    known_gaps: Vec<String>,
-    not_applicable: BTreeMap<String, usize>,
-}
-
 async fn run(server: ClientProxy) {
     let corpus = corpus();
     let cases = corpus["cases"].as_array().expect("a list of cases");
@@ -498,8 +465,7 @@ async fn run(server: ClientProxy) {
     for case in cases {
         let name = case["name"].as_str().unwrap_or("?").to_owned();
         if let Some(reason) = not_applicable(case, &corpus["configs"]) {
-            let reason = reason.split(' ').next().unwrap_or_default().to_owned();
-            *tally.not_applicable.entry(reason).or_default() += 1;
+            tally.not_applicable(&reason);
             continue;
         }
         let config = mesh.localize(config_of(case, &corpus["configs"]));
@@ -537,62 +503,8 @@ async fn run(server: ClientProxy) {
                 .push(format!("{name} passes: remove it from KNOWN_GAPS")),
         }
     }
-    let applicable = tally.passed.len() + tally.failed.len() + tally.known_gaps.len();
-    eprintln!(
-        "istio-security with {server:?} as the server's sidecar: {} passed of {applicable} applicable ({} known gaps, {} more not supported yet, {} not applicable here)",
-        tally.passed.len(),
-        tally.known_gaps.len(),
-        tally.unsupported.len(),
-        tally.not_applicable.values().sum::<usize>(),
-    );
-    for failed in &tally.failed {
-        eprintln!("  failed {failed}");
-    }
-    for unsupported in &tally.unsupported {
-        eprintln!("  unsupported {unsupported}");
-    }
-    eprintln!("  not applicable, by reason: {:?}", tally.not_applicable);
-    write_report(server, &tally);
-    assert!(
-        tally.failed.is_empty(),
-        "{} of {applicable} applicable cases failed:\n{}\n{}",
-        tally.failed.len(),
-        tally.failed.join("\n"),
-        mesh.logs()
-    );
-    assert!(
-        applicable >= LEAST_APPLICABLE,
-        "only {applicable} cases applied"
-    );
-}
-
-/// The tally, for the notes and docs: `target/istio-security-<proxy>.txt`.
-fn write_report(server: ClientProxy, tally: &Tally) {
-    let name = match server {
-        ClientProxy::Bosun => "bosun",
-        ClientProxy::Envoy(_) => "envoy",
-    };
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(format!("istio-security-{name}.txt"));
-    let mut text = format!(
-        "passed {} of {} applicable ({} known gaps); {} not supported yet\n",
-        tally.passed.len(),
-        tally.passed.len() + tally.failed.len() + tally.known_gaps.len(),
-        tally.known_gaps.len(),
-        tally.unsupported.len()
-    );
-    for (label, lines) in [
-        ("pass", &tally.passed),
-        ("FAIL", &tally.failed),
-        ("gap", &tally.known_gaps),
-        ("unsupported", &tally.unsupported),
-    ] {
-        for line in lines {
-            text.push_str(&format!("{label} {line}\n"));
-        }
-    }
-    let _ = std::fs::write(path, text);
+    tally.report("istio-security", server);
+    tally.assert_passed(LEAST_APPLICABLE, || mesh.logs());
 }
 
 /// The policy platform teams start from: nothing is allowed in `ns1` unless a policy

@@ -1720,34 +1720,9 @@ async fn tcp_through_sidecar(mesh: &TestMesh) -> Result<String, String> {
 }
 
 async fn tcp_exchange(mesh: &TestMesh) -> Result<String, String> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let mut stream = tokio::net::TcpStream::connect(mesh.client_outbound())
-        .await
-        .map_err(|e| e.to_string())?;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let target = format!("reviews-db:{}", support::mesh::TCP_PORT);
-    stream
-        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader
-        .read_line(&mut status)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(format!("CONNECT answered {status:?}"));
-    }
-    loop {
-        let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| e.to_string())?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-    }
+    let mut reader = support::connect_tunnel(mesh.client_outbound(), &target).await?;
     let mut greeting = String::new();
     reader
         .read_line(&mut greeting)

@@ -5,6 +5,7 @@
 // Every test binary compiles this module, and none uses all of it.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod mesh;
 pub mod metrics;
 pub mod push;
@@ -304,4 +305,39 @@ pub async fn version_counts(
         *counts.entry(version).or_default() += 1;
     }
     counts
+}
+
+/// Opens a TCP tunnel through a sidecar's outbound port (`CONNECT host:port`, what an app
+/// behind an HTTP proxy does for a TCP service); the stream after the proxy's 200.
+pub async fn connect_tunnel(
+    outbound: SocketAddr,
+    target: &str,
+) -> Result<tokio::io::BufReader<TcpStream>, String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut stream = TcpStream::connect(outbound)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader
+        .read_line(&mut status)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("CONNECT answered {status:?}"));
+    }
+    loop {
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if line == "\r\n" || line.is_empty() {
+            return Ok(reader);
+        }
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bosun_api::Config;
+use bosun_api::networking::MatchLabelsSelector;
 use bosun_api::security::{
     Action, AuthorizationPolicy as ApiAuthorizationPolicy, DRY_RUN_ANNOTATION, MutualTlsMode,
     PeerAuthentication, RequestAuthentication,
@@ -26,10 +27,7 @@ pub(super) fn request_authentication_of(
     Arc::new(RequestAuthenticationPolicy {
         source: source(config),
         namespace: config.meta.namespace.clone(),
-        selector: spec
-            .selector
-            .as_ref()
-            .map(|selector| selector.match_labels.clone()),
+        selector: labels_of(spec.selector.as_ref()),
         targeted: spec.target_ref.is_some() || !spec.target_refs.is_empty(),
         rules: spec
             .rules()
@@ -73,10 +71,7 @@ pub(super) fn peer_policy_of(config: &Config<PeerAuthentication>) -> PeerPolicy 
     PeerPolicy {
         source: source(config),
         namespace: config.meta.namespace.clone(),
-        selector: spec
-            .selector
-            .as_ref()
-            .map(|selector| selector.match_labels.clone()),
+        selector: labels_of(spec.selector.as_ref()),
         mode: spec.mtls.and_then(|mtls| mode(mtls.mode)),
         ports: spec
             .port_level_mtls
@@ -103,10 +98,7 @@ pub(super) fn authorization_policy_of(
     Arc::new(AuthorizationPolicy {
         namespace: config.meta.namespace.clone(),
         name: config.meta.name.clone(),
-        selector: spec
-            .selector
-            .as_ref()
-            .map(|selector| selector.match_labels.clone()),
+        selector: labels_of(spec.selector.as_ref()),
         targeted: spec.target_ref.is_some() || !spec.target_refs.is_empty(),
         action: match spec.action {
             Action::Allow => AuthorizationAction::Allow,
@@ -124,4 +116,8 @@ pub(super) fn authorization_policy_of(
                 matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True")
             }),
     })
+}
+
+fn labels_of(selector: Option<&MatchLabelsSelector>) -> Option<BTreeMap<String, String>> {
+    selector.map(|selector| selector.match_labels.clone())
 }

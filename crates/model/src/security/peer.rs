@@ -153,22 +153,18 @@ mod tests {
             policy("ns1", None, None),
             workload,
         ]);
-        assert_eq!(
-            all.mode_for("istio-system", "ns1", &labels("b"), 80),
-            Strict
-        );
-        assert_eq!(
-            all.mode_for("istio-system", "ns1", &labels("b"), 8080),
-            Disable
-        );
-        assert_eq!(
-            all.mode_for("istio-system", "ns1", &labels("b"), 9090),
-            Strict
-        );
-        assert_eq!(
-            all.mode_for("istio-system", "ns2", &labels("b"), 80),
-            Strict
-        );
+        for (namespace, port, mode) in [
+            ("ns1", 80, Strict),
+            ("ns1", 8080, Disable),
+            ("ns1", 9090, Strict),
+            ("ns2", 80, Strict),
+        ] {
+            assert_eq!(
+                all.mode_for("istio-system", namespace, &labels("b"), port),
+                mode,
+                "{namespace}:{port}"
+            );
+        }
         assert_eq!(all.namespace_mode("istio-system", "ns1"), Some(Strict));
         let disabled = PeerAuthentications::new(vec![
             policy("ns1", None, Some(Disable)),

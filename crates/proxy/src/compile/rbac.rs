@@ -22,31 +22,39 @@ use crate::rbac::{
 };
 
 pub(super) fn compile_http_rbac(name: &str, config: &HttpRbac) -> Result<RbacFilter, Reason> {
-    if config.matcher.is_some() || config.shadow_matcher.is_some() {
-        return Err("matcher / shadow_matcher are not supported yet (rules are)".into());
-    }
-    Ok(RbacFilter {
-        name: name.to_owned(),
-        rules: config.rules.as_ref().map(compile_rules).transpose()?,
-        shadow: config
-            .shadow_rules
-            .as_ref()
-            .map(compile_rules)
-            .transpose()
-            .map_err(|r| format!("shadow_rules: {r}"))?,
-    })
+    let matchers = config.matcher.is_some() || config.shadow_matcher.is_some();
+    filter(
+        name,
+        config.rules.as_ref(),
+        config.shadow_rules.as_ref(),
+        matchers,
+    )
 }
 
 pub(super) fn compile_network_rbac(name: &str, config: &NetworkRbac) -> Result<RbacFilter, Reason> {
-    if config.matcher.is_some() || config.shadow_matcher.is_some() {
+    let matchers = config.matcher.is_some() || config.shadow_matcher.is_some();
+    filter(
+        name,
+        config.rules.as_ref(),
+        config.shadow_rules.as_ref(),
+        matchers,
+    )
+}
+
+/// Either filter's rules and shadow rules; match trees (`matcher`) are refused by name.
+fn filter(
+    name: &str,
+    rules: Option<&ProtoRbac>,
+    shadow: Option<&ProtoRbac>,
+    matchers: bool,
+) -> Result<RbacFilter, Reason> {
+    if matchers {
         return Err("matcher / shadow_matcher are not supported yet (rules are)".into());
     }
     Ok(RbacFilter {
         name: name.to_owned(),
-        rules: config.rules.as_ref().map(compile_rules).transpose()?,
-        shadow: config
-            .shadow_rules
-            .as_ref()
+        rules: rules.map(compile_rules).transpose()?,
+        shadow: shadow
             .map(compile_rules)
             .transpose()
             .map_err(|r| format!("shadow_rules: {r}"))?,
