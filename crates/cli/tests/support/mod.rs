@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod echo;
 pub mod mesh;
 pub mod metrics;
 pub mod push;
