@@ -15,8 +15,6 @@ use http_body_util::{BodyExt, Empty};
 const KEEP_FETCHED: Duration = Duration::from_secs(5 * 60);
 /// How long a failure is remembered before the next try.
 const KEEP_FAILED: Duration = Duration::from_secs(30);
-/// How long one fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest key set read.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
@@ -26,17 +24,17 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    /// The key set of each URI, fetched when not known or too old. Failures are also
-    /// reported in `warnings`.
+    /// The key set of each URI, fetched (within its timeout) when not known or too old.
+    /// Failures are also reported in `warnings`.
     pub fn resolve(
         &mut self,
-        uris: &[String],
+        uris: &[(String, Duration)],
         warnings: &mut Vec<String>,
     ) -> BTreeMap<String, Result<String, String>> {
         let now = Instant::now();
-        let stale: Vec<String> = uris
+        let stale: Vec<(String, Duration)> = uris
             .iter()
-            .filter(|uri| match self.entries.get(*uri) {
+            .filter(|(uri, _)| match self.entries.get(uri) {
                 Some((at, Ok(_))) => now.duration_since(*at) > KEEP_FETCHED,
                 Some((at, Err(_))) => now.duration_since(*at) > KEEP_FAILED,
                 None => true,
@@ -46,9 +44,10 @@ impl JwksCache {
         for (uri, result) in fetch_all(stale) {
             self.entries.insert(uri, (Instant::now(), result));
         }
-        self.entries.retain(|uri, _| uris.contains(uri));
+        self.entries
+            .retain(|uri, _| uris.iter().any(|(wanted, _)| wanted == uri));
         let mut out = BTreeMap::new();
-        for uri in uris {
+        for (uri, _) in uris {
             let Some((_, result)) = self.entries.get(uri) else {
                 continue;
             };
@@ -64,7 +63,7 @@ impl JwksCache {
 }
 
 /// Fetches every URI on a thread of its own (the caller may be on an async runtime).
-fn fetch_all(uris: Vec<String>) -> Vec<(String, Result<String, String>)> {
+fn fetch_all(uris: Vec<(String, Duration)>) -> Vec<(String, Result<String, String>)> {
     if uris.is_empty() {
         return Vec::new();
     }
@@ -79,13 +78,15 @@ fn fetch_all(uris: Vec<String>) -> Vec<(String, Result<String, String>)> {
                     Err(error) => {
                         return uris
                             .into_iter()
-                            .map(|uri| (uri, Err(format!("no runtime to fetch with: {error}"))))
+                            .map(|(uri, _)| {
+                                (uri, Err(format!("no runtime to fetch with: {error}")))
+                            })
                             .collect();
                     }
                 };
                 runtime.block_on(async move {
-                    let fetches = uris.into_iter().map(|uri| async move {
-                        let result = fetch(&uri).await;
+                    let fetches = uris.into_iter().map(|(uri, timeout)| async move {
+                        let result = fetch(&uri, timeout).await;
                         (uri, result)
                     });
                     futures::future::join_all(fetches).await
@@ -96,7 +97,7 @@ fn fetch_all(uris: Vec<String>) -> Vec<(String, Result<String, String>)> {
     })
 }
 
-async fn fetch(uri: &str) -> Result<String, String> {
+async fn fetch(uri: &str, timeout: Duration) -> Result<String, String> {
     if let Some(path) = uri.strip_prefix("file://") {
         return tokio::fs::read_to_string(path)
             .await
@@ -126,7 +127,7 @@ async fn fetch(uri: &str) -> Result<String, String> {
             .to_bytes();
         String::from_utf8(body.to_vec()).map_err(|_| "the answer is not UTF-8".to_owned())
     };
-    tokio::time::timeout(FETCH_TIMEOUT, request)
+    tokio::time::timeout(timeout, request)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {FETCH_TIMEOUT:?}")))
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }

@@ -119,6 +119,7 @@ impl LayeredPolicy {
     }
 
     /// This level's `tls` for `port`: the port's, else the level's.
+    /// (See [`DestinationPolicy::tls`] for how the levels combine.)
     fn tls_for_port(&self, port: u16) -> Option<ClientTls> {
         self.ports
             .get(&port)
@@ -197,6 +198,15 @@ pub struct DestinationPolicy {
 }
 
 impl DestinationPolicy {
+    /// The `tls` for traffic to `port` of the host or its `subset`: the subset's (its
+    /// port's, else its own), else the rule's (its port's, else its own).
+    pub fn tls(&self, port: u16, subset: Option<&str>) -> Option<ClientTls> {
+        let own = subset
+            .and_then(|name| self.subset(name))
+            .and_then(|subset| subset.policy.tls_for_port(port));
+        own.or_else(|| self.policy.tls_for_port(port))
+    }
+
     pub fn subset(&self, name: &str) -> Option<&Subset> {
         self.subsets.iter().find(|subset| subset.name == name)
     }
@@ -208,13 +218,12 @@ impl DestinationPolicy {
     /// `tls` is the exception, as in istiod's endpoint and cluster builders: a port's
     /// `tls` replaces its level's, and a level without one inherits from the level above.
     pub fn effective(&self, port: u16, subset: Option<&str>) -> TrafficPolicy {
-        let top_tls = self.policy.tls_for_port(port);
+        let tls = self.tls(port, subset);
         let mut top = self.policy.for_port(port).clone();
-        top.tls = top_tls.clone();
         let Some(subset) = subset.and_then(|name| self.subset(name)) else {
+            top.tls = tls;
             return top;
         };
-        let tls = subset.policy.tls_for_port(port).or(top_tls);
         if let Some(own_port) = subset.policy.ports.get(&port) {
             return TrafficPolicy {
                 tls,

@@ -284,7 +284,7 @@ impl Snapshot {
         };
         let tls = self
             .policy_for(&service.hostname)
-            .and_then(|policy| policy.effective(port.number, subset).tls);
+            .and_then(|policy| policy.tls(port.number, subset));
         // istiod's endpoint builder: a DestinationRule's tls decides; else an endpoint
         // whose sidecar takes mTLS, unless its own PeerAuthentication disables it there.
         let takes_mtls = |sidecar: bool,

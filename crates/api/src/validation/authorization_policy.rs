@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::findings::Findings;
-use super::rules::validate_selector_labels;
+use super::rules::{validate_selector_labels, validate_target};
 use crate::meta::Config;
 use crate::security::{Action, AuthorizationPolicy, Condition, Operation, Source};
 
@@ -27,6 +27,18 @@ pub(super) fn validate(config: &Config<AuthorizationPolicy>, findings: &mut Find
             findings,
             "spec.selector.matchLabels",
             &selector.match_labels,
+        );
+    }
+    let namespace = config.meta.namespace.clone();
+    if let Some(target) = &spec.target_ref {
+        validate_target(findings, "spec.targetRef", target, &namespace);
+    }
+    for (index, target) in spec.target_refs.iter().enumerate() {
+        validate_target(
+            findings,
+            &format!("spec.targetRefs[{index}]"),
+            target,
+            &namespace,
         );
     }
     match spec.action {

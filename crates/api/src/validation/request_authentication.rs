@@ -2,10 +2,10 @@
 //! differ from `pkg/config/validation`).
 
 use super::findings::Findings;
-use super::rules::validate_selector_labels;
+use super::rules::{validate_selector_labels, validate_target};
 use crate::duration::parse_duration;
 use crate::meta::Config;
-use crate::security::{JwtRule, PolicyTargetReference, RequestAuthentication};
+use crate::security::{JwtRule, RequestAuthentication};
 
 pub(super) fn validate(config: &Config<RequestAuthentication>, findings: &mut Findings) {
     let spec = &config.spec;
@@ -41,67 +41,6 @@ pub(super) fn validate(config: &Config<RequestAuthentication>, findings: &mut Fi
             Some(rule) => validate_rule(findings, &field, rule),
         }
     }
-}
-
-/// A Gateway API reference, as Istio's CRD rules check it.
-pub(super) fn validate_target(
-    findings: &mut Findings,
-    field: &str,
-    target: &PolicyTargetReference,
-    namespace: &str,
-) {
-    if !is_group(&target.group) {
-        findings.error(
-            format!("{field}.group"),
-            format!("{field}.group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"),
-        );
-    }
-    if !is_kind(&target.kind) {
-        findings.error(
-            format!("{field}.kind"),
-            format!("{field}.kind in body should match '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$'"),
-        );
-    }
-    if target.name.is_empty() {
-        findings.error(
-            format!("{field}.name"),
-            format!("{field}.name: Required value"),
-        );
-    }
-    if target
-        .namespace
-        .as_deref()
-        .is_some_and(|ns| !ns.is_empty() && ns != namespace)
-    {
-        findings.error(
-            format!("{field}.namespace"),
-            "cross namespace referencing is not currently supported",
-        );
-    }
-}
-
-fn is_group(group: &str) -> bool {
-    group.is_empty() || group.split('.').all(is_label)
-}
-
-fn is_label(label: &str) -> bool {
-    let bytes = label.as_bytes();
-    !bytes.is_empty()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
-
-fn is_kind(kind: &str) -> bool {
-    let bytes = kind.as_bytes();
-    !bytes.is_empty()
-        && bytes[0].is_ascii_alphabetic()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        && bytes[bytes.len() - 1] != b'-'
 }
 
 fn validate_rule(findings: &mut Findings, field: &str, rule: &JwtRule) {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use super::findings::Findings;
 use crate::duration::Duration;
 use crate::networking::{Destination, StringMatch};
+use crate::security::PolicyTargetReference;
 
 /// Istio's RE2 programs are limited; it approximates the limit by length.
 const MAX_REGEX_LEN: usize = 1024;
@@ -426,6 +427,67 @@ pub fn validate_percent(value: i32) -> Result<(), String> {
     } else {
         Err(format!("percentage {value} is not in range 0..100"))
     }
+}
+
+/// A Gateway API reference, as Istio's CRD rules check it.
+pub fn validate_target(
+    findings: &mut Findings,
+    field: &str,
+    target: &PolicyTargetReference,
+    namespace: &str,
+) {
+    if !is_group(&target.group) {
+        findings.error(
+            format!("{field}.group"),
+            format!("{field}.group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"),
+        );
+    }
+    if !is_kind(&target.kind) {
+        findings.error(
+            format!("{field}.kind"),
+            format!("{field}.kind in body should match '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$'"),
+        );
+    }
+    if target.name.is_empty() {
+        findings.error(
+            format!("{field}.name"),
+            format!("{field}.name: Required value"),
+        );
+    }
+    if target
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| !ns.is_empty() && ns != namespace)
+    {
+        findings.error(
+            format!("{field}.namespace"),
+            "cross namespace referencing is not currently supported",
+        );
+    }
+}
+
+fn is_group(group: &str) -> bool {
+    group.is_empty() || group.split('.').all(is_label)
+}
+
+fn is_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn is_kind(kind: &str) -> bool {
+    let bytes = kind.as_bytes();
+    !bytes.is_empty()
+        && bytes[0].is_ascii_alphabetic()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 #[cfg(test)]

@@ -65,20 +65,17 @@ impl RequestAuthentications {
         }
     }
 
-    /// The `jwksUri`s the rules name, for the control plane to fetch.
-    pub fn jwks_uris(&self) -> Vec<String> {
-        let mut uris: Vec<String> = self
-            .policies
-            .iter()
-            .flat_map(|policy| &policy.rules)
-            .filter_map(|rule| match &rule.keys {
-                JwksSource::Uri(uri) => Some(uri.clone()),
-                JwksSource::Inline(_) => None,
-            })
-            .collect();
-        uris.sort();
-        uris.dedup();
-        uris
+    /// The `jwksUri`s the rules name, for the control plane to fetch, each with how long
+    /// fetching it may take (the longest any rule naming it allows).
+    pub fn jwks_uris(&self) -> Vec<(String, Duration)> {
+        let mut uris: BTreeMap<String, Duration> = BTreeMap::new();
+        for rule in self.policies.iter().flat_map(|policy| &policy.rules) {
+            if let JwksSource::Uri(uri) = &rule.keys {
+                let timeout = uris.entry(uri.clone()).or_insert(rule.timeout);
+                *timeout = (*timeout).max(rule.timeout);
+            }
+        }
+        uris.into_iter().collect()
     }
 
     /// The set with the key sets fetched for its `jwksUri`s.

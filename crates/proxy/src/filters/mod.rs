@@ -95,7 +95,7 @@ impl HttpFilterChain {
     pub fn needs_subject(&self) -> bool {
         self.filters
             .iter()
-            .any(|filter| matches!(filter, HttpFilter::Rbac(_) | HttpFilter::JwtAuthn(_)))
+            .any(|filter| matches!(filter, HttpFilter::Rbac(_)))
     }
 
     /// Runs the request through every stage. `Err` is the answer a stage gave instead;
