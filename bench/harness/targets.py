@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import ssl
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,8 @@ NGINX_H2C_PORT = 15002
 # The server workload's port in the two-sidecar scenarios (WorkloadEntry `http: 8080`).
 SERVER_PORT = 8080
 NAMESPACE = "default"
+# The name the control plane's serving certificate carries (bosun_ca::CONTROL_PLANE_NAME).
+CONTROL_PLANE_NAME = "istiod.istio-system.svc"
 STARTUP_TIMEOUT_SECONDS = 30.0
 # The service accounts of the mTLS scenarios' workloads: their SPIFFE identities.
 CLIENT_SERVICE_ACCOUNT = "bench-client"
@@ -90,6 +93,9 @@ class Bench:
         self._upstream: Process | None = None
         self._control_plane: Process | None = None
         self.xds_port = 0
+        self.identity_dir = workdir / "identity"
+        # Processes that serve a proxy (Envoy's certificate agents), stopped with the rest.
+        self.companions: list[Process] = []
 
     @property
     def upstream(self) -> Endpoint:
@@ -129,7 +135,8 @@ class Bench:
         debug_port = free_port()
         argv = [str(self.bosun_bin), "control-plane", "--config", str(mesh),
                 "--xds-address", f"127.0.0.1:{self.xds_port}",
-                "--debug-address", f"127.0.0.1:{debug_port}"]
+                "--debug-address", f"127.0.0.1:{debug_port}",
+                "--identity-dir", str(self.identity_dir)]
         if self.pki is not None:
             argv += ["--ca-dir", str(self.pki.create_ca())]
         self._control_plane = Process(
@@ -145,6 +152,23 @@ class Bench:
             raise HarnessError("a client certificate needs the mesh CA (an mTLS target)")
         self.control_plane_xds_port()
         return self.pki.client_certificate(NAMESPACE, CLIENT_SERVICE_ACCOUNT)
+
+    def root_cert(self) -> Path:
+        """The mesh root the control plane publishes for proxies."""
+        self.control_plane_xds_port()
+        return self.identity_dir / "root-cert.pem"
+
+    def token_file(self, name: str, service_account: str) -> tuple[str, Path]:
+        """A workload token for `service_account`, as `bosun up` hands one to each proxy."""
+        self.control_plane_xds_port()
+        token = subprocess.run(
+            [str(self.bosun_bin), "token", "--identity-dir", str(self.identity_dir),
+             "--namespace", NAMESPACE, "--service-account", service_account],
+            check=True, capture_output=True, text=True).stdout.strip()
+        path = self.identity_dir / f"{name}.token"
+        path.write_text(token)
+        path.chmod(0o600)
+        return token, path
 
     def sidecar_command(self) -> list[str]:
         """How Bosun's sidecar is started, as `bosun up` does it: the lean `bosun-proxy`
@@ -164,7 +188,7 @@ class Bench:
         return [p.pid for p in (self._upstream, self._control_plane) if p is not None]
 
     def stop(self) -> None:
-        for process in (self._control_plane, self._upstream):
+        for process in (*self.companions, self._control_plane, self._upstream):
             if process is not None:
                 process.stop()
 
@@ -582,8 +606,10 @@ def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, ap
     """Bosun's sidecar for one workload, pinned to the proxy CPU (the caller waits for it).
     Without `service_account` it runs as the proxy's default one."""
     xds_port = bench.control_plane_xds_port()
+    _, token = bench.token_file(log_name, service_account or "default")
     argv = [*bench.sidecar_command(),
-            "--xds-address", f"http://127.0.0.1:{xds_port}",
+            "--xds-address", f"https://127.0.0.1:{xds_port}",
+            "--root-cert", str(bench.root_cert()), "--token-file", str(token),
             "--workload", workload, "--namespace", NAMESPACE, "--ip", ip,
             "--label", f"app={app}", "--admin-port", str(ADMIN_PORT)]
     if service_account is not None:
@@ -599,10 +625,25 @@ def _start_envoy_sidecar(bench: Bench, log_name: str, ip: str, workload: str, ap
     """Envoy with the bootstrap `bosun up` writes for the workload, pinned to the proxy CPU
     (the caller waits for it)."""
     xds_port = bench.control_plane_xds_port()
+    account = service_account or "default"
+    token, token_path = bench.token_file(log_name, account)
+    socket = bench.workdir / f"{log_name}.sds.sock"
+    # Envoy's certificate comes from the agent beside it, as in `bosun up`; it idles on
+    # the client CPU.
+    agent = Process(
+        f"{log_name}-agent",
+        [str(bench.bosun_bin), "agent", "--ca-address", f"https://127.0.0.1:{xds_port}",
+         "--root-cert", str(bench.root_cert()), "--token-file", str(token_path),
+         "--namespace", NAMESPACE, "--service-account", account, "--sds-socket", str(socket)],
+        bench.workdir / f"{log_name}-agent.log", cpu=bench.pinning.client_cpu,
+        env=_quiet_rust_env()).start()
+    bench.companions.append(agent)
     bootstrap = bench.workdir / f"{log_name}.json"
     bootstrap.write_text(json.dumps(
-        envoy_bootstrap(ip, workload, {"app": app}, xds_port, app_ports,
-                        service_account or "default"), indent=2))
+        envoy_bootstrap(ip, workload, {"app": app}, xds_port, app_ports, account,
+                        root_cert=bench.root_cert(), token=token, sds_socket=socket),
+        indent=2))
+    bootstrap.chmod(0o600)
     return Process(
         log_name,
         [str(bench.envoy_bin), "-c", str(bootstrap),
@@ -748,24 +789,24 @@ spec:
 
 
 def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: int,
-                    app_ports: dict[int, int], service_account: str = "default") -> dict:
+                    app_ports: dict[int, int], service_account: str, *, root_cert: Path,
+                    token: str, sds_socket: Path) -> dict:
     """The bootstrap `bosun up` writes for an Envoy sidecar (crates/xds/src/bootstrap.rs):
-    the node identity of docs/design/local-mesh.md, admin on the workload IP, ADS, and SDS
-    (the workload certificate of its namespace and service account, and the mesh root).
+    the node identity of docs/design/local-mesh.md, admin on the workload IP, ADS to the
+    control plane over TLS with the workload's token, and SDS from the agent's socket.
     `app_ports` (workload port -> app port) is where its inbound listeners forward."""
     def socket_address(address: str, port: int) -> dict:
         return {"socket_address": {"address": address, "port_value": port}}
 
-    def grpc_cluster(name: str) -> dict:
-        """A static cluster to the control plane, spoken to over HTTP/2 (gRPC)."""
+    def grpc_cluster(name: str, address: dict) -> dict:
+        """A static cluster spoken to over HTTP/2 (gRPC)."""
         return {
             "name": name,
             "type": "STATIC",
             "connect_timeout": "1s",
             "load_assignment": {
                 "cluster_name": name,
-                "endpoints": [{"lb_endpoints": [
-                    {"endpoint": {"address": socket_address("127.0.0.1", xds_port)}}]}],
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
             },
             "typed_extension_protocol_options": {
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -775,6 +816,22 @@ def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: in
             },
         }
 
+    xds = grpc_cluster("xds-grpc", socket_address("127.0.0.1", xds_port))
+    xds["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": CONTROL_PLANE_NAME,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(root_cert)},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": CONTROL_PLANE_NAME}}],
+                },
+            },
+        },
+    }
     return {
         "node": {
             "id": f"sidecar~{ip}~{workload}.{NAMESPACE}~{NAMESPACE}.svc.cluster.local",
@@ -795,16 +852,18 @@ def envoy_bootstrap(ip: str, workload: str, labels: dict[str, str], xds_port: in
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+                "grpc_services": [{
+                    "envoy_grpc": {"cluster_name": "xds-grpc"},
+                    "initial_metadata": [{"key": "authorization", "value": f"Bearer {token}"}],
+                }],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        # The control plane answers Envoy's secret requests too (`sds-grpc`, the cluster
-        # every TLS context of its listeners and clusters names).
+        # `sds-grpc` is the cluster every TLS context of its listeners and clusters names.
         "static_resources": {
-            "clusters": [grpc_cluster("xds-grpc"), grpc_cluster("sds-grpc")],
+            "clusters": [xds, grpc_cluster("sds-grpc", {"pipe": {"path": str(sds_socket)}})],
         },
     }
 

@@ -135,8 +135,13 @@ async fn main() -> anyhow::Result<()> {
         .arg("control-plane")
         .arg("--config")
         .arg(&dir)
-        .arg("--xds-address")
+        // The simulated proxies speak plaintext ADS; the TLS port is unused here.
+        .arg("--plaintext-xds-address")
         .arg(format!("127.0.0.1:{xds_port}"))
+        .arg("--xds-address")
+        .arg(format!("127.0.0.1:{}", free_port()?))
+        .arg("--identity-dir")
+        .arg(format!("{}-identity", dir.display()))
         .arg("--debug-address")
         .arg(format!("127.0.0.1:{debug_port}"))
         .arg("--debounce")
@@ -254,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
         task.abort();
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(format!("{}-identity", dir.display()));
 
     let wire_floor = if args.wire_floor {
         progress(args.json, "timing the wire alone with the same bytes");

@@ -100,6 +100,11 @@ impl CertificateAuthority {
     /// domain) that signs workload certificates itself. The key lives in memory only: a
     /// restart makes a new root, and every proxy must be given the new one.
     pub fn self_signed(trust_domain: &str) -> Result<Self, CaError> {
+        Self::generate(trust_domain).map(|(ca, _key_pem)| ca)
+    }
+
+    /// As [`self_signed`](Self::self_signed), with the root key's PEM for whoever keeps it.
+    pub(crate) fn generate(trust_domain: &str) -> Result<(Self, String), CaError> {
         check_trust_domain_arg(trust_domain)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(CaError::crypto("generate the root key"))?;
@@ -128,8 +133,9 @@ impl CertificateAuthority {
             .self_signed(&key)
             .map_err(CaError::crypto("sign the root certificate"))?;
         let root_pem = root.pem();
+        let key_pem = key.serialize_pem();
 
-        Ok(Self {
+        let ca = Self {
             trust_domain: trust_domain.to_string(),
             issuer: Issuer::new(params, key),
             chain_tail: vec![root_pem.clone()],
@@ -137,7 +143,8 @@ impl CertificateAuthority {
             signer_not_after: not_after,
             max_ttl: DEFAULT_MAX_TTL,
             provider,
-        })
+        };
+        Ok((ca, key_pem))
     }
 
     /// A CA that signs with `issuer`, whose issued chains end in `chain_tail`; checks that
@@ -219,6 +226,48 @@ impl CertificateAuthority {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(CaError::crypto("generate a key"))?;
         let (leaf, not_after) = self.sign_leaf(identity, &key, ttl)?;
+        Ok(IssuedCertificate {
+            key_pem: key.serialize_pem(),
+            chain_pem: self.chain_with(leaf),
+            not_after,
+        })
+    }
+
+    /// A key and a TLS server certificate for `dns_names` (the control plane's own serving
+    /// certificate, as istiod's `istiod.istio-system.svc`), living `ttl` at most.
+    pub fn issue_server(
+        &self,
+        dns_names: &[&str],
+        ttl: Duration,
+    ) -> Result<IssuedCertificate, CaError> {
+        let mut params = CertificateParams::new(
+            dns_names
+                .iter()
+                .map(|name| (*name).to_string())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(CaError::crypto("name the serving certificate"))?;
+        let now = whole_seconds(SystemTime::now());
+        if self.signer_not_after <= now {
+            return Err(CaError::CaExpired);
+        }
+        let not_after = (now + ttl).min(self.signer_not_after);
+        params.distinguished_name = DistinguishedName::new();
+        params.not_before = OffsetDateTime::from(now - BACKDATE);
+        params.not_after = OffsetDateTime::from(not_after);
+        params.serial_number = Some(random_serial(&self.provider)?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(CaError::crypto("generate a key"))?;
+        let leaf = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::crypto("sign the serving certificate"))?;
         Ok(IssuedCertificate {
             key_pem: key.serialize_pem(),
             chain_pem: self.chain_with(leaf),

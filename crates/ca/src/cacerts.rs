@@ -25,6 +25,35 @@ pub const ROOT_CERT_FILE: &str = "root-cert.pem";
 pub const CERT_CHAIN_FILE: &str = "cert-chain.pem";
 
 impl CertificateAuthority {
+    /// The self-signed CA kept in `dir` in the `cacerts` layout: loaded when the folder
+    /// holds one, else made and written there (the key readable by its owner only), so a
+    /// restarted control plane keeps the root every proxy trusts (as istiod keeps its
+    /// self-signed root in the `istio-ca-secret`).
+    pub fn self_signed_in(dir: &Path, trust_domain: &str) -> Result<Self, CaError> {
+        if dir.join(CA_KEY_FILE).exists() {
+            return Self::from_folder(dir, trust_domain);
+        }
+        let (ca, key_pem) = Self::generate(trust_domain)?;
+        let write = |name: &str, text: &str, private: bool| {
+            let path = dir.join(name);
+            let written = if private {
+                crate::credential::write_private(&path, text.as_bytes())
+            } else {
+                std::fs::write(&path, text)
+            };
+            written.map_err(|source| CaError::ReadCaFile { path, source })
+        };
+        std::fs::create_dir_all(dir).map_err(|source| CaError::ReadCaFile {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        write(CA_KEY_FILE, &key_pem, true)?;
+        write(CA_CERT_FILE, ca.root_pem(), false)?;
+        write(ROOT_CERT_FILE, ca.root_pem(), false)?;
+        write(CERT_CHAIN_FILE, ca.root_pem(), false)?;
+        Ok(ca)
+    }
+
     /// Loads Istio's plug-in CA folder ("cacerts"): `ca-cert.pem` (the signing
     /// certificate), `ca-key.pem` (its key), `root-cert.pem` (the trust anchors) and
     /// `cert-chain.pem` (the signing certificate, then each issuer up to the root).

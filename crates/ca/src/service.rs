@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use crate::authority::{CertificateAuthority, DEFAULT_TTL};
+use crate::credential::{AUTHORIZATION_HEADER, Authenticate, Caller};
 use crate::error::CaError;
 use crate::identity::Identity;
 use crate::pem::certificates;
@@ -54,11 +55,12 @@ pub struct IstioCertificateResponse {
 /// Decides whether a workload may have a certificate for an identity.
 pub type Authorizer = Arc<dyn Fn(&Identity) -> bool + Send + Sync>;
 
-/// The `IstioCertificateService` server: signs CSRs with a [`CertificateAuthority`].
-/// Add it to a `tonic` server.
+/// The `IstioCertificateService` server: signs CSRs with a [`CertificateAuthority`], each
+/// only for the identity its caller proved (a workload token). Add it to a `tonic` server.
 #[derive(Clone)]
 pub struct CertificateService {
     ca: Arc<CertificateAuthority>,
+    authenticate: Arc<dyn Authenticate>,
     authorize: Authorizer,
 }
 
@@ -71,15 +73,25 @@ impl fmt::Debug for CertificateService {
 }
 
 impl CertificateService {
-    /// Signs with `ca` each CSR whose identity `authorize` allows.
-    pub fn new(ca: Arc<CertificateAuthority>, authorize: Authorizer) -> Self {
-        Self { ca, authorize }
+    /// Signs with `ca` each CSR for the identity of the caller `authenticate` proves, when
+    /// `authorize` allows that identity.
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        authenticate: Arc<dyn Authenticate>,
+        authorize: Authorizer,
+    ) -> Self {
+        Self {
+            ca,
+            authenticate,
+            authorize,
+        }
     }
 
-    /// One `CreateCertificate` call.
+    /// One `CreateCertificate` call from `caller`.
     pub fn create_certificate(
         &self,
         request: &IstioCertificateRequest,
+        caller: &Caller,
     ) -> Result<IstioCertificateResponse, CaError> {
         let ttl = match u64::try_from(request.validity_duration) {
             Ok(0) => DEFAULT_TTL,
@@ -92,9 +104,17 @@ impl CertificateService {
                 )));
             }
         };
-        let signed = self
-            .ca
-            .sign_csr(&request.csr, ttl, |identity| (self.authorize)(identity))?;
+        let signed = self.ca.sign_csr(&request.csr, ttl, |identity| {
+            if !caller.owns(identity) {
+                tracing::warn!(
+                    %caller,
+                    requested = %identity,
+                    "refused a certificate for another workload's identity"
+                );
+                return false;
+            }
+            (self.authorize)(identity)
+        })?;
         Ok(IstioCertificateResponse {
             cert_chain: signed.chain_pem,
         })
@@ -122,7 +142,17 @@ impl Service<http::Request<tonic::body::Body>> for CertificateService {
             ));
             return Box::pin(ready(Ok(status.into_http())));
         }
-        let method = CreateCertificate(self.clone());
+        let caller = match self.authenticate.authenticate(request.headers()) {
+            Ok(caller) => caller,
+            Err(error) => {
+                tracing::warn!(%error, "refused an unauthenticated certificate request");
+                return Box::pin(ready(Ok(error.to_status().into_http())));
+            }
+        };
+        let method = CreateCertificate {
+            service: self.clone(),
+            caller,
+        };
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(ProstCodec::default());
             Ok(grpc.unary(method, request).await)
@@ -130,8 +160,12 @@ impl Service<http::Request<tonic::body::Body>> for CertificateService {
     }
 }
 
-/// `CreateCertificate` as the unary handler `tonic::server::Grpc` calls.
-struct CreateCertificate(CertificateService);
+/// `CreateCertificate` as the unary handler `tonic::server::Grpc` calls, for one
+/// authenticated caller.
+struct CreateCertificate {
+    service: CertificateService,
+    caller: Caller,
+}
 
 impl Service<Request<IstioCertificateRequest>> for CreateCertificate {
     type Response = Response<IstioCertificateResponse>;
@@ -145,8 +179,8 @@ impl Service<Request<IstioCertificateRequest>> for CreateCertificate {
     fn call(&mut self, request: Request<IstioCertificateRequest>) -> Self::Future {
         // Signing is one ECDSA or RSA signature: cheaper than moving it to another thread.
         let result = self
-            .0
-            .create_certificate(request.get_ref())
+            .service
+            .create_certificate(request.get_ref(), &self.caller)
             .map(Response::new)
             .map_err(|error| {
                 tracing::debug!(%error, "refused a certificate request");
@@ -157,9 +191,11 @@ impl Service<Request<IstioCertificateRequest>> for CreateCertificate {
 }
 
 /// Asks the certificate service on `channel` to sign `csr_pem` for `ttl` (0 for the CA's
-/// default). Returns the chain, one PEM per certificate: the leaf first, the root last.
+/// default), presenting the workload's `token`. Returns the chain, one PEM per
+/// certificate: the leaf first, the root last.
 pub async fn request_certificate(
     channel: Channel,
+    token: Option<&str>,
     csr_pem: &str,
     ttl: Duration,
 ) -> Result<Vec<String>, CaError> {
@@ -170,9 +206,16 @@ pub async fn request_certificate(
         validity_duration: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         metadata: None,
     };
+    let mut request = Request::new(request);
+    if let Some(token) = token {
+        let bearer = format!("Bearer {token}").parse().map_err(|_| {
+            CaError::InvalidResponse("the workload token is not a header value".into())
+        })?;
+        request.metadata_mut().insert(AUTHORIZATION_HEADER, bearer);
+    }
     let response: Response<IstioCertificateResponse> = grpc
         .unary(
-            Request::new(request),
+            request,
             PathAndQuery::from_static(CREATE_CERTIFICATE_PATH),
             ProstCodec::default(),
         )

@@ -335,3 +335,24 @@ fn a_signer_that_is_not_a_ca_is_refused() {
     assert_eq!(file, CA_CERT_FILE);
     assert!(message.contains("not a CA"), "{message}");
 }
+
+#[test]
+fn a_self_signed_ca_kept_in_a_folder_survives_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let first = CertificateAuthority::self_signed_in(dir.path(), DEFAULT_TRUST_DOMAIN).unwrap();
+    let again = CertificateAuthority::self_signed_in(dir.path(), DEFAULT_TRUST_DOMAIN).unwrap();
+    assert_eq!(first.root_pem(), again.root_pem());
+    let issued = again
+        .issue(&Identity::new(DEFAULT_TRUST_DOMAIN, "default", "web"), HOUR)
+        .unwrap();
+    verify_both(&issued.chain_pem, first.root_pem());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir.path().join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the CA key is its owner's only");
+    }
+}

@@ -14,7 +14,7 @@ use bosun_ca::service::{
 };
 use bosun_ca::{
     CaError, CertificateAuthority, CertificateService, DEFAULT_TRUST_DOMAIN, DEFAULT_TTL, Identity,
-    certificate_request, request_certificate,
+    TokenKey, certificate_request, request_certificate,
 };
 use common::{assert_workload_leaf, verify_both};
 use http::uri::PathAndQuery;
@@ -50,14 +50,24 @@ impl Service<http::Request<tonic::body::Body>> for OtherService {
 
 struct Running {
     ca: Arc<CertificateAuthority>,
+    key: TokenKey,
     channel: Channel,
+}
+
+impl Running {
+    /// The token of the workloads of namespace `default` running as `service_account`.
+    fn token(&self, service_account: &str) -> String {
+        self.key.mint("default", service_account)
+    }
 }
 
 /// A CA whose service allows every identity of namespace `default` but `sa/denied`.
 async fn start() -> Running {
     let ca = Arc::new(CertificateAuthority::self_signed(DEFAULT_TRUST_DOMAIN).unwrap());
+    let key = TokenKey::generate().unwrap();
     let service = CertificateService::new(
         ca.clone(),
+        Arc::new(key.clone()),
         Arc::new(|identity: &Identity| {
             identity.namespace == "default" && identity.service_account != "denied"
         }),
@@ -77,7 +87,7 @@ async fn start() -> Running {
         .connect()
         .await
         .unwrap();
-    Running { ca, channel }
+    Running { ca, key, channel }
 }
 
 fn identity(service_account: &str) -> Identity {
@@ -87,13 +97,20 @@ fn identity(service_account: &str) -> Identity {
 /// A call with a hand-made request, at any path.
 async fn call(
     channel: Channel,
+    token: Option<&str>,
     path: &'static str,
     request: IstioCertificateRequest,
 ) -> Result<IstioCertificateResponse, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
+    let mut request = Request::new(request);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
     grpc.unary(
-        Request::new(request),
+        request,
         PathAndQuery::from_static(path),
         ProstCodec::default(),
     )
@@ -112,9 +129,14 @@ fn rejected(result: Result<Vec<String>, CaError>) -> Box<Status> {
 async fn issues_a_certificate_over_grpc() {
     let running = start().await;
     let request = certificate_request(&identity("web")).unwrap();
-    let chain = request_certificate(running.channel.clone(), &request.csr_pem, HOUR)
-        .await
-        .unwrap();
+    let chain = request_certificate(
+        running.channel.clone(),
+        Some(&running.token("web")),
+        &request.csr_pem,
+        HOUR,
+    )
+    .await
+    .unwrap();
     assert_eq!(chain.len(), 2, "leaf, root");
     assert_eq!(chain[1], running.ca.root_pem());
     assert_workload_leaf(&chain[0], &identity("web"), HOUR);
@@ -123,6 +145,7 @@ async fn issues_a_certificate_over_grpc() {
     // The other service is still reachable on the same port.
     let status = call(
         running.channel,
+        None,
         "/test.OtherService/Anything",
         IstioCertificateRequest::default(),
     )
@@ -136,9 +159,14 @@ async fn issues_a_certificate_over_grpc() {
 async fn zero_lifetime_means_the_default() {
     let running = start().await;
     let request = certificate_request(&identity("web")).unwrap();
-    let chain = request_certificate(running.channel, &request.csr_pem, Duration::ZERO)
-        .await
-        .unwrap();
+    let chain = request_certificate(
+        running.channel.clone(),
+        Some(&running.token("web")),
+        &request.csr_pem,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_workload_leaf(&chain[0], &identity("web"), DEFAULT_TTL);
 }
 
@@ -146,7 +174,15 @@ async fn zero_lifetime_means_the_default() {
 async fn an_unauthorized_identity_is_permission_denied() {
     let running = start().await;
     let request = certificate_request(&identity("denied")).unwrap();
-    let status = rejected(request_certificate(running.channel, &request.csr_pem, HOUR).await);
+    let status = rejected(
+        request_certificate(
+            running.channel.clone(),
+            Some(&running.token("denied")),
+            &request.csr_pem,
+            HOUR,
+        )
+        .await,
+    );
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
         status
@@ -160,7 +196,15 @@ async fn an_unauthorized_identity_is_permission_denied() {
 #[tokio::test]
 async fn a_bad_request_is_invalid_argument() {
     let running = start().await;
-    let status = rejected(request_certificate(running.channel.clone(), "not a csr", HOUR).await);
+    let status = rejected(
+        request_certificate(
+            running.channel.clone(),
+            Some(&running.token("web")),
+            "not a csr",
+            HOUR,
+        )
+        .await,
+    );
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("certificate signing request"),
@@ -170,8 +214,15 @@ async fn a_bad_request_is_invalid_argument() {
 
     let other_domain =
         certificate_request(&Identity::new("other.domain", "default", "web")).unwrap();
-    let status =
-        rejected(request_certificate(running.channel.clone(), &other_domain.csr_pem, HOUR).await);
+    let status = rejected(
+        request_certificate(
+            running.channel.clone(),
+            Some(&running.token("web")),
+            &other_domain.csr_pem,
+            HOUR,
+        )
+        .await,
+    );
     assert_eq!(status.code(), Code::InvalidArgument);
 
     let negative = IstioCertificateRequest {
@@ -179,9 +230,14 @@ async fn a_bad_request_is_invalid_argument() {
         validity_duration: -1,
         metadata: None,
     };
-    let status = call(running.channel, CREATE_CERTIFICATE_PATH, negative)
-        .await
-        .unwrap_err();
+    let status = call(
+        running.channel.clone(),
+        Some(&running.token("web")),
+        CREATE_CERTIFICATE_PATH,
+        negative,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("validity_duration"),
@@ -207,9 +263,14 @@ async fn requests_with_metadata_are_served() {
         validity_duration: 600,
         metadata: Some(metadata),
     };
-    let response = call(running.channel, CREATE_CERTIFICATE_PATH, request)
-        .await
-        .unwrap();
+    let response = call(
+        running.channel.clone(),
+        Some(&running.token("web")),
+        CREATE_CERTIFICATE_PATH,
+        request,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.cert_chain.len(), 2);
     assert_workload_leaf(
         &response.cert_chain[0],
@@ -222,11 +283,72 @@ async fn requests_with_metadata_are_served() {
 async fn an_unknown_method_is_unimplemented() {
     let running = start().await;
     let status = call(
-        running.channel,
+        running.channel.clone(),
+        Some(&running.token("web")),
         "/istio.v1.auth.IstioCertificateService/SignEverything",
         IstioCertificateRequest::default(),
     )
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn a_caller_without_a_valid_token_is_unauthenticated() {
+    let running = start().await;
+    let csr = certificate_request(&identity("web")).unwrap().csr_pem;
+    let request = IstioCertificateRequest {
+        csr: csr.clone(),
+        validity_duration: 600,
+        metadata: None,
+    };
+    let status = call(
+        running.channel.clone(),
+        None,
+        CREATE_CERTIFICATE_PATH,
+        request.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+    // A token signed with another key, as a process that guesses the format would make.
+    let forged = TokenKey::generate().unwrap().mint("default", "web");
+    let status =
+        rejected(request_certificate(running.channel.clone(), Some(&forged), &csr, HOUR).await);
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+    let status =
+        rejected(request_certificate(running.channel, Some("not-a-jwt"), &csr, HOUR).await);
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_csr_for_another_workloads_identity_is_refused() {
+    let running = start().await;
+    // web's own token, asking for cart's identity: a compromised web becoming cart.
+    let csr = certificate_request(&identity("cart")).unwrap().csr_pem;
+    let status = rejected(
+        request_certificate(
+            running.channel.clone(),
+            Some(&running.token("web")),
+            &csr,
+            HOUR,
+        )
+        .await,
+    );
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
+    // The same CSR with cart's token is signed.
+    let chain = request_certificate(
+        running.channel.clone(),
+        Some(&running.token("cart")),
+        &csr,
+        HOUR,
+    )
+    .await
+    .unwrap();
+    assert_workload_leaf(&chain[0], &identity("cart"), HOUR);
 }

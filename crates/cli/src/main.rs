@@ -1,8 +1,10 @@
 //! `bosun`: one binary for the whole mesh — control plane, proxy, local runner and tools.
 
+mod agent_cmd;
 mod control_plane_cmd;
 mod proxy_config;
 mod sample;
+mod token_cmd;
 mod up;
 
 use bosun::proxy_cmd;
@@ -36,8 +38,13 @@ enum Command {
     ControlPlane(control_plane_cmd::Args),
     /// Run the Bosun sidecar proxy for one workload, configured over xDS.
     Proxy(proxy_cmd::Args),
+    /// Keep a workload's certificate for a real Envoy and serve it over SDS (Istio's
+    /// pilot-agent, for certificates).
+    Agent(agent_cmd::Args),
     /// Show the listeners, routes, clusters and endpoints one proxy is running with.
     ProxyConfig(proxy_config::Args),
+    /// Print a workload token for running a proxy by hand (bosun up hands them out itself).
+    Token(token_cmd::Args),
     /// Run the sample workload (an HTTP/1.1 + h2c echo service) or its traffic generator.
     Sample(sample::Args),
 }
@@ -55,8 +62,10 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(args) => proxy_cmd::main(args),
         Command::Up(args) => block_on(up::run(args)),
         Command::ControlPlane(args) => block_on(control_plane_cmd::run(args)),
+        Command::Agent(args) => block_on(agent_cmd::run(args)),
         Command::ProxyConfig(args) => block_on(proxy_config::run(args)),
         Command::Sample(args) => block_on(sample::run(args)),
+        Command::Token(args) => token_cmd::run(args),
     }
 }
 

@@ -16,17 +16,31 @@ use bosun_proxy::{NodeIdentity, Proxy, ProxyConfig, XdsMode};
 /// inbound listener per workload port. The admin API (`/ready`, `/config_dump`,
 /// `/stats`) listens on `<ip>:<admin-port>`.
 ///
+/// The control plane is reached over TLS and checked against the mesh root (--root-cert);
+/// the workload's token (--token-file) proves which workload the proxy runs for, and the
+/// CA signs a certificate for that identity only. `bosun up` hands both over.
+///
 /// Example: bosun proxy --workload reviews-v1 --ip 127.0.10.1 --label app=reviews
-///          --label version=v1 --app-port 9080=19080
+///          --label version=v1 --app-port 9080=19080 --service-account bookinfo-reviews
+///          --root-cert /tmp/bosun-up-1/root-cert.pem
+///          --token-file /tmp/bosun-up-1/reviews-v1.token
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The control plane's ADS address.
+    /// The control plane's ADS address: https:// for TLS (Istio's 15012), http:// for
+    /// plaintext xDS where the control plane serves it (--plaintext-xds-address).
     #[arg(
         long,
         env = "BOSUN_XDS_ADDRESS",
-        default_value = "http://127.0.0.1:15010"
+        default_value = "https://127.0.0.1:15012"
     )]
     pub xds_address: String,
+    /// The mesh root (PEM), handed out of band: the control plane and every peer are
+    /// verified against it (Istio's istio-ca-root-cert).
+    #[arg(long, env = "BOSUN_ROOT_CERT", value_name = "FILE")]
+    pub root_cert: Option<std::path::PathBuf>,
+    /// The workload's token: proves to the control plane who the proxy runs for.
+    #[arg(long, env = "BOSUN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Where to get the workload certificate signed (Istio's certificate service);
     /// the control plane's address when not given.
     #[arg(long, env = "BOSUN_CA_ADDRESS")]
@@ -119,6 +133,8 @@ impl Args {
         }
         Ok(ProxyConfig {
             xds_address: self.xds_address,
+            root_cert: self.root_cert,
+            token_file: self.token_file,
             ca_address: self.ca_address,
             trust_domain: self.trust_domain,
             xds_mode: self.xds_mode,

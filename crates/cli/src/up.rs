@@ -7,6 +7,7 @@
 //! running `{bosun} sample load`, whose `/stats` it reads) until Ctrl-C or SIGTERM.
 //! See docs/design/local-mesh.md for the conventions (addresses, ports, environment).
 
+mod credentials;
 mod envoy;
 mod mesh;
 mod plan;

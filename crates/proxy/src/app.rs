@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::ProxyConfig;
 use crate::config_dump::ConfigDump;
+use crate::control_plane::{ControlPlaneError, ControlPlaneLink};
 use crate::drain;
 use crate::state::ConfigStore;
 use crate::stats::{StatsRegistry, StatsSnapshot};
@@ -31,11 +32,8 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Xds(#[from] XdsError),
-    #[error("invalid CA address {address:?}: {source}")]
-    CaAddress {
-        address: String,
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
 }
 
 pub struct Proxy;
@@ -73,22 +71,19 @@ impl Proxy {
             config.drain_timeout,
             config.node.upstream_source(),
         ));
-        let ads = AdsClient::new(&config, store.clone())?;
+        let link = ControlPlaneLink::new(config.root_cert.as_deref(), config.token_file.clone())?;
+        let ads = AdsClient::new(&config, link.clone(), store.clone())?;
         let ca_address = config
             .ca_address
             .clone()
             .unwrap_or_else(|| config.xds_address.clone());
-        let ca = Endpoint::from_shared(ca_address.clone())
-            .map_err(|source| ProxyError::CaAddress {
-                address: ca_address,
-                source,
-            })?
-            .connect_timeout(Duration::from_secs(5));
+        let ca = link.endpoint(&ca_address)?;
         Ok(BoundProxy {
             admin_address,
             admin_listener,
             ads,
             ca,
+            link,
             identity,
             certificate_ttl: config.certificate_ttl,
             certificates,
@@ -107,6 +102,7 @@ pub struct BoundProxy {
     admin_listener: TcpListener,
     ads: AdsClient,
     ca: Endpoint,
+    link: ControlPlaneLink,
     identity: Identity,
     certificate_ttl: Duration,
     certificates: Arc<WorkloadCertificates>,
@@ -133,6 +129,7 @@ impl BoundProxy {
         let ads = tokio::spawn(self.ads.run());
         let certificates = tokio::spawn(Arc::clone(&self.certificates).keep_current(
             self.ca,
+            self.link,
             self.identity,
             self.certificate_ttl,
         ));

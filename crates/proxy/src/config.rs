@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -106,8 +107,14 @@ impl Default for Backoff {
 
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// The control plane's ADS endpoint, e.g. `http://127.0.0.1:15010`.
+    /// The control plane's ADS endpoint: `https://127.0.0.1:15012` (TLS, checked against
+    /// `root_cert`), or `http://...:15010` for plaintext xDS.
     pub xds_address: String,
+    /// The mesh root, handed out of band (Istio's `istio-ca-root-cert`): the control plane
+    /// and every peer are verified against it.
+    pub root_cert: Option<PathBuf>,
+    /// The workload's token, which proves to the control plane who this proxy runs for.
+    pub token_file: Option<PathBuf>,
     /// Where the CA signs workload certificates (Istio's `CA_ADDR`); the control plane's
     /// address when unset.
     pub ca_address: Option<String>,
@@ -129,6 +136,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             xds_address: "http://127.0.0.1:15010".into(),
+            root_cert: None,
+            token_file: None,
             ca_address: None,
             trust_domain: "cluster.local".into(),
             certificate_ttl: crate::tls::CERTIFICATE_TTL,

@@ -55,6 +55,45 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// On a request's arrival, before the proxy sets any header of its own: removes what the
+/// caller's `Connection` header nominates and leaves `Connection` with only the tokens
+/// that steer the connection (`upgrade`, `keep-alive`, `close`). So no caller can nominate
+/// away a header the proxy adds later (`x-forwarded-client-cert`, `x-forwarded-proto`, the
+/// metadata exchange), which the forwarding step's hop-by-hop removal would otherwise take.
+pub fn take_connection_nominated(headers: &mut HeaderMap) {
+    let Some(listed) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let mut kept = Vec::new();
+    let mut nominated = Vec::new();
+    for token in listed.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if ["upgrade", "keep-alive", "close"]
+            .iter()
+            .any(|steer| token.eq_ignore_ascii_case(steer))
+        {
+            kept.push(token.to_string());
+        } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+            && name != TE
+        {
+            nominated.push(name);
+        }
+    }
+    if nominated.is_empty() {
+        return;
+    }
+    for name in nominated {
+        headers.remove(&name);
+    }
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(value) if !kept.is_empty() => {
+            headers.insert(CONNECTION, value);
+        }
+        _ => {
+            headers.remove(CONNECTION);
+        }
+    }
+}
+
 /// Sets the headers Envoy sets on requests it forwards. `x-forwarded-proto` a caller sent
 /// is kept (a sidecar does not use the remote address, as istiod configures it); else it
 /// says whether the downstream connection was TLS.
@@ -110,6 +149,42 @@ mod tests {
         h.insert("te", "gzip".parse().expect("value"));
         remove_hop_by_hop(&mut h);
         assert!(!h.contains_key("te"));
+    }
+
+    #[test]
+    fn a_caller_cannot_nominate_away_what_the_proxy_adds_later() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "Upgrade, x-forwarded-client-cert, x-secret"
+                .parse()
+                .expect("value"),
+        );
+        h.insert("upgrade", "websocket".parse().expect("value"));
+        h.insert("x-secret", "1".parse().expect("value"));
+        take_connection_nominated(&mut h);
+        assert!(
+            !h.contains_key("x-secret"),
+            "what the caller nominated goes"
+        );
+        assert_eq!(
+            h.get("connection").map(|v| v.as_bytes()),
+            Some(&b"Upgrade"[..])
+        );
+        // The proxy now adds its element; forwarding removes hop-by-hop headers.
+        h.insert(
+            "x-forwarded-client-cert",
+            "By=me;URI=caller".parse().expect("value"),
+        );
+        remove_hop_by_hop(&mut h);
+        assert!(h.contains_key("x-forwarded-client-cert"));
+        let mut only = HeaderMap::new();
+        only.insert(
+            "connection",
+            "x-forwarded-client-cert".parse().expect("value"),
+        );
+        take_connection_nominated(&mut only);
+        assert!(!only.contains_key("connection"));
     }
 
     #[test]

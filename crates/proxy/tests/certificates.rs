@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_ca::{CertificateAuthority, CertificateService};
+use bosun_ca::{CertificateAuthority, CertificateService, TokenKey};
 use bosun_proxy::XdsMode;
 use bosun_proxy::config_dump::CertificatesDump;
 use support::ads::FakeAds;
@@ -14,10 +14,14 @@ use support::{TestProxy, admin_get, eventually_async};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// A CA on a free port that signs for any identity.
-async fn start_ca() -> String {
+/// A CA on a free port that signs any identity a caller's token proves, and a file holding
+/// the token of payments/ledger.
+async fn start_ca() -> (String, tempfile::NamedTempFile) {
     let ca = Arc::new(CertificateAuthority::self_signed("cluster.local").expect("CA"));
-    let service = CertificateService::new(ca, Arc::new(|_| true));
+    let key = TokenKey::generate().expect("key");
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), key.mint("payments", "ledger")).expect("write the token");
+    let service = CertificateService::new(ca, Arc::new(key), Arc::new(|_| true));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(
@@ -25,7 +29,7 @@ async fn start_ca() -> String {
             .add_service(service)
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    format!("http://{address}")
+    (format!("http://{address}"), token)
 }
 
 async fn certificate(proxy: &TestProxy) -> Option<(String, u64)> {
@@ -43,9 +47,10 @@ async fn certificate(proxy: &TestProxy) -> Option<(String, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_certificate_is_renewed_at_half_its_life() {
     let ads = FakeAds::start().await;
-    let ca = start_ca().await;
+    let (ca, token) = start_ca().await;
     let proxy = TestProxy::start_with(&ads.url(), XdsMode::Delta, |config| {
         config.ca_address = Some(ca.clone());
+        config.token_file = Some(token.path().to_path_buf());
         config.node.namespace = "payments".into();
         config.node.service_account = "ledger".into();
         config.certificate_ttl = Duration::from_secs(4);

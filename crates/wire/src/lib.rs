@@ -11,6 +11,15 @@ pub mod http_filters {
     pub const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
 }
 
+/// The SDS secrets every mesh TLS context names (Istio's names): proxies answer them
+/// themselves, or an agent beside Envoy serves them.
+pub mod secrets {
+    /// The workload's certificate chain and key.
+    pub const WORKLOAD: &str = "default";
+    /// The mesh's trust anchors.
+    pub const ROOT: &str = "ROOTCA";
+}
+
 /// Upgrade types an HttpConnectionManager's `upgrade_configs` name.
 pub mod upgrades {
     /// `Upgrade: websocket`, which istiod lets through on every connection manager.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
@@ -19,12 +20,46 @@ use crate::translate::SDS_CLUSTER;
 /// The static cluster that reaches the control plane (Istio's name for it).
 pub const XDS_CLUSTER_NAME: &str = "xds-grpc";
 
+/// Where an Envoy reaches the mesh: the control plane for ADS and the agent beside it for
+/// its secrets.
+#[derive(Debug, Clone)]
+pub struct EnvoySources {
+    /// The control plane's ADS address.
+    pub xds: SocketAddr,
+    /// TLS to the control plane and the workload's credential; `None` for plaintext xDS
+    /// (tests, debugging).
+    pub xds_security: Option<XdsSecurity>,
+    /// The Unix socket of the agent that makes the workload's key and serves it over SDS
+    /// (Istio's pilot-agent); `None` when the proxy needs no certificate.
+    pub sds_socket: Option<PathBuf>,
+}
+
+impl EnvoySources {
+    /// Plaintext ADS at `xds`, no secrets: what tests of routing alone need.
+    pub fn plaintext(xds: SocketAddr) -> Self {
+        Self {
+            xds,
+            xds_security: None,
+            sds_socket: None,
+        }
+    }
+}
+
+/// How an Envoy proves the control plane is the mesh's and itself the workload.
+#[derive(Debug, Clone)]
+pub struct XdsSecurity {
+    /// The mesh root, handed out of band (Istio's `istio-ca-root-cert`).
+    pub root_cert: PathBuf,
+    /// The workload's token, sent on the ADS stream (`authorization: Bearer`).
+    pub token: String,
+}
+
 /// A bootstrap for `node` that takes all its listeners and clusters over ADS from
-/// `ads_addr`, speaking `api` (state-of-the-world `GRPC` or `DELTA_GRPC`), with its admin
+/// `sources`, speaking `api` (state-of-the-world `GRPC` or `DELTA_GRPC`), with its admin
 /// interface on `admin` (port 0 is fine with Envoy's `--admin-address-path`).
 pub fn envoy_bootstrap(
     node: &ProxyNode,
-    ads_addr: SocketAddr,
+    sources: &EnvoySources,
     admin: SocketAddr,
     api: StreamKind,
 ) -> serde_json::Value {
@@ -45,18 +80,16 @@ pub fn envoy_bootstrap(
             "ads_config": {
                 "api_type": api_type,
                 "transport_api_version": "V3",
-                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER_NAME } }],
+                "grpc_services": [ads_service(sources.xds_security.as_ref())],
                 "set_node_on_first_message_only": true,
             },
             "cds_config": { "ads": {}, "resource_api_version": "V3" },
             "lds_config": { "ads": {}, "resource_api_version": "V3" },
         },
         "static_resources": {
-            // Envoy has no agent beside it here, so the control plane also answers its
-            // secret requests (the workload certificate and the mesh root).
             "clusters": [
-                grpc_cluster(XDS_CLUSTER_NAME, ads_addr),
-                grpc_cluster(SDS_CLUSTER, ads_addr),
+                xds_cluster(sources),
+                sds_cluster(sources),
             ],
         },
     });
@@ -72,8 +105,56 @@ pub fn envoy_bootstrap(
     bootstrap
 }
 
+/// ADS on the xDS cluster, with the workload's token when the control plane asks for one.
+fn ads_service(security: Option<&XdsSecurity>) -> serde_json::Value {
+    let mut service = json!({ "envoy_grpc": { "cluster_name": XDS_CLUSTER_NAME } });
+    if let Some(security) = security {
+        service["initial_metadata"] = json!([{
+            "key": bosun_ca::credential::AUTHORIZATION_HEADER,
+            "value": format!("Bearer {}", security.token),
+        }]);
+    }
+    service
+}
+
+/// The control plane: over TLS verified against the mesh root and the control plane's
+/// name, as Istio's proxies reach istiod on 15012.
+fn xds_cluster(sources: &EnvoySources) -> serde_json::Value {
+    let mut cluster = grpc_cluster(XDS_CLUSTER_NAME, socket_address(sources.xds));
+    if let Some(security) = &sources.xds_security {
+        let name = bosun_ca::CONTROL_PLANE_NAME;
+        cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": name,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "validation_context": {
+                        "trusted_ca": { "filename": security.root_cert.display().to_string() },
+                        "match_typed_subject_alt_names": [
+                            { "san_type": "DNS", "matcher": { "exact": name } },
+                        ],
+                    },
+                },
+            },
+        });
+    }
+    cluster
+}
+
+/// The agent's SDS socket, or (no agent) the control plane's address, which then answers
+/// no secret: only meshes without mTLS run so.
+fn sds_cluster(sources: &EnvoySources) -> serde_json::Value {
+    let address = match &sources.sds_socket {
+        Some(path) => json!({ "pipe": { "path": path.display().to_string() } }),
+        None => socket_address(sources.xds),
+    };
+    grpc_cluster(SDS_CLUSTER, address)
+}
+
 /// A static cluster spoken to over gRPC (HTTP/2).
-fn grpc_cluster(name: &str, address: SocketAddr) -> serde_json::Value {
+fn grpc_cluster(name: &str, address: serde_json::Value) -> serde_json::Value {
     json!({
         "name": name,
         "type": "STATIC",
@@ -81,7 +162,7 @@ fn grpc_cluster(name: &str, address: SocketAddr) -> serde_json::Value {
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{
-                "lb_endpoints": [{ "endpoint": { "address": socket_address(address) } }],
+                "lb_endpoints": [{ "endpoint": { "address": address } }],
             }],
         },
         "typed_extension_protocol_options": {
@@ -130,7 +211,7 @@ mod tests {
         node.app_ports.insert(9080, 19080);
         let bootstrap = envoy_bootstrap(
             &node,
-            "127.0.0.1:15010".parse().unwrap(),
+            &EnvoySources::plaintext("127.0.0.1:15010".parse().unwrap()),
             "127.0.10.1:15000".parse().unwrap(),
             StreamKind::Delta,
         );

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bosun_ca::Caller;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -21,11 +22,46 @@ pub enum StreamError {
     MissingNode,
     #[error("invalid node: {0}")]
     InvalidNode(#[from] NodeError),
+    #[error(
+        "node {node} is namespace {namespace:?}, service account {service_account:?}, but the \
+         stream's credential is {caller}; a proxy may only ask for its own workload's config"
+    )]
+    NotTheCaller {
+        node: String,
+        namespace: String,
+        service_account: String,
+        caller: Caller,
+    },
 }
 
 impl From<StreamError> for tonic::Status {
     fn from(error: StreamError) -> Self {
-        tonic::Status::invalid_argument(error.to_string())
+        match error {
+            StreamError::NotTheCaller { .. } => tonic::Status::permission_denied(error.to_string()),
+            _ => tonic::Status::invalid_argument(error.to_string()),
+        }
+    }
+}
+
+/// The node must be the workload the stream's credential proves (when there is one).
+fn check_caller(node: &ProxyNode, caller: Option<&Caller>) -> Result<(), StreamError> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    let account = if node.service_account.is_empty() {
+        "default"
+    } else {
+        node.service_account.as_str()
+    };
+    if node.namespace == caller.namespace && account == caller.service_account {
+        Ok(())
+    } else {
+        Err(StreamError::NotTheCaller {
+            node: node.id.clone(),
+            namespace: node.namespace.clone(),
+            service_account: account.to_string(),
+            caller: caller.clone(),
+        })
     }
 }
 
@@ -50,6 +86,8 @@ pub(crate) struct StreamContext {
     pub(crate) generators: watch::Receiver<Arc<dyn Generator>>,
     pub(crate) registry: Arc<StatusRegistry>,
     pub(crate) connection_id: u64,
+    /// The workload the stream's credential proves, when the server authenticates.
+    pub(crate) caller: Option<Caller>,
 }
 
 pub(crate) type Outbound = mpsc::Sender<Result<Reply, tonic::Status>>;
@@ -71,6 +109,7 @@ where
     let node = match P::node(&first)
         .ok_or(StreamError::MissingNode)
         .and_then(|node| ProxyNode::from_node(node).map_err(StreamError::from))
+        .and_then(|node| check_caller(&node, ctx.caller.as_ref()).map(|()| node))
     {
         Ok(node) => node,
         Err(error) => {

@@ -100,8 +100,12 @@ where
     if compressed {
         return Status::unimplemented("compressed ADS requests are not supported").into_http();
     }
+    let caller = match server.caller(request.headers()) {
+        Ok(caller) => caller,
+        Err(status) => return status.into_http(),
+    };
     let requests = GrpcRequests::<P::Request>::new(request.into_body());
-    let mut replies = server.open_stream::<P>(requests);
+    let mut replies = server.open_stream::<P>(caller, requests);
     let mut chunks: Option<GrpcChunks> = None;
     let mut finished = false;
     let frames = futures::stream::poll_fn(move |cx| {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bosun_ca::{Authenticate, Caller};
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,6 +24,9 @@ pub struct AdsServer {
     generators: watch::Receiver<Arc<dyn Generator>>,
     registry: Arc<StatusRegistry>,
     next_connection_id: Arc<AtomicU64>,
+    /// When set, every stream must carry a workload credential, and its node must be that
+    /// workload (Istio's XDS_AUTH); unset only where a user asks for plaintext xDS.
+    authenticate: Option<Arc<dyn Authenticate>>,
 }
 
 impl AdsServer {
@@ -33,6 +37,31 @@ impl AdsServer {
             generators,
             registry: Arc::default(),
             next_connection_id: Arc::new(AtomicU64::new(1)),
+            authenticate: None,
+        }
+    }
+
+    /// The same server (the same proxies' status), whose streams must prove with
+    /// `authenticate` the workload their node claims to be.
+    pub fn authenticated_by(&self, authenticate: Arc<dyn Authenticate>) -> Self {
+        Self {
+            authenticate: Some(authenticate),
+            ..self.clone()
+        }
+    }
+
+    /// Who opened a stream, from its request headers: `Ok(None)` when this server does not
+    /// authenticate.
+    pub(crate) fn caller(&self, headers: &http::HeaderMap) -> Result<Option<Caller>, Status> {
+        match &self.authenticate {
+            None => Ok(None),
+            Some(authenticate) => match authenticate.authenticate(headers) {
+                Ok(caller) => Ok(Some(caller)),
+                Err(error) => {
+                    tracing::warn!(%error, "refused an unauthenticated ADS stream");
+                    Err(error.to_status())
+                }
+            },
         }
     }
 
@@ -43,6 +72,7 @@ impl AdsServer {
 
     pub(crate) fn open_stream<P>(
         &self,
+        caller: Option<Caller>,
         requests: impl Stream<Item = Result<P::Request, Status>> + Send + Unpin + 'static,
     ) -> ReceiverStream<Result<Reply, Status>>
     where
@@ -54,6 +84,7 @@ impl AdsServer {
             generators: self.generators.clone(),
             registry: Arc::clone(&self.registry),
             connection_id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
+            caller,
         };
         tokio::spawn(connection::serve::<P, _>(requests, responses, ctx));
         ReceiverStream::new(outbound)

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bosun_xds::testing::{AdsTestServer, EnvoyProcess, HttpUpstream, envoy_binary, http_get};
-use bosun_xds::{Generator, ProxyNode, ResourceSet, StreamKind, SyncState, envoy_bootstrap};
+use bosun_xds::{
+    EnvoySources, Generator, ProxyNode, ResourceSet, StreamKind, SyncState, envoy_bootstrap,
+};
 use common::mesh::{eds_cluster, endpoints, http_listener, route_to};
 
 /// One listener (on a port Envoy picks) routing everything to `target`, one EDS cluster
@@ -91,7 +93,12 @@ async fn traffic_follows_config(api: StreamKind) {
     let server = AdsTestServer::start(Arc::new(mesh.clone())).await.unwrap();
 
     let node = ProxyNode::sidecar(localhost, "envoy-test", "default");
-    let bootstrap = envoy_bootstrap(&node, server.addr, "127.0.0.1:0".parse().unwrap(), api);
+    let bootstrap = envoy_bootstrap(
+        &node,
+        &EnvoySources::plaintext(server.addr),
+        "127.0.0.1:0".parse().unwrap(),
+        api,
+    );
     let envoy = EnvoyProcess::start(&bootstrap).await.unwrap();
     let listener = envoy.wait_for_listener("outbound").await.unwrap();
     wait_for_body(&envoy, listener, "from-a").await;

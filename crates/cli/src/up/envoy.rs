@@ -2,10 +2,9 @@
 //! writing its bootstrap (the same identity and ADS source as Bosun's proxy).
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bosun_xds::{ProxyNode, StreamKind};
+use bosun_xds::{EnvoySources, ProxyNode, StreamKind};
 
 use super::plan::WorkloadPlan;
 
@@ -76,23 +75,26 @@ pub fn proxy_node(workload: &WorkloadPlan) -> ProxyNode {
     node
 }
 
-/// Writes the workload's Envoy bootstrap into `run_dir` and returns Envoy's arguments.
+/// Writes the workload's Envoy bootstrap into `run_dir` (this user's only: it carries the
+/// workload's token) and returns Envoy's arguments.
 pub fn envoy_args(
     workload: &WorkloadPlan,
-    xds_address: SocketAddr,
+    sources: &EnvoySources,
     run_dir: &Path,
 ) -> Result<Vec<OsString>, EnvoyError> {
     let bootstrap = bosun_xds::envoy_bootstrap(
         &proxy_node(workload),
-        xds_address,
+        sources,
         workload.admin_address(),
         StreamKind::Sotw,
     );
     let path = run_dir.join(format!("{}.envoy.json", workload.file_stem()));
     let text = serde_json::to_string_pretty(&bootstrap).unwrap_or_else(|_| bootstrap.to_string());
-    std::fs::write(&path, text).map_err(|source| EnvoyError::WriteBootstrap {
-        path: path.clone(),
-        source,
+    bosun_ca::credential::write_private(&path, text.as_bytes()).map_err(|source| {
+        EnvoyError::WriteBootstrap {
+            path: path.clone(),
+            source,
+        }
     })?;
     Ok(vec![
         "-c".into(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bosun_api::{ProxyKind, Resource, Severity};
 
+use super::credentials::{CredentialsError, MeshCredentials};
 use super::envoy::{self, EnvoyError};
 use super::plan::{self, MeshPlan, PlanErrors, WorkloadPlan};
 use super::process::{ManagedProcess, ProcessError, ProcessSpec};
@@ -78,6 +79,8 @@ pub enum MeshError {
     #[error(transparent)]
     Envoy(#[from] EnvoyError),
     #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
     Spawn(#[from] ProcessError),
     #[error(transparent)]
     NotReady(#[from] ReadinessError),
@@ -125,10 +128,11 @@ impl LocalMesh {
         let run_dir = options.run_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("bosun-up-{}", std::process::id()))
         });
-        std::fs::create_dir_all(&run_dir).map_err(|source| MeshError::RunDir {
+        create_private_dir(&run_dir).map_err(|source| MeshError::RunDir {
             path: run_dir.clone(),
             source,
         })?;
+        let credentials = MeshCredentials::in_dir(&run_dir)?;
         options.progress.note(&format!(
             "bosun up {}: {} workloads; logs in {}",
             folder.display(),
@@ -139,6 +143,7 @@ impl LocalMesh {
             run_dir,
             folder: folder.to_path_buf(),
             control_plane: None,
+            credentials,
             workloads: plan.workloads.clone(),
             processes: Vec::new(),
             stop_grace: options.stop_grace,
@@ -197,6 +202,8 @@ pub struct RunningMesh {
     run_dir: PathBuf,
     folder: PathBuf,
     control_plane: Option<ControlPlaneAddresses>,
+    /// The mesh root and the workloads' tokens, handed to each proxy.
+    credentials: MeshCredentials,
     workloads: Vec<WorkloadPlan>,
     /// In start order.
     processes: Vec<ManagedProcess>,
@@ -293,6 +300,12 @@ impl RunningMesh {
             let xds = self.control_plane.map(|addresses| addresses.xds);
             let mut waits = Vec::new();
             for workload in &proxied {
+                if workload.proxy == ProxyKind::Envoy {
+                    // Envoy's certificates come from an agent beside it; Envoy retries its
+                    // SDS socket until the agent listens.
+                    let agent = self.agent_spec(workload, options, xds)?;
+                    self.spawn(&agent)?;
+                }
                 let (spec, readiness) = self.proxy_spec(workload, options, xds)?;
                 waits.push((self.spawn(&spec)?, readiness));
             }
@@ -348,7 +361,9 @@ impl RunningMesh {
         .arg("--xds-address")
         .arg(addresses.xds.to_string())
         .arg("--debug-address")
-        .arg(addresses.debug.to_string());
+        .arg(addresses.debug.to_string())
+        .arg("--identity-dir")
+        .arg(self.run_dir.as_os_str());
         let index = self.spawn(&spec)?;
         let readiness = Readiness::HttpOk {
             address: addresses.debug,
@@ -384,17 +399,32 @@ impl RunningMesh {
             .run_dir
             .join(format!("{}.proxy.log", workload.file_stem()));
         let name = format!("proxy {}", workload.display_name());
+        let (token, token_file) = self.credentials.token_for(workload)?;
         let spec = match workload.proxy {
             ProxyKind::Envoy => {
                 let envoy = envoy::find_envoy(&workload.display_name())?;
                 let mut spec = ProcessSpec::new(name, envoy, log_path);
-                spec.args = envoy::envoy_args(workload, xds, &self.run_dir)?;
+                let sources = bosun_xds::EnvoySources {
+                    xds,
+                    xds_security: Some(bosun_xds::XdsSecurity {
+                        root_cert: self.credentials.root_cert(),
+                        token,
+                    }),
+                    sds_socket: Some(self.credentials.sds_socket(workload)),
+                };
+                spec.args = envoy::envoy_args(workload, &sources, &self.run_dir)?;
                 spec
             }
             ProxyKind::Bosun | ProxyKind::None => {
                 let (program, mut args) = sidecar_command(&options.bosun_exe);
                 let mut spec = ProcessSpec::new(name, program, log_path);
                 args.extend(bosun_proxy_args(workload, xds));
+                args.extend([
+                    "--root-cert".into(),
+                    self.credentials.root_cert().into_os_string(),
+                    "--token-file".into(),
+                    token_file.into_os_string(),
+                ]);
                 spec.args = args;
                 spec
             }
@@ -404,6 +434,37 @@ impl RunningMesh {
             path: "/ready",
         };
         Ok((spec, readiness))
+    }
+
+    /// `bosun agent` beside a workload's Envoy: its key, its certificate, SDS.
+    fn agent_spec(
+        &self,
+        workload: &WorkloadPlan,
+        options: &MeshOptions,
+        xds: Option<SocketAddr>,
+    ) -> Result<ProcessSpec, MeshError> {
+        let xds = xds.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], options.xds_port)));
+        let (_token, token_file) = self.credentials.token_for(workload)?;
+        let spec = ProcessSpec::new(
+            format!("agent {}", workload.display_name()),
+            &options.bosun_exe,
+            self.run_dir
+                .join(format!("{}.agent.log", workload.file_stem())),
+        )
+        .arg("agent")
+        .arg("--ca-address")
+        .arg(format!("https://{xds}"))
+        .arg("--root-cert")
+        .arg(self.credentials.root_cert().into_os_string())
+        .arg("--token-file")
+        .arg(token_file.into_os_string())
+        .arg("--namespace")
+        .arg(&workload.namespace)
+        .arg("--service-account")
+        .arg(workload.service_account.as_deref().unwrap_or("default"))
+        .arg("--sds-socket")
+        .arg(self.credentials.sds_socket(workload).into_os_string());
+        Ok(spec)
     }
 
     fn app_spec(&self, workload: &WorkloadPlan, options: &MeshOptions) -> (ProcessSpec, Readiness) {
@@ -482,7 +543,7 @@ fn bosun_proxy_args(workload: &WorkloadPlan, xds: SocketAddr) -> Vec<OsString> {
         "--concurrency".into(),
         "1".into(),
         "--xds-address".into(),
-        format!("http://{xds}"),
+        format!("https://{xds}"),
         "--workload".into(),
         workload.workload_entry.clone(),
         "--namespace".into(),
@@ -513,6 +574,17 @@ fn names(workloads: &[&WorkloadPlan]) -> String {
         .map(|workload| workload.display_name())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The run folder, readable by this user only: it holds the workloads' tokens.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// The ports asked for, with each 0 replaced by a port that was free a moment ago (all

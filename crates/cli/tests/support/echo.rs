@@ -5,7 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::mesh::{ClientProxy, proxy_command, spawn_envoy, start_control_plane, wait_ready};
+use super::mesh::{
+    ClientProxy, Credentials, proxy_command, spawn_envoy, start_control_plane, wait_ready,
+};
 use super::{Process, Subnet, bosun, envoy_binary, push};
 
 const CONTROL_PLANE_HOST: u8 = 250;
@@ -96,25 +98,29 @@ impl EchoMesh {
                         node.app_ports.insert(port.workload_port, port.app_port);
                     }
                     node.service_account = service.into();
-                    let logs = mesh.logs.path();
                     spawn_envoy(
                         &format!("{name}-envoy"),
                         envoy,
                         *api,
                         &node,
-                        mesh.xds(),
-                        logs,
+                        &mesh.credentials(),
                     )
                 }
                 _ => {
                     let labels = [("app", service), ("version", "v1")];
-                    let mut proxy = proxy_command(mesh.xds(), service, namespace, ip, &labels);
+                    let mut proxy = proxy_command(
+                        &mesh.credentials(),
+                        service,
+                        namespace,
+                        service,
+                        ip,
+                        &labels,
+                    );
                     for port in ports {
                         proxy
                             .arg("--app-port")
                             .arg(format!("{}={}", port.workload_port, port.app_port));
                     }
-                    proxy.arg("--service-account").arg(service);
                     Process::spawn(&format!("{name}-proxy"), proxy, mesh.logs.path())
                 }
             };
@@ -127,7 +133,15 @@ impl EchoMesh {
     }
 
     pub fn xds(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15012)
+    }
+
+    /// What each proxy of the mesh is handed.
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            xds: self.xds(),
+            dir: self.logs.path(),
+        }
     }
 
     pub fn debug(&self) -> SocketAddr {

@@ -149,7 +149,7 @@ impl TestMesh {
     }
 
     pub fn xds_address(&self) -> SocketAddr {
-        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15010)
+        SocketAddr::new(self.subnet.ip(CONTROL_PLANE_HOST), 15012)
     }
 
     pub fn debug_address(&self) -> SocketAddr {
@@ -208,10 +208,15 @@ impl TestMesh {
     fn proxy_command(
         &self,
         workload: &str,
+        service_account: &str,
         ip: IpAddr,
         labels: &[(&str, &str)],
     ) -> std::process::Command {
-        proxy_command(self.xds_address(), workload, "default", ip, labels)
+        let identity = Credentials {
+            xds: self.xds_address(),
+            dir: self.logs.path(),
+        };
+        proxy_command(&identity, workload, "default", service_account, ip, labels)
     }
 
     async fn start_backend(
@@ -252,18 +257,14 @@ impl TestMesh {
             self.processes.push(proxy);
             return;
         }
+        // The identity clients expect: the WorkloadEntries' serviceAccount.
         let mut proxy = self.proxy_command(
             &format!("reviews-{version}"),
+            "bookinfo-reviews",
             ip,
             &[("app", "reviews"), ("version", version)],
         );
-        // The identity clients expect: the WorkloadEntries' serviceAccount.
-        proxy.args([
-            "--app-port",
-            "9080=19080",
-            "--service-account",
-            "bookinfo-reviews",
-        ]);
+        proxy.args(["--app-port", "9080=19080"]);
         let proxy = Process::spawn(&format!("reviews-{version}-proxy"), proxy, self.logs.path());
         wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         wait_ready(&app, SocketAddr::new(ip, 19080), "/healthz").await;
@@ -330,7 +331,7 @@ impl TestMesh {
     async fn start_bosun_client(&mut self, host: u8) {
         let ip = self.subnet.ip(host);
         let name = Self::client_name(host);
-        let proxy = self.proxy_command(&name, ip, &[("app", "client")]);
+        let proxy = self.proxy_command(&name, "default", ip, &[("app", "client")]);
         let proxy = Process::spawn(&format!("{name}-proxy"), proxy, self.logs.path());
         wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         self.processes.push(proxy);
@@ -354,7 +355,11 @@ impl TestMesh {
         api: bosun_xds::StreamKind,
         node: &bosun_xds::ProxyNode,
     ) -> Process {
-        spawn_envoy(name, envoy, api, node, self.xds_address(), self.logs.path())
+        let identity = Credentials {
+            xds: self.xds_address(),
+            dir: self.logs.path(),
+        };
+        spawn_envoy(name, envoy, api, node, &identity)
     }
 
     /// Every log, for a failing test's message.
@@ -371,7 +376,8 @@ impl TestMesh {
     }
 }
 
-/// `bosun control-plane` serving the folder `config`, once it is ready.
+/// `bosun control-plane` serving the folder `config`, once it is ready; its identity
+/// folder (the mesh root, the token key, its CA) is `logs`.
 pub async fn start_control_plane(
     config: &Path,
     xds: SocketAddr,
@@ -386,29 +392,65 @@ pub async fn start_control_plane(
         .arg("--xds-address")
         .arg(xds.to_string())
         .arg("--debug-address")
-        .arg(debug.to_string());
+        .arg(debug.to_string())
+        .arg("--identity-dir")
+        .arg(logs);
     let process = Process::spawn("control-plane", command, logs);
     wait_ready(&process, debug, "/ready").await;
     process
 }
 
+/// What a test hands a proxy, as `bosun up` does: the control plane's TLS address, the
+/// mesh root it published in `dir`, and tokens signed with the key there.
+pub struct Credentials<'a> {
+    pub xds: SocketAddr,
+    /// The control plane's identity folder.
+    pub dir: &'a Path,
+}
+
+impl Credentials<'_> {
+    pub fn root_cert(&self) -> std::path::PathBuf {
+        self.dir.join("root-cert.pem")
+    }
+
+    /// The token of `namespace`/`service_account`, written to a file; its text and path.
+    pub fn token(&self, namespace: &str, service_account: &str) -> (String, std::path::PathBuf) {
+        let key = bosun_ca::TokenKey::load(&self.dir.join("token-key"))
+            .expect("the control plane's token key");
+        let token = key.mint(namespace, service_account);
+        let path = self
+            .dir
+            .join(format!("{namespace}.{service_account}.token"));
+        std::fs::write(&path, &token).expect("write the token");
+        (token, path)
+    }
+}
+
 /// `bosun proxy` as the sidecar of `workload`, its admin on `ip` at port 15000.
 pub fn proxy_command(
-    xds: SocketAddr,
+    identity: &Credentials<'_>,
     workload: &str,
     namespace: &str,
+    service_account: &str,
     ip: IpAddr,
     labels: &[(&str, &str)],
 ) -> std::process::Command {
+    let (_, token_file) = identity.token(namespace, service_account);
     let mut command = bosun();
     command
         .arg("proxy")
         .arg("--xds-address")
-        .arg(format!("http://{xds}"))
+        .arg(format!("https://{}", identity.xds))
+        .arg("--root-cert")
+        .arg(identity.root_cert())
+        .arg("--token-file")
+        .arg(token_file)
         .arg("--workload")
         .arg(workload)
         .arg("--namespace")
         .arg(namespace)
+        .arg("--service-account")
+        .arg(service_account)
         .arg("--ip")
         .arg(ip.to_string())
         .arg("--admin-port")
@@ -420,18 +462,50 @@ pub fn proxy_command(
 }
 
 /// A real Envoy as `node`'s sidecar, its admin on the node's IP at port 15000, its
-/// bootstrap written into `logs`.
+/// bootstrap written into the identity folder, with `bosun agent` beside it for its
+/// certificate.
 pub fn spawn_envoy(
     name: &str,
     envoy: &Path,
     api: bosun_xds::StreamKind,
     node: &bosun_xds::ProxyNode,
-    xds: SocketAddr,
-    logs: &Path,
+    identity: &Credentials<'_>,
 ) -> Process {
+    let logs = identity.dir;
     let ip = node.ip.expect("a sidecar node has an IP");
     let admin = SocketAddr::new(ip, 15000);
-    let bootstrap = bosun_xds::envoy_bootstrap(node, xds, admin, api);
+    let account = if node.service_account.is_empty() {
+        "default"
+    } else {
+        node.service_account.as_str()
+    };
+    let (token, token_file) = identity.token(&node.namespace, account);
+    let socket = logs.join(format!("{name}.sds.sock"));
+    let mut agent = bosun();
+    agent
+        .arg("agent")
+        .arg("--ca-address")
+        .arg(format!("https://{}", identity.xds))
+        .arg("--root-cert")
+        .arg(identity.root_cert())
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--namespace")
+        .arg(&node.namespace)
+        .arg("--service-account")
+        .arg(account)
+        .arg("--sds-socket")
+        .arg(&socket);
+    let agent = Process::spawn(&format!("{name}-agent"), agent, logs);
+    let sources = bosun_xds::EnvoySources {
+        xds: identity.xds,
+        xds_security: Some(bosun_xds::XdsSecurity {
+            root_cert: identity.root_cert(),
+            token,
+        }),
+        sds_socket: Some(socket),
+    };
+    let bootstrap = bosun_xds::envoy_bootstrap(node, &sources, admin, api);
     let path = logs.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
     let mut command = std::process::Command::new(envoy);
@@ -449,7 +523,7 @@ pub fn spawn_envoy(
         "--drain-strategy",
         "immediate",
     ]);
-    Process::spawn(name, command, logs)
+    Process::spawn(name, command, logs).with_companion(agent)
 }
 
 /// Waits until `addr` answers 200 on `path`, failing with the process log.

@@ -70,6 +70,8 @@ pub struct Process {
     pub name: String,
     child: Child,
     log: PathBuf,
+    /// A process that lives and dies with this one (an Envoy's certificate agent).
+    companion: Option<Box<Process>>,
 }
 
 impl Process {
@@ -88,13 +90,28 @@ impl Process {
             name: name.to_string(),
             child,
             log,
+            companion: None,
         }
+    }
+
+    /// This process, with `companion` stopped when it stops.
+    pub fn with_companion(mut self, companion: Process) -> Self {
+        self.companion = Some(Box::new(companion));
+        self
     }
 
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let mut tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        if let Some(companion) = &self.companion {
+            tail.push_str(&format!(
+                "\n--- {} ---\n{}",
+                companion.name,
+                companion.log_tail()
+            ));
+        }
+        tail
     }
 
     pub fn log(&self) -> String {
@@ -104,6 +121,9 @@ impl Process {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(companion) = &mut self.companion {
+            companion.kill();
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use super::upgrade::{self, Requested, Upgrade};
 use crate::compile::{ClientCertHeader, HttpChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
 use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
-use crate::headers::X_FORWARDED_CLIENT_CERT;
+use crate::headers::{X_FORWARDED_CLIENT_CERT, take_connection_nominated};
 use crate::listeners::ListenerContext;
 use crate::rbac::Subject;
 use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
@@ -59,6 +59,8 @@ pub async fn handle(
         stats.responses.record(response.status().as_u16());
         return Ok(metered(record, response));
     };
+    // Before the proxy adds headers of its own: a caller's `Connection` cannot remove them.
+    take_connection_nominated(req.headers_mut());
     set_client_cert_header(
         req.headers_mut(),
         chain.client_cert_header,

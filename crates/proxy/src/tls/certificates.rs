@@ -21,6 +21,7 @@ use tonic::transport::Endpoint;
 use x509_parser::prelude::FromDer;
 
 use super::TlsError;
+use crate::control_plane::{ControlPlaneLink, TrustedRoot};
 
 /// How long a certificate is asked for: the CA's default (Istio's workload TTL).
 pub const CERTIFICATE_TTL: Duration = bosun_ca::DEFAULT_TTL;
@@ -42,11 +43,14 @@ pub struct WorkloadCertificate {
 
 impl WorkloadCertificate {
     /// Builds from the key this proxy made and the chain the CA returned (leaf first,
-    /// root last, as Istio's CreateCertificate answers).
+    /// root last, as Istio's CreateCertificate answers). With a `trusted` root (handed out
+    /// of band) the chain must end in it, and peers are verified against it alone; the
+    /// reply's root is used only where none was handed over (plaintext setups).
     pub fn from_pem(
         identity: Identity,
         key_pem: &str,
         chain_pem: &[String],
+        trusted: Option<&TrustedRoot>,
     ) -> Result<Self, TlsError> {
         let mut chain = Vec::with_capacity(chain_pem.len());
         for pem in chain_pem {
@@ -64,10 +68,23 @@ impl WorkloadCertificate {
             ));
         }
         let leaf = Leaf::read(&chain[0])?;
+        let anchors = match trusted {
+            Some(trusted) if !trusted.contains(&root) => {
+                return Err(TlsError::Certificate(
+                    "the CA's chain does not end in the mesh root this proxy trusts \
+                     (--root-cert); refusing the certificate"
+                        .into(),
+                ));
+            }
+            Some(trusted) => trusted.certificates.to_vec(),
+            None => vec![root],
+        };
         let mut roots = RootCertStore::empty();
-        roots
-            .add(root)
-            .map_err(|error| TlsError::Certificate(format!("bad root: {error}")))?;
+        for anchor in anchors {
+            roots
+                .add(anchor)
+                .map_err(|error| TlsError::Certificate(format!("bad root: {error}")))?;
+        }
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|error| TlsError::Certificate(format!("bad key: {error}")))?;
         let provider = rustls::crypto::aws_lc_rs::default_provider();
@@ -132,10 +149,16 @@ impl WorkloadCertificates {
     /// Asks the CA at `ca` for a certificate for `identity`, again at half of each
     /// certificate's life, retrying with backoff while the CA cannot be reached. Runs
     /// until the task is dropped; the last certificate keeps serving meanwhile.
-    pub async fn keep_current(self: Arc<Self>, ca: Endpoint, identity: Identity, ttl: Duration) {
+    pub async fn keep_current(
+        self: Arc<Self>,
+        ca: Endpoint,
+        link: ControlPlaneLink,
+        identity: Identity,
+        ttl: Duration,
+    ) {
         let mut retry = RETRY_INITIAL;
         loop {
-            match self.fetch(&ca, &identity, ttl).await {
+            match fetch(&ca, &link, &identity, ttl).await {
                 Ok(certificate) => {
                     retry = RETRY_INITIAL;
                     let renew_in =
@@ -152,24 +175,41 @@ impl WorkloadCertificates {
         }
     }
 
-    async fn fetch(
-        &self,
-        ca: &Endpoint,
-        identity: &Identity,
-        ttl: Duration,
-    ) -> Result<WorkloadCertificate, TlsError> {
-        let request = bosun_ca::certificate_request(identity)?;
-        let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
-        let chain = bosun_ca::request_certificate(channel, &request.csr_pem, ttl).await?;
-        WorkloadCertificate::from_pem(identity.clone(), &request.key_pem, &chain)
-    }
-
     fn certified(&self) -> Option<Arc<CertifiedKey>> {
         self.current
             .load()
             .as_ref()
             .map(|certificate| Arc::clone(&certificate.certified))
     }
+}
+
+/// A new key, and its certificate from the CA at `ca`.
+async fn fetch(
+    ca: &Endpoint,
+    link: &ControlPlaneLink,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<WorkloadCertificate, TlsError> {
+    let (key_pem, chain) = fetch_chain(ca, link, identity, ttl).await?;
+    WorkloadCertificate::from_pem(identity.clone(), &key_pem, &chain, link.root())
+}
+
+/// A new key for `identity` (PEM) and the chain the CA at `ca` signs for it, the workload's
+/// token proving the identity is the caller's.
+pub async fn fetch_chain(
+    ca: &Endpoint,
+    link: &ControlPlaneLink,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<(String, Vec<String>), TlsError> {
+    let request = bosun_ca::certificate_request(identity)?;
+    let token = link
+        .token()
+        .map_err(|error| TlsError::Certificate(error.to_string()))?;
+    let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
+    let chain =
+        bosun_ca::request_certificate(channel, token.as_deref(), &request.csr_pem, ttl).await?;
+    Ok((request.key_pem, chain))
 }
 
 /// What the proxy shows of its own certificate.

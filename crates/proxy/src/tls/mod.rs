@@ -4,7 +4,7 @@
 //! xDS names two SDS secrets in every TLS context, `default` and `ROOTCA`. Bosun's proxy
 //! answers both from [`WorkloadCertificates`], as Istio's agent does for Envoy.
 
-mod certificates;
+pub(crate) mod certificates;
 mod verify;
 
 use std::collections::HashMap;
@@ -25,8 +25,7 @@ use certificates::{ClientCertificate, ServerCertificate};
 use verify::{MeshClientVerifier, SpiffeServerVerifier};
 
 /// The SDS secret names the proxy answers itself.
-pub const WORKLOAD_SECRET: &str = "default";
-pub const ROOT_SECRET: &str = "ROOTCA";
+pub use bosun_wire::secrets::{ROOT as ROOT_SECRET, WORKLOAD as WORKLOAD_SECRET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -10,12 +10,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
-use super::{XdsError, diff, error_detail};
+use super::{XdsError, diff, error_detail, stream_request};
+use crate::control_plane::ControlPlaneLink;
 use crate::resource::ResourceType;
 use crate::state::{ConfigStore, RawResource, Update};
 
 pub async fn run(
     mut client: AggregatedDiscoveryServiceClient<Channel>,
+    link: &ControlPlaneLink,
     node: &Node,
     store: &ConfigStore,
     made_progress: &mut bool,
@@ -55,7 +57,7 @@ pub async fn run(
     }
 
     let mut responses = client
-        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+        .delta_aggregated_resources(stream_request(link, UnboundedReceiverStream::new(rx))?)
         .await?
         .into_inner();
     while let Some(response) = responses.message().await? {

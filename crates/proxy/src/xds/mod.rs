@@ -20,15 +20,13 @@ pub use node::node;
 
 use crate::compile::CompileError;
 use crate::config::{Backoff, ProxyConfig, XdsMode};
+use crate::control_plane::{ControlPlaneError, ControlPlaneLink};
 use crate::state::ConfigStore;
 
 #[derive(Debug, Error)]
 pub enum XdsError {
-    #[error("invalid control plane address {address:?}: {source}")]
-    InvalidAddress {
-        address: String,
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
     #[error("cannot connect to the control plane: {0}")]
     Connect(#[source] tonic::transport::Error),
     #[error("ADS stream failed: {0}")]
@@ -41,10 +39,10 @@ pub enum XdsError {
 
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK.
 const INVALID_ARGUMENT: i32 = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct AdsClient {
     endpoint: Endpoint,
+    link: ControlPlaneLink,
     mode: XdsMode,
     node: Node,
     store: Arc<ConfigStore>,
@@ -52,16 +50,15 @@ pub struct AdsClient {
 }
 
 impl AdsClient {
-    pub fn new(config: &ProxyConfig, store: Arc<ConfigStore>) -> Result<Self, XdsError> {
-        let endpoint = Endpoint::from_shared(config.xds_address.clone())
-            .map_err(|source| XdsError::InvalidAddress {
-                address: config.xds_address.clone(),
-                source,
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+    pub fn new(
+        config: &ProxyConfig,
+        link: ControlPlaneLink,
+        store: Arc<ConfigStore>,
+    ) -> Result<Self, XdsError> {
+        let endpoint = link.endpoint(&config.xds_address)?;
         Ok(AdsClient {
             endpoint,
+            link,
             mode: config.xds_mode,
             node: node(&config.node),
             store,
@@ -78,11 +75,19 @@ impl AdsClient {
             let result = match self.connect().await {
                 Ok(client) => match self.mode {
                     XdsMode::Delta => {
-                        delta::run(client, &self.node, &self.store, &mut made_progress).await
+                        delta::run(
+                            client,
+                            &self.link,
+                            &self.node,
+                            &self.store,
+                            &mut made_progress,
+                        )
+                        .await
                     }
                     XdsMode::Sotw => {
                         sotw::run(
                             client,
+                            &self.link,
                             &self.node,
                             &self.store,
                             &mut sotw_state,
@@ -109,6 +114,13 @@ impl AdsClient {
         Ok(AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024))
     }
+}
+
+/// The stream's opening request, carrying the workload's token.
+fn stream_request<T>(link: &ControlPlaneLink, stream: T) -> Result<tonic::Request<T>, XdsError> {
+    let mut request = tonic::Request::new(stream);
+    link.authorize(&mut request)?;
+    Ok(request)
 }
 
 /// Between half and the full delay, so proxies do not reconnect in lockstep.

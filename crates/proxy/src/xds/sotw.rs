@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
-use super::{XdsError, error_detail};
+use super::{XdsError, error_detail, stream_request};
+use crate::control_plane::ControlPlaneLink;
 use crate::resource::ResourceType;
 use crate::state::{ConfigStore, RawResource, Update};
 
@@ -27,6 +28,7 @@ struct TypeState {
 
 pub async fn run(
     mut client: AggregatedDiscoveryServiceClient<Channel>,
+    link: &ControlPlaneLink,
     node: &Node,
     store: &ConfigStore,
     versions: &mut Versions,
@@ -57,7 +59,7 @@ pub async fn run(
     }
 
     let mut responses = client
-        .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
+        .stream_aggregated_resources(stream_request(link, UnboundedReceiverStream::new(rx))?)
         .await?
         .into_inner();
     while let Some(response) = responses.message().await? {

@@ -24,10 +24,7 @@ use envoy_types::util::pack_any;
 
 use bosun_model::Protocol;
 
-/// The SDS secret holding the workload's certificate chain and key.
-pub const WORKLOAD_SECRET: &str = "default";
-/// The SDS secret holding the mesh's trust anchors.
-pub const ROOT_SECRET: &str = "ROOTCA";
+pub use bosun_wire::secrets::{ROOT as ROOT_SECRET, WORKLOAD as WORKLOAD_SECRET};
 /// The bootstrap cluster that serves both secrets.
 pub const SDS_CLUSTER: &str = "sds-grpc";
 /// Endpoint metadata key Envoy's transport socket matches read.
