@@ -42,6 +42,10 @@ pub struct Args {
     /// Address of the debug endpoint: /ready, /debug/syncz, /debug/configz.
     #[arg(long, env = "BOSUN_DEBUG_ADDRESS", default_value = "127.0.0.1:15014")]
     debug_address: SocketAddr,
+    /// How often the key sets RequestAuthentications name by jwksUri are fetched again,
+    /// so a key rotation reaches proxies without a config change: 20m, 30s, 500ms.
+    #[arg(long, env = "BOSUN_JWKS_REFRESH", default_value = "20m", value_parser = bosun::parse_duration)]
+    jwks_refresh: Duration,
     /// How long the folder must be quiet before a change is applied, e.g. 100ms.
     #[arg(long, default_value = "100ms", value_parser = parse_millis)]
     debounce: Duration,
@@ -77,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         xds_address: args.xds_address,
         plaintext_xds_address: args.plaintext_xds_address,
         identity_dir: args.identity_dir,
+        jwks_refresh: args.jwks_refresh.max(Duration::from_millis(100)),
         debug_address: args.debug_address,
         debounce: if args.debounce.is_zero() {
             DEFAULT_DEBOUNCE

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod proxy_cmd;
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 /// Logs to stderr at `default_level`; `RUST_LOG` (e.g. `debug`, `bosun_proxy=trace`)
 /// picks what is shown instead.
@@ -59,4 +60,24 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// A duration as flags take it: `5s`, `500ms`, `20m`, `24h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
 }

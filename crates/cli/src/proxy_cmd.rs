@@ -80,11 +80,11 @@ pub struct Args {
     #[arg(long, env = "BOSUN_CONCURRENCY", default_value = "2")]
     pub concurrency: NonZeroUsize,
     /// How long in-flight requests get to finish on shutdown: `5s`, `500ms`, or seconds.
-    #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
     pub drain_timeout: Duration,
     /// How long the workload certificate lives (Istio's SECRET_TTL); it is renewed at
     /// half its life. The CA caps it at 24h.
-    #[arg(long, env = "BOSUN_CERTIFICATE_TTL", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "BOSUN_CERTIFICATE_TTL", default_value = "24h", value_parser = crate::parse_duration)]
     pub certificate_ttl: Duration,
 }
 
@@ -105,25 +105,6 @@ fn parse_app_port(s: &str) -> Result<(u16, u16), String> {
             .map_err(|_| format!("{p:?} is not a port"))
     };
     Ok((parse(port)?, parse(app)?))
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
 }
 
 impl Args {
@@ -190,6 +171,7 @@ mod tests {
 
     #[test]
     fn durations_accept_units_and_plain_seconds() {
+        use crate::parse_duration;
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));

@@ -740,3 +740,94 @@ async fn istio_security_cases_with_bosun_as_the_server() {
 async fn istio_security_cases_with_envoy_as_the_server() {
     run(ClientProxy::Envoy(StreamKind::Delta)).await;
 }
+
+/// A key server rotates its keys: with no config change, the control plane fetches the
+/// set again on its timer (`--jwks-refresh`), and a token of the new key passes.
+async fn a_rotated_key_set_reaches_the_server(server: ClientProxy) {
+    let key_set = tempfile::tempdir().expect("a folder for the key server");
+    let jwks_path = key_set.path().join("jwks.json");
+    let current = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(JWKS))
+        .expect("jwks.json");
+    // Before the rotation the server publishes the same key under another id: the token's
+    // `kid` names no key it has.
+    std::fs::write(
+        &jwks_path,
+        current.replace("tT_w9LRNrY7wJalGsTYSt7rutZi86Gvyc0EKR4CaQAw", "retired-key"),
+    )
+    .expect("write the key set");
+    let policies = format!(
+        "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: reviews, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwksUri: file://{}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  rules:
+  - from:
+    - source: {{requestPrincipals: [{ISSUER}/sub-1]}}
+",
+        jwks_path.display()
+    );
+    let spec = support::mesh::MeshSpec {
+        files: vec![("policies.yaml".into(), policies)],
+        backend_proxy: server,
+        control_plane_args: vec!["--jwks-refresh".into(), "1s".into()],
+        ..Default::default()
+    };
+    let Some(mesh) = support::mesh::TestMesh::start_spec(spec).await else {
+        return;
+    };
+    let bearer = format!("Bearer {}", signed(claims(serde_json::json!({})), |_| {}));
+    let mut client = mesh.client().await;
+    let status = |reply: Result<support::Reply, String>| reply.map(|r| r.status);
+    let before = status(
+        client
+            .request(REVIEWS_URL, &[("authorization", &bearer)])
+            .await,
+    );
+    assert_eq!(
+        before,
+        Ok(401),
+        "a token of a key the set does not hold\n{}",
+        mesh.logs()
+    );
+
+    std::fs::write(&jwks_path, &current).expect("rotate the key set");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = before;
+    while Instant::now() < deadline {
+        last = status(
+            client
+                .request(REVIEWS_URL, &[("authorization", &bearer)])
+                .await,
+        );
+        if last == Ok(200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "the rotated key set did not reach the server: {last:?}\n{}",
+        mesh.logs()
+    );
+}
+
+const REVIEWS_URL: &str = "http://reviews:9080/reviews/1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_set_reaches_bosun() {
+    a_rotated_key_set_reaches_the_server(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_set_reaches_envoy() {
+    a_rotated_key_set_reaches_the_server(ClientProxy::Envoy(StreamKind::Sotw)).await;
+}

@@ -135,6 +135,16 @@ impl ConfigFolder {
         })
     }
 
+    /// Whether the config names key sets to fetch (`jwksUri`).
+    pub fn names_key_sets(&self) -> bool {
+        !self.jwks.is_empty()
+    }
+
+    /// Makes the next reload fetch every key set again.
+    pub fn expire_key_sets(&mut self) {
+        self.jwks.expire();
+    }
+
     /// The folder's `mesh.yaml` (Istio's defaults without one). A file that stops loading
     /// keeps its last good settings serving, as any other file does.
     fn load_mesh(&mut self, errors: &mut Vec<String>, warnings: &mut Vec<String>) -> MeshSettings {

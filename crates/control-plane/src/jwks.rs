@@ -3,7 +3,10 @@
 //! need no route to the key server.
 //!
 //! Sets are kept for five minutes (a failure for 30 seconds) and fetched again at the
-//! next reload after that. `http://` and, on one machine, `file://` are fetched.
+//! next reload after that; the control plane also refreshes them on a timer
+//! (`--jwks-refresh`, Istio's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL), so a key server's
+//! rotation reaches proxies with no config change. `http://` and, on one machine,
+//! `file://` are fetched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,6 +27,16 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
+    /// Whether any key set is held (the config names a `jwksUri`).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every set, so the next reload fetches each again.
+    pub fn expire(&mut self) {
+        self.entries.clear();
+    }
+
     /// The key set of each URI, fetched (within its timeout) when not known or too old.
     /// Failures are also reported in `warnings`.
     pub fn resolve(

@@ -66,6 +66,8 @@ pub struct ControlPlaneConfig {
     /// Istio's plug-in CA folder (`cacerts`); a self-signed root kept in the identity
     /// folder when unset.
     pub ca_folder: Option<PathBuf>,
+    /// How often the key sets of `jwksUri`s are fetched again (Istio's 20 minutes).
+    pub jwks_refresh: Duration,
     /// The identity folder: the mesh root published for proxies (`root-cert.pem`), the key
     /// workload tokens are checked with (`token-key`, made when missing), and the
     /// self-signed CA (`ca/`).
@@ -277,14 +279,34 @@ impl BoundControlPlane {
         let debug_task = tokio::spawn(debug::serve(debug_listener, debug_state, stop_rx.clone()));
 
         let reload_status = status.clone();
+        let jwks_refresh = config.jwks_refresh;
         let reloads = tokio::spawn(async move {
             let mut generation = 1;
             // Moved, not cloned: the task must not keep the first config alive.
             let mut previous = first_generator;
-            while changed_rx.recv().await.is_some() {
+            let mut refresh = tokio::time::interval(jwks_refresh);
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            refresh.tick().await;
+            loop {
+                // A change of the folder, or the time to fetch the key sets again.
+                let refetch = tokio::select! {
+                    changed = changed_rx.recv() => match changed {
+                        Some(()) => false,
+                        None => break,
+                    },
+                    _ = refresh.tick() => {
+                        if !folder.names_key_sets() {
+                            continue;
+                        }
+                        true
+                    }
+                };
                 // Parsing and translating a large mesh takes a while: off the async workers.
                 let base = Arc::clone(&previous);
                 let reloaded = tokio::task::spawn_blocking(move || {
+                    if refetch {
+                        folder.expire_key_sets();
+                    }
                     let reload = folder.reload().map(|load| {
                         let started = std::time::Instant::now();
                         let generator = Arc::new(MeshGenerator::with_previous(

@@ -29,6 +29,8 @@ pub struct MeshSpec {
     pub backend_proxy: ClientProxy,
     /// How each reviews version serves; a version not listed serves plainly.
     pub backends: Vec<(String, Backend)>,
+    /// Flags for `bosun control-plane` beyond the addresses.
+    pub control_plane_args: Vec<String>,
 }
 
 impl Default for MeshSpec {
@@ -39,6 +41,7 @@ impl Default for MeshSpec {
             client: ClientProxy::Bosun,
             backend_proxy: ClientProxy::Bosun,
             backends: Vec::new(),
+            control_plane_args: Vec::new(),
         }
     }
 }
@@ -67,6 +70,7 @@ pub struct TestMesh {
     pub logs: tempfile::TempDir,
     pub control_plane: Option<Process>,
     pub processes: Vec<Process>,
+    control_plane_args: Vec<String>,
 }
 
 const VERSIONS: [(&str, u8); 2] = [("v1", 3), ("v2", 4)];
@@ -131,6 +135,7 @@ impl TestMesh {
             logs,
             control_plane: None,
             processes: Vec::new(),
+            control_plane_args: spec.control_plane_args.clone(),
         };
         mesh.start_control_plane().await;
         for (version, host) in VERSIONS {
@@ -189,11 +194,12 @@ impl TestMesh {
     }
 
     pub async fn start_control_plane(&mut self) {
-        let process = start_control_plane(
+        let process = start_control_plane_with(
             self.dir.path(),
             self.xds_address(),
             self.debug_address(),
             self.logs.path(),
+            &self.control_plane_args,
         )
         .await;
         self.control_plane = Some(process);
@@ -384,6 +390,17 @@ pub async fn start_control_plane(
     debug: SocketAddr,
     logs: &Path,
 ) -> Process {
+    start_control_plane_with(config, xds, debug, logs, &[]).await
+}
+
+/// As [`start_control_plane`], with `extra` flags.
+pub async fn start_control_plane_with(
+    config: &Path,
+    xds: SocketAddr,
+    debug: SocketAddr,
+    logs: &Path,
+    extra: &[String],
+) -> Process {
     let mut command = bosun();
     command
         .arg("control-plane")
@@ -394,7 +411,8 @@ pub async fn start_control_plane(
         .arg("--debug-address")
         .arg(debug.to_string())
         .arg("--identity-dir")
-        .arg(logs);
+        .arg(logs)
+        .args(extra);
     let process = Process::spawn("control-plane", command, logs);
     wait_ready(&process, debug, "/ready").await;
     process
