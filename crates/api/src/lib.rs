@@ -26,6 +26,7 @@
 //! ```
 
 pub mod duration;
+mod extension_providers;
 mod loader;
 pub mod local;
 pub mod mesh;

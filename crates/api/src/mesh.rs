@@ -5,6 +5,9 @@
 use serde::Deserialize;
 
 use crate::duration::Duration;
+pub use crate::extension_providers::{
+    ExtAuthzGrpcProvider, ExtAuthzHttpProvider, ExtensionProvider, RequestBodyInCheck, status_code,
+};
 
 /// The file of the config folder that holds the MeshConfig.
 pub const MESH_CONFIG_FILE: &str = "mesh.yaml";
@@ -31,6 +34,9 @@ pub struct MeshConfig {
     pub dns_refresh_rate: Option<Duration>,
     /// How sidecars make request paths canonical before matching them (Istio: BASE).
     pub path_normalization: Option<PathNormalizationConfig>,
+    /// External services policies name (the authorizers of CUSTOM policies).
+    #[serde(default)]
+    pub extension_providers: Vec<ExtensionProvider>,
 }
 
 /// `pathNormalization`.
@@ -76,11 +82,12 @@ pub enum OutboundMode {
 }
 
 /// The MeshConfig's top-level fields Bosun acts on.
-pub(crate) const KNOWN_FIELDS: [&str; 6] = [
+pub(crate) const KNOWN_FIELDS: [&str; 7] = [
     "outboundTrafficPolicy",
     "enableAutoMtls",
     "rootNamespace",
     "connectTimeout",
     "dnsRefreshRate",
     "pathNormalization",
+    "extensionProviders",
 ];

@@ -37,6 +37,17 @@ pub fn unsupported_fields(resource: &Resource) -> Vec<String> {
         Resource::Sidecar(config) => sidecar(&mut fields, &config.spec),
         Resource::AuthorizationPolicy(config) => {
             authorization_policy(&mut fields, &config.spec);
+            let dry_run = config
+                .meta
+                .annotations
+                .get(crate::security::DRY_RUN_ANNOTATION)
+                .is_some_and(|value| value != "false");
+            fields.note(config.spec.action == Action::Custom && dry_run, || {
+                format!(
+                    "metadata.annotations[{}] with action CUSTOM",
+                    crate::security::DRY_RUN_ANNOTATION
+                )
+            });
         }
         Resource::RequestAuthentication(config) => {
             request_authentication(&mut fields, &config.spec);
@@ -359,15 +370,13 @@ fn request_authentication(fields: &mut Fields, spec: &crate::security::RequestAu
     }
 }
 
-/// AuthorizationPolicy: ALLOW, DENY and AUDIT on the workloads a selector (or the
-/// namespace) picks are enforced; what needs a token (request principals,
-/// `request.auth.*`), an external authorizer (CUSTOM) or a gateway (`targetRef`) is not yet.
+/// AuthorizationPolicy: ALLOW, DENY, AUDIT and CUSTOM on the workloads a selector (or the
+/// namespace) picks are enforced; policies attached to a gateway (`targetRef`) are not yet.
 fn authorization_policy(fields: &mut Fields, spec: &AuthorizationPolicy) {
     fields.note(spec.target_ref.is_some(), || "spec.targetRef".to_owned());
     fields.note(!spec.target_refs.is_empty(), || {
         "spec.targetRefs".to_owned()
     });
-    fields.note(spec.action == Action::Custom, || "spec.action".to_owned());
     for (index, rule) in spec.rules().iter().enumerate() {
         for (w, condition) in rule.when().iter().enumerate() {
             let key = condition.key.as_str();

@@ -5,9 +5,12 @@
 //!   services through the sidecar and answers with the whole call tree as JSON.
 //! - `bosun sample load`: a fixed-rate traffic generator that reads those trees and serves
 //!   per-service, per-version statistics over HTTP (what `bosun up` shows live).
+//! - `bosun sample ext-authz`: an external authorizer for CUSTOM policies (Envoy's HTTP
+//!   and gRPC check APIs).
 
 pub(crate) mod client;
 pub(crate) mod duration;
+mod ext_authz;
 mod http_server;
 mod load;
 pub(crate) mod report;
@@ -30,12 +33,16 @@ enum SampleCommand {
     Serve(Box<serve::Args>),
     /// Send traffic at a fixed rate and serve per-service statistics of the responses.
     Load(Box<load::Args>),
+    /// Serve an external authorizer for CUSTOM AuthorizationPolicies: allows a request
+    /// with `x-ext-authz: allow`, over Envoy's HTTP and gRPC check APIs.
+    ExtAuthz(ext_authz::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         SampleCommand::Serve(args) => serve::run(*args).await,
         SampleCommand::Load(args) => load::run(*args).await,
+        SampleCommand::ExtAuthz(args) => ext_authz::run(args).await,
     }
 }
 

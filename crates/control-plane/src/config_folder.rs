@@ -120,6 +120,7 @@ impl ConfigFolder {
         let uris = snapshot.request_authentications().jwks_uris();
         let fetched = self.jwks.resolve(&uris, &mut warnings);
         let snapshot = snapshot.with_mesh(mesh).with_fetched_jwks(fetched);
+        warnings.extend(snapshot.custom_policy_problems());
         tracing::debug!(
             parse_ms = parsed.as_millis() as u64,
             check_ms = (checked - parsed).as_millis() as u64,

@@ -30,8 +30,9 @@ pub use routing::{
 };
 pub use scope::{EgressHost, EgressScope, SidecarScope};
 pub use security::{
-    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, JwksSource, JwtRule, MtlsMode,
-    PeerAuthentications, PeerPolicy, RequestAuthenticationPolicy, RequestAuthentications,
+    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, BodyInCheck, ExtAuthzApi,
+    ExtAuthzProvider, HttpCheck, JwksSource, JwtRule, MtlsMode, PeerAuthentications, PeerPolicy,
+    RequestAuthenticationPolicy, RequestAuthentications,
 };
 pub use service::{Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload};
 pub use snapshot::Snapshot;

@@ -33,6 +33,8 @@ pub struct MeshSettings {
     /// How often DNS-resolved clusters resolve again (Envoy honours a shorter TTL).
     pub dns_refresh_rate: Duration,
     pub path_normalization: PathNormalization,
+    /// The external authorizers CUSTOM policies may name (`extensionProviders`).
+    pub ext_authz: Vec<crate::security::ExtAuthzProvider>,
 }
 
 impl Default for MeshSettings {
@@ -44,6 +46,7 @@ impl Default for MeshSettings {
             connect_timeout: Duration::from_secs(10),
             dns_refresh_rate: Duration::from_secs(60),
             path_normalization: PathNormalization::Base,
+            ext_authz: Vec::new(),
         }
     }
 }
@@ -77,6 +80,11 @@ impl MeshSettings {
                     Some(Type::Base | Type::Default) | None => PathNormalization::Base,
                 }
             },
+            ext_authz: config
+                .extension_providers
+                .iter()
+                .filter_map(crate::security::ExtAuthzProvider::from_config)
+                .collect(),
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::policy::{ClientTls, DestinationPolicy, TrafficPolicy};
 use crate::routing::{SourceMatch, VirtualRoutes};
 use crate::scope::{self, SidecarScope};
 use crate::security::{
-    AuthorizationPolicies, AuthorizationPolicy, JwtRule, MtlsMode, PeerAuthentications,
-    RequestAuthentications,
+    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, ExtAuthzProvider, JwtRule,
+    MtlsMode, PeerAuthentications, RequestAuthentications,
 };
 use crate::service::{Address, Service, ServicePort, Workload, port_on, selects};
 
@@ -173,6 +173,56 @@ impl Snapshot {
     /// The mesh-wide settings (Istio's MeshConfig).
     pub fn mesh(&self) -> &MeshSettings {
         &self.mesh
+    }
+
+    /// The external authorizer named `name` and the service that reaches it, as istiod
+    /// looks it up; `Err` says why a CUSTOM policy naming it cannot ask it.
+    pub fn ext_authz(&self, name: &str) -> Result<(&ExtAuthzProvider, &Arc<Service>), String> {
+        let Some(provider) = self.mesh.ext_authz.iter().find(|p| p.name == name) else {
+            let known: Vec<&str> = self
+                .mesh
+                .ext_authz
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            return Err(format!(
+                "the mesh config has no external authorizer named {name:?} (extensionProviders: {known:?})"
+            ));
+        };
+        let host = Hostname::new(provider.host());
+        let namespace = provider
+            .service
+            .split_once('/')
+            .map(|(namespace, _)| namespace);
+        let service = self
+            .services
+            .get(&host)
+            .filter(|service| namespace.is_none_or(|namespace| service.namespace == namespace))
+            .ok_or_else(|| {
+                format!(
+                    "could not find service {} of provider {name:?} in the registry",
+                    provider.service
+                )
+            })?;
+        Ok((provider, service))
+    }
+
+    /// Why CUSTOM policies cannot ask their authorizer: each such policy denies the
+    /// requests its rules match, as istiod makes it.
+    pub fn custom_policy_problems(&self) -> Vec<String> {
+        self.authorization
+            .all()
+            .iter()
+            .filter(|policy| policy.action == AuthorizationAction::Custom)
+            .filter_map(|policy| {
+                let provider = policy.provider.as_deref().unwrap_or_default();
+                let reason = self.ext_authz(provider).err()?;
+                Some(format!(
+                    "AuthorizationPolicy {}/{}: {reason}; the requests its rules match are denied until it is fixed",
+                    policy.namespace, policy.name
+                ))
+            })
+            .collect()
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {

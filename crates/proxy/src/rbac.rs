@@ -175,7 +175,7 @@ pub struct MetadataMatch {
 }
 
 impl MetadataMatch {
-    fn matches(&self, metadata: Option<&serde_json::Map<String, Value>>) -> bool {
+    pub fn matches(&self, metadata: Option<&serde_json::Map<String, Value>>) -> bool {
         let found = metadata
             .and_then(|metadata| metadata.get(&self.filter))
             .and_then(|value| {

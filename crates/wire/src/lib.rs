@@ -9,6 +9,7 @@ pub mod http_filters {
     pub const ROUTER: &str = "envoy.filters.http.router";
     pub const RBAC: &str = "envoy.filters.http.rbac";
     pub const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
+    pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
 }
 
 /// The SDS secrets every mesh TLS context names (Istio's names): proxies answer them
@@ -33,6 +34,7 @@ pub mod network_filters {
     pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
     pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
     pub const RBAC: &str = "envoy.filters.network.rbac";
+    pub const EXT_AUTHZ: &str = "envoy.filters.network.ext_authz";
 }
 
 /// The typed configs of those filters and of the extensions routes name.
@@ -45,6 +47,10 @@ pub mod type_urls {
         "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
     pub const JWT_AUTHN: &str =
         "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+    pub const HTTP_EXT_AUTHZ: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
+    pub const NETWORK_EXT_AUTHZ: &str =
+        "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz";
     pub const HTTP_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
     pub const NETWORK_RBAC: &str =
         "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
@@ -68,6 +74,17 @@ pub mod metadata {
     /// The dynamic metadata of the JWT filter; its `payload` key holds a valid token's claims.
     pub const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
     pub const JWT_PAYLOAD: &str = "payload";
+    /// The RBAC filters' dynamic metadata (under the filter's extension name, HTTP or
+    /// network): the policy their shadow rules matched and what those rules decided, each
+    /// key after the filter's `shadow_rules_stat_prefix`.
+    pub const RBAC_HTTP_FILTER: &str = "envoy.filters.http.rbac";
+    pub const RBAC_NETWORK_FILTER: &str = "envoy.filters.network.rbac";
+    pub const SHADOW_EFFECTIVE_POLICY_ID: &str = "shadow_effective_policy_id";
+    pub const SHADOW_ENGINE_RESULT: &str = "shadow_engine_result";
+    /// istiod's shadow-rule prefix for CUSTOM policies, and the prefix of their policy
+    /// names (`istio-ext-authz-<provider>-ns[...]...`) an ext_authz filter is enabled by.
+    pub const EXT_AUTHZ_SHADOW_PREFIX: &str = "istio_ext_authz_";
+    pub const EXT_AUTHZ_POLICY_PREFIX: &str = "istio-ext-authz";
     /// The name istiod gives a URI template matcher in RBAC permissions.
     pub const URI_TEMPLATE: &str = "uri-template";
 }

@@ -11,6 +11,9 @@ use super::mesh::{
 use super::{Process, Subnet, bosun, envoy_binary, push};
 
 const CONTROL_PLANE_HOST: u8 = 250;
+const EXT_AUTHZ_HOST: u8 = 240;
+/// Istio's ext-authz sample's ports: the HTTP and the gRPC check API.
+pub const EXT_AUTHZ_PORTS: (u16, u16) = (8000, 9000);
 
 /// A service of the topology: its namespace, name and loopback host number.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +164,72 @@ impl EchoMesh {
     /// Writes (or removes) the case's config and waits until every proxy has it.
     pub async fn apply(&self, config: Option<&str>) -> Vec<String> {
         push::apply(self.debug(), self.dir.path(), self.workloads.len(), config).await
+    }
+
+    /// [`EchoMesh::apply`] under a mesh config (`mesh.yaml`; `None` removes it).
+    pub async fn apply_with_mesh(&self, config: Option<&str>, mesh: Option<&str>) -> Vec<String> {
+        let path = self.dir.path().join("mesh.yaml");
+        match mesh {
+            Some(mesh) => std::fs::write(&path, mesh).expect("write mesh.yaml"),
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        self.apply(config).await
+    }
+
+    /// Runs Istio's ext-authz sample (`bosun sample ext-authz`) as service
+    /// `ext-authz.servers.svc.cluster.local`, without a sidecar: HTTP checks on 8000,
+    /// gRPC checks on 9000, allowing connections of service account `a`.
+    pub async fn add_ext_authz(&mut self) {
+        let ip = self.subnet.ip(EXT_AUTHZ_HOST);
+        let (http, grpc) = EXT_AUTHZ_PORTS;
+        let mut app = bosun();
+        app.args(["sample", "ext-authz", "--allow-service-account", "a"])
+            .arg("--http")
+            .arg(SocketAddr::new(ip, http).to_string())
+            .arg("--grpc")
+            .arg(SocketAddr::new(ip, grpc).to_string());
+        let app = Process::spawn("servers-ext-authz", app, self.logs.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(SocketAddr::new(ip, grpc))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ext-authz sample did not start\n{}",
+                app.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.processes.push(app);
+        std::fs::write(
+            self.dir.path().join("ext-authz.yaml"),
+            format!(
+                "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext-authz, namespace: servers}}
+spec:
+  hosts: [ext-authz.servers.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: {http}, name: http, protocol: HTTP}}
+  - {{number: {grpc}, name: grpc, protocol: GRPC}}
+  workloadSelector: {{labels: {{app: ext-authz}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: ext-authz, namespace: servers}}
+spec:
+  address: {ip}
+  labels: {{app: ext-authz}}
+"
+            ),
+        )
+        .expect("write");
+        self.apply(None).await;
     }
 
     pub fn logs(&self) -> String {

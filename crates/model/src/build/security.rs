@@ -106,6 +106,11 @@ pub(super) fn authorization_policy_of(
             Action::Audit => AuthorizationAction::Audit,
             Action::Custom => AuthorizationAction::Custom,
         },
+        provider: spec
+            .provider
+            .as_ref()
+            .filter(|_| spec.action == Action::Custom)
+            .map(|provider| provider.name.clone()),
         rules: spec.rules().to_vec(),
         dry_run: config
             .meta

@@ -15,7 +15,7 @@ pub enum AuthorizationAction {
     Deny,
     /// Matched requests are marked for the access log; nothing is refused.
     Audit,
-    /// Asks an external authorizer (not supported yet; such policies are left out).
+    /// Asks the external authorizer `provider` names about the requests its rules match.
     Custom,
 }
 
@@ -28,6 +28,8 @@ pub struct AuthorizationPolicy {
     /// Attached to gateways or services by reference, not to sidecars by selector.
     pub targeted: bool,
     pub action: AuthorizationAction,
+    /// CUSTOM: the extension provider (external authorizer) asked.
+    pub provider: Option<String>,
     #[serde(skip)]
     pub rules: Vec<Rule>,
     /// `istio.io/dry-run: "true"`: evaluated and reported, never enforced.
@@ -45,6 +47,11 @@ impl AuthorizationPolicies {
         Self { policies }
     }
 
+    /// Every policy, in load order.
+    pub fn all(&self) -> &[Arc<AuthorizationPolicy>] {
+        &self.policies
+    }
+
     /// The policies on the sidecar of a workload with `labels` in `namespace`: the root
     /// namespace's and the workload's namespace's, whose selector picks it (no selector
     /// picks all), in the order they were loaded.
@@ -57,7 +64,7 @@ impl AuthorizationPolicies {
         self.policies
             .iter()
             .filter(|policy| policy.namespace == root_namespace || policy.namespace == namespace)
-            .filter(|policy| !policy.targeted && policy.action != AuthorizationAction::Custom)
+            .filter(|policy| !policy.targeted)
             .filter(|policy| {
                 policy
                     .selector

@@ -3,10 +3,12 @@
 
 mod authentication;
 mod authorization;
+mod ext_authz;
 mod peer;
 
 pub use authentication::{
     JwksSource, JwtRule, RequestAuthenticationPolicy, RequestAuthentications,
 };
 pub use authorization::{AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy};
+pub use ext_authz::{BodyInCheck, DEFAULT_CHECK_TIMEOUT, ExtAuthzApi, ExtAuthzProvider, HttpCheck};
 pub use peer::{MtlsMode, PeerAuthentications, PeerPolicy};

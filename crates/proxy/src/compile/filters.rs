@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 
 use super::cors::compile_cors;
+use super::ext_authz::compile_http_ext_authz;
 use super::fault::{HTTP_FAULT_TYPE, compile_fault};
 use super::jwt_authn::compile_jwt_authn;
 use super::rbac::compile_http_rbac;
@@ -64,6 +65,11 @@ pub fn compile_http_filters(filters: &[ProtoHttpFilter]) -> Result<HttpFilterCha
             let jwt =
                 compile_jwt_authn(&filter.name, &config).map_err(|r| format!("{field}: {r}"))?;
             chain.filters.push(HttpFilter::JwtAuthn(jwt));
+        } else if any.type_url == bosun_wire::type_urls::HTTP_EXT_AUTHZ {
+            let config = decode_any(any, bosun_wire::type_urls::HTTP_EXT_AUTHZ)?;
+            let ext_authz = compile_http_ext_authz(&filter.name, &config)
+                .map_err(|r| format!("{field}: {r}"))?;
+            chain.filters.push(HttpFilter::ExtAuthz(ext_authz));
         } else if any.type_url == bosun_wire::type_urls::HTTP_RBAC {
             let config = decode_any(any, bosun_wire::type_urls::HTTP_RBAC)?;
             let rbac =

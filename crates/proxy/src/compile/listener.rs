@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 
+use super::ext_authz::compile_network_ext_authz;
 use super::filters::compile_http_filters;
 use super::rbac::compile_network_rbac;
 use super::tls::{self, DownstreamTls};
@@ -19,7 +20,8 @@ use super::{
     CompileError, Reason, compile_route_config, decode_any, duration, require_ads, socket_addr,
     type_url_of,
 };
-use crate::filters::{HttpFilterChain, RbacFilter};
+use crate::filters::HttpFilterChain;
+use crate::filters::connection::ConnectionFilter;
 use crate::http::path::{EscapedSlashes, PathNormalization};
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
@@ -74,9 +76,9 @@ pub struct CertDetails {
 pub struct FilterChainSpec {
     /// `Some` for the chain that terminates mutual TLS.
     pub tls: Option<DownstreamTls>,
-    /// `envoy.filters.network.rbac` filters before the last filter, in order: a
-    /// connection one of them refuses is closed.
-    pub rbac: Vec<RbacFilter>,
+    /// The access-control filters before the last filter, in order: a connection one of
+    /// them refuses is closed.
+    pub connection_filters: Vec<ConnectionFilter>,
     pub network: NetworkFilter,
 }
 
@@ -269,26 +271,32 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             "a chain needs a filter ({HCM_FILTER} or {TCP_PROXY}), found none"
         ));
     };
-    let mut rbac = Vec::with_capacity(before.len());
+    let mut connection_filters = Vec::with_capacity(before.len());
     for filter in before {
-        match &filter.config_type {
+        let compiled = match &filter.config_type {
             Some(filter::ConfigType::TypedConfig(any))
                 if any.type_url == bosun_wire::type_urls::NETWORK_RBAC =>
             {
                 let config = decode_any(any, bosun_wire::type_urls::NETWORK_RBAC)?;
-                rbac.push(
-                    compile_network_rbac(&filter.name, &config)
-                        .map_err(|r| format!("network filter {}: {r}", filter.name))?,
-                );
+                compile_network_rbac(&filter.name, &config).map(ConnectionFilter::Rbac)
+            }
+            Some(filter::ConfigType::TypedConfig(any))
+                if any.type_url == bosun_wire::type_urls::NETWORK_EXT_AUTHZ =>
+            {
+                let config = decode_any(any, bosun_wire::type_urls::NETWORK_EXT_AUTHZ)?;
+                compile_network_ext_authz(&filter.name, &config).map(ConnectionFilter::ExtAuthz)
             }
             _ => {
                 return Err(format!(
-                    "network filter {} is not supported before the last filter yet ({} is)",
+                    "network filter {} is not supported before the last filter yet ({} and {} are)",
                     filter.name,
-                    bosun_wire::network_filters::RBAC
+                    bosun_wire::network_filters::RBAC,
+                    bosun_wire::network_filters::EXT_AUTHZ,
                 ));
             }
-        }
+        };
+        connection_filters
+            .push(compiled.map_err(|r| format!("network filter {}: {r}", filter.name))?);
     }
     let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
         return Err(format!(
@@ -308,7 +316,11 @@ fn compile_chain(chain: &FilterChain) -> Result<FilterChainSpec, Reason> {
             filter.name
         ));
     };
-    Ok(FilterChainSpec { tls, rbac, network })
+    Ok(FilterChainSpec {
+        tls,
+        connection_filters,
+        network,
+    })
 }
 
 fn compile_http_chain(hcm: &HttpConnectionManager) -> Result<HttpChainSpec, Reason> {

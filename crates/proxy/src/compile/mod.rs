@@ -6,6 +6,7 @@
 mod actions;
 mod cluster;
 mod cors;
+mod ext_authz;
 mod fault;
 mod filters;
 mod hash_policy;

@@ -29,6 +29,11 @@ pub(super) fn compile_http_rbac(name: &str, config: &HttpRbac) -> Result<RbacFil
         config.shadow_rules.as_ref(),
         matchers,
     )
+    .map(|rbac| RbacFilter {
+        shadow_prefix: config.shadow_rules_stat_prefix.clone(),
+        metadata_namespace: bosun_wire::metadata::RBAC_HTTP_FILTER,
+        ..rbac
+    })
 }
 
 pub(super) fn compile_network_rbac(name: &str, config: &NetworkRbac) -> Result<RbacFilter, Reason> {
@@ -39,6 +44,11 @@ pub(super) fn compile_network_rbac(name: &str, config: &NetworkRbac) -> Result<R
         config.shadow_rules.as_ref(),
         matchers,
     )
+    .map(|rbac| RbacFilter {
+        shadow_prefix: config.shadow_rules_stat_prefix.clone(),
+        metadata_namespace: bosun_wire::metadata::RBAC_NETWORK_FILTER,
+        ..rbac
+    })
 }
 
 /// Either filter's rules and shadow rules; match trees (`matcher`) are refused by name.
@@ -53,6 +63,8 @@ fn filter(
     }
     Ok(RbacFilter {
         name: name.to_owned(),
+        shadow_prefix: String::new(),
+        metadata_namespace: bosun_wire::metadata::RBAC_HTTP_FILTER,
         rules: rules.map(compile_rules).transpose()?,
         shadow: shadow
             .map(compile_rules)
@@ -193,7 +205,7 @@ fn cidr(range: &CidrRange) -> Result<Cidr, Reason> {
     })
 }
 
-fn metadata_match(matcher: &MetadataMatcher) -> Result<MetadataMatch, Reason> {
+pub(super) fn metadata_match(matcher: &MetadataMatcher) -> Result<MetadataMatch, Reason> {
     let path = matcher
         .path
         .iter()

@@ -6,7 +6,9 @@
 //! Filters are named and configured as Envoy's are, so one listener runs the same on
 //! this proxy and on Envoy; a filter the proxy does not have is refused when compiled.
 
+pub mod connection;
 pub mod cors;
+pub mod ext_authz;
 pub mod fault;
 pub mod jwt_authn;
 mod jwt_cache;
@@ -19,6 +21,7 @@ use http::Response;
 use http_body_util::{Either, Full};
 
 pub use cors::{CORS_FILTER, CorsFilter, CorsOutcome, CorsResponse};
+pub use ext_authz::{EXT_AUTHZ_FILTER, ExtAuthzFilter};
 pub use fault::{FAULT_FILTER, FaultFilter};
 pub use local_reply::{LocalReply, is_grpc, text_reply};
 pub use rbac::{ACCESS_DENIED, RBAC_FILTER, RbacFilter};
@@ -26,6 +29,7 @@ pub use router::ROUTER_FILTER;
 
 use crate::rbac::Subject;
 use crate::routing::{RequestView, Route};
+use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestRecord, ResponseFlag};
 use crate::upstream::UpstreamResponseBody;
 
@@ -37,6 +41,7 @@ pub type ProxyBody = Either<UpstreamResponseBody, Full<Bytes>>;
 pub enum HttpFilter {
     JwtAuthn(jwt_authn::JwtAuthnFilter),
     Rbac(RbacFilter),
+    ExtAuthz(ExtAuthzFilter),
     Fault(FaultFilter),
     Cors(CorsFilter),
 }
@@ -61,8 +66,12 @@ pub struct ResponseWork<'r> {
     cors: Option<CorsResponse<'r>>,
     /// Headers the stages take off the request before it goes on (a verified token).
     remove_request_headers: Vec<http::HeaderName>,
-    /// Headers the stages add to the request (a token's claims).
+    /// Headers the stages set on the request (a token's claims, an authorizer's).
     add_request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Headers the stages append to the request's.
+    append_request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Headers the stages add to the response (an authorizer's).
+    add_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl ResponseWork<'_> {
@@ -74,12 +83,18 @@ impl ResponseWork<'_> {
         for (name, value) in &self.add_request_headers {
             headers.insert(name.clone(), value.clone());
         }
+        for (name, value) in &self.append_request_headers {
+            headers.append(name.clone(), value.clone());
+        }
     }
 
     /// The stages' changes to the response, in reverse order of the stages.
     pub fn apply(&self, headers: &mut http::HeaderMap) {
         if let Some(cors) = &self.cors {
             cors.apply(headers);
+        }
+        for (name, value) in &self.add_response_headers {
+            headers.append(name.clone(), value.clone());
         }
     }
 }
@@ -95,7 +110,7 @@ impl HttpFilterChain {
     pub fn needs_subject(&self) -> bool {
         self.filters
             .iter()
-            .any(|filter| matches!(filter, HttpFilter::Rbac(_)))
+            .any(|filter| matches!(filter, HttpFilter::Rbac(_) | HttpFilter::ExtAuthz(_)))
     }
 
     /// Runs the request through every stage. `Err` is the answer a stage gave instead;
@@ -106,6 +121,7 @@ impl HttpFilterChain {
         subject: &Subject<'_>,
         route: &'r Route,
         cluster: Option<&str>,
+        upstream: &Snapshot,
         mut record: Option<&mut RequestRecord>,
     ) -> Result<ResponseWork<'r>, Answer> {
         let mut work = ResponseWork::default();
@@ -124,10 +140,43 @@ impl HttpFilterChain {
                     work.remove_request_headers.extend(accepted.remove_headers);
                     work.add_request_headers.extend(accepted.add_headers);
                 }
-                HttpFilter::Rbac(rbac) => rbac.check(&Subject {
-                    metadata: Some(&metadata),
-                    ..*subject
-                })?,
+                HttpFilter::Rbac(rbac) => {
+                    let shadow = rbac.check(&Subject {
+                        metadata: Some(&metadata),
+                        ..*subject
+                    })?;
+                    if let Some(decision) = shadow {
+                        rbac.record_shadow(&decision, &mut metadata);
+                    }
+                }
+                HttpFilter::ExtAuthz(ext_authz) => {
+                    if !ext_authz.enabled(&metadata) {
+                        continue;
+                    }
+                    let subject = Subject {
+                        metadata: Some(&metadata),
+                        ..*subject
+                    };
+                    let allowed =
+                        ext_authz
+                            .on_request(&subject, upstream)
+                            .await
+                            .inspect_err(|_| {
+                                if let Some(record) = record.as_deref_mut() {
+                                    record.set_flag(ResponseFlag::UnauthorizedExternalService);
+                                }
+                            })?;
+                    work.remove_request_headers
+                        .extend(allowed.remove_request_headers);
+                    for (name, value, append) in allowed.request_headers {
+                        if append {
+                            work.append_request_headers.push((name, value));
+                        } else {
+                            work.add_request_headers.push((name, value));
+                        }
+                    }
+                    work.add_response_headers.extend(allowed.response_headers);
+                }
                 HttpFilter::Fault(fault) => {
                     let outcome = fault.on_request(request, route, cluster).await?;
                     if outcome == fault::FaultOutcome::Delayed

@@ -262,6 +262,7 @@ async fn route_and_forward(
             &subject,
             &route,
             selected.as_ref().map(|selected| selected.name.as_ref()),
+            &ctx.snapshot.load_full(),
             record.as_deref_mut(),
         )
         .await

@@ -18,6 +18,7 @@ use super::connection_manager;
 use super::head_timeout::Watched;
 use crate::compile::{NetworkFilter, TcpProxySpec};
 use crate::drain::DrainWatcher;
+use crate::filters::connection;
 use crate::listeners::ListenerContext;
 use crate::rbac::Subject;
 use crate::tcp;
@@ -69,7 +70,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
                 }
             };
             let info = opened.info();
-            let Some(tcp_proxy) = admitted(&ctx, &info) else {
+            let Some(tcp_proxy) = admitted(&ctx, &info).await else {
                 return;
             };
             let result = match (opened, tcp_proxy) {
@@ -102,10 +103,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
 /// Whether the connection's chain takes it: `None` closes it (no chain, or the chain's
 /// `envoy.filters.network.rbac` refuses it); `Some(None)` serves HTTP; `Some(Some(_))`
 /// proxies its bytes.
-fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option<TcpProxySpec>> {
-    let runtime = ctx.config.load();
+async fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option<TcpProxySpec>> {
+    let runtime = ctx.config.load_full();
     let chain = runtime.spec.chain_for(info.is_tls)?;
-    if !chain.rbac.is_empty() {
+    if !chain.connection_filters.is_empty() {
         let subject = Subject {
             peer: info.peer.as_ref(),
             addresses: info.addresses,
@@ -114,8 +115,11 @@ fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option<TcpPr
             request: None,
             metadata: None,
         };
-        if let Some(refused) = chain.rbac.iter().find(|rbac| rbac.check(&subject).is_err()) {
-            tracing::debug!(filter = %refused.name, "connection refused by access control");
+        let upstream = ctx.snapshot.load_full();
+        if let Err(refused) =
+            connection::admit(&chain.connection_filters, &subject, &upstream).await
+        {
+            tracing::debug!(filter = %refused, "connection refused by access control");
             return None;
         }
     }

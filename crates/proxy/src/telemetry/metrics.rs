@@ -94,6 +94,8 @@ pub enum ResponseFlag {
     FaultInjected,
     /// DI: the fault filter delayed the request.
     DelayInjected,
+    /// UAEX: the external authorizer denied the request (or could not be asked).
+    UnauthorizedExternalService,
 }
 
 impl ResponseFlag {
@@ -111,6 +113,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
         }
     }
 }

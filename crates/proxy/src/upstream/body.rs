@@ -11,10 +11,11 @@ use super::replay::{ReplayBody, ReplayError, ReplayHandle};
 use super::tee::CopyBody;
 
 /// A request body on its way upstream: nothing, the downstream body as it streams, a
-/// body a retry can send again, or a mirror's copy.
+/// body a retry can send again, a mirror's copy, or one the proxy wrote (a check's).
 #[derive(Debug)]
 pub enum UpstreamBody {
     Empty,
+    Whole(Option<Bytes>),
     Streaming(DownstreamBody),
     Replayable(ReplayBody),
     Mirror(CopyBody),
@@ -59,6 +60,7 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Whole(data) => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
             UpstreamBody::Streaming(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map_err(ReplayError::Source))),
@@ -72,6 +74,7 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Empty => true,
+            UpstreamBody::Whole(data) => data.is_none(),
             UpstreamBody::Streaming(body) => body.is_end_stream(),
             UpstreamBody::Replayable(body) => body.is_end_stream(),
             UpstreamBody::Mirror(body) => body.is_end_stream(),
@@ -81,6 +84,9 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Whole(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
             UpstreamBody::Streaming(body) => body.size_hint(),
             UpstreamBody::Replayable(body) => body.size_hint(),
             UpstreamBody::Mirror(body) => body.size_hint(),

@@ -1,6 +1,7 @@
 //! Upstream clusters, their endpoints, load balancing and connection pools.
 
 mod body;
+mod call;
 mod cluster;
 mod connector;
 mod dns;
@@ -17,6 +18,7 @@ mod slow_start;
 mod tee;
 
 pub use body::{Replay, UpstreamBody};
+pub use call::{CallError, call};
 pub use cluster::{Cluster, ClusterSpec, Discovery, LbPolicy};
 pub use connector::{ConnectionUse, UpstreamPrincipal, UpstreamStream};
 pub use dns::{DEFAULT_REFRESH_RATE, DnsDiscovery, DnsTarget, LookupFamily};

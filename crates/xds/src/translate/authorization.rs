@@ -105,21 +105,23 @@ fn by_action(
                 action: envoy_action as i32,
                 ..Default::default()
             });
-            rules.policies.extend(policies_of(policy, tcp, action));
+            rules.policies.extend(policies_of(policy, tcp, action, ""));
         }
         (enforced.is_some() || shadow.is_some()).then_some((enforced, shadow))
     })
     .collect()
 }
 
-fn policies_of(
+/// A policy's rules as RBAC policies, named `<prefix>ns[<ns>]-policy[<name>]-rule[<i>]`.
+pub(super) fn policies_of(
     policy: &AuthorizationPolicy,
     tcp: bool,
     action: AuthorizationAction,
+    prefix: &str,
 ) -> HashMap<String, Policy> {
     let name = |index: usize| {
         format!(
-            "ns[{}]-policy[{}]-rule[{index}]",
+            "{prefix}ns[{}]-policy[{}]-rule[{index}]",
             policy.namespace, policy.name
         )
     };
@@ -128,6 +130,7 @@ fn policies_of(
     }
     let generator = Generator {
         tcp,
+        // CUSTOM rules are built as DENY rules are (istiod): asking more, never less.
         strict: action == AuthorizationAction::Allow,
         namespace: &policy.namespace,
     };

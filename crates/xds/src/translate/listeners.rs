@@ -36,7 +36,7 @@ use super::names::{OUTBOUND_ROUTE_CONFIG, VIRTUAL_OUTBOUND_LISTENER, inbound_clu
 use super::resilience::NO_TIMEOUT;
 use super::tls;
 use super::traffic_policy;
-use super::{authentication, authorization};
+use super::{authentication, authorization, ext_authz};
 use crate::ProxyNode;
 
 const HCM_FILTER: &str = bosun_wire::network_filters::HTTP_CONNECTION_MANAGER;
@@ -81,12 +81,15 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
     let workload = snapshot.workload(&node.namespace, &node.workload_name);
     let policies = snapshot.authorization_policies(&node.namespace, &node.labels);
     let jwt_rules = snapshot.jwt_rules(&node.namespace, &node.labels);
-    // istiod's inbound order: authentication, then authorization.
-    let security_filters: Vec<HttpFilter> =
-        authentication::http_filter(&jwt_rules, snapshot.request_authentications())
-            .into_iter()
-            .chain(authorization::http_filters(&policies))
-            .collect();
+    // istiod's inbound order: CUSTOM authorization, authentication, then authorization.
+    let security_filters: Vec<HttpFilter> = ext_authz::http_filters(snapshot, &policies)
+        .into_iter()
+        .chain(authentication::http_filter(
+            &jwt_rules,
+            snapshot.request_authentications(),
+        ))
+        .chain(authorization::http_filters(&policies))
+        .collect();
     let ports: Vec<(Option<&str>, u16)> = match workload {
         Some(workload) => workload
             .ports
@@ -170,7 +173,8 @@ pub(super) fn inbound(snapshot: &Snapshot, node: &ProxyNode) -> Vec<InboundPort>
             let name = format!("inbound|{port}");
             let mode = snapshot.mtls_mode(&node.namespace, &node.labels, port);
             let listener = if protocol.is_tunnelled() {
-                let mut filters = authorization::network_filters(&policies);
+                let mut filters = ext_authz::network_filters(snapshot, &policies);
+                filters.extend(authorization::network_filters(&policies));
                 filters.push(connect::tcp_proxy_filter(&stat_prefix, &cluster_name));
                 inbound_listener(name, ip, port, mode, filters.clone(), filters)
             } else {

@@ -10,6 +10,7 @@ mod caller;
 mod clusters;
 mod connect;
 mod destinations;
+mod ext_authz;
 mod listeners;
 mod load_balancer;
 mod matchers;

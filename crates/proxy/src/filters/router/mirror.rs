@@ -4,7 +4,6 @@
 //! request it copies.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -15,9 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::InFlight;
-use crate::upstream::{
-    ActiveRequest, Cluster, DownstreamBody, TeeBody, UpstreamBody, UpstreamProtocol,
-};
+use crate::upstream::{self, Cluster, DownstreamBody, TeeBody, UpstreamBody, UpstreamProtocol};
 
 /// A mirror chosen for this request: its cluster, and whether the copy's host is
 /// suffixed.
@@ -108,45 +105,13 @@ async fn send_copy(
     request: Request<UpstreamBody>,
     timeout: Option<Duration>,
 ) {
-    let stats = &cluster.stats;
-    stats.requests.fetch_add(1, Relaxed);
-    let _in_flight = InFlight::enter(&stats.in_flight);
-    let Some(_admitted) = cluster.admit() else {
-        stats.overflows.fetch_add(1, Relaxed);
-        return;
-    };
-    let Some(endpoint) = cluster.pick() else {
-        stats.no_healthy_upstream.fetch_add(1, Relaxed);
-        return;
-    };
-    let active = ActiveRequest::new(endpoint);
-    let exchange = async {
-        let Ok(_slot) = cluster.connection().await else {
-            stats.overflows.fetch_add(1, Relaxed);
-            return Ok(());
-        };
-        let response = active.endpoint().client().request(request).await?;
-        stats.responses.record(response.status().as_u16());
+    let _in_flight = InFlight::enter(&cluster.stats.in_flight);
+    match upstream::call(&cluster, request, timeout).await {
         // Read the answer to its end, so the connection can be reused.
-        let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(())
-    };
-    let outcome = match timeout {
-        Some(limit) => tokio::time::timeout(limit, exchange).await.ok(),
-        None => Some(exchange.await),
-    };
-    match outcome {
-        None => {
-            stats.timeouts.fetch_add(1, Relaxed);
+        Ok(response) => {
+            let _ = response.into_body().collect().await;
         }
-        Some(Err(error)) if error.is_connect() => {
-            stats.connect_failures.fetch_add(1, Relaxed);
-        }
-        Some(Err(error)) => {
-            stats.upstream_errors.fetch_add(1, Relaxed);
-            tracing::debug!(cluster = %cluster.spec.name, %error, "mirrored request failed");
-        }
-        Some(Ok(())) => {}
+        Err(error) => tracing::debug!(%error, "mirrored request failed"),
     }
 }
 
