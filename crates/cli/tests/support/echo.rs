@@ -178,6 +178,11 @@ impl EchoMesh {
         self.apply(config).await
     }
 
+    /// The address of the ext-authz sample ([`EchoMesh::add_ext_authz`]).
+    pub fn ext_authz_ip(&self) -> IpAddr {
+        self.subnet.ip(EXT_AUTHZ_HOST)
+    }
+
     /// Runs Istio's ext-authz sample (`bosun sample ext-authz`) as service
     /// `ext-authz.servers.svc.cluster.local`, without a sidecar: HTTP checks on 8000,
     /// gRPC checks on 9000, allowing connections of service account `a`.

@@ -112,6 +112,7 @@ pub(super) fn authorization_policy_of(
             .filter(|_| spec.action == Action::Custom)
             .map(|provider| provider.name.clone()),
         rules: spec.rules().to_vec(),
+        origin: config.origin.to_string(),
         dry_run: config
             .meta
             .annotations

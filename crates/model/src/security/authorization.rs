@@ -34,6 +34,8 @@ pub struct AuthorizationPolicy {
     pub rules: Vec<Rule>,
     /// `istio.io/dry-run: "true"`: evaluated and reported, never enforced.
     pub dry_run: bool,
+    /// Where it was read (`file:line`), for messages about it.
+    pub origin: String,
 }
 
 /// Every AuthorizationPolicy of the mesh, in load order.
