@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
     ExtAuthz as HttpExtAuthz, ext_authz,
 };
 use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz as NetworkExtAuthz;
-use envoy_types::pb::envoy::r#type::matcher::v3::ListStringMatcher;
+use envoy_types::pb::envoy::r#type::matcher::v3::{ListStringMatcher, MetadataMatcher};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::matchers::string_match;
@@ -18,6 +18,7 @@ use super::rbac::metadata_match;
 use super::{Reason, duration};
 use crate::filters::ExtAuthzFilter;
 use crate::filters::ext_authz::{CheckService, GrpcService, HeaderPatterns, HttpService};
+use crate::rbac::MetadataMatch;
 
 /// Envoy's default check timeout, for a service that sets none.
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -91,12 +92,7 @@ pub(super) fn compile_http_ext_authz(
                 .ok_or_else(|| format!("status_on_error {} is not an HTTP status", status.code))?,
             None => StatusCode::FORBIDDEN,
         },
-        enabled_by: config
-            .filter_enabled_metadata
-            .as_ref()
-            .map(metadata_match)
-            .transpose()
-            .map_err(|r| format!("filter_enabled_metadata: {r}"))?,
+        enabled_by: enabled_by(config.filter_enabled_metadata.as_ref())?,
         allowed_headers: patterns(config.allowed_headers.as_ref())?,
     })
 }
@@ -114,14 +110,16 @@ pub(super) fn compile_network_ext_authz(
         service: CheckService::Grpc(grpc_service(grpc)?),
         failure_mode_allow: config.failure_mode_allow,
         status_on_error: StatusCode::FORBIDDEN,
-        enabled_by: config
-            .filter_enabled_metadata
-            .as_ref()
-            .map(metadata_match)
-            .transpose()
-            .map_err(|r| format!("filter_enabled_metadata: {r}"))?,
+        enabled_by: enabled_by(config.filter_enabled_metadata.as_ref())?,
         allowed_headers: None,
     })
+}
+
+fn enabled_by(matcher: Option<&MetadataMatcher>) -> Result<Option<MetadataMatch>, Reason> {
+    matcher
+        .map(metadata_match)
+        .transpose()
+        .map_err(|r| format!("filter_enabled_metadata: {r}"))
 }
 
 fn grpc_service(grpc: &ProtoGrpcService) -> Result<GrpcService, Reason> {

@@ -333,3 +333,133 @@ fn header_patterns(headers: &[String]) -> Option<ListStringMatcher> {
         .collect();
     Some(ListStringMatcher { patterns })
 }
+
+#[cfg(test)]
+mod tests {
+    use bosun_model::MeshSettings;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use prost::Message;
+
+    use super::*;
+    use crate::translate::test_mesh::{node, snapshot};
+    use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
+
+    const AUTHORIZER: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext-authz, namespace: foo}
+spec:
+  hosts: [ext-authz.foo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9000, name: grpc, protocol: GRPC}]
+  endpoints: [{address: 127.0.10.9}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: custom}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: CUSTOM
+  provider: {name: PROVIDER}
+  rules: [{to: [{operation: {paths: [/admin]}}]}]
+";
+
+    /// The names and typed configs of the inbound HTTP chain's filters.
+    fn inbound_filters(provider: &str) -> Vec<HttpFilter> {
+        let mesh = bosun_api::load_mesh_config(
+            "extensionProviders:
+- name: authz
+  envoyExtAuthzGrpc: {service: ext-authz.foo.svc.cluster.local, port: 9000, timeout: 1s}
+",
+            std::path::Path::new("mesh.yaml"),
+        )
+        .expect("mesh config")
+        .config;
+        let snapshot = snapshot(&AUTHORIZER.replace("PROVIDER", provider))
+            .with_mesh(MeshSettings::from_config(&mesh));
+        let node = node([127, 0, 10, 3], "reviews-v1");
+        let set = generate(&snapshot, &node, DEFAULT_TRUST_DOMAIN);
+        let listener = set
+            .listeners
+            .iter()
+            .find(|l| l.name == "inbound|9080")
+            .expect("the inbound listener");
+        let Some(filter::ConfigType::TypedConfig(any)) =
+            &listener.filter_chains[0].filters[0].config_type
+        else {
+            panic!("a typed HCM");
+        };
+        HttpConnectionManager::decode(any.value.as_slice())
+            .expect("an HCM")
+            .http_filters
+    }
+
+    #[test]
+    fn a_custom_policy_asks_its_authorizer_only_about_what_its_rules_match() {
+        let filters = inbound_filters("authz");
+        let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names[..2],
+            [
+                bosun_wire::http_filters::RBAC,
+                bosun_wire::http_filters::EXT_AUTHZ
+            ]
+        );
+        let Some(http_filter::ConfigType::TypedConfig(rbac)) = &filters[0].config_type else {
+            panic!("typed");
+        };
+        let rbac = HttpRbac::decode(rbac.value.as_slice()).expect("rbac");
+        assert!(
+            rbac.rules.is_none(),
+            "CUSTOM rules enforce nothing themselves"
+        );
+        assert_eq!(rbac.shadow_rules_stat_prefix, EXT_AUTHZ_SHADOW_PREFIX);
+        let shadow = rbac.shadow_rules.expect("shadow rules");
+        assert_eq!(
+            shadow.policies.keys().collect::<Vec<_>>(),
+            ["istio-ext-authz-authz-ns[default]-policy[custom]-rule[0]"]
+        );
+        let Some(http_filter::ConfigType::TypedConfig(authz)) = &filters[1].config_type else {
+            panic!("typed");
+        };
+        let authz = HttpExtAuthz::decode(authz.value.as_slice()).expect("ext_authz");
+        let Some(ext_authz::Services::GrpcService(grpc)) = authz.services else {
+            panic!("a gRPC service");
+        };
+        let Some(grpc_service::TargetSpecifier::EnvoyGrpc(target)) = grpc.target_specifier else {
+            panic!("envoy_grpc");
+        };
+        assert_eq!(
+            target.cluster_name,
+            "outbound|9000||ext-authz.foo.svc.cluster.local"
+        );
+        assert_eq!(grpc.timeout.map(|t| t.seconds), Some(1));
+        let enabled = authz.filter_enabled_metadata.expect("enabled by metadata");
+        assert_eq!(enabled.filter, RBAC_HTTP_FILTER);
+    }
+
+    #[test]
+    fn a_custom_policy_without_its_authorizer_denies_what_it_matches() {
+        let filters = inbound_filters("nobody");
+        assert_eq!(filters[0].name, bosun_wire::http_filters::RBAC);
+        assert!(
+            filters
+                .iter()
+                .all(|f| f.name != bosun_wire::http_filters::EXT_AUTHZ)
+        );
+        let Some(http_filter::ConfigType::TypedConfig(rbac)) = &filters[0].config_type else {
+            panic!("typed");
+        };
+        let rules = HttpRbac::decode(rbac.value.as_slice())
+            .expect("rbac")
+            .rules
+            .expect("enforced rules");
+        assert_eq!(rules.action, rbac::Action::Deny as i32);
+        assert!(
+            rules
+                .policies
+                .keys()
+                .all(|name| name.ends_with(BAD_CUSTOM_SUFFIX))
+        );
+    }
+}

@@ -14,13 +14,12 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::google::protobuf::Timestamp;
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Limited};
 use prost::Message;
 
-use super::{Allowed, Denied, ExtAuthzFilter, MAX_ANSWER_BYTES, Verdict, limit};
+use super::{Allowed, Denied, ExtAuthzFilter, Verdict, ask};
 use crate::rbac::Subject;
 use crate::snapshot::Snapshot;
-use crate::upstream::{self, UpstreamBody, UpstreamProtocol};
+use crate::upstream::{UpstreamBody, UpstreamProtocol};
 
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
@@ -66,40 +65,27 @@ impl GrpcService {
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("te", HeaderValue::from_static("trailers"));
-        let exchange = async {
-            let response = upstream::call(cluster, request, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (head, body) = response.into_parts();
-            let collected = Limited::new(body, MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("reading the check's answer: {e}"))?;
-            let trailers = collected.trailers().cloned();
-            let grpc_status = trailers
-                .as_ref()
-                .and_then(|t| t.get("grpc-status"))
-                .or_else(|| head.headers.get("grpc-status"))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok());
-            if !head.status.is_success() || grpc_status != Some(0) {
-                return Err(format!(
-                    "the check failed: HTTP {}, grpc-status {grpc_status:?}",
-                    head.status
-                ));
-            }
-            let body = collected.to_bytes();
-            let message = body
-                .get(5..)
-                .ok_or_else(|| "the check's answer has no message".to_string())?;
-            CheckResponse::decode(message).map_err(|e| format!("the check's answer: {e}"))
-        };
-        let answer = match limit(self.timeout) {
-            Some(timeout) => tokio::time::timeout(timeout, exchange)
-                .await
-                .unwrap_or_else(|_| Err("the check timed out".into())),
-            None => exchange.await,
-        };
+        let answer = ask(upstream, &self.cluster, request, self.timeout)
+            .await
+            .and_then(|(head, collected)| {
+                let grpc_status = collected
+                    .trailers()
+                    .and_then(|t| t.get("grpc-status"))
+                    .or_else(|| head.headers.get("grpc-status"))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u32>().ok());
+                if !head.status.is_success() || grpc_status != Some(0) {
+                    return Err(format!(
+                        "the check failed: HTTP {}, grpc-status {grpc_status:?}",
+                        head.status
+                    ));
+                }
+                let body = collected.to_bytes();
+                let message = body
+                    .get(5..)
+                    .ok_or_else(|| "the check's answer has no message".to_string())?;
+                CheckResponse::decode(message).map_err(|e| format!("the check's answer: {e}"))
+            });
         match answer {
             Ok(answer) => verdict(answer),
             Err(error) => Verdict::Error(error),

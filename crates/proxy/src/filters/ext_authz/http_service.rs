@@ -9,12 +9,11 @@ use http::header::{
     AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, LOCATION, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Limited};
 
-use super::{Allowed, Denied, ExtAuthzFilter, HeaderPatterns, MAX_ANSWER_BYTES, Verdict, limit};
+use super::{Allowed, Denied, ExtAuthzFilter, HeaderPatterns, Verdict, ask};
 use crate::rbac::Subject;
 use crate::snapshot::Snapshot;
-use crate::upstream::{self, UpstreamBody, UpstreamProtocol};
+use crate::upstream::{UpstreamBody, UpstreamProtocol};
 
 /// `http_service`.
 #[derive(Debug, Clone)]
@@ -45,6 +44,7 @@ impl HttpService {
         let Some(cluster) = upstream.clusters.get(&self.cluster) else {
             return Verdict::Error(format!("no cluster {}", self.cluster));
         };
+        let protocol = cluster.spec.pool.protocol;
         let path = match request.query {
             Some(query) => format!("{}{}?{query}", self.path_prefix, request.path),
             None => format!("{}{}", self.path_prefix, request.path),
@@ -71,7 +71,7 @@ impl HttpService {
         for (name, value) in &self.headers_to_add {
             headers.insert(name.clone(), value.clone());
         }
-        match cluster.spec.pool.protocol {
+        match protocol {
             UpstreamProtocol::Http1 => {
                 *check.version_mut() = Version::HTTP_11;
                 if let Ok(host) = HeaderValue::from_str(request.authority) {
@@ -80,26 +80,9 @@ impl HttpService {
             }
             UpstreamProtocol::Http2 => *check.version_mut() = Version::HTTP_2,
         }
-        let exchange = async {
-            let response = upstream::call(cluster, check, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (head, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("reading the authorizer's answer: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((head, body))
-        };
-        let answer = match limit(self.timeout) {
-            Some(timeout) => tokio::time::timeout(timeout, exchange)
-                .await
-                .unwrap_or_else(|_| Err("the check timed out".into())),
-            None => exchange.await,
-        };
+        let answer = ask(upstream, &self.cluster, check, self.timeout).await;
         let (head, body) = match answer {
-            Ok(answer) => answer,
+            Ok((head, body)) => (head, body.to_bytes()),
             Err(error) => return Verdict::Error(error),
         };
         if head.status.is_server_error() {

@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Collected, Either, Full, Limited};
 
 use super::{Answer, LocalReply};
 use crate::rbac::{MetadataMatch, Subject};
 use crate::routing::ValueMatch;
 use crate::snapshot::Snapshot;
 use crate::telemetry::ResponseFlag;
+use crate::upstream::{self, UpstreamBody};
 
 pub use grpc::GrpcService;
 pub use http_service::HttpService;
@@ -149,7 +150,33 @@ impl ExtAuthzFilter {
     }
 }
 
-/// The check's time limit.
-fn limit(timeout: Option<Duration>) -> Option<Duration> {
-    timeout.filter(|timeout| !timeout.is_zero())
+/// Sends a check to the authorizer's cluster and reads its whole answer (bounded),
+/// within `timeout` (none when it is zero).
+async fn ask(
+    upstream: &Snapshot,
+    cluster: &str,
+    request: http::Request<UpstreamBody>,
+    timeout: Option<Duration>,
+) -> Result<(http::response::Parts, Collected<Bytes>), String> {
+    let cluster = upstream
+        .clusters
+        .get(cluster)
+        .ok_or_else(|| format!("no cluster {cluster}"))?;
+    let exchange = async {
+        let response = upstream::call(cluster, request, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (head, body) = response.into_parts();
+        let body = Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the authorizer's answer: {e}"))?;
+        Ok((head, body))
+    };
+    match timeout.filter(|timeout| !timeout.is_zero()) {
+        Some(timeout) => tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err("the check timed out".into())),
+        None => exchange.await,
+    }
 }
