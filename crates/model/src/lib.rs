@@ -30,8 +30,8 @@ pub use routing::{
 };
 pub use scope::{EgressHost, EgressScope, SidecarScope};
 pub use security::{
-    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, BodyInCheck, ExtAuthzApi,
-    ExtAuthzProvider, HttpCheck, JwksSource, JwtRule, MtlsMode, PeerAuthentications, PeerPolicy,
+    AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy, ExtAuthzApi, ExtAuthzProvider,
+    HttpCheck, JwksSource, JwtRule, MtlsMode, PeerAuthentications, PeerPolicy,
     RequestAuthenticationPolicy, RequestAuthentications,
 };
 pub use service::{Address, Endpoint, Protocol, Resolution, Service, ServicePort, Workload};

@@ -1,10 +1,11 @@
 //! External authorizers (MeshConfig `extensionProviders` of kind `envoyExtAuthzHttp` and
 //! `envoyExtAuthzGrpc`), with Istio's defaults, as CUSTOM AuthorizationPolicies name them.
+//! `includeRequestBodyInCheck` is reported as not supported yet and not carried here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bosun_api::mesh::{ExtensionProvider, RequestBodyInCheck};
+use bosun_api::mesh::ExtensionProvider;
 
 /// istiod's check timeout when the provider sets none.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -20,7 +21,6 @@ pub struct ExtAuthzProvider {
     pub fail_open: bool,
     /// The status of a request refused because the check failed (`None`: 403).
     pub status_on_error: Option<u16>,
-    pub body: Option<BodyInCheck>,
     pub api: ExtAuthzApi,
 }
 
@@ -45,24 +45,6 @@ pub struct HttpCheck {
     pub to_downstream_on_allow: Vec<String>,
 }
 
-/// `includeRequestBodyInCheck`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct BodyInCheck {
-    pub max_bytes: u32,
-    pub allow_partial: bool,
-    pub pack_as_bytes: bool,
-}
-
-impl From<RequestBodyInCheck> for BodyInCheck {
-    fn from(body: RequestBodyInCheck) -> Self {
-        BodyInCheck {
-            max_bytes: body.max_request_bytes,
-            allow_partial: body.allow_partial_message,
-            pack_as_bytes: body.pack_as_bytes,
-        }
-    }
-}
-
 impl ExtAuthzProvider {
     /// The authorizer a provider entry describes; `None` for other kinds of provider
     /// (and for entries the loader refused, which never get here).
@@ -82,7 +64,6 @@ impl ExtAuthzProvider {
                 timeout: http.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |t| t.as_std()),
                 fail_open: http.fail_open,
                 status_on_error: status(&http.status_on_error),
-                body: http.include_request_body_in_check.map(BodyInCheck::from),
                 api: ExtAuthzApi::Http(HttpCheck {
                     path_prefix: http.path_prefix.clone(),
                     request_headers,
@@ -101,7 +82,6 @@ impl ExtAuthzProvider {
             timeout: grpc.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |t| t.as_std()),
             fail_open: grpc.fail_open,
             status_on_error: status(&grpc.status_on_error),
-            body: grpc.include_request_body_in_check.map(BodyInCheck::from),
             api: ExtAuthzApi::Grpc,
         })
     }

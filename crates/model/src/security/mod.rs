@@ -10,5 +10,5 @@ pub use authentication::{
     JwksSource, JwtRule, RequestAuthenticationPolicy, RequestAuthentications,
 };
 pub use authorization::{AuthorizationAction, AuthorizationPolicies, AuthorizationPolicy};
-pub use ext_authz::{BodyInCheck, DEFAULT_CHECK_TIMEOUT, ExtAuthzApi, ExtAuthzProvider, HttpCheck};
+pub use ext_authz::{DEFAULT_CHECK_TIMEOUT, ExtAuthzApi, ExtAuthzProvider, HttpCheck};
 pub use peer::{MtlsMode, PeerAuthentications, PeerPolicy};

@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 use super::matchers::{compile_header, string_match};
 use super::{Reason, decode_any};
 use crate::filters::RbacFilter;
+use crate::filters::rbac::ShadowKeys;
 use crate::rbac::{
     Cidr, MetadataMatch, MetadataValue, Permission, Policy, Principal, Rbac, RbacAction,
     UriTemplate,
@@ -30,7 +31,7 @@ pub(super) fn compile_http_rbac(name: &str, config: &HttpRbac) -> Result<RbacFil
         matchers,
     )
     .map(|rbac| RbacFilter {
-        shadow_prefix: config.shadow_rules_stat_prefix.clone(),
+        shadow_keys: ShadowKeys::with_prefix(&config.shadow_rules_stat_prefix),
         metadata_namespace: bosun_wire::metadata::RBAC_HTTP_FILTER,
         ..rbac
     })
@@ -45,7 +46,7 @@ pub(super) fn compile_network_rbac(name: &str, config: &NetworkRbac) -> Result<R
         matchers,
     )
     .map(|rbac| RbacFilter {
-        shadow_prefix: config.shadow_rules_stat_prefix.clone(),
+        shadow_keys: ShadowKeys::with_prefix(&config.shadow_rules_stat_prefix),
         metadata_namespace: bosun_wire::metadata::RBAC_NETWORK_FILTER,
         ..rbac
     })
@@ -63,7 +64,7 @@ fn filter(
     }
     Ok(RbacFilter {
         name: name.to_owned(),
-        shadow_prefix: String::new(),
+        shadow_keys: ShadowKeys::default(),
         metadata_namespace: bosun_wire::metadata::RBAC_HTTP_FILTER,
         rules: rules.map(compile_rules).transpose()?,
         shadow: shadow

@@ -3,6 +3,8 @@
 //! `envoy.filters.network.ext_authz`), run in order when it opens. One that refuses
 //! closes it.
 
+use arc_swap::ArcSwap;
+
 use super::{ExtAuthzFilter, RbacFilter};
 use crate::rbac::Subject;
 use crate::snapshot::Snapshot;
@@ -26,7 +28,7 @@ impl ConnectionFilter {
 pub async fn admit<'f>(
     filters: &'f [ConnectionFilter],
     subject: &Subject<'_>,
-    upstream: &Snapshot,
+    upstream: &ArcSwap<Snapshot>,
 ) -> Result<(), &'f str> {
     let mut metadata = serde_json::Map::new();
     for filter in filters {

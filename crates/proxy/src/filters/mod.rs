@@ -29,6 +29,8 @@ pub use router::ROUTER_FILTER;
 
 use crate::rbac::Subject;
 use crate::routing::{RequestView, Route};
+use arc_swap::ArcSwap;
+
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestRecord, ResponseFlag};
 use crate::upstream::UpstreamResponseBody;
@@ -121,7 +123,7 @@ impl HttpFilterChain {
         subject: &Subject<'_>,
         route: &'r Route,
         cluster: Option<&str>,
-        upstream: &Snapshot,
+        upstream: &ArcSwap<Snapshot>,
         mut record: Option<&mut RequestRecord>,
     ) -> Result<ResponseWork<'r>, Answer> {
         let mut work = ResponseWork::default();

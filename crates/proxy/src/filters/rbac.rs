@@ -19,11 +19,29 @@ pub struct RbacFilter {
     pub name: String,
     pub rules: Option<Rbac>,
     pub shadow: Option<Rbac>,
-    /// Put before the shadow rules' metadata keys (istiod: `istio_dry_run_allow_`,
-    /// `istio_ext_authz_`, ...).
-    pub shadow_prefix: String,
+    /// The metadata keys the shadow rules' decision is left under.
+    pub shadow_keys: ShadowKeys,
     /// The dynamic metadata namespace the filter writes to (its extension's name).
     pub metadata_namespace: &'static str,
+}
+
+/// `<shadow_rules_stat_prefix>shadow_effective_policy_id` and `..._engine_result`, made
+/// once when the filter is compiled (istiod's prefixes: `istio_dry_run_allow_`,
+/// `istio_ext_authz_`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct ShadowKeys {
+    pub policy: String,
+    pub result: String,
+}
+
+impl ShadowKeys {
+    pub fn with_prefix(prefix: &str) -> Self {
+        use bosun_wire::metadata::{SHADOW_EFFECTIVE_POLICY_ID, SHADOW_ENGINE_RESULT};
+        ShadowKeys {
+            policy: format!("{prefix}{SHADOW_EFFECTIVE_POLICY_ID}"),
+            result: format!("{prefix}{SHADOW_ENGINE_RESULT}"),
+        }
+    }
 }
 
 impl RbacFilter {
@@ -66,27 +84,26 @@ impl RbacFilter {
         decision: &Decision,
         metadata: &mut serde_json::Map<String, serde_json::Value>,
     ) {
-        use bosun_wire::metadata::{SHADOW_EFFECTIVE_POLICY_ID, SHADOW_ENGINE_RESULT};
-        let entry = metadata
-            .entry(self.metadata_namespace.to_string())
-            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-        let Some(entry) = entry.as_object_mut() else {
+        if !metadata.contains_key(self.metadata_namespace) {
+            metadata.insert(
+                self.metadata_namespace.to_owned(),
+                serde_json::Value::Object(serde_json::Map::new()),
+            );
+        }
+        let Some(entry) = metadata
+            .get_mut(self.metadata_namespace)
+            .and_then(serde_json::Value::as_object_mut)
+        else {
             return;
         };
         if let Some(policy) = &decision.matched {
-            entry.insert(
-                format!("{}{SHADOW_EFFECTIVE_POLICY_ID}", self.shadow_prefix),
-                policy.clone().into(),
-            );
+            entry.insert(self.shadow_keys.policy.clone(), policy.clone().into());
         }
         let result = if decision.allowed {
             "allowed"
         } else {
             "denied"
         };
-        entry.insert(
-            format!("{}{SHADOW_ENGINE_RESULT}", self.shadow_prefix),
-            result.into(),
-        );
+        entry.insert(self.shadow_keys.result.clone(), result.into());
     }
 }

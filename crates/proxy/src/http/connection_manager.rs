@@ -262,7 +262,7 @@ async fn route_and_forward(
             &subject,
             &route,
             selected.as_ref().map(|selected| selected.name.as_ref()),
-            &ctx.snapshot.load_full(),
+            &ctx.snapshot,
             record.as_deref_mut(),
         )
         .await

@@ -115,9 +115,8 @@ async fn admitted(ctx: &ListenerContext, info: &ConnectionInfo) -> Option<Option
             request: None,
             metadata: None,
         };
-        let upstream = ctx.snapshot.load_full();
         if let Err(refused) =
-            connection::admit(&chain.connection_filters, &subject, &upstream).await
+            connection::admit(&chain.connection_filters, &subject, &ctx.snapshot).await
         {
             tracing::debug!(filter = %refused, "connection refused by access control");
             return None;

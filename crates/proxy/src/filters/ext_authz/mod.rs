@@ -12,6 +12,7 @@ mod http_service;
 
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Collected, Either, Full, Limited};
@@ -97,15 +98,17 @@ impl ExtAuthzFilter {
             .is_none_or(|matcher| matcher.matches(Some(metadata)))
     }
 
-    /// Checks a request; `Ok` says what to change in the request and the response.
+    /// Checks a request; `Ok` says what to change in the request and the response. The
+    /// clusters are read only here, when a check is made.
     pub async fn on_request(
         &self,
         subject: &Subject<'_>,
-        upstream: &Snapshot,
+        upstream: &ArcSwap<Snapshot>,
     ) -> Result<Allowed, Answer> {
+        let upstream = upstream.load_full();
         let verdict = match &self.service {
-            CheckService::Http(service) => service.check(self, subject, upstream).await,
-            CheckService::Grpc(service) => service.check(self, subject, upstream).await,
+            CheckService::Http(service) => service.check(self, subject, &upstream).await,
+            CheckService::Grpc(service) => service.check(self, subject, &upstream).await,
         };
         match verdict {
             Verdict::Allow(allowed) => Ok(allowed),
@@ -135,11 +138,11 @@ impl ExtAuthzFilter {
     }
 
     /// Checks a connection (the network filter, gRPC API only): `true` lets it through.
-    pub async fn on_connection(&self, subject: &Subject<'_>, upstream: &Snapshot) -> bool {
+    pub async fn on_connection(&self, subject: &Subject<'_>, upstream: &ArcSwap<Snapshot>) -> bool {
         let CheckService::Grpc(service) = &self.service else {
             return true;
         };
-        match service.check(self, subject, upstream).await {
+        match service.check(self, subject, &upstream.load_full()).await {
             Verdict::Allow(_) => true,
             Verdict::Deny(_) => false,
             Verdict::Error(error) => {
