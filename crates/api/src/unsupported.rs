@@ -220,29 +220,28 @@ fn traffic_policy(fields: &mut Fields, path: &str, policy: &TrafficPolicy) {
     }
 }
 
-/// `tls`: ISTIO_MUTUAL (with `sni` and `subjectAltNames`) and DISABLE are honoured;
-/// originating TLS of one's own (SIMPLE, MUTUAL) is not yet.
+/// `tls`: every mode, with certificates from files; `credentialName` (a Kubernetes
+/// secret, which Istio hands sidecars only under a DestinationRule with a workload
+/// selector) and certificate revocation lists are not yet.
 fn client_tls(fields: &mut Fields, path: &str, tls: Option<&ClientTlsSettings>) {
     let Some(tls) = tls else {
         return;
     };
-    match tls.mode {
-        Some(ClientTlsMode::IstioMutual | ClientTlsMode::Disable) | None => {}
-        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
-            fields.note(true, || format!("{path}.mode"));
-            return;
-        }
-    }
     let others = [
-        ("clientCertificate", tls.client_certificate.is_some()),
-        ("privateKey", tls.private_key.is_some()),
-        ("caCertificates", tls.ca_certificates.is_some()),
         ("credentialName", tls.credential_name.is_some()),
-        ("insecureSkipVerify", tls.insecure_skip_verify.is_some()),
         ("caCrl", tls.ca_crl.is_some()),
     ];
     for (name, is_set) in others {
         fields.note(is_set, || format!("{path}.{name}"));
+    }
+    // istiod ignores these in ISTIO_MUTUAL and DISABLE (validation refuses most).
+    if matches!(
+        tls.mode,
+        Some(ClientTlsMode::IstioMutual | ClientTlsMode::Disable) | None
+    ) {
+        fields.note(tls.insecure_skip_verify.is_some(), || {
+            format!("{path}.insecureSkipVerify")
+        });
     }
 }
 
@@ -479,7 +478,7 @@ spec:
     tls: {mode: ISTIO_MUTUAL}
     portLevelSettings:
     - port: {number: 9080}
-      tls: {mode: SIMPLE}
+      tls: {mode: SIMPLE, credentialName: egress-cert}
   subsets:
   - name: v1
     labels: {version: v1}
@@ -497,7 +496,7 @@ spec:
                 "spec.trafficPolicy.loadBalancer.simple",
                 "spec.trafficPolicy.connectionPool.http.useClientProtocol",
                 "spec.trafficPolicy.outlierDetection.consecutiveErrors",
-                "spec.trafficPolicy.portLevelSettings[0].tls.mode",
+                "spec.trafficPolicy.portLevelSettings[0].tls.credentialName",
                 "spec.subsets[1].trafficPolicy.loadBalancer.localityLbSetting",
             ]
         );

@@ -18,9 +18,9 @@ pub mod snapshot;
 pub use host::Hostname;
 pub use mesh::{MeshSettings, OutboundPolicy, PathNormalization};
 pub use policy::{
-    ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
-    Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
-    TcpKeepalive, TrafficPolicy, Warmup,
+    CertificateFiles, ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie,
+    HashKey, HashTable, Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OriginatedTls,
+    OutlierDetection, ServerVerification, Subset, TcpKeepalive, TrafficPolicy, Warmup,
 };
 pub use routing::{
     AbortWith, ConnectionMatch, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay,

@@ -101,6 +101,41 @@ pub enum ClientTls {
         /// The identities the server may present (SPIFFE URIs); empty: the service's.
         subject_alt_names: Vec<String>,
     },
+    /// TLS of the destination's own (SIMPLE, or MUTUAL with a client certificate),
+    /// originated by the sidecar: the app speaks plaintext, the server TLS.
+    Originate(OriginatedTls),
+}
+
+/// `tls` in SIMPLE or MUTUAL mode, with its certificates in files the proxy reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OriginatedTls {
+    /// MUTUAL: the certificate chain and key the proxy presents.
+    pub client_certificate: Option<CertificateFiles>,
+    pub verification: ServerVerification,
+    /// The name sent as SNI; `None`: the request's host (and, with no
+    /// `subject_alt_names`, the server's certificate must be valid for it).
+    pub sni: Option<String>,
+    /// Names one of which the server's certificate must carry (DNS names, SPIFFE URIs
+    /// or IP addresses, exactly).
+    pub subject_alt_names: Vec<String>,
+}
+
+/// A PEM certificate chain and its private key, by path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateFiles {
+    pub certificate: String,
+    pub private_key: String,
+}
+
+/// What the server's certificate chain must end in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ServerVerification {
+    /// `caCertificates`: the roots in this PEM file.
+    CaFile(String),
+    /// No `caCertificates`: the system's roots (Istio's default).
+    SystemRoots,
+    /// `insecureSkipVerify: true`: any certificate.
+    Skip,
 }
 
 /// A level's policy with the port-level settings written beside it.

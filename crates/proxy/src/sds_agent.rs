@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bosun_ca::Identity;
-use bosun_wire::secrets;
+use bosun_wire::secrets::{self, FileSecret};
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, Secret, TlsCertificate, secret,
@@ -275,13 +275,16 @@ fn response(
                 trusted_ca: Some(inline(issued.root_pem.clone())),
                 ..Default::default()
             }),
-            other => {
-                return Err(Status::not_found(format!(
-                    "secret {other:?} is not served; the agent serves {:?} and {:?}",
-                    secrets::WORKLOAD,
-                    secrets::ROOT
-                )));
-            }
+            other => match FileSecret::parse(other) {
+                Some(files) => file_secret(&files)?,
+                None => {
+                    return Err(Status::not_found(format!(
+                        "secret {other:?} is not served; the agent serves {:?}, {:?} and files (file-cert:<chain>~<key>, file-root:<bundle>)",
+                        secrets::WORKLOAD,
+                        secrets::ROOT
+                    )));
+                }
+            },
         };
         resources.push(pack_any(Secret {
             name: name.clone(),
@@ -298,6 +301,34 @@ fn response(
         type_url: SECRET_TYPE_URL.to_string(),
         nonce: nonce.to_string(),
         ..Default::default()
+    })
+}
+
+/// A secret a DestinationRule names by file, read now (as Istio's agent reads them).
+fn file_secret(files: &FileSecret<'_>) -> Result<secret::Type, Status> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map_err(|error| Status::not_found(format!("cannot read {path}: {error}")))
+    };
+    Ok(match files {
+        FileSecret::Certificate { chain, key } => secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline(read(chain)?)),
+            private_key: Some(inline(read(key)?)),
+            ..Default::default()
+        }),
+        FileSecret::Root { bundle } => {
+            secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(inline(read(bundle)?)),
+                ..Default::default()
+            })
+        }
+        FileSecret::SystemRoots => {
+            let bundle = crate::tls::origination::system_bundle().map_err(Status::not_found)?;
+            secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(inline(read(&bundle)?)),
+                ..Default::default()
+            })
+        }
     })
 }
 

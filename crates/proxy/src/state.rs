@@ -460,7 +460,11 @@ fn uses_tls(inner: &Inner) -> bool {
         .any(|listener| listener.value.tls_chain.is_some())
         || inner.clusters.values().any(|cluster| {
             let transport = &cluster.value.spec.transport;
-            transport.default.is_some() || transport.matches.iter().any(|(_, tls)| tls.is_some())
+            let mesh = |tls: &Option<crate::compile::UpstreamTls>| {
+                tls.as_ref()
+                    .is_some_and(crate::compile::UpstreamTls::is_mesh)
+            };
+            mesh(&transport.default) || transport.matches.iter().any(|(_, tls)| mesh(tls))
         })
 }
 

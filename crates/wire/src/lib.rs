@@ -19,6 +19,73 @@ pub mod secrets {
     pub const WORKLOAD: &str = "default";
     /// The mesh's trust anchors.
     pub const ROOT: &str = "ROOTCA";
+
+    /// Certificates a DestinationRule names by file (`tls` SIMPLE / MUTUAL), as istiod
+    /// names them: `file-cert:<chain>~<key>` and `file-root:<bundle>`, `file-root:system`
+    /// for the system's roots. Whoever answers SDS reads the files.
+    const FILE_CERTIFICATE: &str = "file-cert:";
+    const FILE_ROOT: &str = "file-root:";
+    const SEPARATOR: char = '~';
+    const SYSTEM: &str = "system";
+
+    /// A secret named after files.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum FileSecret<'a> {
+        Certificate { chain: &'a str, key: &'a str },
+        Root { bundle: &'a str },
+        SystemRoots,
+    }
+
+    impl<'a> FileSecret<'a> {
+        /// What a secret name says, if it names files.
+        pub fn parse(name: &'a str) -> Option<Self> {
+            if let Some(files) = name.strip_prefix(FILE_CERTIFICATE) {
+                let (chain, key) = files.split_once(SEPARATOR)?;
+                return (!chain.is_empty() && !key.is_empty())
+                    .then_some(FileSecret::Certificate { chain, key });
+            }
+            match name.strip_prefix(FILE_ROOT)? {
+                SYSTEM => Some(FileSecret::SystemRoots),
+                "" => None,
+                bundle => Some(FileSecret::Root { bundle }),
+            }
+        }
+
+        /// The secret's name.
+        pub fn name(&self) -> String {
+            match self {
+                FileSecret::Certificate { chain, key } => {
+                    format!("{FILE_CERTIFICATE}{chain}{SEPARATOR}{key}")
+                }
+                FileSecret::Root { bundle } => format!("{FILE_ROOT}{bundle}"),
+                FileSecret::SystemRoots => format!("{FILE_ROOT}{SYSTEM}"),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::FileSecret;
+
+        #[test]
+        fn file_secret_names_read_back() {
+            for secret in [
+                FileSecret::Certificate {
+                    chain: "/etc/certs/cert.pem",
+                    key: "/etc/certs/key.pem",
+                },
+                FileSecret::Root {
+                    bundle: "/etc/certs/ca.pem",
+                },
+                FileSecret::SystemRoots,
+            ] {
+                let name = secret.name();
+                assert_eq!(FileSecret::parse(&name), Some(secret), "{name}");
+            }
+            assert_eq!(FileSecret::parse("file-cert:/only-a-chain"), None);
+            assert_eq!(FileSecret::parse("default"), None);
+        }
+    }
 }
 
 /// Upgrade types an HttpConnectionManager's `upgrade_configs` name.

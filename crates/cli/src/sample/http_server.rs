@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 + h2c (prior knowledge) accept loop shared by the sample workload and
-//! the traffic generator's statistics endpoint.
+//! the traffic generator's statistics endpoint, optionally over TLS.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +12,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::report::TlsReport;
 
 /// What answers each request.
 pub trait Handler: Send + Sync + 'static {
@@ -45,6 +48,17 @@ pub async fn serve_keeping<H: Handler>(
     handler: Arc<H>,
     keep_alive: KeepAlive,
 ) -> std::io::Result<()> {
+    serve_with(listener, handler, keep_alive, None).await
+}
+
+/// [`serve_keeping`], over TLS when `tls` is given: each request then carries the
+/// connection's [`TlsReport`] in its extensions.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    keep_alive: KeepAlive,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -60,43 +74,70 @@ pub async fn serve_keeping<H: Handler>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
-            let last_answer = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                let served = served.clone();
-                let last_answer = last_answer.clone();
-                async move {
-                    let idle = last_answer
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .map(|at| at.elapsed());
-                    if let (Some(idle), Some(limit)) = (idle, keep_alive.idle_timeout)
-                        && idle >= limit
-                    {
-                        return Err(IdleClosed);
-                    }
-                    let mut response = handler.handle(request).await;
-                    *last_answer.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(std::time::Instant::now());
-                    let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if keep_alive.max_requests.is_some_and(|max| count >= max) {
-                        response.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                    }
-                    Ok::<_, IdleClosed>(response)
+            let Some(tls) = tls else {
+                return connection(stream, peer, None, handler, &builder, keep_alive).await;
+            };
+            match tls.accept(stream).await {
+                Ok(stream) => {
+                    let report = TlsReport::of(stream.get_ref().1);
+                    connection(stream, peer, Some(report), handler, &builder, keep_alive).await;
                 }
-            });
-            if let Err(error) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+                Err(error) => tracing::info!(%peer, %error, "TLS handshake failed"),
             }
         });
+    }
+}
+
+/// Serves one accepted connection until it ends.
+async fn connection<H: Handler, S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsReport>,
+    handler: Arc<H>,
+    builder: &auto::Builder<TokioExecutor>,
+    keep_alive: KeepAlive,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let last_answer = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        let handler = handler.clone();
+        let served = served.clone();
+        let last_answer = last_answer.clone();
+        if let Some(tls) = &tls {
+            request.extensions_mut().insert(tls.clone());
+        }
+        async move {
+            let idle = last_answer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|at| at.elapsed());
+            if let (Some(idle), Some(limit)) = (idle, keep_alive.idle_timeout)
+                && idle >= limit
+            {
+                return Err(IdleClosed);
+            }
+            let mut response = handler.handle(request).await;
+            *last_answer.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+            let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if keep_alive.max_requests.is_some_and(|max| count >= max) {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, IdleClosed>(response)
+        }
+    });
+    if let Err(error) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 

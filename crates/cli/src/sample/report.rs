@@ -50,6 +50,40 @@ pub struct EchoReport {
     /// Set when this workload failed the request itself (its error rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The TLS the request came over, when the workload serves TLS (`--tls-cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
+}
+
+/// What a TLS connection to the sample workload carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsReport {
+    /// The name the client sent as SNI.
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    /// The client certificate's subject and SANs, when it presented one.
+    pub client_subject: Option<String>,
+    #[serde(default)]
+    pub client_names: Vec<String>,
+}
+
+impl TlsReport {
+    pub fn of(connection: &rustls::ServerConnection) -> Self {
+        let client = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(bosun_proxy::tls::PeerCertificate::of);
+        TlsReport {
+            sni: connection.server_name().map(str::to_owned),
+            alpn: connection
+                .alpn_protocol()
+                .map(|alpn| String::from_utf8_lossy(alpn).into_owned()),
+            client_subject: client.as_ref().map(|client| client.subject.clone()),
+            client_names: client
+                .map(|client| client.uri.into_iter().chain(client.dns).collect())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// One downstream call, as seen by the caller.

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::client::{self, HttpClient};
 use super::duration::{parse_duration, parse_ratio};
 use super::http_server::{self, Handler};
-use super::report::{CallReport, ECHOED_HEADERS, EchoReport, PROPAGATED_HEADERS};
+use super::report::{CallReport, ECHOED_HEADERS, EchoReport, PROPAGATED_HEADERS, TlsReport};
 
 mod tcp_echo;
 mod websocket;
@@ -75,6 +77,17 @@ pub struct Args {
     /// `<service> <version>` and gets back every byte it sends.
     #[arg(long)]
     tcp_port: Option<u16>,
+    /// Serve HTTPS with this PEM certificate chain (and `--tls-key`): an external
+    /// service for a sidecar to originate TLS to. Answers say what SNI, ALPN and client
+    /// certificate came.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in this PEM file (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// What the sample workload is, once its command line and environment are read.
@@ -137,6 +150,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         idle_timeout: args.keep_alive_timeout,
         max_requests: args.max_requests_per_connection,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -149,12 +166,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "sample workload serving"
     );
     match args.tcp_port {
-        None => serve(listener, config, keep_alive).await?,
+        None => serve_with(listener, config, keep_alive, tls).await?,
         Some(port) => {
             let who = format!("{} {}", config.service, config.version);
             let echo = tcp_echo::serve(SocketAddr::new(listen.ip(), port), who);
             tokio::select! {
-                served = serve(listener, config, keep_alive) => served?,
+                served = serve_with(listener, config, keep_alive, tls) => served?,
                 echoed = echo => echoed?,
             }
         }
@@ -162,19 +179,59 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the sample workload on `listener` until the task is dropped.
-pub async fn serve(
+/// Serves the sample workload on `listener`, over TLS when `tls` is given, until the
+/// task is dropped.
+pub async fn serve_with(
     listener: TcpListener,
     config: ServeConfig,
     keep_alive: http_server::KeepAlive,
+    tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
     let client = HttpClient::new(config.proxy.clone(), config.call_timeout);
-    http_server::serve_keeping(
+    http_server::serve_with(
         listener,
         Arc::new(SampleWorkload { config, client }),
         keep_alive,
+        tls,
     )
     .await
+}
+
+/// HTTPS with the given chain and key (HTTP/2 and HTTP/1.1 by ALPN), requiring a client
+/// certificate from `client_ca` when given.
+fn tls_acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the certificate chain {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read the client CA {}", path.display()))?
+            {
+                roots.add(certificate?)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not fit")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn listen_address_from_environment() -> Result<SocketAddr, ServeError> {
@@ -285,6 +342,7 @@ impl SampleWorkload {
             protocol: format!("{:?}", request.version()),
             calls: Vec::new(),
             error: None,
+            tls: request.extensions().get::<TlsReport>().cloned(),
         }
     }
 }

@@ -317,6 +317,7 @@ mod tests {
             protocol: "HTTP/1.1".into(),
             calls,
             error: None,
+            tls: None,
         }
     }
 

@@ -13,9 +13,9 @@ use bosun_api::networking::{
 use super::source;
 use crate::host::Hostname;
 use crate::policy::{
-    ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie, HashKey, HashTable,
-    Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OutlierDetection, Subset,
-    TcpKeepalive, TrafficPolicy, Warmup,
+    CertificateFiles, ClientTls, ConnectionPool, ConsistentHash, DestinationPolicy, HashCookie,
+    HashKey, HashTable, Http2Keepalive, LayeredPolicy, LoadBalancer, LoadBalancing, OriginatedTls,
+    OutlierDetection, ServerVerification, Subset, TcpKeepalive, TrafficPolicy, Warmup,
 };
 
 pub(super) fn policy_of(rule: &Config<DestinationRule>) -> DestinationPolicy {
@@ -69,16 +69,51 @@ fn port_policy(settings: &PortTrafficPolicy) -> Option<(u16, TrafficPolicy)> {
     ))
 }
 
-/// The modes Bosun honours; SIMPLE and MUTUAL are reported as not supported yet and left
-/// to auto mTLS meanwhile.
+/// A level's `tls`. SIMPLE and MUTUAL with a `credentialName` are reported as not
+/// supported yet (Istio applies them to sidecars only under a DestinationRule with a
+/// workload selector) and left to auto mTLS meanwhile.
 fn client_tls(settings: &ClientTlsSettings) -> Option<ClientTls> {
+    let sni = settings.sni.clone().filter(|sni| !sni.is_empty());
+    let named = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
     match settings.mode? {
         ClientTlsMode::Disable => Some(ClientTls::Disable),
         ClientTlsMode::IstioMutual => Some(ClientTls::IstioMutual {
-            sni: settings.sni.clone().filter(|sni| !sni.is_empty()),
+            sni,
             subject_alt_names: settings.subject_alt_names.clone(),
         }),
-        ClientTlsMode::Simple | ClientTlsMode::Mutual => None,
+        ClientTlsMode::Simple | ClientTlsMode::Mutual
+            if named(&settings.credential_name).is_some() =>
+        {
+            None
+        }
+        mode @ (ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
+            // Validation has refused MUTUAL without both files.
+            let client_certificate = match (
+                mode,
+                named(&settings.client_certificate),
+                named(&settings.private_key),
+            ) {
+                (ClientTlsMode::Mutual, Some(certificate), Some(private_key)) => {
+                    Some(CertificateFiles {
+                        certificate,
+                        private_key,
+                    })
+                }
+                _ => None,
+            };
+            let verification = if settings.insecure_skip_verify == Some(true) {
+                ServerVerification::Skip
+            } else {
+                named(&settings.ca_certificates)
+                    .map_or(ServerVerification::SystemRoots, ServerVerification::CaFile)
+            };
+            Some(ClientTls::Originate(OriginatedTls {
+                client_certificate,
+                verification,
+                sni,
+                subject_alt_names: settings.subject_alt_names.clone(),
+            }))
+        }
     }
 }
 

@@ -155,6 +155,16 @@ fn pool_options(c: &Cluster) -> Result<PoolOptions, Reason> {
                 .filter(|d| !d.is_zero());
         }
         pool.http2_keepalive = http2_keepalive(&options)?;
+        if let Some(upstream) = &options.upstream_http_protocol_options {
+            if !upstream.override_auto_sni_header.is_empty() {
+                return Err(
+                    "upstream_http_protocol_options.override_auto_sni_header is not supported yet"
+                        .into(),
+                );
+            }
+            pool.auto_sni = upstream.auto_sni;
+            pool.auto_san_validation = upstream.auto_san_validation;
+        }
     }
     if let Some(connection) = &c.upstream_connection_options {
         let field = "upstream_connection_options";

@@ -37,7 +37,7 @@ pub use listener::{
     RouteSource, TcpProxySpec, compile_listener,
 };
 pub use route::compile_route_config;
-pub use tls::{DownstreamTls, TransportSockets, UpstreamTls};
+pub use tls::{DownstreamTls, OwnTls, SanName, TransportSockets, UpstreamTls, UpstreamTrust};
 
 use crate::resource::ResourceType;
 

@@ -1,5 +1,8 @@
 //! Transport sockets → TLS specs: Istio mutual TLS as istiod writes it, with both
-//! secrets (`default`, `ROOTCA`) answered by the proxy's own certificate.
+//! secrets (`default`, `ROOTCA`) answered by the proxy's own certificate, and TLS a
+//! DestinationRule originates, whose secrets name files the proxy reads ([`own`]).
+
+mod own;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +17,9 @@ use envoy_types::pb::google::protobuf::value::Kind;
 
 use super::{Reason, decode_any, type_url_of};
 use crate::tls::{ROOT_SECRET, WORKLOAD_SECRET};
+use bosun_wire::secrets::FileSecret;
+
+pub use own::{OwnTls, SanName};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
@@ -23,13 +29,31 @@ const RAW_BUFFER_TYPE: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.
 /// The endpoint metadata namespace transport socket matches read.
 pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
 
-/// Mutual TLS to an upstream.
+/// TLS to an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// SPIFFE identities the server may present; empty accepts any the mesh root signed.
-    pub identities: Vec<String>,
     pub alpn: Vec<String>,
+    /// The SNI sent; empty: none (or the request's host, under the cluster's auto SNI).
     pub sni: String,
+    pub trust: UpstreamTrust,
+}
+
+impl UpstreamTls {
+    /// Istio mutual TLS, to another sidecar.
+    pub fn is_mesh(&self) -> bool {
+        matches!(self.trust, UpstreamTrust::Mesh { .. })
+    }
+}
+
+/// Who the two ends are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTrust {
+    /// Istio mutual TLS with the workload certificate: the server's SPIFFE identity is
+    /// one of `identities` (any the mesh root signed when empty).
+    Mesh { identities: Vec<String> },
+    /// TLS of the destination's own, with certificates from files (a DestinationRule's
+    /// SIMPLE or MUTUAL).
+    Own(OwnTls),
 }
 
 /// Mutual TLS terminated on a listener.
@@ -99,22 +123,9 @@ fn string_fields(
 }
 
 fn upstream_socket(socket: &TransportSocket) -> Result<Option<UpstreamTls>, Reason> {
-    let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
-        return match socket.name.as_str() {
-            RAW_BUFFER_SOCKET => Ok(None),
-            name => Err(format!("transport socket {name} has no typed_config")),
-        };
-    };
-    if any.type_url == type_url_of(RAW_BUFFER_TYPE) {
+    let Some(context) = upstream_context(socket)? else {
         return Ok(None);
-    }
-    if any.type_url != type_url_of(UPSTREAM_TLS_TYPE) {
-        return Err(format!(
-            "transport socket {} is not supported",
-            any.type_url
-        ));
-    }
-    let context: UpstreamTlsContext = decode_any(any, &type_url_of(UPSTREAM_TLS_TYPE))?;
+    };
     if context.allow_renegotiation || context.max_session_keys.is_some() {
         return Err("allow_renegotiation / max_session_keys are not supported".into());
     }
@@ -122,6 +133,13 @@ fn upstream_socket(socket: &TransportSocket) -> Result<Option<UpstreamTls>, Reas
         .common_tls_context
         .as_ref()
         .ok_or("an UpstreamTlsContext needs a common_tls_context")?;
+    if names_own_files(common) {
+        return Ok(Some(UpstreamTls {
+            alpn: common.alpn_protocols.clone(),
+            sni: context.sni,
+            trust: UpstreamTrust::Own(own::compile(common)?),
+        }));
+    }
     let (alpn, validation) = mesh_context(common)?;
     let mut identities = Vec::new();
     for (index, matcher) in validation.match_typed_subject_alt_names.iter().enumerate() {
@@ -143,10 +161,47 @@ fn upstream_socket(socket: &TransportSocket) -> Result<Option<UpstreamTls>, Reas
         }
     }
     Ok(Some(UpstreamTls {
-        identities,
         alpn,
         sni: context.sni,
+        trust: UpstreamTrust::Mesh { identities },
     }))
+}
+
+/// A context whose secrets are files, or that validates nothing: TLS of the
+/// destination's own rather than the mesh's.
+fn names_own_files(common: &CommonTlsContext) -> bool {
+    use common_tls_context::ValidationContextType;
+    let files = |secret: &SdsSecretConfig| FileSecret::parse(&secret.name).is_some();
+    common.tls_certificate_sds_secret_configs.iter().any(files)
+        || match &common.validation_context_type {
+            Some(ValidationContextType::CombinedValidationContext(combined)) => combined
+                .validation_context_sds_secret_config
+                .as_ref()
+                .is_some_and(files),
+            Some(ValidationContextType::ValidationContextSdsSecretConfig(secret)) => files(secret),
+            Some(ValidationContextType::ValidationContext(_)) => true,
+            _ => false,
+        }
+}
+
+/// The UpstreamTlsContext of a TLS socket; `None` for plaintext.
+fn upstream_context(socket: &TransportSocket) -> Result<Option<UpstreamTlsContext>, Reason> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return match socket.name.as_str() {
+            RAW_BUFFER_SOCKET => Ok(None),
+            name => Err(format!("transport socket {name} has no typed_config")),
+        };
+    };
+    if any.type_url == type_url_of(RAW_BUFFER_TYPE) {
+        return Ok(None);
+    }
+    if any.type_url != type_url_of(UPSTREAM_TLS_TYPE) {
+        return Err(format!(
+            "transport socket {} is not supported",
+            any.type_url
+        ));
+    }
+    decode_any(any, &type_url_of(UPSTREAM_TLS_TYPE)).map(Some)
 }
 
 pub(super) fn downstream_socket(socket: &TransportSocket) -> Result<DownstreamTls, Reason> {
@@ -347,7 +402,12 @@ mod tests {
             .1
             .as_ref()
             .expect("TLS for istio endpoints");
-        assert_eq!(upstream.identities, ["spiffe://td/ns/a/sa/b"]);
+        assert_eq!(
+            upstream.trust,
+            UpstreamTrust::Mesh {
+                identities: vec!["spiffe://td/ns/a/sa/b".to_string()]
+            }
+        );
         assert_eq!(upstream.alpn, ["h2"]);
         assert!(sockets.matches[1].1.is_none());
 

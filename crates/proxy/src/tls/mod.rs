@@ -5,6 +5,7 @@
 //! answers both from [`WorkloadCertificates`], as Istio's agent does for Envoy.
 
 pub(crate) mod certificates;
+pub(crate) mod origination;
 mod verify;
 
 use std::collections::HashMap;
@@ -98,7 +99,7 @@ impl TlsContexts {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

@@ -119,7 +119,7 @@ impl Cluster {
         let connect = |upstream: &Option<UpstreamTls>| {
             upstream
                 .as_ref()
-                .map(|upstream| Arc::new(TlsConnect::new(tls, upstream)))
+                .map(|upstream| Arc::new(TlsConnect::new(tls, upstream, &spec.pool)))
         };
         let cluster = Cluster {
             sockets: spec

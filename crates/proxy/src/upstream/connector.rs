@@ -1,5 +1,6 @@
 //! A connector that always dials one endpoint, whatever the request's authority, in
-//! plaintext or Istio mutual TLS as the cluster's transport socket says.
+//! plaintext, Istio mutual TLS or TLS of the destination's own, as the cluster's
+//! transport socket says (the authority is only the SNI of originated TLS).
 //!
 //! Each endpoint owns its own pool, so the request URI can keep the original
 //! authority (`reviews:9080`, sent upstream as `Host` / `:authority`) while the TCP
@@ -25,27 +26,87 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::pool::{PoolOptions, TcpKeepalive};
-use crate::compile::UpstreamTls;
+use crate::compile::{UpstreamTls, UpstreamTrust};
 use crate::telemetry::Principal;
 use crate::telemetry::labels::principal;
-use crate::tls::{TlsContexts, spiffe_identity};
+use crate::tls::{TlsContexts, origination, spiffe_identity};
 
-/// Mutual TLS to an endpoint: the shared client config and the name sent as SNI.
+/// TLS to an endpoint: the client config and the name sent as SNI.
 #[derive(Debug)]
 pub struct TlsConnect {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
+    /// Originated TLS under auto SNI: the config for connections named after the
+    /// request's host (sent as SNI, and checked under auto SAN validation).
+    by_host: Option<Arc<ClientConfig>>,
+    /// Originated TLS for bytes proxied as they are: only the ALPN the context lists.
+    raw: Option<Arc<ClientConfig>>,
+    mesh: bool,
 }
 
 impl TlsConnect {
-    pub fn new(contexts: &TlsContexts, upstream: &UpstreamTls) -> Self {
-        // Identities are checked by URI SAN, so the name only travels as SNI; a name
-        // that is not a valid DNS name (or none) is replaced by a neutral one.
-        let server_name = ServerName::try_from(upstream.sni.clone())
-            .unwrap_or_else(|_| ServerName::try_from("outbound.mesh").expect("a valid DNS name"));
-        Self {
-            config: contexts.client(&upstream.identities, &upstream.alpn),
-            server_name,
+    pub fn new(contexts: &TlsContexts, upstream: &UpstreamTls, pool: &PoolOptions) -> Self {
+        // Without a valid DNS name (or any) the handshake still needs one: a neutral
+        // name, not sent (originated TLS) or not checked (mesh identities are URIs).
+        let named = ServerName::try_from(upstream.sni.clone()).ok();
+        let server_name = named
+            .clone()
+            .unwrap_or_else(|| ServerName::try_from("outbound.mesh").expect("a valid DNS name"));
+        match &upstream.trust {
+            UpstreamTrust::Mesh { identities } => Self {
+                config: contexts.client(identities, &upstream.alpn),
+                server_name,
+                by_host: None,
+                raw: None,
+                mesh: true,
+            },
+            UpstreamTrust::Own(own) => {
+                // As Envoy's HTTP connection pools: a context listing no ALPN offers the
+                // pool's protocol.
+                let http_alpn = if upstream.alpn.is_empty() {
+                    vec![pool.protocol.alpn().to_string()]
+                } else {
+                    upstream.alpn.clone()
+                };
+                let send_sni = named.is_some();
+                Self {
+                    config: origination::client_config(own, &http_alpn, send_sni, false),
+                    server_name,
+                    by_host: (pool.auto_sni && upstream.sni.is_empty()).then(|| {
+                        origination::client_config(own, &http_alpn, true, pool.auto_san_validation)
+                    }),
+                    raw: Some(origination::client_config(
+                        own,
+                        &upstream.alpn,
+                        send_sni,
+                        false,
+                    )),
+                    mesh: false,
+                }
+            }
+        }
+    }
+
+    /// Istio mutual TLS, to a sidecar.
+    pub fn is_mesh(&self) -> bool {
+        self.mesh
+    }
+
+    /// The config and server name for a connection made for `uri`: an HTTP request's
+    /// (absolute, with the request's authority), or raw bytes' (no authority).
+    fn for_uri(&self, uri: &Uri) -> (Arc<ClientConfig>, ServerName<'static>) {
+        let Some(host) = uri.host() else {
+            let config = self.raw.as_ref().unwrap_or(&self.config);
+            return (Arc::clone(config), self.server_name.clone());
+        };
+        let host = ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
+        match (&self.by_host, host) {
+            (Some(config), Ok(host)) => (Arc::clone(config), host),
+            _ => (Arc::clone(&self.config), self.server_name.clone()),
         }
     }
 }
@@ -133,10 +194,10 @@ impl tower::Service<Uri> for EndpointConnector {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _uri: Uri) -> Self::Future {
+    fn call(&mut self, uri: Uri) -> Self::Future {
         let address = self.address;
         let timeout = self.connect_timeout;
-        let tls = self.tls.clone();
+        let tls = self.tls.as_ref().map(|tls| (tls.for_uri(&uri), tls.mesh));
         let keepalive = self.tcp_keepalive;
         let source_ip = self.source_ip;
         let usage = self.track_use.then(ConnectionUse::new);
@@ -149,15 +210,15 @@ impl tower::Service<Uri> for EndpointConnector {
                 }
                 match tls {
                     None => Ok::<_, io::Error>(Transport::Plain(stream)),
-                    Some(tls) => {
-                        let connector = TlsConnector::from(Arc::clone(&tls.config));
-                        let stream = connector
-                            .connect(tls.server_name.clone(), stream)
+                    Some(((config, server_name), mesh)) => {
+                        let stream = TlsConnector::from(config)
+                            .connect(server_name, stream)
                             .await
                             .map_err(|error| {
+                                let kind = if mesh { "mTLS" } else { "TLS" };
                                 io::Error::new(
                                     error.kind(),
-                                    format!("mTLS handshake with {address} failed: {error}"),
+                                    format!("{kind} handshake with {address} failed: {error}"),
                                 )
                             })?;
                         let principal = stream

@@ -23,6 +23,10 @@ pub struct PoolOptions {
     /// The address connections leave from (Envoy's `upstream_bind_config`): the
     /// proxy's workload address on one machine, where workloads are loopback aliases.
     pub source_ip: Option<IpAddr>,
+    /// Originated TLS sends the request's host as SNI (Envoy's `auto_sni`)...
+    pub auto_sni: bool,
+    /// ...and requires the server's certificate to be valid for it (`auto_san_validation`).
+    pub auto_san_validation: bool,
 }
 
 impl PoolOptions {
@@ -36,6 +40,8 @@ impl PoolOptions {
             tcp_keepalive: None,
             http2_keepalive: None,
             source_ip: None,
+            auto_sni: false,
+            auto_san_validation: false,
         }
     }
 
@@ -65,4 +71,14 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 with prior knowledge (h2c).
     Http2,
+}
+
+impl UpstreamProtocol {
+    /// Its ALPN name, offered over TLS.
+    pub fn alpn(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http/1.1",
+            UpstreamProtocol::Http2 => "h2",
+        }
+    }
 }

@@ -101,6 +101,17 @@ pub(super) fn outbound(snapshot: &Snapshot, trust_domain: &str) -> Outbound {
                         cluster.transport_socket =
                             Some(tls::upstream_mtls(identities, &sni, port.protocol));
                     }
+                    Some(ClientTls::Originate(originated)) => {
+                        cluster.transport_socket = Some(tls::upstream_originated(
+                            originated,
+                            port.protocol,
+                            policy
+                                .connection_pool
+                                .as_ref()
+                                .and_then(|pool| pool.h2_upgrade)
+                                == Some(true),
+                        ));
+                    }
                     // Auto mTLS: only services with a sidecar behind them need the
                     // sockets, and none where the service's namespace disables mTLS.
                     None => {
@@ -266,7 +277,7 @@ pub(super) fn static_cluster(name: &str, ip: IpAddr, port: u16, protocol: Protoc
 pub(super) fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
     use http_protocol_options::explicit_http_config::ProtocolConfig;
     let mut out = HashMap::new();
-    if !options.http2 && options.common.is_none() {
+    if !options.http2 && options.common.is_none() && options.upstream.is_none() {
         return out;
     }
     // Envoy requires the protocol to be named once the options are there.
@@ -287,6 +298,7 @@ pub(super) fn protocol_options(options: HttpOptions) -> HashMap<String, Any> {
     );
     let http = HttpProtocolOptions {
         common_http_protocol_options: options.common,
+        upstream_http_protocol_options: options.upstream,
         upstream_protocol_options,
         ..Default::default()
     };

@@ -1,4 +1,5 @@
-//! Istio mutual TLS between sidecars, in Envoy's terms.
+//! Istio mutual TLS between sidecars, and TLS a DestinationRule originates, in Envoy's
+//! terms.
 //!
 //! Certificates are never inlined: every TLS context names two SDS secrets, `default`
 //! (the workload's own certificate and key) and `ROOTCA` (the mesh's trust anchors),
@@ -16,13 +17,15 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
-    SubjectAltNameMatcher, UpstreamTlsContext, common_tls_context, subject_alt_name_matcher,
+    SubjectAltNameMatcher, TlsParameters, UpstreamTlsContext, common_tls_context,
+    subject_alt_name_matcher, tls_parameters,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, Struct, Value, value};
 use envoy_types::util::pack_any;
 
-use bosun_model::Protocol;
+use bosun_model::{OriginatedTls, Protocol, ServerVerification};
+use bosun_wire::secrets::FileSecret;
 
 pub use bosun_wire::secrets::{ROOT as ROOT_SECRET, WORKLOAD as WORKLOAD_SECRET};
 /// The bootstrap cluster that serves both secrets.
@@ -115,6 +118,98 @@ pub(super) fn upstream_mtls(
     TransportSocket {
         name: TLS_SOCKET.to_string(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// TLS a DestinationRule originates (SIMPLE, MUTUAL), as istiod writes it: the files
+/// it names are SDS secrets (`file-cert:`, `file-root:`) that whoever answers SDS reads,
+/// so a renewed file needs no new cluster; `h2` is offered only to HTTP/2 clusters.
+pub(super) fn upstream_originated(
+    originated: &OriginatedTls,
+    protocol: Protocol,
+    h2_upgrade: bool,
+) -> TransportSocket {
+    let certificates = originated
+        .client_certificate
+        .iter()
+        .map(|files| {
+            sds_secret(
+                &FileSecret::Certificate {
+                    chain: &files.certificate,
+                    key: &files.private_key,
+                }
+                .name(),
+            )
+        })
+        .collect();
+    let root = match &originated.verification {
+        ServerVerification::Skip => None,
+        ServerVerification::SystemRoots => Some(FileSecret::SystemRoots.name()),
+        ServerVerification::CaFile(bundle) => Some(FileSecret::Root { bundle }.name()),
+    };
+    let validation = match root {
+        // insecureSkipVerify: a validation context that checks nothing.
+        None => common_tls_context::ValidationContextType::ValidationContext(
+            CertificateValidationContext::default(),
+        ),
+        Some(root) => common_tls_context::ValidationContextType::CombinedValidationContext(
+            common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: originated
+                        .subject_alt_names
+                        .iter()
+                        .map(|name| san_matcher(name))
+                        .collect(),
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(sds_secret(&root)),
+                ..Default::default()
+            },
+        ),
+    };
+    let http2 = protocol == Protocol::Http2 || h2_upgrade;
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_params: Some(TlsParameters {
+                tls_maximum_protocol_version: tls_parameters::TlsProtocol::TlSv13 as i32,
+                ..Default::default()
+            }),
+            alpn_protocols: if http2 {
+                vec!["h2".to_string()]
+            } else {
+                Vec::new()
+            },
+            tls_certificate_sds_secret_configs: certificates,
+            validation_context_type: Some(validation),
+            ..Default::default()
+        }),
+        sni: originated.sni.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_SOCKET.to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// A `subjectAltNames` entry matched exactly, as the kind of name it is: a URI (SPIFFE
+/// identities), an IP address, else a DNS name.
+fn san_matcher(name: &str) -> SubjectAltNameMatcher {
+    use subject_alt_name_matcher::SanType;
+    let san_type = if name.contains("://") {
+        SanType::Uri
+    } else if name.parse::<std::net::IpAddr>().is_ok() {
+        SanType::IpAddress
+    } else {
+        SanType::Dns
+    };
+    SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact(name.to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -2,14 +2,17 @@
 //! balancer, the circuit-breaker thresholds and connection options of `connectionPool`,
 //! and `outlierDetection` with the panic threshold it implies.
 
-use bosun_model::{ConnectionPool, OutlierDetection, Protocol, TcpKeepalive, TrafficPolicy};
+use bosun_model::{
+    ClientTls, ConnectionPool, OriginatedTls, OutlierDetection, Protocol, ServerVerification,
+    TcpKeepalive, TrafficPolicy,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as ProtoOutlierDetection, UpstreamConnectionOptions,
     circuit_breakers, cluster,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     HttpProtocolOptions as CommonHttpProtocolOptions, KeepaliveSettings, RoutingPriority,
-    TcpKeepalive as ProtoTcpKeepalive,
+    TcpKeepalive as ProtoTcpKeepalive, UpstreamHttpProtocolOptions,
 };
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
@@ -30,6 +33,9 @@ pub(super) struct HttpOptions {
     pub http2: bool,
     pub common: Option<CommonHttpProtocolOptions>,
     pub http2_keepalive: Option<KeepaliveSettings>,
+    /// Originated TLS without its own `sni`: the request's host is sent as SNI (and,
+    /// without `subjectAltNames`, the server's certificate is checked against it).
+    pub upstream: Option<UpstreamHttpProtocolOptions>,
 }
 
 /// Sets the policy's load balancer, limits, timeouts and outlier detection on `cluster`,
@@ -41,12 +47,15 @@ pub(super) fn apply(
     mesh_connect_timeout: std::time::Duration,
 ) -> HttpOptions {
     load_balancer::apply(cluster, policy.load_balancer.as_ref());
-    let options = apply_connection_pool(
+    let mut options = apply_connection_pool(
         cluster,
         policy.connection_pool.as_ref(),
         protocol,
         mesh_connect_timeout,
     );
+    if let Some(ClientTls::Originate(tls)) = &policy.tls {
+        options.upstream = auto_sni(tls);
+    }
     if let Some(outlier) = &policy.outlier_detection {
         cluster.outlier_detection = Some(outlier_detection(outlier));
         // istiod turns Envoy's panic mode (50 %) off unless minHealthPercent says more.
@@ -58,6 +67,21 @@ pub(super) fn apply(
         });
     }
     options
+}
+
+/// istiod's auto SNI and SAN validation for TLS a rule originates: SNI from the request's
+/// host when the rule names none, and the certificate checked against that host when it
+/// also names no `subjectAltNames` and verifies at all.
+fn auto_sni(tls: &OriginatedTls) -> Option<UpstreamHttpProtocolOptions> {
+    let auto_sni = tls.sni.is_none();
+    let auto_san_validation = auto_sni
+        && tls.subject_alt_names.is_empty()
+        && tls.verification != ServerVerification::Skip;
+    (auto_sni || auto_san_validation).then(|| UpstreamHttpProtocolOptions {
+        auto_sni,
+        auto_san_validation,
+        ..Default::default()
+    })
 }
 
 /// Sets the pool's limits, connect timeout and TCP keepalive on `cluster` (outbound, or
@@ -148,6 +172,7 @@ fn http_options(pool: Option<&ConnectionPool>, protocol: Protocol) -> HttpOption
         http2,
         common,
         http2_keepalive,
+        upstream: None,
     }
 }
 

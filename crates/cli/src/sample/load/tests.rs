@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::super::serve::{ServeConfig, serve};
+use super::super::serve::{ServeConfig, serve_with};
 use super::*;
 
 async fn start_sample(
@@ -24,7 +24,7 @@ async fn start_sample(
         call_timeout: Duration::from_secs(5),
         call_attempts: 1,
     };
-    tokio::spawn(serve(listener, config, Default::default()));
+    tokio::spawn(serve_with(listener, config, Default::default(), None));
     address
 }
 

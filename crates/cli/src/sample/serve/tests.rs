@@ -30,7 +30,7 @@ fn config(service: &str, version: &str, calls: Vec<Uri>) -> ServeConfig {
 async fn start(config: ServeConfig) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, config, Default::default()));
+    tokio::spawn(serve_with(listener, config, Default::default(), None));
     address
 }
 

@@ -126,7 +126,7 @@ impl<'c> Attempt<'c> {
         if let Some(record) = forwarding.record.as_deref_mut() {
             record.set_destination(endpoint.workload());
             // A sidecar is there: tell it who is calling (Istio's metadata exchange).
-            if endpoint.tls().is_some() {
+            if endpoint.tls().is_some_and(|tls| tls.is_mesh()) {
                 forwarding
                     .telemetry
                     .exchange()
