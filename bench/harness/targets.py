@@ -605,6 +605,14 @@ def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, ap
                          app_ports: dict[int, int], service_account: str | None = None) -> Process:
     """Bosun's sidecar for one workload, pinned to the proxy CPU (the caller waits for it).
     Without `service_account` it runs as the proxy's default one."""
+    argv = bosun_sidecar_argv(bench, log_name, ip, workload, app, app_ports, service_account)
+    return Process(log_name, argv, bench.workdir / f"{log_name}.log",
+                   cpu=bench.pinning.proxy_cpu, env=_quiet_rust_env()).start()
+
+
+def bosun_sidecar_argv(bench: Bench, log_name: str, ip: str, workload: str, app: str,
+                       app_ports: dict[int, int], service_account: str | None = None) -> list[str]:
+    """The command line of Bosun's sidecar for one workload, with its token."""
     xds_port = bench.control_plane_xds_port()
     _, token = bench.token_file(log_name, service_account or "default")
     argv = [*bench.sidecar_command(),
@@ -616,8 +624,7 @@ def _start_bosun_sidecar(bench: Bench, log_name: str, ip: str, workload: str, ap
         argv += ["--service-account", service_account]
     for port, app_port in app_ports.items():
         argv += ["--app-port", f"{port}={app_port}"]
-    return Process(log_name, argv, bench.workdir / f"{log_name}.log",
-                   cpu=bench.pinning.proxy_cpu, env=_quiet_rust_env()).start()
+    return argv
 
 
 def _start_envoy_sidecar(bench: Bench, log_name: str, ip: str, workload: str, app: str,

@@ -51,10 +51,7 @@ fn policies(count: usize) -> Rbac {
             )
         })
         .collect();
-    Rbac {
-        action: RbacAction::Allow,
-        policies,
-    }
+    Rbac::new(RbacAction::Allow, policies)
 }
 
 fn authorization(c: &mut Criterion) {

@@ -41,8 +41,9 @@ pub enum RbacAction {
 /// One RBAC config: an action and its named policies.
 #[derive(Debug, Clone)]
 pub struct Rbac {
-    pub action: RbacAction,
-    pub policies: Vec<(String, Policy)>,
+    action: RbacAction,
+    policies: Vec<(String, Policy)>,
+    index: PrincipalIndex,
 }
 
 /// What [`Rbac::decide`] found.
@@ -54,10 +55,28 @@ pub struct Decision {
 }
 
 impl Rbac {
+    pub fn new(action: RbacAction, policies: Vec<(String, Policy)>) -> Self {
+        let index = PrincipalIndex::new(&policies);
+        Rbac {
+            action,
+            policies,
+            index,
+        }
+    }
+
+    pub fn action(&self) -> RbacAction {
+        self.action
+    }
+
+    pub fn policies(&self) -> &[(String, Policy)] {
+        &self.policies
+    }
+
     pub fn decide(&self, subject: &Subject<'_>) -> Decision {
         let matched = self
-            .policies
-            .iter()
+            .index
+            .candidates(subject)
+            .map(|position| &self.policies[position])
             .find(|(_, policy)| policy.matches(subject))
             .map(|(name, _)| name.clone());
         let allowed = match self.action {
@@ -66,6 +85,79 @@ impl Rbac {
             RbacAction::Log => true,
         };
         Decision { allowed, matched }
+    }
+}
+
+/// The policies that can match a caller, without evaluating the others: a policy whose
+/// every principal requires an exact authenticated identity (istiod's `principals`) is
+/// filed under those identities, so a workload with a policy per caller evaluates only
+/// the caller's. The rest are evaluated for every request. Candidates come in policy
+/// order, so the first match is the one a linear walk finds.
+#[derive(Debug, Clone, Default)]
+struct PrincipalIndex {
+    by_identity: std::collections::HashMap<String, Vec<usize>>,
+    unindexed: Vec<usize>,
+}
+
+impl PrincipalIndex {
+    fn new(policies: &[(String, Policy)]) -> Self {
+        let mut index = PrincipalIndex::default();
+        for (position, (_, policy)) in policies.iter().enumerate() {
+            match policy.required_identities() {
+                Some(identities) => {
+                    for identity in identities {
+                        let positions = index.by_identity.entry(identity.to_string()).or_default();
+                        if positions.last() != Some(&position) {
+                            positions.push(position);
+                        }
+                    }
+                }
+                None => index.unindexed.push(position),
+            }
+        }
+        index
+    }
+
+    /// The positions of the policies that may match `subject`, in order.
+    fn candidates<'a>(&'a self, subject: &Subject<'_>) -> impl Iterator<Item = usize> + 'a {
+        let indexed: &[usize] = subject
+            .peer
+            .filter(|_| !self.by_identity.is_empty())
+            .and_then(|peer| self.by_identity.get(authenticated_name(peer)))
+            .map_or(&[], Vec::as_slice);
+        Merged {
+            a: indexed.iter().copied().peekable(),
+            b: self.unindexed.iter().copied().peekable(),
+        }
+    }
+}
+
+/// Two ascending position lists as one.
+struct Merged<A: Iterator<Item = usize>, B: Iterator<Item = usize>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = usize>, B: Iterator<Item = usize>> Iterator for Merged<A, B> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if a <= b => self.a.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => self.b.next(),
+            (Some(_), None) => self.a.next(),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The name an authenticated principal is matched against: the URI SAN, else the first
+/// DNS SAN, else the subject (Envoy's order).
+fn authenticated_name(peer: &PeerCertificate) -> &str {
+    match (&peer.uri, peer.dns.first()) {
+        (Some(uri), _) => uri,
+        (None, Some(dns)) => dns,
+        (None, None) => &peer.subject,
     }
 }
 
@@ -80,6 +172,17 @@ impl Policy {
     fn matches(&self, subject: &Subject<'_>) -> bool {
         self.permissions.iter().any(|p| p.matches(subject))
             && self.principals.iter().any(|p| p.matches(subject))
+    }
+
+    /// The exact identities one of which a caller must have for the policy to match;
+    /// `None` when a principal can match without one.
+    fn required_identities(&self) -> Option<Vec<&str>> {
+        let mut all = Vec::new();
+        for principal in &self.principals {
+            all.extend(principal.required_identities()?);
+        }
+        // No principal at all matches nothing: nobody is a candidate.
+        Some(all)
     }
 }
 
@@ -140,6 +243,26 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// See [`Policy::required_identities`].
+    fn required_identities(&self) -> Option<Vec<&str>> {
+        match self {
+            Principal::Authenticated(Some(ValueMatch::Exact {
+                value,
+                ignore_case: false,
+            })) => Some(vec![value.as_str()]),
+            Principal::Or(any) => {
+                let mut all = Vec::new();
+                for principal in any {
+                    all.extend(principal.required_identities()?);
+                }
+                Some(all)
+            }
+            // Every one must match, so any one that requires identities will do.
+            Principal::And(all) => all.iter().find_map(Principal::required_identities),
+            _ => None,
+        }
+    }
+
     fn matches(&self, subject: &Subject<'_>) -> bool {
         match self {
             Principal::Any => true,
@@ -149,11 +272,7 @@ impl Principal {
             Principal::Authenticated(name) => match (subject.peer, name) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(peer), Some(name)) => match (&peer.uri, peer.dns.first()) {
-                    (Some(uri), _) => name.matches(uri),
-                    (None, Some(dns)) => name.matches(dns),
-                    (None, None) => name.matches(&peer.subject),
-                },
+                (Some(peer), Some(name)) => name.matches(authenticated_name(peer)),
             },
             Principal::DirectRemoteIp(cidr) => subject
                 .addresses
@@ -295,6 +414,96 @@ impl UriTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(identity: &str) -> Principal {
+        // istiod's shape: and_ids of or_ids of one authenticated name.
+        Principal::And(vec![Principal::Or(vec![Principal::Authenticated(Some(
+            ValueMatch::Exact {
+                value: identity.to_string(),
+                ignore_case: false,
+            },
+        ))])])
+    }
+
+    fn port(port: u16) -> Vec<Permission> {
+        vec![Permission::DestinationPort(port)]
+    }
+
+    fn subject_of(peer: Option<&PeerCertificate>, local_port: u16) -> Subject<'_> {
+        Subject {
+            peer,
+            addresses: Some((
+                "10.0.0.1:40000".parse().unwrap(),
+                SocketAddr::from(([10, 0, 0, 2], local_port)),
+            )),
+            remote: None,
+            sni: "",
+            request: None,
+            metadata: None,
+        }
+    }
+
+    fn peer(uri: &str) -> PeerCertificate {
+        PeerCertificate {
+            hash: String::new(),
+            subject: String::new(),
+            uri: Some(uri.to_string()),
+            dns: Vec::new(),
+        }
+    }
+
+    /// The index must find what a walk over every policy finds: the first policy, in
+    /// order, that matches, whether filed under the caller's identity or not.
+    #[test]
+    fn the_principal_index_finds_the_first_match_a_walk_would() {
+        let policy = |principals: Vec<Principal>, port_number: u16| Policy {
+            permissions: port(port_number),
+            principals,
+        };
+        let rbac = Rbac::new(
+            RbacAction::Allow,
+            vec![
+                ("a-on-80".into(), policy(vec![exact("spiffe://td/a")], 80)),
+                ("anyone-on-81".into(), policy(vec![Principal::Any], 81)),
+                (
+                    "a-or-b-on-81".into(),
+                    policy(vec![exact("spiffe://td/a"), exact("spiffe://td/b")], 81),
+                ),
+                ("b-on-82".into(), policy(vec![exact("spiffe://td/b")], 82)),
+                ("nobody".into(), policy(vec![], 83)),
+            ],
+        );
+        let walk = |subject: &Subject<'_>| {
+            rbac.policies()
+                .iter()
+                .find(|(_, policy)| policy.matches(subject))
+                .map(|(name, _)| name.clone())
+        };
+        let (a, b, c) = (
+            peer("spiffe://td/a"),
+            peer("spiffe://td/b"),
+            peer("spiffe://td/c"),
+        );
+        for caller in [Some(&a), Some(&b), Some(&c), None] {
+            for local_port in 79..=83 {
+                let subject = subject_of(caller, local_port);
+                assert_eq!(
+                    rbac.decide(&subject).matched,
+                    walk(&subject),
+                    "{caller:?} on {local_port}"
+                );
+            }
+        }
+        assert_eq!(
+            rbac.decide(&subject_of(Some(&b), 81)).matched.as_deref(),
+            Some("anyone-on-81")
+        );
+        assert_eq!(
+            rbac.decide(&subject_of(Some(&b), 82)).matched.as_deref(),
+            Some("b-on-82")
+        );
+        assert_eq!(rbac.decide(&subject_of(Some(&a), 82)).matched, None);
+    }
 
     #[test]
     fn cidr_ranges_hold_their_addresses_only() {

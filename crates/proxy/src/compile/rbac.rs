@@ -112,7 +112,7 @@ fn compile_rules(rules: &ProtoRbac) -> Result<Rbac, Reason> {
             },
         ));
     }
-    Ok(Rbac { action, policies })
+    Ok(Rbac::new(action, policies))
 }
 
 #[allow(deprecated)] // `metadata` is what istiod writes.

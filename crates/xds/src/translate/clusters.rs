@@ -379,6 +379,10 @@ pub(super) fn destination_port(
 mod tests {
     use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    use prost::Message;
+
+    use super::HTTP_PROTOCOL_OPTIONS;
     use crate::translate::test_mesh::{node, snapshot};
     use crate::translate::{DEFAULT_TRUST_DOMAIN, generate};
 
@@ -515,6 +519,107 @@ spec:
                 .iter()
                 .all(|name| !name.contains("example.com") && !name.contains("internal")),
             "{names:?}"
+        );
+    }
+
+    /// Istio's egress TLS origination as istiod writes it: file secrets over SDS, the
+    /// system's roots by default, auto SNI and SAN validation without an `sni`, and no
+    /// mesh sockets for a destination whose rule says how to speak TLS.
+    #[test]
+    fn originated_tls_names_files_as_istiod_does() {
+        use envoy_types::pb::envoy::config::core::v3::transport_socket;
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+            UpstreamTlsContext, common_tls_context,
+        };
+        let set = generate(
+            &snapshot(&format!(
+                "{EXTERNAL}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: search}}
+spec:
+  host: search.example.com
+  trafficPolicy:
+    tls: {{mode: MUTUAL, clientCertificate: /certs/c.pem, privateKey: /certs/k.pem, sni: s.example.com, subjectAltNames: [search.example.com, spiffe://td/ns/a/sa/b]}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: internal}}
+spec:
+  host: db.internal
+  trafficPolicy:
+    tls: {{mode: SIMPLE}}
+"
+            )),
+            &node([127, 0, 10, 1], "client"),
+            DEFAULT_TRUST_DOMAIN,
+        );
+        let context = |name: &str| -> (UpstreamTlsContext, Option<HttpProtocolOptions>) {
+            let c = cluster(&set.clusters, name);
+            assert!(
+                c.transport_socket_matches.is_empty(),
+                "{name}: no auto mTLS"
+            );
+            let Some(transport_socket::ConfigType::TypedConfig(any)) = c
+                .transport_socket
+                .as_ref()
+                .and_then(|socket| socket.config_type.clone())
+            else {
+                panic!("{name}: a TLS socket")
+            };
+            let options = c
+                .typed_extension_protocol_options
+                .get(HTTP_PROTOCOL_OPTIONS)
+                .map(|any| HttpProtocolOptions::decode(any.value.as_slice()).expect("options"));
+            (
+                UpstreamTlsContext::decode(any.value.as_slice()).expect("an UpstreamTlsContext"),
+                options,
+            )
+        };
+
+        let (mutual, options) = context("outbound|443||search.example.com");
+        assert_eq!(mutual.sni, "s.example.com");
+        let common = mutual.common_tls_context.expect("common");
+        assert_eq!(
+            common.tls_certificate_sds_secret_configs[0].name,
+            "file-cert:/certs/c.pem~/certs/k.pem"
+        );
+        let Some(common_tls_context::ValidationContextType::CombinedValidationContext(combined)) =
+            common.validation_context_type
+        else {
+            panic!("combined validation")
+        };
+        assert_eq!(
+            combined
+                .validation_context_sds_secret_config
+                .expect("roots")
+                .name,
+            "file-root:system"
+        );
+        let sans = combined
+            .default_validation_context
+            .expect("SANs")
+            .match_typed_subject_alt_names;
+        assert_eq!(sans.len(), 2);
+        // A fixed sni and listed names: no auto SNI.
+        assert!(
+            options
+                .and_then(|o| o.upstream_http_protocol_options)
+                .is_none()
+        );
+
+        let (simple, options) = context("outbound|5000||db.internal");
+        assert!(simple.sni.is_empty());
+        let upstream = options
+            .and_then(|o| o.upstream_http_protocol_options)
+            .expect("auto SNI");
+        assert!(upstream.auto_sni && upstream.auto_san_validation);
+        assert!(
+            simple
+                .common_tls_context
+                .expect("common")
+                .tls_certificate_sds_secret_configs
+                .is_empty()
         );
     }
 }
