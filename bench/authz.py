@@ -9,8 +9,11 @@ under each policy set:
 
   0     no AuthorizationPolicy
   10    10 ALLOW policies of istiod's usual shape (a principal, GET, a path prefix) on
-        the workload; the request matches only the last, so every one is evaluated
+        the workload, each naming its own caller; the request matches only the last
   100   the same with 100
+
+With `--one-caller` every policy names the harness's identity (only their paths differ),
+so the sidecar cannot set any aside by who calls: each is evaluated, the worst case.
 
 The requests come from the harness over mTLS with a mesh certificate of its own
 (`bench-client`), HTTP/1.1 keep-alive GETs of the upstream's 1 KiB body, one at a time.
@@ -19,6 +22,7 @@ start-up and config are not counted.
 
   bench/authz.py                      # 2000 requests per set
   bench/authz.py --requests 5000 --policies 0,10,100,1000
+  bench/authz.py --one-caller
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--output", type=Path,
                         default=REPO / "bench" / "results" / "authz.json")
+    parser.add_argument("--one-caller", action="store_true",
+                        help="every policy names the harness's identity (the worst case)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the callgrind dumps (callgrind_annotate reads them)")
     args = parser.parse_args()
@@ -68,14 +74,16 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def policies_yaml(count: int, client: ClientCertificate) -> str:
-    """`count` ALLOW policies on the server; only the last allows the harness (on `/`
-    and on `/set-<count>`, the probe that tells this set has reached the sidecar)."""
+def policies_yaml(count: int, client: ClientCertificate, one_caller: bool) -> str:
+    """`count` ALLOW policies on the server; only the last allows the harness's request
+    (`/`, and `/set-<count>`, the probe that tells this set has reached the sidecar).
+    The others name other callers, or (`one_caller`) the harness on other paths."""
     principal = client.identity.removeprefix("spiffe://")
     documents = []
     for index in range(count):
         last = index == count - 1
-        who = principal if last else f"cluster.local/ns/{NAMESPACE}/sa/other-{index}"
+        other = f"cluster.local/ns/{NAMESPACE}/sa/other-{index}"
+        who = principal if last or one_caller else other
         paths = ["/", f"/set-{count}"] if last else [f"/api/{index}/*"]
         documents.append(f"""\
 apiVersion: security.istio.io/v1
@@ -177,7 +185,7 @@ def main() -> int:
         results = {}
         for count in args.counts:
             if count:
-                policies.write_text(policies_yaml(count, certificate))
+                policies.write_text(policies_yaml(count, certificate, args.one_caller))
             else:
                 policies.unlink(missing_ok=True)
             wait_until(f"{count} policies on the sidecar", took(client, count), 180, [sidecar])
@@ -197,8 +205,9 @@ def main() -> int:
             print(f"{count} policies add {entry['per_request'] - baseline:,} instructions "
                   f"per request ({entry['added_percent']:+.1f}%)", flush=True)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"baseline": args.counts[0], "results": results},
-                                          indent=2) + "\n")
+        args.output.write_text(json.dumps({"baseline": args.counts[0],
+                                           "one_caller": args.one_caller,
+                                           "results": results}, indent=2) + "\n")
         print(f"results written to {args.output}")
     finally:
         if client is not None:

@@ -17,7 +17,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// istiod's shape for `from.principals` + `to.paths` (prefix) + `to.methods`.
-fn policies(count: usize) -> Rbac {
+/// `count` policies; each names its own caller, or all the same one (`one_caller`).
+fn policies(count: usize, one_caller: bool) -> Rbac {
     let exact = |value: String| ValueMatch::Exact {
         value,
         ignore_case: false,
@@ -39,7 +40,8 @@ fn policies(count: usize) -> Rbac {
             ]);
             let principal = Principal::And(vec![Principal::Or(vec![Principal::Authenticated(
                 Some(exact(format!(
-                    "spiffe://cluster.local/ns/default/sa/caller-{index}"
+                    "spiffe://cluster.local/ns/default/sa/caller-{}",
+                    if one_caller { count - 1 } else { index }
                 ))),
             )])]);
             (
@@ -56,8 +58,10 @@ fn policies(count: usize) -> Rbac {
 
 fn authorization(c: &mut Criterion) {
     let headers = HeaderMap::new();
-    for count in [10, 100] {
-        let rbac = policies(count);
+    // A caller per policy (the index finds its own), and one caller named by every
+    // policy (each is evaluated until the last matches: the worst case).
+    for (count, one_caller) in [(10, false), (100, false), (100, true)] {
+        let rbac = policies(count, one_caller);
         let last = count - 1;
         let path = format!("/api/{last}/orders");
         let view = RequestView {
@@ -85,7 +89,12 @@ fn authorization(c: &mut Criterion) {
             metadata: None,
         };
         assert!(rbac.decide(&subject).allowed);
-        c.bench_function(&format!("rbac allow, {count} policies"), |b| {
+        let name = if one_caller {
+            format!("rbac allow, {count} policies naming one caller")
+        } else {
+            format!("rbac allow, {count} policies")
+        };
+        c.bench_function(&name, |b| {
             b.iter(|| black_box(rbac.decide(black_box(&subject))))
         });
     }

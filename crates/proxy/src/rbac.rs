@@ -56,6 +56,20 @@ pub struct Decision {
 
 impl Rbac {
     pub fn new(action: RbacAction, policies: Vec<(String, Policy)>) -> Self {
+        let policies: Vec<(String, Policy)> = policies
+            .into_iter()
+            .map(|(name, policy)| {
+                let policy = Policy {
+                    permissions: policy
+                        .permissions
+                        .into_iter()
+                        .map(Permission::flat)
+                        .collect(),
+                    principals: policy.principals.into_iter().map(Principal::flat).collect(),
+                };
+                (name, policy)
+            })
+            .collect();
         let index = PrincipalIndex::new(&policies);
         Rbac {
             action,
@@ -204,6 +218,23 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// The same rule without the one-rule `and_rules` / `or_rules` istiod wraps every
+    /// rule in: a level less to walk per policy.
+    fn flat(self) -> Permission {
+        match self {
+            Permission::And(all) => match <[Permission; 1]>::try_from(all) {
+                Ok([one]) => one.flat(),
+                Err(all) => Permission::And(all.into_iter().map(Permission::flat).collect()),
+            },
+            Permission::Or(any) => match <[Permission; 1]>::try_from(any) {
+                Ok([one]) => one.flat(),
+                Err(any) => Permission::Or(any.into_iter().map(Permission::flat).collect()),
+            },
+            Permission::Not(inner) => Permission::Not(Box::new(inner.flat())),
+            other => other,
+        }
+    }
+
     fn matches(&self, subject: &Subject<'_>) -> bool {
         let local = subject.addresses.map(|(_, local)| local);
         match self {
@@ -243,6 +274,22 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// See [`Permission::flat`].
+    fn flat(self) -> Principal {
+        match self {
+            Principal::And(all) => match <[Principal; 1]>::try_from(all) {
+                Ok([one]) => one.flat(),
+                Err(all) => Principal::And(all.into_iter().map(Principal::flat).collect()),
+            },
+            Principal::Or(any) => match <[Principal; 1]>::try_from(any) {
+                Ok([one]) => one.flat(),
+                Err(any) => Principal::Or(any.into_iter().map(Principal::flat).collect()),
+            },
+            Principal::Not(inner) => Principal::Not(Box::new(inner.flat())),
+            other => other,
+        }
+    }
+
     /// See [`Policy::required_identities`].
     fn required_identities(&self) -> Option<Vec<&str>> {
         match self {
