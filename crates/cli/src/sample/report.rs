@@ -53,6 +53,13 @@ pub struct EchoReport {
     /// The TLS the request came over, when the workload serves TLS (`--tls-cert`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
+    /// How many bytes of request body came (none: left out).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub body_bytes: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// What a TLS connection to the sample workload carried.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
@@ -270,6 +270,12 @@ impl Handler for SampleWorkload {
             tokio::time::sleep(self.config.latency).await;
         }
         let mut report = self.describe(&request);
+        // The body is read (up to 1 MiB) and counted, so a test can tell it arrived whole.
+        let (head, body) = request.into_parts();
+        report.body_bytes = http_body_util::Limited::new(body, 1 << 20)
+            .collect()
+            .await
+            .map_or(0, |body| body.to_bytes().len());
         if self.config.error_rate > 0.0 && rand::random::<f64>() < self.config.error_rate {
             report.error = Some(format!(
                 "failed on purpose (--error-rate {})",
@@ -277,7 +283,7 @@ impl Handler for SampleWorkload {
             ));
             return http_server::json_response(StatusCode::SERVICE_UNAVAILABLE, &report);
         }
-        let propagated = propagated_headers(request.headers());
+        let propagated = propagated_headers(&head.headers);
         let calls = self.config.calls.iter().map(|url| {
             call(
                 &self.client,
@@ -343,6 +349,7 @@ impl SampleWorkload {
             calls: Vec::new(),
             error: None,
             tls: request.extensions().get::<TlsReport>().cloned(),
+            body_bytes: 0,
         }
     }
 }

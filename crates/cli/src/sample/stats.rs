@@ -318,6 +318,7 @@ mod tests {
             calls,
             error: None,
             tls: None,
+            body_bytes: 0,
         }
     }
 

@@ -1,6 +1,5 @@
 //! External authorizers (MeshConfig `extensionProviders` of kind `envoyExtAuthzHttp` and
 //! `envoyExtAuthzGrpc`), with Istio's defaults, as CUSTOM AuthorizationPolicies name them.
-//! `includeRequestBodyInCheck` is reported as not supported yet and not carried here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +20,30 @@ pub struct ExtAuthzProvider {
     pub fail_open: bool,
     /// The status of a request refused because the check failed (`None`: 403).
     pub status_on_error: Option<u16>,
+    /// `includeRequestBodyInCheck`: the request body goes to the check, buffered.
+    pub request_body: Option<RequestBodyInCheck>,
     pub api: ExtAuthzApi,
+}
+
+/// How much of the request body a check gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RequestBodyInCheck {
+    pub max_request_bytes: u32,
+    /// A longer body is cut to `max_request_bytes` for the check, rather than refused
+    /// with 413.
+    pub allow_partial_message: bool,
+    /// gRPC checks: the body as bytes (`raw_body`) rather than text (`body`).
+    pub pack_as_bytes: bool,
+}
+
+impl From<bosun_api::mesh::RequestBodyInCheck> for RequestBodyInCheck {
+    fn from(body: bosun_api::mesh::RequestBodyInCheck) -> Self {
+        RequestBodyInCheck {
+            max_request_bytes: body.max_request_bytes,
+            allow_partial_message: body.allow_partial_message,
+            pack_as_bytes: body.pack_as_bytes,
+        }
+    }
 }
 
 /// How the authorizer is asked.
@@ -64,6 +86,7 @@ impl ExtAuthzProvider {
                 timeout: http.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |t| t.as_std()),
                 fail_open: http.fail_open,
                 status_on_error: status(&http.status_on_error),
+                request_body: http.include_request_body_in_check.map(Into::into),
                 api: ExtAuthzApi::Http(HttpCheck {
                     path_prefix: http.path_prefix.clone(),
                     request_headers,
@@ -82,6 +105,7 @@ impl ExtAuthzProvider {
             timeout: grpc.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |t| t.as_std()),
             fail_open: grpc.fail_open,
             status_on_error: status(&grpc.status_on_error),
+            request_body: grpc.include_request_body_in_check.map(Into::into),
             api: ExtAuthzApi::Grpc,
         })
     }

@@ -1,6 +1,6 @@
 //! Envoy's ext_authz configs (the HTTP and the network filter's) → [`ExtAuthzFilter`].
 //! Only the Envoy-gRPC and cluster-based HTTP services are supported; what the filter
-//! cannot do (a request body in the check, match trees, header mutation rules) is refused
+//! cannot do (match trees, header mutation rules) is refused
 //! by name, so a listener never half-applies an authorizer.
 
 use envoy_types::pb::envoy::config::core::v3::{
@@ -17,7 +17,9 @@ use super::matchers::string_match;
 use super::rbac::metadata_match;
 use super::{Reason, duration};
 use crate::filters::ExtAuthzFilter;
-use crate::filters::ext_authz::{CheckService, GrpcService, HeaderPatterns, HttpService};
+use crate::filters::ext_authz::{
+    BodyLimit, CheckService, GrpcService, HeaderPatterns, HttpService,
+};
 use crate::rbac::MetadataMatch;
 
 /// Envoy's default check timeout, for a service that sets none.
@@ -27,9 +29,17 @@ pub(super) fn compile_http_ext_authz(
     name: &str,
     config: &HttpExtAuthz,
 ) -> Result<ExtAuthzFilter, Reason> {
-    if config.with_request_body.is_some() {
-        return Err("with_request_body is not supported yet".into());
-    }
+    let with_body = match &config.with_request_body {
+        None => None,
+        Some(buffer) if buffer.max_request_bytes == 0 => {
+            return Err("with_request_body.max_request_bytes must be greater than 0".into());
+        }
+        Some(buffer) => Some(BodyLimit {
+            max_bytes: usize::try_from(buffer.max_request_bytes).unwrap_or(usize::MAX),
+            allow_partial: buffer.allow_partial_message,
+            pack_as_bytes: buffer.pack_as_bytes,
+        }),
+    };
     if config.decoder_header_mutation_rules.is_some() || config.clear_route_cache {
         return Err(
             "decoder_header_mutation_rules / clear_route_cache are not supported yet".into(),
@@ -94,6 +104,7 @@ pub(super) fn compile_http_ext_authz(
         },
         enabled_by: enabled_by(config.filter_enabled_metadata.as_ref())?,
         allowed_headers: patterns(config.allowed_headers.as_ref())?,
+        with_body,
     })
 }
 
@@ -112,6 +123,7 @@ pub(super) fn compile_network_ext_authz(
         status_on_error: StatusCode::FORBIDDEN,
         enabled_by: enabled_by(config.filter_enabled_metadata.as_ref())?,
         allowed_headers: None,
+        with_body: None,
     })
 }
 

@@ -33,7 +33,7 @@ use arc_swap::ArcSwap;
 
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestRecord, ResponseFlag};
-use crate::upstream::UpstreamResponseBody;
+use crate::upstream::{BodyPrefix, ReadAheadError, RequestBody, UpstreamResponseBody};
 
 /// A response body: the upstream's, or one the proxy wrote.
 pub type ProxyBody = Either<UpstreamResponseBody, Full<Bytes>>;
@@ -101,6 +101,13 @@ impl ResponseWork<'_> {
     }
 }
 
+/// The request as the stages see it: its head, and its body apart (read ahead only by
+/// a stage that needs it).
+pub struct StagedRequest<'v, 'b> {
+    pub head: &'v RequestView<'v>,
+    pub body: &'b mut RequestBody,
+}
+
 /// The stages of one connection manager, in order; the router comes after them.
 #[derive(Debug, Default)]
 pub struct HttpFilterChain {
@@ -119,13 +126,17 @@ impl HttpFilterChain {
     /// `Ok` says what the stages will do to the response.
     pub async fn on_request<'r>(
         &self,
-        request: &RequestView<'_>,
+        request: StagedRequest<'_, '_>,
         subject: &Subject<'_>,
         route: &'r Route,
         cluster: Option<&str>,
         upstream: &ArcSwap<Snapshot>,
         mut record: Option<&mut RequestRecord>,
     ) -> Result<ResponseWork<'r>, Answer> {
+        let StagedRequest {
+            head: request,
+            body,
+        } = request;
         let mut work = ResponseWork::default();
         // What the stages learned, for the stages after them (Envoy's dynamic metadata).
         let mut metadata = serde_json::Map::new();
@@ -159,15 +170,18 @@ impl HttpFilterChain {
                         metadata: Some(&metadata),
                         ..*subject
                     };
-                    let allowed =
-                        ext_authz
-                            .on_request(&subject, upstream)
-                            .await
-                            .inspect_err(|_| {
-                                if let Some(record) = record.as_deref_mut() {
-                                    record.set_flag(ResponseFlag::UnauthorizedExternalService);
-                                }
-                            })?;
+                    let checked_body = match &ext_authz.with_body {
+                        Some(limit) => Some(read_body_ahead(body, limit).await?),
+                        None => None,
+                    };
+                    let allowed = ext_authz
+                        .on_request(&subject, checked_body.as_ref(), upstream)
+                        .await
+                        .inspect_err(|_| {
+                            if let Some(record) = record.as_deref_mut() {
+                                record.set_flag(ResponseFlag::UnauthorizedExternalService);
+                            }
+                        })?;
                     work.remove_request_headers
                         .extend(allowed.remove_request_headers);
                     for (name, value, append) in allowed.request_headers {
@@ -198,4 +212,28 @@ impl HttpFilterChain {
         }
         Ok(work)
     }
+}
+
+/// The body a stage checks, read ahead of the router: a body over the stage's limit is
+/// answered 413 unless the stage takes part of it, as Envoy's buffer limit does.
+async fn read_body_ahead(
+    body: &mut RequestBody,
+    limit: &ext_authz::BodyLimit,
+) -> Result<BodyPrefix, Answer> {
+    body.read_ahead(limit.max_bytes, limit.allow_partial)
+        .await
+        .map_err(|error| {
+            let reply = match error {
+                ReadAheadError::TooLarge(_) => LocalReply::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large",
+                    ResponseFlag::None,
+                ),
+                ReadAheadError::Failed(error) => {
+                    tracing::debug!(%error, "the request body could not be read");
+                    LocalReply::new(http::StatusCode::BAD_REQUEST, "", ResponseFlag::None)
+                }
+            };
+            Answer::Local(reply)
+        })
 }

@@ -22,7 +22,7 @@ use super::connection::ConnectionInfo;
 use super::upgrade::{self, Requested, Upgrade};
 use crate::compile::{ClientCertHeader, HttpChainSpec, RouteSource};
 use crate::filters::router::{self, Forwarding, InFlight, Mirror};
-use crate::filters::{Answer, LocalReply, ProxyBody, is_grpc, text_reply};
+use crate::filters::{Answer, LocalReply, ProxyBody, StagedRequest, is_grpc, text_reply};
 use crate::headers::{X_FORWARDED_CLIENT_CERT, take_connection_nominated};
 use crate::listeners::ListenerContext;
 use crate::rbac::Subject;
@@ -30,6 +30,7 @@ use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
 use crate::telemetry::{Direction, MeteredBody, RequestRecord, ResponseFlag, exchange};
+use crate::upstream::RequestBody;
 
 /// What a listener answers with: the proxied body, reported when it ends.
 pub type ResponseBody = MeteredBody<ProxyBody>;
@@ -69,7 +70,7 @@ pub async fn handle(
     );
     let grpc = is_grpc(req.headers());
     let request = Downstream {
-        req,
+        req: req.map(RequestBody::from),
         grpc,
         connection: connection.addresses,
     };
@@ -172,7 +173,7 @@ fn set_client_cert_header(
 
 /// A request as it came from downstream: whether it speaks gRPC, and on which connection.
 struct Downstream {
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     grpc: bool,
     connection: Option<(SocketAddr, SocketAddr)>,
 }
@@ -215,13 +216,16 @@ async fn route_and_forward(
             ResponseFlag::None,
         ));
     };
+    // The head and the body apart: a stage may read the body ahead while the request's
+    // head is looked at.
+    let (parts, mut body) = req.into_parts();
     let view = RequestView {
         authority: authority.as_str(),
-        path: req.uri().path(),
-        query: req.uri().query(),
-        method: req.method(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        method: &parts.method,
         scheme: "http",
-        headers: req.headers(),
+        headers: &parts.headers,
     };
     let route = {
         let snapshot: arc_swap::Guard<Arc<Snapshot>> = ctx.snapshot.load();
@@ -258,7 +262,10 @@ async fn route_and_forward(
     let work = match chain
         .http_filters
         .on_request(
-            &view,
+            StagedRequest {
+                head: &view,
+                body: &mut body,
+            },
             &subject,
             &route,
             selected.as_ref().map(|selected| selected.name.as_ref()),
@@ -267,13 +274,12 @@ async fn route_and_forward(
         )
         .await
     {
-        Ok(work) => {
-            work.edit_request(req.headers_mut());
-            work
-        }
+        Ok(work) => work,
         Err(Answer::Local(reply)) => return Err(reply),
         Err(Answer::Response(response)) => return Ok(response),
     };
+    let mut req = Request::from_parts(parts, body);
+    work.edit_request(req.headers_mut());
     // The router.
     let Some(selected) = selected else {
         let mut response = answer_in_place(&route, &authority, req.uri())
@@ -340,7 +346,7 @@ async fn route_and_forward(
 /// Makes the request's path canonical (Envoy's path normalization): what routes,
 /// authorization and the app all see. A path that cannot be is answered 400.
 fn normalize_path(
-    req: &mut Request<Incoming>,
+    req: &mut Request<RequestBody>,
     normalization: crate::http::path::PathNormalization,
 ) -> Result<(), LocalReply> {
     let bad_request =
@@ -418,7 +424,7 @@ fn answer_in_place(
 
 /// The request's target host: the absolute-form URI's authority, else `Host`
 /// (HTTP/1) or `:authority` (HTTP/2, which hyper puts into the URI).
-fn request_authority(req: &Request<Incoming>) -> Option<Authority> {
+fn request_authority<B>(req: &Request<B>) -> Option<Authority> {
     if let Some(authority) = req.uri().authority() {
         return Some(authority.clone());
     }

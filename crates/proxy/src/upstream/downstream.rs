@@ -6,14 +6,15 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use super::RequestBody;
 
 use super::tee::TeeBody;
 
 /// The downstream request body, copied to mirrors or not.
 #[derive(Debug)]
 pub enum DownstreamBody {
-    Plain(Incoming),
+    Plain(RequestBody),
     Mirrored(TeeBody),
 }
 

@@ -9,8 +9,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
+
+use super::RequestBody;
 
 /// Frames a copy may fall behind before it is cut off.
 const COPY_BUFFER_FRAMES: usize = 16;
@@ -18,7 +19,7 @@ const COPY_BUFFER_FRAMES: usize = 16;
 /// The downstream body, sending a copy of each frame to every mirror.
 #[derive(Debug)]
 pub struct TeeBody {
-    source: Incoming,
+    source: RequestBody,
     copies: Vec<mpsc::Sender<Frame<Bytes>>>,
     /// Set once the source ended as it should, so copies know they are whole.
     complete: Arc<AtomicBool>,
@@ -38,7 +39,7 @@ pub struct CopyBody {
 pub struct CopyCut;
 
 impl TeeBody {
-    pub fn new(source: Incoming, copies: usize) -> (TeeBody, Vec<CopyBody>) {
+    pub fn new(source: RequestBody, copies: usize) -> (TeeBody, Vec<CopyBody>) {
         let complete = Arc::new(AtomicBool::new(false));
         let hint = source.size_hint();
         let (senders, bodies) = (0..copies)

@@ -17,7 +17,8 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::rbac::v3::{Policy, Rbac, rbac};
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
-    AuthorizationRequest, AuthorizationResponse, ExtAuthz as HttpExtAuthz, HttpService, ext_authz,
+    AuthorizationRequest, AuthorizationResponse, BufferSettings, ExtAuthz as HttpExtAuthz,
+    HttpService, ext_authz,
 };
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz as NetworkExtAuthz;
@@ -265,8 +266,11 @@ fn http_ext_authz(target: &Target<'_>, provider: &str) -> HttpExtAuthz {
         status_on_error: config.status_on_error.map(|code| HttpStatus {
             code: i32::from(code),
         }),
-        // Reported as not supported yet: a check carries no body on either proxy.
-        with_request_body: None,
+        with_request_body: config.request_body.map(|body| BufferSettings {
+            max_request_bytes: body.max_request_bytes,
+            allow_partial_message: body.allow_partial_message,
+            pack_as_bytes: body.pack_as_bytes,
+        }),
         filter_enabled_metadata: Some(enabled_by(RBAC_HTTP_FILTER, provider)),
         allowed_headers,
         services: Some(services),

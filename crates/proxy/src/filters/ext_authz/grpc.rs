@@ -16,10 +16,10 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Request, StatusCode, Version};
 use prost::Message;
 
-use super::{Allowed, Denied, ExtAuthzFilter, Verdict, ask};
+use super::{Allowed, Denied, ExtAuthzFilter, PARTIAL_BODY_HEADER, Verdict, ask};
 use crate::rbac::Subject;
 use crate::snapshot::Snapshot;
-use crate::upstream::{UpstreamBody, UpstreamProtocol};
+use crate::upstream::{BodyPrefix, UpstreamBody, UpstreamProtocol};
 
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
@@ -36,6 +36,7 @@ impl GrpcService {
         &self,
         filter: &ExtAuthzFilter,
         subject: &Subject<'_>,
+        body: Option<&BodyPrefix>,
         upstream: &Snapshot,
     ) -> Verdict {
         let Some(cluster) = upstream.clusters.get(&self.cluster) else {
@@ -48,7 +49,7 @@ impl GrpcService {
             ));
         }
         let message = CheckRequest {
-            attributes: Some(attributes(filter, subject)),
+            attributes: Some(attributes(filter, subject, body)),
         }
         .encode_to_vec();
         let mut framed = BytesMut::with_capacity(message.len() + 5);
@@ -94,7 +95,11 @@ impl GrpcService {
 }
 
 /// What the check tells the authorizer.
-fn attributes(filter: &ExtAuthzFilter, subject: &Subject<'_>) -> AttributeContext {
+fn attributes(
+    filter: &ExtAuthzFilter,
+    subject: &Subject<'_>,
+    body: Option<&BodyPrefix>,
+) -> AttributeContext {
     let peer_address = |address: std::net::SocketAddr| Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: address.ip().to_string(),
@@ -142,7 +147,23 @@ fn attributes(filter: &ExtAuthzFilter, subject: &Subject<'_>) -> AttributeContex
                 })
                 .or_insert(value);
         }
+        let (text, raw) = match (body, filter.with_body) {
+            (Some(body), Some(limit)) => {
+                headers.insert(PARTIAL_BODY_HEADER.to_string(), body.partial.to_string());
+                if limit.pack_as_bytes {
+                    (String::new(), body.bytes.to_vec())
+                } else {
+                    (
+                        String::from_utf8_lossy(&body.bytes).into_owned(),
+                        Vec::new(),
+                    )
+                }
+            }
+            _ => (String::new(), Vec::new()),
+        };
         attribute_context::HttpRequest {
+            body: text,
+            raw_body: raw,
             id: request
                 .headers
                 .get("x-request-id")
@@ -154,7 +175,13 @@ fn attributes(filter: &ExtAuthzFilter, subject: &Subject<'_>) -> AttributeContex
             path,
             host: request.authority.to_string(),
             scheme: request.scheme.to_string(),
-            size: -1,
+            // Envoy's: the declared length, -1 when unknown.
+            size: request
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1),
             protocol: "HTTP/1.1".to_string(),
             ..Default::default()
         }

@@ -1,5 +1,5 @@
-//! The HTTP authorizer: a copy of the request's head (no body), to its cluster. 200
-//! allows, 5xx or no answer is an error, any other status denies with the authorizer's
+//! The HTTP authorizer: a copy of the request's head (and, with `with_request_body`,
+//! its body as read ahead), to its cluster. 200 allows, 5xx or no answer is an error, any other status denies with the authorizer's
 //! status, body and headers.
 
 use std::time::Duration;
@@ -10,10 +10,10 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version};
 
-use super::{Allowed, Denied, ExtAuthzFilter, HeaderPatterns, Verdict, ask};
+use super::{Allowed, Denied, ExtAuthzFilter, HeaderPatterns, PARTIAL_BODY_HEADER, Verdict, ask};
 use crate::rbac::Subject;
 use crate::snapshot::Snapshot;
-use crate::upstream::{UpstreamBody, UpstreamProtocol};
+use crate::upstream::{BodyPrefix, UpstreamBody, UpstreamProtocol};
 
 /// `http_service`.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ impl HttpService {
         &self,
         filter: &ExtAuthzFilter,
         subject: &Subject<'_>,
+        body: Option<&BodyPrefix>,
         upstream: &Snapshot,
     ) -> Verdict {
         let Some(request) = subject.request else {
@@ -50,7 +51,10 @@ impl HttpService {
             None => format!("{}{}", self.path_prefix, request.path),
         };
         let uri = format!("http://{}{path}", request.authority);
-        let mut check = Request::new(UpstreamBody::Empty);
+        let mut check = Request::new(match body {
+            Some(body) if !body.bytes.is_empty() => UpstreamBody::Whole(Some(body.bytes.clone())),
+            _ => UpstreamBody::Empty,
+        });
         *check.method_mut() = request.method.clone();
         match uri.parse() {
             Ok(uri) => *check.uri_mut() = uri,
@@ -67,7 +71,14 @@ impl HttpService {
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let length = body.map_or(0, |body| body.bytes.len());
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        if let Some(body) = body {
+            headers.insert(
+                PARTIAL_BODY_HEADER,
+                HeaderValue::from_static(if body.partial { "true" } else { "false" }),
+            );
+        }
         for (name, value) in &self.headers_to_add {
             headers.insert(name.clone(), value.clone());
         }

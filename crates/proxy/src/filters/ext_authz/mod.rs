@@ -4,7 +4,9 @@
 //! The filter asks only when its `filter_enabled_metadata` matches what the filters
 //! before it wrote (istiod: when a CUSTOM policy's shadow rules matched). The authorizer
 //! is an HTTP service (a copy of the request's head; 200 allows) or Envoy's ext_authz v3
-//! gRPC API; either may add headers to the request and to the response. When it cannot be
+//! gRPC API; either may add headers to the request and to the response. With
+//! `with_request_body` the check also carries the body, read ahead of the router and
+//! kept for it (bounded: a longer body is cut, or answered 413). When it cannot be
 //! asked, `failure_mode_allow` decides; a refusal without an answer is `status_on_error`.
 
 mod grpc;
@@ -22,7 +24,7 @@ use crate::rbac::{MetadataMatch, Subject};
 use crate::routing::ValueMatch;
 use crate::snapshot::Snapshot;
 use crate::telemetry::ResponseFlag;
-use crate::upstream::{self, UpstreamBody};
+use crate::upstream::{self, BodyPrefix, UpstreamBody};
 
 pub use grpc::GrpcService;
 pub use http_service::HttpService;
@@ -44,7 +46,22 @@ pub struct ExtAuthzFilter {
     /// The request headers the authorizer gets (unset: the HTTP service's defaults only,
     /// every header for the gRPC API).
     pub allowed_headers: Option<HeaderPatterns>,
+    /// `with_request_body`: the check carries the request body, read ahead.
+    pub with_body: Option<BodyLimit>,
 }
+
+/// How much of the request body a check carries (Envoy's `BufferSettings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit {
+    pub max_bytes: usize,
+    /// A longer body is cut to `max_bytes` for the check (else answered 413).
+    pub allow_partial: bool,
+    /// gRPC checks: the body as bytes (`raw_body`) rather than text (`body`).
+    pub pack_as_bytes: bool,
+}
+
+/// The header telling the authorizer whether it got the whole body (Envoy's).
+pub const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
 
 /// How the authorizer is asked.
 #[derive(Debug, Clone)]
@@ -103,12 +120,13 @@ impl ExtAuthzFilter {
     pub async fn on_request(
         &self,
         subject: &Subject<'_>,
+        body: Option<&BodyPrefix>,
         upstream: &ArcSwap<Snapshot>,
     ) -> Result<Allowed, Answer> {
         let upstream = upstream.load_full();
         let verdict = match &self.service {
-            CheckService::Http(service) => service.check(self, subject, &upstream).await,
-            CheckService::Grpc(service) => service.check(self, subject, &upstream).await,
+            CheckService::Http(service) => service.check(self, subject, body, &upstream).await,
+            CheckService::Grpc(service) => service.check(self, subject, body, &upstream).await,
         };
         match verdict {
             Verdict::Allow(allowed) => Ok(allowed),
@@ -142,7 +160,10 @@ impl ExtAuthzFilter {
         let CheckService::Grpc(service) = &self.service else {
             return true;
         };
-        match service.check(self, subject, &upstream.load_full()).await {
+        match service
+            .check(self, subject, None, &upstream.load_full())
+            .await
+        {
             Verdict::Allow(_) => true,
             Verdict::Deny(_) => false,
             Verdict::Error(error) => {

@@ -11,10 +11,11 @@ use http::uri::Authority;
 use http::{HeaderValue, Request, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::InFlight;
-use crate::upstream::{self, Cluster, DownstreamBody, TeeBody, UpstreamBody, UpstreamProtocol};
+use crate::upstream::{
+    self, Cluster, DownstreamBody, RequestBody, TeeBody, UpstreamBody, UpstreamProtocol,
+};
 
 /// A mirror chosen for this request: its cluster, and whether the copy's host is
 /// suffixed.
@@ -28,7 +29,7 @@ pub struct Mirror {
 pub(super) fn send_copies(
     mirrors: Vec<Mirror>,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
     timeout: Option<Duration>,
 ) -> DownstreamBody {
     if mirrors.is_empty() {

@@ -27,7 +27,7 @@ use crate::http::upgrade::Upgrade;
 use crate::routing::{HashInput, HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
-    Admitted, Cluster, Held, Replay, RetryAdmitted, UpstreamBody, UpstreamPrincipal,
+    Admitted, Cluster, Held, Replay, RequestBody, RetryAdmitted, UpstreamBody, UpstreamPrincipal,
     UpstreamProtocol, UpstreamResponseBody,
 };
 
@@ -58,7 +58,7 @@ pub async fn forward(
     cluster: &Cluster,
     route: &Route,
     authority: Authority,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     mut forwarding: Forwarding<'_>,
 ) -> Response<ProxyBody> {
     let entry = forwarding.entry;
@@ -100,7 +100,7 @@ async fn send(
     cluster: &Cluster,
     route: &Route,
     authority: Authority,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     hash: Option<u64>,
     forwarding: &mut Forwarding<'_>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
@@ -364,12 +364,12 @@ fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
 /// matches the cluster's protocol, connection headers go, and the route's header
 /// changes apply, the weighted cluster's first.
 fn upstream_request(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     authority: Authority,
     route: &Route,
     forwarding: &Forwarding<'_>,
     protocol: UpstreamProtocol,
-) -> Result<Request<Incoming>, StatusCode> {
+) -> Result<Request<RequestBody>, StatusCode> {
     let entry = forwarding.entry;
     let (mut parts, body) = req.into_parts();
     let authority = entry

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::attempt::overflow;
@@ -13,11 +12,11 @@ use super::no_healthy_upstream;
 use crate::filters::{LocalReply, ProxyBody};
 use crate::tcp::{self, TunnelError};
 use crate::telemetry::ResponseFlag;
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, RequestBody};
 
 pub async fn tunnel(
     cluster: &Cluster,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let upstream = tcp::connect(cluster).await.map_err(|error| match error {
         TunnelError::Overflow(_) => overflow(),
