@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 from harness.procs import HarnessError, Process, wait_until, http_ok
-from harness.targets import (ADMIN_PORT, NAMESPACE, OUTBOUND_PORT, PLAIN_HOST_HEADER,
-                             ROUTINGS, SERVICE_HOST_HEADER, Bench, BosunProxy, Pinning,
-                             _quiet_rust_env)
+from harness.targets import (ADMIN_PORT, OUTBOUND_PORT, PLAIN_HOST_HEADER, ROUTINGS,
+                             SERVICE_HOST_HEADER, Bench, BosunProxy, Pinning,
+                             _quiet_rust_env, bosun_sidecar_argv)
 from harness.tools import bosun_binary, ensure_commands
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,14 +88,11 @@ def main() -> int:
     sidecar = None
     try:
         bench.start_upstream([])
-        xds_port = bench.control_plane_xds_port()
         out = workdir / "callgrind.out"
+        # Started as the harness starts Bosun's sidecar: ADS over TLS with its token.
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                *bench.sidecar_command(),
-                "--xds-address", f"http://127.0.0.1:{xds_port}",
-                "--workload", BosunProxy.workload, "--namespace", NAMESPACE,
-                "--ip", BosunProxy.ip, "--label", "app=client",
-                "--admin-port", str(ADMIN_PORT)]
+                *bosun_sidecar_argv(bench, "sidecar", BosunProxy.ip, BosunProxy.workload,
+                                    "client", {})]
         sidecar = Process("sidecar (callgrind)", argv, workdir / "sidecar.log",
                           env=_quiet_rust_env()).start()
         wait_until("the sidecar under callgrind", http_ok(BosunProxy.ip, ADMIN_PORT, "/ready"),

@@ -52,8 +52,9 @@ pub struct Args {
     /// Trust domain of workload identities: spiffe://<trust-domain>/ns/<ns>/sa/<sa>.
     #[arg(long, env = "BOSUN_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
-    /// Istio's plug-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem).
-    /// Without it the control plane keeps a self-signed root in the identity folder.
+    /// Istio's plug-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem;
+    /// extra.pem: more roots to trust https:// jwksUri servers by). Without it the
+    /// control plane keeps a self-signed root in the identity folder.
     #[arg(long, env = "BOSUN_CA_DIR", value_name = "DIR")]
     ca_dir: Option<PathBuf>,
 }

@@ -64,13 +64,18 @@ pub struct FolderLoad {
 
 impl ConfigFolder {
     pub fn new(dir: PathBuf) -> Self {
+        Self::with_jwks(dir, JwksCache::default())
+    }
+
+    /// A folder whose `jwksUri`s are fetched by `jwks`.
+    pub fn with_jwks(dir: PathBuf, jwks: JwksCache) -> Self {
         Self {
             dir,
             last_good: BTreeMap::new(),
             owners: HashMap::new(),
             parsed: HashMap::new(),
             last_good_mesh: None,
-            jwks: JwksCache::default(),
+            jwks,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::config_folder::ConfigFolder;
 use crate::config_status::ConfigStatus;
 use crate::folder_watch::FolderWatch;
 use crate::identities::KnownIdentities;
+use crate::jwks::JwksCache;
 
 /// The file in the identity folder that holds the key workload tokens are checked with.
 pub const TOKEN_KEY_FILE: &str = "token-key";
@@ -133,7 +134,14 @@ impl ControlPlane {
     /// A missing or unreadable folder is an error; errors inside files are not: they are
     /// reported and the rest of the folder is served.
     pub async fn bind(config: ControlPlaneConfig) -> Result<BoundControlPlane, Error> {
-        let mut folder = ConfigFolder::new(config.config_dir.clone());
+        // Istio's: key servers are trusted by the system's roots and the plug-in CA
+        // folder's `extra.pem`.
+        let jwks_roots = config
+            .ca_folder
+            .as_ref()
+            .map(|folder| folder.join("extra.pem"));
+        let mut folder =
+            ConfigFolder::with_jwks(config.config_dir.clone(), JwksCache::new(jwks_roots));
         let load = folder.reload().map_err(|source| Error::ConfigFolder {
             path: config.config_dir.clone(),
             source,
