@@ -17,6 +17,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::provider;
+use super::verify::{chain_to, invalid};
 use crate::compile::{OwnTls, SanName};
 
 /// A client config for `own`. `check_host`: the server's certificate must be valid for
@@ -107,14 +108,6 @@ struct OwnServerVerifier {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl OwnServerVerifier {
-    fn invalid(error: webpki::Error) -> Error {
-        Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-            Arc::new(error),
-        )))
-    }
-}
-
 impl ServerCertVerifier for OwnServerVerifier {
     fn verify_server_cert(
         &self,
@@ -127,18 +120,14 @@ impl ServerCertVerifier for OwnServerVerifier {
         let Some(roots) = &self.roots else {
             return Ok(ServerCertVerified::assertion());
         };
-        let certificate = webpki::EndEntityCert::try_from(end_entity).map_err(Self::invalid)?;
-        certificate
-            .verify_for_usage(
-                self.algorithms.all,
-                &roots.roots,
-                intermediates,
-                now,
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .map_err(Self::invalid)?;
+        let certificate = chain_to(
+            &roots.roots,
+            self.algorithms,
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+        )?;
         if !self.names.is_empty() {
             return if carries_one_of(end_entity, &self.names) {
                 Ok(ServerCertVerified::assertion())
@@ -156,7 +145,7 @@ impl ServerCertVerifier for OwnServerVerifier {
         if self.check_host {
             certificate
                 .verify_is_valid_for_subject_name(server_name)
-                .map_err(Self::invalid)?;
+                .map_err(invalid)?;
         }
         Ok(ServerCertVerified::assertion())
     }

@@ -35,6 +35,30 @@ pub fn spiffe_identity(certificate: &CertificateDer<'_>) -> Option<String> {
         })
 }
 
+/// A webpki failure as rustls reports a bad certificate.
+pub(super) fn invalid(error: webpki::Error) -> Error {
+    Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(error),
+    )))
+}
+
+/// Checks that `end_entity` chains, through `intermediates`, to one of `roots` for
+/// `usage`; returns the parsed certificate for further checks.
+pub(super) fn chain_to<'c>(
+    roots: &[rustls::pki_types::TrustAnchor<'_>],
+    algorithms: WebPkiSupportedAlgorithms,
+    end_entity: &'c CertificateDer<'c>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    usage: webpki::KeyUsage,
+) -> Result<webpki::EndEntityCert<'c>, Error> {
+    let certificate = webpki::EndEntityCert::try_from(end_entity).map_err(invalid)?;
+    certificate
+        .verify_for_usage(algorithms.all, roots, intermediates, now, usage, None, None)
+        .map_err(invalid)?;
+    Ok(certificate)
+}
+
 /// What both verifiers check: the chain ends in the current mesh root, and handshake
 /// signatures verify with the provider's algorithms.
 #[derive(Debug)]
@@ -64,24 +88,15 @@ impl MeshRoots {
             .certificates
             .current()
             .ok_or_else(|| Error::General("no workload certificate yet, so no mesh root".into()))?;
-        let invalid = |error: webpki::Error| {
-            Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(error),
-            )))
-        };
-        webpki::EndEntityCert::try_from(end_entity)
-            .map_err(invalid)?
-            .verify_for_usage(
-                self.algorithms.all,
-                &current.roots.roots,
-                intermediates,
-                now,
-                usage,
-                None,
-                None,
-            )
-            .map(|_| ())
-            .map_err(invalid)
+        chain_to(
+            &current.roots.roots,
+            self.algorithms,
+            end_entity,
+            intermediates,
+            now,
+            usage,
+        )
+        .map(|_| ())
     }
 
     fn tls12(
