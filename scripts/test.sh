@@ -10,7 +10,9 @@ if ! python3 -c 'import envoy' >/dev/null 2>&1; then
 fi
 ENVOY_BIN="$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
 export ENVOY_BIN
-# Interop tests must not skip silently here: they run against this Envoy.
+# Interop tests must not skip silently here: they run against this Envoy, and the Istio
+# corpus tests against shared/corpus beside the checkout.
 export BOSUN_REQUIRE_ENVOY=1
+export BOSUN_REQUIRE_CORPUS=1
 
 cargo test --workspace --locked "$@"

