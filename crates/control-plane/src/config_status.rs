@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 /// One loaded resource, as shown to operators.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ResourceSummary {
     pub kind: String,
     pub namespace: String,
@@ -13,7 +13,7 @@ pub struct ResourceSummary {
 }
 
 /// The outcome of the latest load of the folder.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ConfigStatus {
     /// Increments with every load that changed what proxies get.
     pub generation: u64,
@@ -25,6 +25,26 @@ pub struct ConfigStatus {
     /// Accepted, but with fields or kinds this version does not honour yet.
     pub warnings: Vec<String>,
 }
+
+impl ConfigStatus {
+    /// This status with a failed reload on top: what is served is unchanged (same
+    /// generation and resources), and the failure is the first error until a reload
+    /// succeeds.
+    pub fn with_reload_failure(&self, failure: &str) -> Self {
+        let mut status = self.clone();
+        status
+            .errors
+            .retain(|error| !error.starts_with(RELOAD_FAILED));
+        status.errors.insert(
+            0,
+            format!("{RELOAD_FAILED}: {failure}; serving the last good config"),
+        );
+        status
+    }
+}
+
+/// How a failed reload's error starts.
+const RELOAD_FAILED: &str = "config reload failed";
 
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()

@@ -62,7 +62,8 @@ fn handle(state: &DebugState, request: Request<Incoming>) -> Response<Full<Bytes
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }
     match request.uri().path() {
-        // The endpoint listens only once the first config is loaded.
+        // The endpoint listens only once the first config is loaded, and the control plane
+        // exits (to be restarted) if it stops following its folder or serving xDS.
         "/ready" => text(StatusCode::OK, "ready\n"),
         "/debug/syncz" => json(&(state.sync_status)()),
         "/debug/configz" => json(&**state.config.load()),

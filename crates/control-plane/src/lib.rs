@@ -15,6 +15,7 @@ pub mod debug;
 pub mod folder_watch;
 mod identities;
 mod jwks;
+mod reloads;
 mod serving;
 
 use std::future::Future;
@@ -106,6 +107,8 @@ pub enum Error {
     Serving(#[from] serving::ServingError),
     #[error("the xDS server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("config reloads stopped (the folder watch ended); exiting so that a supervisor restarts the control plane")]
+    ReloadsStopped,
 }
 
 /// A control plane whose sockets are bound and whose first config is loaded.
@@ -260,7 +263,7 @@ impl BoundControlPlane {
             plaintext_xds_listener,
             tokens,
             debug_listener,
-            mut folder,
+            folder,
             config,
             status,
             generators,
@@ -273,7 +276,7 @@ impl BoundControlPlane {
             let identities = Arc::clone(&identities);
             Arc::new(move |identity: &Identity| identities.load().allows(identity))
         };
-        let (changed_tx, mut changed_rx) = mpsc::channel(1);
+        let (changed_tx, changed_rx) = mpsc::channel(1);
         let _watch = FolderWatch::start(&config.config_dir, config.debounce, changed_tx)?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -286,75 +289,18 @@ impl BoundControlPlane {
         };
         let debug_task = tokio::spawn(debug::serve(debug_listener, debug_state, stop_rx.clone()));
 
-        let reload_status = status.clone();
-        let jwks_refresh = config.jwks_refresh;
-        let reloads = tokio::spawn(async move {
-            let mut generation = 1;
-            // Moved, not cloned: the task must not keep the first config alive.
-            let mut previous = first_generator;
-            let mut refresh = tokio::time::interval(jwks_refresh);
-            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            refresh.tick().await;
-            loop {
-                // A change of the folder, or the time to fetch the key sets again.
-                let refetch = tokio::select! {
-                    changed = changed_rx.recv() => match changed {
-                        Some(()) => false,
-                        None => break,
-                    },
-                    _ = refresh.tick() => {
-                        if !folder.names_key_sets() {
-                            continue;
-                        }
-                        true
-                    }
-                };
-                // Parsing and translating a large mesh takes a while: off the async workers.
-                let base = Arc::clone(&previous);
-                let reloaded = tokio::task::spawn_blocking(move || {
-                    if refetch {
-                        folder.expire_key_sets();
-                    }
-                    let reload = folder.reload().map(|load| {
-                        let started = std::time::Instant::now();
-                        let generator = Arc::new(MeshGenerator::with_previous(
-                            Arc::clone(&load.snapshot),
-                            Some(&base),
-                        ));
-                        tracing::debug!(
-                            translate_ms = started.elapsed().as_millis() as u64,
-                            "config translated"
-                        );
-                        (load, generator)
-                    });
-                    (folder, reload)
-                })
-                .await;
-                let Ok((returned, reload)) = reloaded else {
-                    tracing::error!("config reload panicked; serving the last good config");
-                    return;
-                };
-                folder = returned;
-                let (load, generator) = match reload {
-                    Ok(reloaded) => reloaded,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot read the config folder; serving the last good config");
-                        continue;
-                    }
-                };
-                load.log();
-                identities.store(Arc::new(KnownIdentities::of(&load.snapshot)));
-                generation += 1;
-                reload_status.store(Arc::new(load.status(generation)));
-                let replaced = std::mem::replace(&mut previous, Arc::clone(&generator));
-                if generators.send(generator).is_err() {
-                    return;
-                }
-                // Freeing a generation of a large mesh takes a while (~90 ms at 10k
-                // services): not on an async worker, where streams would wait for it.
-                tokio::task::spawn_blocking(move || drop(replaced));
+        let mut reloads = tokio::spawn(
+            reloads::Reloads {
+                folder,
+                // Moved, not cloned: the task must not keep the first config alive.
+                previous: first_generator,
+                status,
+                identities,
+                generators,
+                jwks_refresh: config.jwks_refresh,
             }
-        });
+            .run(changed_rx),
+        );
 
         let authenticate: Arc<dyn Authenticate> = tokens;
         let mut stop_for_xds = stop_rx.clone();
@@ -390,8 +336,15 @@ impl BoundControlPlane {
         let mut serve = tokio::spawn(serve);
         let result = tokio::select! {
             result = &mut serve => result,
+            // A control plane that no longer follows its folder must not look healthy:
+            // it exits, and `bosun up` (or Kubernetes) starts a fresh one.
+            _ = &mut reloads => {
+                let _ = stop_tx.send(true);
+                serve.abort();
+                let _ = debug_task.await;
+                return Err(Error::ReloadsStopped);
+            }
             () = shutdown => {
-                // Stop accepting, let open streams end, then return.
                 // Stop accepting; ADS streams never end on their own, so give them a
                 // moment to see the GOAWAY and then close what is left.
                 let _ = stop_tx.send(true);
