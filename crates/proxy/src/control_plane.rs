@@ -15,6 +15,11 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 PINGs on the control plane connection, idle or not, so a control plane that is
+/// gone without a word (a half-open connection, a frozen process) is noticed within
+/// interval + timeout and the proxy reconnects, as Envoy's xds-grpc keepalive does.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
@@ -111,6 +116,9 @@ impl ControlPlaneLink {
         let mut endpoint = Endpoint::from_shared(address.to_string())
             .map_err(invalid)?
             .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         if address.starts_with("https://") {
             let root = self

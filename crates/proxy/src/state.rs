@@ -78,6 +78,11 @@ pub struct ConfigStore {
 }
 
 impl ConfigStore {
+    /// The proxy's long-lived statistics.
+    pub fn stats(&self) -> &Arc<StatsRegistry> {
+        &self.stats
+    }
+
     pub fn new(
         stats: Arc<StatsRegistry>,
         tls: Arc<TlsContexts>,

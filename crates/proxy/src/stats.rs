@@ -3,7 +3,7 @@
 //! when config is compiled and when the admin API reads.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -122,6 +122,36 @@ impl Histogram {
 pub struct StatsRegistry {
     listeners: Mutex<BTreeMap<String, Arc<ListenerStats>>>,
     clusters: Mutex<BTreeMap<String, Arc<ClusterStats>>>,
+    control_plane: Arc<ControlPlaneStats>,
+}
+
+/// The ADS connection, as Envoy's `control_plane.*` statistics show it.
+#[derive(Debug, Default)]
+pub struct ControlPlaneStats {
+    connected: AtomicBool,
+    /// Streams the control plane accepted.
+    connects: AtomicU64,
+    /// Streams that ended (the control plane went away, or the connection broke).
+    disconnects: AtomicU64,
+}
+
+impl ControlPlaneStats {
+    pub fn set_connected(&self, connected: bool) {
+        let was = self.connected.swap(connected, Relaxed);
+        match (was, connected) {
+            (false, true) => self.connects.fetch_add(1, Relaxed),
+            (true, false) => self.disconnects.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    fn counters(&self) -> ControlPlaneCounters {
+        ControlPlaneCounters {
+            connected_state: u8::from(self.connected.load(Relaxed)),
+            connects: self.connects.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
+        }
+    }
 }
 
 impl StatsRegistry {
@@ -131,6 +161,10 @@ impl StatsRegistry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_owned()).or_default().clone()
+    }
+
+    pub fn control_plane(&self) -> Arc<ControlPlaneStats> {
+        Arc::clone(&self.control_plane)
     }
 
     pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
@@ -191,6 +225,7 @@ impl StatsRegistry {
         StatsSnapshot {
             listeners,
             clusters,
+            control_plane: self.control_plane.counters(),
         }
     }
 }
@@ -200,6 +235,17 @@ impl StatsRegistry {
 pub struct StatsSnapshot {
     pub listeners: BTreeMap<String, ListenerCounters>,
     pub clusters: BTreeMap<String, ClusterCounters>,
+    #[serde(default)]
+    pub control_plane: ControlPlaneCounters,
+}
+
+/// Envoy's `control_plane.connected_state` (1 while an ADS stream is up) and how often
+/// the stream came and went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ControlPlaneCounters {
+    pub connected_state: u8,
+    pub connects: u64,
+    pub disconnects: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +314,22 @@ impl StatsSnapshot {
     pub fn to_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
+        let control_plane = &self.control_plane;
+        let _ = writeln!(
+            out,
+            "bosun_control_plane_connected_state {}",
+            control_plane.connected_state
+        );
+        let _ = writeln!(
+            out,
+            "bosun_control_plane_connects_total {}",
+            control_plane.connects
+        );
+        let _ = writeln!(
+            out,
+            "bosun_control_plane_disconnects_total {}",
+            control_plane.disconnects
+        );
         for (name, l) in &self.listeners {
             let _ = writeln!(
                 out,

@@ -27,6 +27,9 @@ use crate::control_plane::{ControlPlaneLink, TrustedRoot};
 pub const CERTIFICATE_TTL: Duration = bosun_ca::DEFAULT_TTL;
 const RETRY_INITIAL: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long one certificate request may take, connection included, before it is given up
+/// and retried: a hung CA must not stall renewal.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
 /// One issued certificate with what verifying peers needs beside it.
 #[derive(Debug)]
@@ -206,9 +209,17 @@ pub async fn fetch_chain(
     let token = link
         .token()
         .map_err(|error| TlsError::Certificate(error.to_string()))?;
-    let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
-    let chain =
-        bosun_ca::request_certificate(channel, token.as_deref(), &request.csr_pem, ttl).await?;
+    let signed = async {
+        let channel = ca.connect().await.map_err(TlsError::CaUnreachable)?;
+        Ok::<_, TlsError>(
+            bosun_ca::request_certificate(channel, token.as_deref(), &request.csr_pem, ttl).await?,
+        )
+    };
+    let chain = tokio::time::timeout(REQUEST_DEADLINE, signed)
+        .await
+        .map_err(|_| {
+            TlsError::Certificate(format!("the CA did not answer within {REQUEST_DEADLINE:?}"))
+        })??;
     Ok((request.key_pem, chain))
 }
 

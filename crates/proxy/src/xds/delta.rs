@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use super::StreamProgress;
 use super::{XdsError, diff, error_detail, stream_request};
 use crate::control_plane::ControlPlaneLink;
 use crate::resource::ResourceType;
@@ -20,7 +21,7 @@ pub async fn run(
     link: &ControlPlaneLink,
     node: &Node,
     store: &ConfigStore,
-    made_progress: &mut bool,
+    progress: &mut StreamProgress<'_>,
 ) -> Result<(), XdsError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let send =
@@ -60,8 +61,9 @@ pub async fn run(
         .delta_aggregated_resources(stream_request(link, UnboundedReceiverStream::new(rx))?)
         .await?
         .into_inner();
+    progress.established();
     while let Some(response) = responses.message().await? {
-        *made_progress = true;
+        progress.made = true;
         let Some(kind) = ResourceType::from_type_url(&response.type_url) else {
             tracing::warn!(type_url = %response.type_url, "ignoring a resource type the proxy does not use");
             send(DeltaDiscoveryRequest {

@@ -22,6 +22,7 @@ use crate::compile::CompileError;
 use crate::config::{Backoff, ProxyConfig, XdsMode};
 use crate::control_plane::{ControlPlaneError, ControlPlaneLink};
 use crate::state::ConfigStore;
+use crate::stats::ControlPlaneStats;
 
 #[derive(Debug, Error)]
 pub enum XdsError {
@@ -70,19 +71,16 @@ impl AdsClient {
     pub async fn run(self) {
         let mut delay = self.backoff.initial;
         let mut sotw_state = sotw::Versions::default();
+        let control_plane = self.store.stats().control_plane();
         loop {
-            let mut made_progress = false;
+            let mut progress = StreamProgress {
+                made: false,
+                control_plane: &control_plane,
+            };
             let result = match self.connect().await {
                 Ok(client) => match self.mode {
                     XdsMode::Delta => {
-                        delta::run(
-                            client,
-                            &self.link,
-                            &self.node,
-                            &self.store,
-                            &mut made_progress,
-                        )
-                        .await
+                        delta::run(client, &self.link, &self.node, &self.store, &mut progress).await
                     }
                     XdsMode::Sotw => {
                         sotw::run(
@@ -91,17 +89,18 @@ impl AdsClient {
                             &self.node,
                             &self.store,
                             &mut sotw_state,
-                            &mut made_progress,
+                            &mut progress,
                         )
                         .await
                     }
                 },
                 Err(e) => Err(e),
             };
+            control_plane.set_connected(false);
             if let Err(err) = result {
                 tracing::warn!(error = %err, retry_in = ?delay, "ADS stream ended; serving with the last config");
             }
-            if made_progress {
+            if progress.made {
                 delay = self.backoff.initial;
             }
             tokio::time::sleep(jittered(delay)).await;
@@ -113,6 +112,20 @@ impl AdsClient {
         let channel = self.endpoint.connect().await.map_err(XdsError::Connect)?;
         Ok(AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+/// What one ADS stream got done, for the reconnect backoff and the connected gauge.
+pub(crate) struct StreamProgress<'a> {
+    /// A response arrived: the next reconnect starts from the initial delay again.
+    made: bool,
+    control_plane: &'a ControlPlaneStats,
+}
+
+impl StreamProgress<'_> {
+    /// The control plane accepted the stream.
+    fn established(&self) {
+        self.control_plane.set_connected(true);
     }
 }
 
