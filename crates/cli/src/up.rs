@@ -4,16 +4,20 @@
 //! DestinationRule) and one `LocalWorkload` per process to run. `bosun up` starts the
 //! control plane on the folder, a sidecar (Bosun's proxy or a real Envoy) and the app for
 //! each LocalWorkload, then shows live traffic from the traffic generators (LocalWorkloads
-//! running `{bosun} sample load`, whose `/stats` it reads) until Ctrl-C or SIGTERM.
+//! running `{bosun} sample load`, whose `/stats` it reads) until Ctrl-C or SIGTERM. A
+//! process that dies is started again; the view says what died, why, and when it is back.
 //! See docs/design/local-mesh.md for the conventions (addresses, ports, environment).
 
 mod credentials;
 mod envoy;
+mod events;
+mod live;
 mod mesh;
 mod plan;
 mod process;
 mod progress;
 mod readiness;
+mod supervise;
 mod table;
 
 use std::io::IsTerminal as _;
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use events::EventLog;
 use mesh::{LocalMesh, MeshOptions};
 use progress::ProgressMode;
 
@@ -66,6 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    let mut mesh = mesh;
     let sources = table::TrafficSources::new(mesh.stats_addresses());
     if sources.is_empty() {
         println!(
@@ -74,24 +80,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             mesh.folder().display()
         );
     }
-    let live = async {
-        if sources.is_empty() {
-            std::future::pending::<()>().await;
-        }
-        table::show_live(sources, args.refresh, std::io::stdout().is_terminal()).await;
+    let events = EventLog::new();
+    let view = live::LiveView {
+        traffic: sources,
+        events: events.clone(),
+        control_plane: mesh.control_plane().map(|addresses| addresses.debug),
     };
-    let exited = tokio::select! {
-        () = bosun::shutdown_signal() => None,
-        exited = mesh.first_exit() => Some(exited),
-        () = live => None,
-    };
+    let redraw = std::io::stdout().is_terminal();
+    tokio::select! {
+        () = bosun::shutdown_signal() => {}
+        // Neither ends on its own: a process that exits is restarted, and the view
+        // refreshes until Ctrl-C.
+        () = mesh.supervise(&events) => {}
+        () = live::show(view, args.refresh, redraw) => {}
+    }
     println!("stopping the mesh");
     mesh.shutdown().await;
-    match exited {
-        None => {
-            println!("stopped");
-            Ok(())
-        }
-        Some(exited) => Err(anyhow::anyhow!("{exited}")),
-    }
+    println!("stopped");
+    Ok(())
 }

@@ -30,6 +30,18 @@ pub struct StatsSnapshot {
     pub skipped: u64,
     /// Each (service, version) found in the answers, latency as seen by its caller.
     pub services: Vec<ServiceStats>,
+    /// Every request since the generator started, to count each failure in a long run.
+    #[serde(default)]
+    pub since_start: SinceStart,
+}
+
+/// Requests to the target since the generator started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinceStart {
+    pub requests: u64,
+    /// Answered other than 2xx, or not answered at all.
+    pub failures: u64,
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +126,7 @@ pub struct RollingStats {
     started: Instant,
     /// One slot per second of the window, indexed by `second % len`.
     slots: Vec<Slot>,
+    since_start: SinceStart,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +181,7 @@ impl RollingStats {
             target,
             started,
             slots,
+            since_start: SinceStart::default(),
         }
     }
 
@@ -179,6 +193,8 @@ impl RollingStats {
         total_latency: Duration,
         hops: &[HopSample],
     ) {
+        self.since_start.requests += 1;
+        self.since_start.failures += u64::from(!total_success);
         let slot = self.slot_at(at);
         slot.total.record(total_success, total_latency);
         for hop in hops {
@@ -190,6 +206,7 @@ impl RollingStats {
     }
 
     pub fn record_skipped(&mut self, at: Instant) {
+        self.since_start.skipped += 1;
         self.slot_at(at).skipped += 1;
     }
 
@@ -241,6 +258,7 @@ impl RollingStats {
                     traffic: counts.summarize(window_seconds),
                 })
                 .collect(),
+            since_start: self.since_start,
         }
     }
 }

@@ -5,17 +5,18 @@
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use bosun_api::{ProxyKind, Resource, Severity};
 
 use super::credentials::{CredentialsError, MeshCredentials};
 use super::envoy::{self, EnvoyError};
+use super::events::EventLog;
 use super::plan::{self, MeshPlan, PlanErrors, WorkloadPlan};
 use super::process::{ManagedProcess, ProcessError, ProcessSpec};
 use super::progress::ProgressMode;
-use super::readiness::{self, LOG_TAIL_LINES, Readiness, ReadinessError};
+use super::readiness::{self, Readiness, ReadinessError};
+use super::supervise::{self, Supervised};
 
 /// How to start a local mesh.
 #[derive(Debug, Clone)]
@@ -93,28 +94,6 @@ pub struct ControlPlaneAddresses {
     pub debug: SocketAddr,
 }
 
-/// A process that exited while the mesh was running.
-#[derive(Debug, Clone)]
-pub struct ExitedProcess {
-    pub name: String,
-    pub status: ExitStatus,
-    pub log_path: PathBuf,
-    pub log_tail: String,
-}
-
-impl std::fmt::Display for ExitedProcess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} exited unexpectedly ({}); the end of its log ({}):\n{}",
-            self.name,
-            self.status,
-            self.log_path.display(),
-            self.log_tail
-        )
-    }
-}
-
 /// Starts local meshes.
 pub struct LocalMesh;
 
@@ -146,6 +125,7 @@ impl LocalMesh {
             credentials,
             workloads: plan.workloads.clone(),
             processes: Vec::new(),
+            ready_timeout: options.ready_timeout,
             stop_grace: options.stop_grace,
         };
         match mesh.start_processes(&plan, &options).await {
@@ -206,7 +186,8 @@ pub struct RunningMesh {
     credentials: MeshCredentials,
     workloads: Vec<WorkloadPlan>,
     /// In start order.
-    processes: Vec<ManagedProcess>,
+    processes: Vec<Supervised>,
+    ready_timeout: Duration,
     stop_grace: Duration,
 }
 
@@ -245,27 +226,21 @@ impl RunningMesh {
             .collect()
     }
 
-    /// The processes, in start order.
-    pub fn processes(&self) -> &[ManagedProcess] {
+    /// The processes (their current runs), in start order.
+    pub fn processes(&self) -> Vec<&ManagedProcess> {
+        self.processes.iter().map(Supervised::process).collect()
+    }
+
+    /// The processes with their restart counts, in start order.
+    pub fn supervised(&self) -> &[Supervised] {
         &self.processes
     }
 
-    /// Waits until any process exits (none should while the mesh runs).
-    pub async fn first_exit(&self) -> ExitedProcess {
-        if self.processes.is_empty() {
-            return std::future::pending().await;
-        }
-        let exits = self
-            .processes
-            .iter()
-            .map(|process| Box::pin(async move { (process, process.exited().await) }));
-        let ((process, status), _, _) = futures::future::select_all(exits).await;
-        ExitedProcess {
-            name: process.name().to_owned(),
-            status,
-            log_path: process.log_path().to_owned(),
-            log_tail: process.log_tail(LOG_TAIL_LINES),
-        }
+    /// Keeps every process running: one that exits is started again (with backoff), and
+    /// each step is told to `events`. Runs until dropped; then call
+    /// [`RunningMesh::shutdown`].
+    pub async fn supervise(&mut self, events: &EventLog) {
+        supervise::supervise(&mut self.processes, events, self.ready_timeout).await;
     }
 
     /// Stops every process, traffic first and the control plane last.
@@ -275,8 +250,8 @@ impl RunningMesh {
 
     async fn stop_all(&mut self) {
         // Generators, then apps, then proxies, then the control plane: reverse start order.
-        for process in self.processes.iter().rev() {
-            process.stop(self.stop_grace).await;
+        for supervised in self.processes.iter().rev() {
+            supervised.process().stop(self.stop_grace).await;
         }
         self.processes.clear();
     }
@@ -304,10 +279,10 @@ impl RunningMesh {
                     // Envoy's certificates come from an agent beside it; Envoy retries its
                     // SDS socket until the agent listens.
                     let agent = self.agent_spec(workload, options, xds)?;
-                    self.spawn(&agent)?;
+                    self.spawn(agent, Readiness::Started)?;
                 }
                 let (spec, readiness) = self.proxy_spec(workload, options, xds)?;
-                waits.push((self.spawn(&spec)?, readiness));
+                waits.push(self.spawn(spec, readiness)?);
             }
             if let Err(error) = self.wait_all(waits, options.ready_timeout).await {
                 step.failed("proxies did not get ready");
@@ -332,7 +307,7 @@ impl RunningMesh {
             let mut waits = Vec::new();
             for workload in &group {
                 let (spec, readiness) = self.app_spec(workload, options);
-                waits.push((self.spawn(&spec)?, readiness));
+                waits.push(self.spawn(spec, readiness)?);
             }
             if let Err(error) = self.wait_all(waits, options.ready_timeout).await {
                 step.failed(&format!("{what} did not get ready"));
@@ -364,13 +339,18 @@ impl RunningMesh {
         .arg(addresses.debug.to_string())
         .arg("--identity-dir")
         .arg(self.run_dir.as_os_str());
-        let index = self.spawn(&spec)?;
         let readiness = Readiness::HttpOk {
             address: addresses.debug,
             path: "/ready",
         };
-        match readiness::wait_until_ready(&self.processes[index], &readiness, options.ready_timeout)
-            .await
+        let index = self.spawn(spec, readiness)?;
+        let supervised = &self.processes[index];
+        match readiness::wait_until_ready(
+            supervised.process(),
+            supervised.readiness(),
+            options.ready_timeout,
+        )
+        .await
         {
             Ok(_) => {
                 step.done(&format!(
@@ -504,20 +484,15 @@ impl RunningMesh {
         (spec, readiness)
     }
 
-    fn spawn(&mut self, spec: &ProcessSpec) -> Result<usize, MeshError> {
-        let process = ManagedProcess::spawn(spec)?;
-        tracing::debug!(process = %spec.name, pid = process.pid(), command = %spec.command_line(), "started");
-        self.processes.push(process);
+    fn spawn(&mut self, spec: ProcessSpec, readiness: Readiness) -> Result<usize, MeshError> {
+        self.processes.push(Supervised::spawn(spec, readiness)?);
         Ok(self.processes.len() - 1)
     }
 
-    async fn wait_all(
-        &self,
-        waits: Vec<(usize, Readiness)>,
-        timeout: Duration,
-    ) -> Result<(), MeshError> {
-        let checks = waits.iter().map(|(index, readiness)| {
-            readiness::wait_until_ready(&self.processes[*index], readiness, timeout)
+    async fn wait_all(&self, waits: Vec<usize>, timeout: Duration) -> Result<(), MeshError> {
+        let checks = waits.iter().map(|index| {
+            let supervised = &self.processes[*index];
+            readiness::wait_until_ready(supervised.process(), supervised.readiness(), timeout)
         });
         futures::future::try_join_all(checks).await?;
         Ok(())

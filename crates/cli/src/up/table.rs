@@ -1,6 +1,5 @@
-//! The live traffic view of `bosun up`: the traffic generators' `/stats`, merged per
-//! service and version, as a table redrawn in place on a terminal or one line per refresh
-//! elsewhere.
+//! The traffic part of `bosun up`'s live view: the traffic generators' `/stats`, merged
+//! per service and version, as a table (a terminal) or one line per refresh (elsewhere).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +36,19 @@ impl TrafficSources {
 
     pub fn is_empty(&self) -> bool {
         self.addresses.is_empty()
+    }
+
+    /// The merged rows, and the generators that could not be read.
+    pub async fn rows(&self) -> (Vec<Row>, Vec<String>) {
+        let mut snapshots = Vec::new();
+        let mut problems = Vec::new();
+        for outcome in self.fetch().await {
+            match outcome {
+                Ok(snapshot) => snapshots.push(snapshot),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (merge(&snapshots), problems)
     }
 
     /// Each generator's snapshot, or why it could not be read.
@@ -128,7 +140,6 @@ pub fn render_table(rows: &[Row], problems: &[String]) -> String {
         text.push_str("\nstats unavailable: ");
         text.push_str(problem);
     }
-    text.push_str("\nCtrl-C stops the mesh");
     text
 }
 
@@ -157,36 +168,6 @@ pub fn render_line(rows: &[Row], problems: &[String]) -> String {
             .map(|problem| format!("stats unavailable: {problem}")),
     );
     format!("traffic: {}", parts.join(" | "))
-}
-
-/// Shows the traffic every `refresh` until the future is dropped.
-pub async fn show_live(sources: TrafficSources, refresh: Duration, redraw: bool) {
-    let mut previous_lines = 0;
-    let mut ticks = tokio::time::interval(refresh);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let mut snapshots = Vec::new();
-        let mut problems = Vec::new();
-        for outcome in sources.fetch().await {
-            match outcome {
-                Ok(snapshot) => snapshots.push(snapshot),
-                Err(problem) => problems.push(problem),
-            }
-        }
-        let rows = merge(&snapshots);
-        if redraw {
-            let text = render_table(&rows, &problems);
-            // Move up over the previous table and clear to the end of the screen.
-            if previous_lines > 0 {
-                print!("\x1b[{previous_lines}A\x1b[J");
-            }
-            println!("{text}");
-            previous_lines = text.lines().count();
-        } else {
-            println!("{}", render_line(&rows, &problems));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -218,6 +199,7 @@ mod tests {
                     traffic,
                 })
                 .collect(),
+            since_start: Default::default(),
         }
     }
 

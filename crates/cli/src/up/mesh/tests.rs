@@ -98,7 +98,7 @@ async fn starts_every_workload_and_leaves_nothing_behind() {
         .trim()
         .parse()
         .unwrap();
-    let pids: Vec<u32> = mesh.processes().iter().map(ManagedProcess::pid).collect();
+    let pids: Vec<u32> = mesh.processes().iter().map(|p| p.pid()).collect();
     assert!(pids.iter().chain([&grandchild]).all(|pid| is_running(*pid)));
 
     mesh.shutdown().await;
@@ -108,33 +108,85 @@ async fn starts_every_workload_and_leaves_nothing_behind() {
     }
 }
 
+/// Waits until the event log holds an event for which `accept` holds.
+async fn event(events: &EventLog, what: &str, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = events.texts().into_iter().find(|text| accept(text)) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event for {what}; events: {:#?}",
+            events.texts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
-async fn a_process_that_dies_is_reported_with_its_log() {
-    let dir = folder(&web_and_idle("127.0.202"));
+async fn a_process_that_dies_is_restarted_and_each_step_is_told() {
+    // `idle` fails on its own the first time (it says why on its last line) and runs after.
+    let yaml = web_and_idle("127.0.202").replace(
+        r#"command: [sh, -c, 'sleep 300 & echo $! > "$BOSUN_WORKLOAD_NAME.pid"; wait']"#,
+        r#"command: [sh, -c, 'if [ ! -e ran ]; then touch ran; echo "cannot reach the database" >&2; exit 3; fi; exec sleep 300']"#,
+    );
+    let dir = folder(&yaml);
     let run_dir = tempfile::tempdir().unwrap();
-    let mesh = LocalMesh::start(dir.path(), options(run_dir.path()))
+    let mut mesh = LocalMesh::start(dir.path(), options(run_dir.path()))
         .await
         .unwrap();
-    let web = &mesh.processes()[0];
-    let group = rustix::process::Pid::from_raw(i32::try_from(web.pid()).unwrap()).unwrap();
-    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
-
-    let exited = tokio::time::timeout(Duration::from_secs(10), mesh.first_exit())
+    let events = EventLog::new();
+    let web_pid = mesh.processes()[0].pid();
+    let supervisor_events = events.clone();
+    let killed = async {
+        let group = rustix::process::Pid::from_raw(i32::try_from(web_pid).unwrap()).unwrap();
+        rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+        let died = event(&events, "web's death", |text| {
+            text.starts_with("app web exited")
+        })
+        .await;
+        assert_eq!(
+            died,
+            "app web exited (signal: 9 (SIGKILL)); restarting it in 0.5s"
+        );
+        event(&events, "web's restart", |text| {
+            text.starts_with("app web restarted (pid ")
+        })
+        .await;
+        event(&events, "web ready", |text| {
+            text.starts_with("app web is ready again")
+        })
+        .await;
+        let failed = event(&events, "idle's failure", |text| {
+            text.starts_with("app idle exited")
+        })
+        .await;
+        assert_eq!(
+            failed,
+            "app idle exited (exit status: 3): cannot reach the database; restarting it in 0.5s"
+        );
+        event(&events, "idle's restart", |text| {
+            text.starts_with("app idle restarted")
+        })
+        .await;
+    };
+    tokio::select! {
+        () = mesh.supervise(&supervisor_events) => unreachable!("supervision never ends"),
+        () = killed => {}
+    }
+    // The web server answers again, as a new process.
+    tokio::net::TcpStream::connect("127.0.202.1:9080")
         .await
-        .expect("the exit is seen");
-    assert_eq!(exited.name, "app web");
-    assert_eq!(exited.log_path, run_dir.path().join("web.app.log"));
-    assert!(
-        exited.log_tail.contains("python3 -m http.server"),
-        "{}",
-        exited.log_tail
-    );
-    assert!(
-        exited
-            .to_string()
-            .starts_with("app web exited unexpectedly")
-    );
+        .unwrap();
+    let restarted: Vec<u32> = mesh.supervised().iter().map(Supervised::restarts).collect();
+    assert_eq!(restarted, [1, 1]);
+    assert_ne!(mesh.processes()[0].pid(), web_pid);
+    let pids: Vec<u32> = mesh.processes().iter().map(|p| p.pid()).collect();
     mesh.shutdown().await;
+    for pid in pids {
+        eventually("every process to end", || !is_running(pid)).await;
+    }
 }
 
 #[tokio::test]
