@@ -79,7 +79,10 @@ pub struct Args {
     /// proxy runs on one thread: the least CPU and memory per request.
     #[arg(long, env = "BOSUN_CONCURRENCY", default_value = "2")]
     pub concurrency: NonZeroUsize,
-    /// How long in-flight requests get to finish on shutdown: `5s`, `500ms`, or seconds.
+    /// How long the proxy drains on shutdown (Istio's terminationDrainDuration): its
+    /// listeners keep accepting, HTTP/1.1 answers carry `Connection: close` and HTTP/2
+    /// connections get GOAWAY; it ends sooner once no request arrives for 1 s. In-flight
+    /// requests must finish by then. `5s`, `500ms`, or seconds.
     #[arg(long, env = "BOSUN_DRAIN_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
     pub drain_timeout: Duration,
     /// How long the workload certificate lives (Istio's SECRET_TTL); it is renewed at

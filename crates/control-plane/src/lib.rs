@@ -107,7 +107,9 @@ pub enum Error {
     Serving(#[from] serving::ServingError),
     #[error("the xDS server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("config reloads stopped (the folder watch ended); exiting so that a supervisor restarts the control plane")]
+    #[error(
+        "config reloads stopped (the folder watch ended); exiting so that a supervisor restarts the control plane"
+    )]
     ReloadsStopped,
 }
 

@@ -67,7 +67,9 @@ async fn handle(
     }
     let response = match req.uri().path() {
         "/ready" => {
-            if state.store.is_ready() {
+            if state.store.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
+            } else if state.store.is_ready() {
                 text(StatusCode::OK, "LIVE\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n")

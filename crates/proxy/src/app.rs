@@ -115,8 +115,9 @@ impl BoundProxy {
         self.handle.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops taking config, stops accepting
-    /// and gives in-flight requests up to the drain timeout to finish.
+    /// Serves until `shutdown` resolves, then stops taking config and drains: listeners
+    /// keep accepting and tell clients to close for up to the drain timeout (less once
+    /// no request arrives), then close and let what is in flight finish by the deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
         let state = AdminState {
             store: self.handle.store.clone(),

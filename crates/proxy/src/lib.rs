@@ -15,6 +15,7 @@ mod dump;
 pub mod filters;
 pub mod headers;
 mod http;
+mod in_flight;
 /// Request path normalization (Envoy's `normalize_path` and friends).
 pub use http::path as http_path;
 mod listeners;

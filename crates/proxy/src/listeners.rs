@@ -1,9 +1,10 @@
 //! Live listeners: bind on add, swap config in place on update (same address keeps
-//! its socket and connections), drain on removal.
+//! its socket and connections), close and drain on removal, drain gracefully on shutdown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -51,6 +52,10 @@ pub struct ListenerContext {
     /// Where requests are reported (Istio's metrics).
     pub telemetry: Arc<Telemetry>,
 }
+
+/// A draining listener with no request in flight for this long has no client still
+/// sending to it, and closes before its drain period ends.
+const QUIET: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct RunningListener {
@@ -153,12 +158,18 @@ impl ListenerManager {
         self.running.get(name).map(|r| r.bound)
     }
 
-    /// Drains every listener concurrently; `false` if any missed the deadline.
-    pub async fn shutdown(&mut self, deadline: Duration) -> bool {
+    /// Drains every listener concurrently, gracefully: each keeps accepting and tells
+    /// its clients to close for up to `period`, or until no request has been in flight
+    /// on it for [`QUIET`]; then it closes. `false` if any had work left at the end.
+    pub async fn shutdown(&mut self, period: Duration) -> bool {
         let drains: Vec<_> = self
             .running
             .drain()
-            .map(|(_, running)| running.trigger.drain(deadline))
+            .map(|(_, running)| {
+                let ctx = running.ctx;
+                let idle = move || ctx.config.load().stats.in_flight.load(Relaxed) <= 0;
+                running.trigger.drain_gracefully(period, QUIET, idle)
+            })
             .collect();
         futures::future::join_all(drains)
             .await

@@ -75,6 +75,8 @@ pub struct ConfigStore {
     /// Where upstream connections leave from, for clusters that do not say.
     upstream_source: Option<std::net::IpAddr>,
     ready: watch::Sender<bool>,
+    /// Shutting down: listeners drain, and `/ready` says so (Envoy's `DRAINING`).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl ConfigStore {
@@ -111,6 +113,7 @@ impl ConfigStore {
             tls,
             upstream_source,
             ready: watch::channel(false).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -181,12 +184,20 @@ impl ConfigStore {
         self.inner.lock().await.listener_manager.bound_address(name)
     }
 
-    pub async fn shutdown(&self, deadline: Duration) -> bool {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drains every listener gracefully for up to `period`; `false` if requests were
+    /// left in flight at the end.
+    pub async fn shutdown(&self, period: Duration) -> bool {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner
             .lock()
             .await
             .listener_manager
-            .shutdown(deadline)
+            .shutdown(period)
             .await
     }
 

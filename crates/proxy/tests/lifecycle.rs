@@ -6,6 +6,8 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::time::Duration;
 
 use bosun_proxy::XdsMode;
@@ -278,13 +280,102 @@ async fn sotw_missing_listener_is_removed() {
     removed_listener_stops_accepting(XdsMode::Sotw).await;
 }
 
+/// An upstream whose answers to `/stream` stream: the head and a first chunk at once,
+/// the rest once `finish` is notified. Counts the requests it got.
+async fn streaming_upstream() -> (SocketAddr, Arc<tokio::sync::Notify>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (finish_for_server, requests_for_server) = (Arc::clone(&finish), Arc::clone(&requests));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let finish = Arc::clone(&finish_for_server);
+            let requests = Arc::clone(&requests_for_server);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                requests.fetch_add(1, SeqCst);
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                    )
+                    .await;
+                finish.notified().await;
+                let _ = stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await;
+                let mut rest = [0u8; 64];
+                let _ = stream.read(&mut rest).await;
+            });
+        }
+    });
+    (address, finish, requests)
+}
+
+/// One HTTP/1.1 request on `stream`: the response's head (lower-cased) and body, read by
+/// its content-length.
+async fn raw_exchange(stream: &mut tokio::net::TcpStream, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: svc\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).await.expect("read");
+        assert!(
+            read > 0,
+            "closed before a response: {:?}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&received).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let head = text[..end].to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |value| value.trim().parse().expect("content-length"));
+        if text.len() >= end + 4 + length {
+            return (head, text[end + 4..end + 4 + length].to_owned());
+        }
+    }
+}
+
+async fn closed_by_peer(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut rest = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), stream.read(&mut rest)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// Envoy's drain on shutdown, with Istio's immediate strategy: the listener keeps
+/// accepting, HTTP/1.1 answers carry `Connection: close`, HTTP/2 connections get GOAWAY,
+/// `/ready` says DRAINING, and a response still streaming keeps the drain going (it is a
+/// request in flight until its body ends). Once nothing has arrived for a second the
+/// listener closes, well before the drain period.
 #[tokio::test(flavor = "multi_thread")]
-async fn shutdown_lets_in_flight_requests_finish() {
-    let slow = Upstream::start_holding("slow").await;
+async fn shutdown_drains_like_envoy_and_waits_for_streaming_bodies() {
+    let plain = Upstream::start("plain").await;
+    let (streaming, finish, streamed) = streaming_upstream().await;
     let ads = FakeAds::start().await;
     ads.set(
         ResourceType::Cluster,
-        vec![static_cluster("slow", &[slow.address], false)],
+        vec![
+            static_cluster("plain", &[plain.address], false),
+            static_cluster("streaming", &[streaming], false),
+        ],
     );
     ads.set(
         ResourceType::Listener,
@@ -293,37 +384,93 @@ async fn shutdown_lets_in_flight_requests_finish() {
             any_port(),
             route_config(
                 "r",
-                vec![vhost("all", &["*"], vec![prefix_route("/", "slow")])],
+                vec![vhost(
+                    "all",
+                    &["*"],
+                    vec![
+                        path_route("/stream", "streaming"),
+                        prefix_route("/", "plain"),
+                    ],
+                )],
             ),
         )],
     );
     let proxy = TestProxy::start(&ads.url(), XdsMode::Delta).await;
     proxy.ready().await;
     let listener = proxy.listener("in").await;
+    let admin = proxy.admin;
+
+    // Before the drain: a response streaming, an idle keep-alive connection, and an h2 one.
     let in_flight =
-        tokio::spawn(async move { get(&http1_client(), listener, "x", "/", &[]).await });
+        tokio::spawn(async move { get(&http1_client(), listener, "svc", "/stream", &[]).await });
     support::eventually(Duration::from_secs(5), || {
-        (slow.held.load(SeqCst) == 1).then_some(())
+        (streamed.load(SeqCst) == 1).then_some(())
     })
     .await;
+    let mut idle = tokio::net::TcpStream::connect(listener)
+        .await
+        .expect("connect");
+    let (head, body) = raw_exchange(&mut idle, "/").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "plain");
+    assert!(!head.contains("connection: close"), "{head}");
+    let h2 = tokio::net::TcpStream::connect(listener)
+        .await
+        .expect("connect");
+    let (mut h2_sender, h2_connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(h2))
+            .await
+            .expect("h2 handshake");
+    let h2_connection = tokio::spawn(h2_connection);
+    let request = http::Request::builder()
+        .uri("http://svc/")
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let answer = h2_sender.send_request(request).await.expect("h2 request");
+    assert_eq!(answer.status(), StatusCode::OK);
 
     let shutdown = tokio::spawn(proxy.shutdown());
-    // New connections are refused once draining starts...
     eventually_async(Duration::from_secs(5), || async move {
-        tokio::net::TcpStream::connect(listener)
-            .await
-            .is_err()
-            .then_some(())
+        let (status, body) = admin_get(admin, "/ready").await;
+        (status == StatusCode::SERVICE_UNAVAILABLE && body == "DRAINING\n").then_some(())
     })
     .await;
-    // ...while the request already in flight completes.
-    slow.release.notify_waiters();
+    // The h2 connection is sent GOAWAY and, with no stream open, ends.
+    tokio::time::timeout(Duration::from_secs(3), h2_connection)
+        .await
+        .expect("GOAWAY ends the idle h2 connection")
+        .expect("h2 connection task")
+        .expect("h2 connection ends cleanly");
+    // The idle connection is still served, once, and closed after the answer.
+    let (head, body) = raw_exchange(&mut idle, "/").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, "plain");
+    assert!(closed_by_peer(&mut idle).await);
+
+    // Past the quiet second, the streaming response keeps the listener accepting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!shutdown.is_finished());
+    let mut late = tokio::net::TcpStream::connect(listener)
+        .await
+        .expect("a draining listener still accepts");
+    let (head, _) = raw_exchange(&mut late, "/").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+
+    finish.notify_waiters();
     let reply = in_flight.await.expect("request task");
     assert_eq!(reply.status, StatusCode::OK);
-    tokio::time::timeout(Duration::from_secs(5), shutdown)
+    // Its head went out before the drain, so it could not say `Connection: close`; its
+    // connection closes with the listener.
+    assert_eq!(reply.body, "firstlast");
+    // Nothing in flight any more: it closes after the quiet second, not at the 5 s deadline.
+    tokio::time::timeout(Duration::from_millis(3500), shutdown)
         .await
-        .expect("drain finished")
+        .expect("the drain ended once quiet")
         .expect("shutdown");
+    assert!(tokio::net::TcpStream::connect(listener).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread")]

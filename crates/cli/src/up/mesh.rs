@@ -44,7 +44,8 @@ impl MeshOptions {
             xds_port: 0,
             debug_port: 0,
             ready_timeout: Duration::from_secs(30),
-            stop_grace: Duration::from_secs(5),
+            // More than a proxy's 5 s drain.
+            stop_grace: Duration::from_secs(10),
             progress: ProgressMode::Quiet,
         }
     }
@@ -125,6 +126,7 @@ impl LocalMesh {
             credentials,
             workloads: plan.workloads.clone(),
             processes: Vec::new(),
+            stage_starts: Vec::new(),
             ready_timeout: options.ready_timeout,
             stop_grace: options.stop_grace,
         };
@@ -187,6 +189,9 @@ pub struct RunningMesh {
     workloads: Vec<WorkloadPlan>,
     /// In start order.
     processes: Vec<Supervised>,
+    /// Where each stage of the start (control plane, proxies, apps, client apps) begins
+    /// in `processes`: a stage is stopped together, the stages in reverse.
+    stage_starts: Vec<usize>,
     ready_timeout: Duration,
     stop_grace: Duration,
 }
@@ -249,11 +254,27 @@ impl RunningMesh {
     }
 
     async fn stop_all(&mut self) {
-        // Generators, then apps, then proxies, then the control plane: reverse start order.
-        for supervised in self.processes.iter().rev() {
-            supervised.process().stop(self.stop_grace).await;
+        // Client apps, then apps, then proxies, then the control plane: reverse start
+        // order, so a sidecar outlives its app and drains what the app left in flight.
+        // Within a stage all stop at once: each proxy drains for up to its drain period.
+        let mut end = self.processes.len();
+        for &start in self.stage_starts.iter().rev() {
+            let stage = &self.processes[start..end];
+            futures::future::join_all(
+                stage
+                    .iter()
+                    .map(|supervised| supervised.process().stop(self.stop_grace)),
+            )
+            .await;
+            end = start;
         }
         self.processes.clear();
+        self.stage_starts.clear();
+    }
+
+    /// Processes spawned from now on belong to a new stage.
+    fn next_stage(&mut self) {
+        self.stage_starts.push(self.processes.len());
     }
 
     async fn start_processes(
@@ -272,6 +293,7 @@ impl RunningMesh {
             .collect();
         if !proxied.is_empty() {
             let step = progress.step(format!("starting {} proxies", proxied.len()));
+            self.next_stage();
             let xds = self.control_plane.map(|addresses| addresses.xds);
             let mut waits = Vec::new();
             for workload in &proxied {
@@ -304,6 +326,7 @@ impl RunningMesh {
                 continue;
             }
             let step = progress.step(format!("starting {} {what}", group.len()));
+            self.next_stage();
             let mut waits = Vec::new();
             for workload in &group {
                 let (spec, readiness) = self.app_spec(workload, options);
@@ -320,6 +343,7 @@ impl RunningMesh {
 
     async fn start_control_plane(&mut self, options: &MeshOptions) -> Result<(), MeshError> {
         let step = options.progress.step("starting the control plane");
+        self.next_stage();
         let [xds_port, debug_port] = free_ports([options.xds_port, options.debug_port])?;
         let addresses = ControlPlaneAddresses {
             xds: SocketAddr::from(([127, 0, 0, 1], xds_port)),

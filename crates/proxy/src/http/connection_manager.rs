@@ -21,9 +21,10 @@ use hyper::body::Incoming;
 use super::connection::ConnectionInfo;
 use super::upgrade::{self, Requested, Upgrade};
 use crate::compile::{ClientCertHeader, HttpChainSpec, RouteSource};
-use crate::filters::router::{self, Forwarding, InFlight, Mirror};
+use crate::filters::router::{self, Forwarding, Mirror};
 use crate::filters::{Answer, LocalReply, ProxyBody, StagedRequest, is_grpc, text_reply};
 use crate::headers::{X_FORWARDED_CLIENT_CERT, take_connection_nominated};
+use crate::in_flight::{CountedBody, InFlight};
 use crate::listeners::ListenerContext;
 use crate::rbac::Subject;
 use crate::routing::{RedirectFrom, RequestView, Route, RouteAction};
@@ -32,8 +33,9 @@ use crate::stats::ListenerStats;
 use crate::telemetry::{Direction, MeteredBody, RequestRecord, ResponseFlag, exchange};
 use crate::upstream::RequestBody;
 
-/// What a listener answers with: the proxied body, reported when it ends.
-pub type ResponseBody = MeteredBody<ProxyBody>;
+/// What a listener answers with: the proxied body, reported when it ends and counted in
+/// flight until then.
+pub type ResponseBody = CountedBody<MeteredBody<ProxyBody>>;
 
 pub async fn handle(
     ctx: Arc<ListenerContext>,
@@ -45,7 +47,7 @@ pub async fn handle(
     let listener = ctx.config.load_full();
     let stats = &listener.stats;
     stats.requests.fetch_add(1, Relaxed);
-    let _in_flight = InFlight::enter(&stats.in_flight);
+    let in_flight = InFlight::enter(stats);
     let version = req.version();
     let mut record = begin_record(
         &ctx,
@@ -58,7 +60,7 @@ pub async fn handle(
     let Some(chain) = listener.spec.http_chain_for(connection.is_tls) else {
         let response = text_reply(StatusCode::SERVICE_UNAVAILABLE, "listener changed");
         stats.responses.record(response.status().as_u16());
-        return Ok(metered(record, response));
+        return Ok(metered(record, response, in_flight));
     };
     // Before the proxy adds headers of its own: a caller's `Connection` cannot remove them.
     take_connection_nominated(req.headers_mut());
@@ -83,7 +85,7 @@ pub async fn handle(
     if version != Version::HTTP_2 {
         *response.version_mut() = Version::HTTP_11;
     }
-    Ok(metered(record, response))
+    Ok(metered(record, response, in_flight))
 }
 
 /// Starts the Istio metrics record of a request on a listener with a direction. The
@@ -117,13 +119,17 @@ fn begin_record(
     Some(record)
 }
 
-fn metered(record: Option<RequestRecord>, response: Response<ProxyBody>) -> Response<ResponseBody> {
+fn metered(
+    record: Option<RequestRecord>,
+    response: Response<ProxyBody>,
+    in_flight: InFlight<ListenerStats>,
+) -> Response<ResponseBody> {
     let (parts, body) = response.into_parts();
     let body = match record {
         Some(record) => record.respond(parts.status.as_u16(), &parts.headers, body),
         None => MeteredBody::unmetered(body),
     };
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, CountedBody::new(body, in_flight))
 }
 
 /// Envoy's `forward_client_cert_details`: the app behind an mTLS chain learns who

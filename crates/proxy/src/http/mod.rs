@@ -6,5 +6,6 @@ mod head_timeout;
 pub mod path;
 mod server;
 pub mod upgrade;
+mod wind_down;
 
 pub use server::serve;

@@ -2,11 +2,14 @@
 //! Istio mutual TLS when the listener has a TLS chain (both at once in PERMISSIVE mode,
 //! told apart by the first byte, as Envoy's TLS inspector does).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -16,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connection::ConnectionInfo;
 use super::connection_manager;
 use super::head_timeout::Watched;
+use super::wind_down::WindDown;
 use crate::compile::{NetworkFilter, TcpProxySpec};
 use crate::drain::DrainWatcher;
 use crate::filters::connection;
@@ -44,7 +48,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = drain.signaled() => break,
+            // While draining it keeps accepting: connections made now are served and
+            // told to close, rather than refused.
+            () = drain.closing() => break,
         };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
@@ -237,13 +243,26 @@ where
         .http_chain_for(info.is_tls)
         .and_then(|chain| chain.request_headers_timeout);
     let head = Arc::clone(&info.head);
-    let service = service_fn(move |req| connection_manager::handle(ctx.clone(), info.clone(), req));
+    let wind_down = Arc::new(WindDown::new(drain.clone()));
+    let service = {
+        let wind_down = Arc::clone(&wind_down);
+        service_fn(move |req: Request<Incoming>| {
+            let version = req.version();
+            let answer = connection_manager::handle(ctx.clone(), info.clone(), req);
+            let wind_down = Arc::clone(&wind_down);
+            async move {
+                let mut response = answer.await?;
+                wind_down.answering(version, &mut response);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let served = async {
         tokio::select! {
             result = conn.as_mut() => result,
-            () = drain.signaled() => {
+            () = wind_down.time_to_close() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

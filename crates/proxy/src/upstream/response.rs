@@ -1,6 +1,6 @@
 //! An upstream response's body, which holds the request's place until it ends: its count
 //! at the endpoint (least request reads it), in the cluster's `max_requests`, and its
-//! HTTP/1.1 connection slot. A streaming response counts for as long as it streams.
+//! HTTP/1.1 connection slot, and its count in the cluster's requests in flight. A streaming response counts for as long as it streams.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 
 use super::endpoint::ActiveRequest;
 use super::limits::{Admitted, ConnectionSlot};
+use crate::in_flight::InFlight;
+use crate::stats::ClusterStats;
 
 /// What a request holds while it runs.
 #[derive(Debug, Default)]
@@ -18,6 +20,8 @@ pub struct Held {
     pub active: Option<ActiveRequest>,
     pub admitted: Option<Admitted>,
     pub slot: Option<ConnectionSlot>,
+    /// The cluster's count of requests in flight.
+    pub in_flight: Option<InFlight<ClusterStats>>,
 }
 
 #[derive(Debug)]

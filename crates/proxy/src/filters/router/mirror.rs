@@ -12,7 +12,7 @@ use http::{HeaderValue, Request, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
-use super::InFlight;
+use crate::in_flight::InFlight;
 use crate::upstream::{
     self, Cluster, DownstreamBody, RequestBody, TeeBody, UpstreamBody, UpstreamProtocol,
 };
@@ -106,7 +106,7 @@ async fn send_copy(
     request: Request<UpstreamBody>,
     timeout: Option<Duration>,
 ) {
-    let _in_flight = InFlight::enter(&cluster.stats.in_flight);
+    let _in_flight = InFlight::enter(&cluster.stats);
     match upstream::call(&cluster, request, timeout).await {
         // Read the answer to its end, so the connection can be reused.
         Ok(response) => {

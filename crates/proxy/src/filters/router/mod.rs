@@ -24,6 +24,7 @@ pub use self::tunnel::tunnel;
 use super::{LocalReply, ProxyBody};
 use crate::headers::{X_ENVOY_UPSTREAM_SERVICE_TIME, remove_hop_by_hop, set_forwarding_headers};
 use crate::http::upgrade::Upgrade;
+use crate::in_flight::InFlight;
 use crate::routing::{HashInput, HeaderRules, RetryPolicy, Route, rewrite_path};
 use crate::telemetry::{RequestRecord, ResponseFlag, Telemetry};
 use crate::upstream::{
@@ -106,7 +107,8 @@ async fn send(
 ) -> Result<Response<ProxyBody>, LocalReply> {
     let stats = &cluster.stats;
     stats.requests.fetch_add(1, Relaxed);
-    let _in_flight = InFlight::enter(&stats.in_flight);
+    // Counted until the response body ends: it travels with the response.
+    let mut in_flight = Some(InFlight::enter(stats));
     let Some(admitted) = cluster.admit() else {
         stats.overflows.fetch_add(1, Relaxed);
         stats.responses.record(503);
@@ -169,6 +171,7 @@ async fn send(
                     active: attempt.take_active(),
                     admitted: Some(admitted),
                     slot,
+                    in_flight: in_flight.take(),
                 };
                 Ok(finish(cluster, resp, held, started, forwarding))
             }
@@ -227,6 +230,7 @@ async fn send(
                         active: attempt.take_active(),
                         admitted: admitted.take(),
                         slot,
+                        in_flight: in_flight.take(),
                     };
                     Ok(finish(cluster, resp, held, started, forwarding))
                 }
@@ -420,20 +424,4 @@ fn upstream_request(
         }
     }
     Ok(Request::from_parts(parts, body))
-}
-
-/// Decrements a gauge when the request finishes, however it finishes.
-pub(crate) struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
-
-impl<'a> InFlight<'a> {
-    pub(crate) fn enter(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
-        gauge.fetch_add(1, Relaxed);
-        InFlight(gauge)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
 }
