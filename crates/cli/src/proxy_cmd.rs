@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bosun_proxy::{NodeIdentity, Proxy, ProxyConfig, XdsMode};
+use bosun_proxy::{ConnectionLimits, NodeIdentity, Proxy, ProxyConfig, XdsMode};
 
 /// Run Bosun's sidecar proxy for one workload.
 ///
@@ -89,6 +89,33 @@ pub struct Args {
     /// half its life. The CA caps it at 24h.
     #[arg(long, env = "BOSUN_CERTIFICATE_TTL", default_value = "24h", value_parser = crate::parse_duration)]
     pub certificate_ttl: Duration,
+    /// The most downstream connections the proxy keeps open over all its listeners
+    /// (Istio's ProxyConfig connectionSettings.globalDownstreamConnectionLimit, Envoy's
+    /// global_downstream_max_connections); one more is closed as soon as it arrives.
+    /// Unlimited when not given.
+    #[arg(
+        long,
+        env = "BOSUN_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub global_downstream_max_connections: Option<u64>,
+    /// `<listener>=<N>`: the most connections one listener keeps open (Envoy's runtime
+    /// key envoy.resource_limits.listener.<listener>.connection_limit); repeatable.
+    /// Example: --listener-connection-limit virtualOutbound=5000
+    #[arg(long = "listener-connection-limit", env = "BOSUN_LISTENER_CONNECTION_LIMITS", value_delimiter = ',', value_parser = parse_listener_limit)]
+    pub listener_connection_limits: Vec<(String, u64)>,
+}
+
+fn parse_listener_limit(s: &str) -> Result<(String, u64), String> {
+    let (name, limit) = s
+        .split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| format!("listener limit {s:?} must be <listener>=<connections>"))?;
+    let limit = limit
+        .trim()
+        .parse()
+        .map_err(|_| format!("{limit:?} is not a number of connections"))?;
+    Ok((name.to_owned(), limit))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -133,6 +160,10 @@ impl Args {
                 service_account: self.service_account,
                 outbound_port: self.outbound_port,
                 app_ports: self.app_ports.into_iter().collect::<BTreeMap<_, _>>(),
+            },
+            connection_limits: ConnectionLimits {
+                global: self.global_downstream_max_connections,
+                per_listener: self.listener_connection_limits.into_iter().collect(),
             },
             ..Default::default()
         })

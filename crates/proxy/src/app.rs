@@ -70,6 +70,7 @@ impl Proxy {
             Arc::clone(&telemetry),
             config.drain_timeout,
             config.node.upstream_source(),
+            config.connection_limits.clone(),
         ));
         let link = ControlPlaneLink::new(config.root_cert.as_deref(), config.token_file.clone())?;
         let ads = AdsClient::new(&config, link.clone(), store.clone())?;

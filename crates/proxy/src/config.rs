@@ -1,5 +1,6 @@
 //! The proxy's settings, named once.
 
+use crate::connection_limits::ConnectionLimits;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -130,6 +131,8 @@ pub struct ProxyConfig {
     /// How long in-flight requests get to finish on shutdown or listener removal.
     pub drain_timeout: Duration,
     pub xds_backoff: Backoff,
+    /// Caps on downstream connections, over all listeners and per listener.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for ProxyConfig {
@@ -146,6 +149,7 @@ impl Default for ProxyConfig {
             admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),
             drain_timeout: Duration::from_secs(5),
             xds_backoff: Backoff::default(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod app;
 pub mod compile;
 pub mod config;
 pub mod config_dump;
+pub mod connection_limits;
 pub mod control_plane;
 pub mod drain;
 mod dump;
@@ -34,3 +35,4 @@ pub mod xds;
 
 pub use app::{BoundProxy, Proxy, ProxyError, ProxyHandle};
 pub use config::{Backoff, NodeIdentity, ProxyConfig, XdsMode};
+pub use connection_limits::ConnectionLimits;

@@ -12,6 +12,7 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
 use crate::compile::ListenerSpec;
+use crate::connection_limits::{ConnectionLimits, DownstreamConnections};
 use crate::drain::{self, DrainTrigger};
 use crate::snapshot::Snapshot;
 use crate::stats::ListenerStats;
@@ -51,6 +52,34 @@ pub struct ListenerContext {
     pub certificates: Arc<WorkloadCertificates>,
     /// Where requests are reported (Istio's metrics).
     pub telemetry: Arc<Telemetry>,
+    /// The proxy's open downstream connections, against its global cap.
+    pub connections: Arc<DownstreamConnections>,
+    /// This listener's own cap on open connections.
+    pub connection_limit: Option<u64>,
+}
+
+/// How many accepted connections may wait for the proxy to take them. Envoy asks for
+/// the kernel's most (`net.core.somaxconn`), which this caps to: a burst of thousands of
+/// connections is queued, not dropped into the clients' SYN retries.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds `address` as a listener, with the address reusable at once after a restart.
+fn bind(address: SocketAddr) -> Result<TcpListener, String> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("cannot open a socket for {address}: {e}"))?;
+    socket
+        .set_reuseaddr(true)
+        .map_err(|e| format!("cannot configure {address}: {e}"))?;
+    socket
+        .bind(address)
+        .map_err(|e| format!("cannot bind {address}: {e}"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| format!("cannot listen on {address}: {e}"))
 }
 
 /// A draining listener with no request in flight for this long has no client still
@@ -72,6 +101,9 @@ pub struct ListenerManager {
     tls: Arc<TlsContexts>,
     telemetry: Arc<Telemetry>,
     drain_timeout: Duration,
+    connections: Arc<DownstreamConnections>,
+    /// Listener name -> its cap on open connections.
+    listener_limits: std::collections::BTreeMap<String, u64>,
 }
 
 impl ListenerManager {
@@ -80,6 +112,7 @@ impl ListenerManager {
         tls: Arc<TlsContexts>,
         telemetry: Arc<Telemetry>,
         drain_timeout: Duration,
+        limits: ConnectionLimits,
     ) -> Self {
         ListenerManager {
             running: HashMap::new(),
@@ -87,6 +120,8 @@ impl ListenerManager {
             tls,
             telemetry,
             drain_timeout,
+            connections: Arc::new(DownstreamConnections::new(limits.global)),
+            listener_limits: limits.per_listener,
         }
     }
 
@@ -109,13 +144,7 @@ impl ListenerManager {
         let configured = spec.address;
         // A moved listener releases its old address first, so a swap of ports works.
         self.remove(&name);
-        let std_listener = std::net::TcpListener::bind(configured)
-            .map_err(|e| format!("cannot bind {configured}: {e}"))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot configure {configured}: {e}"))?;
-        let listener = TcpListener::from_std(std_listener)
-            .map_err(|e| format!("cannot register {configured}: {e}"))?;
+        let listener = bind(configured)?;
         let bound = listener
             .local_addr()
             .map_err(|e| format!("cannot read bound address: {e}"))?;
@@ -124,6 +153,8 @@ impl ListenerManager {
             snapshot: self.snapshot.clone(),
             certificates: Arc::clone(self.tls.certificates()),
             telemetry: Arc::clone(&self.telemetry),
+            connections: Arc::clone(&self.connections),
+            connection_limit: self.listener_limits.get(&name).copied(),
         });
         let (trigger, watcher) = drain::channel();
         tokio::spawn(crate::http::serve(listener, ctx.clone(), watcher));

@@ -20,6 +20,7 @@ use crate::compile::{
     compile_route_config, decode_any,
 };
 use crate::config_dump::{ConfigDump, NackDump};
+use crate::connection_limits::ConnectionLimits;
 use crate::listeners::ListenerManager;
 use crate::resource::ResourceType;
 use crate::routing::RouteTable;
@@ -91,6 +92,7 @@ impl ConfigStore {
         telemetry: Arc<Telemetry>,
         drain_timeout: Duration,
         upstream_source: Option<std::net::IpAddr>,
+        connection_limits: ConnectionLimits,
     ) -> Self {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         ConfigStore {
@@ -106,6 +108,7 @@ impl ConfigStore {
                     Arc::clone(&tls),
                     telemetry,
                     drain_timeout,
+                    connection_limits,
                 ),
             }),
             snapshot,

@@ -37,6 +37,16 @@ pub struct ListenerStats {
     pub no_route: AtomicU64,
     pub in_flight: AtomicI64,
     pub connections: AtomicU64,
+    /// HTTP/2 connections closed for flooding PING or SETTINGS frames (Envoy's
+    /// `http2.outbound_control_flood`).
+    pub control_floods: AtomicU64,
+    /// Downstream connections open now (`downstream_cx_active`).
+    pub active_connections: AtomicU64,
+    /// Connections closed at once for the listener's cap (`downstream_cx_overflow`).
+    pub connection_overflows: AtomicU64,
+    /// Connections closed at once for the proxy's global cap
+    /// (`downstream_global_cx_overflow`).
+    pub global_connection_overflows: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +197,10 @@ impl StatsRegistry {
                         no_route: s.no_route.load(Relaxed),
                         in_flight: s.in_flight.load(Relaxed),
                         connections: s.connections.load(Relaxed),
+                        control_floods: s.control_floods.load(Relaxed),
+                        active_connections: s.active_connections.load(Relaxed),
+                        connection_overflows: s.connection_overflows.load(Relaxed),
+                        global_connection_overflows: s.global_connection_overflows.load(Relaxed),
                     },
                 )
             })
@@ -278,6 +292,14 @@ pub struct ListenerCounters {
     pub no_route: u64,
     pub in_flight: i64,
     pub connections: u64,
+    #[serde(default)]
+    pub control_floods: u64,
+    #[serde(default)]
+    pub active_connections: u64,
+    #[serde(default)]
+    pub connection_overflows: u64,
+    #[serde(default)]
+    pub global_connection_overflows: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,6 +373,26 @@ impl StatsSnapshot {
                 out,
                 "bosun_listener_in_flight{{listener=\"{name}\"}} {}",
                 l.in_flight
+            );
+            let _ = writeln!(
+                out,
+                "bosun_listener_http2_control_floods_total{{listener=\"{name}\"}} {}",
+                l.control_floods
+            );
+            let _ = writeln!(
+                out,
+                "bosun_listener_connections_active{{listener=\"{name}\"}} {}",
+                l.active_connections
+            );
+            let _ = writeln!(
+                out,
+                "bosun_listener_connection_overflows_total{{listener=\"{name}\",cap=\"listener\"}} {}",
+                l.connection_overflows
+            );
+            let _ = writeln!(
+                out,
+                "bosun_listener_connection_overflows_total{{listener=\"{name}\",cap=\"global\"}} {}",
+                l.global_connection_overflows
             );
         }
         for (name, c) in &self.clusters {

@@ -155,3 +155,27 @@ pub mod metadata {
     /// The name istiod gives a URI template matcher in RBAC permissions.
     pub const URI_TEMPLATE: &str = "uri-template";
 }
+
+/// Caps on downstream connections a proxy is started with, the same for Bosun's proxy
+/// (flags) and Envoy (its bootstrap), in Envoy's terms.
+pub mod limits {
+    use std::collections::BTreeMap;
+
+    /// The overload manager's resource monitor for the global cap.
+    pub const GLOBAL_CONNECTIONS_MONITOR: &str =
+        "envoy.resource_monitors.global_downstream_max_connections";
+
+    /// The runtime key of one listener's cap.
+    pub fn listener_connection_limit_key(listener: &str) -> String {
+        format!("envoy.resource_limits.listener.{listener}.connection_limit")
+    }
+
+    /// `None` and absent listeners: no cap.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct ConnectionLimits {
+        /// Over every listener together.
+        pub global: Option<u64>,
+        /// Listener name -> its cap.
+        pub per_listener: BTreeMap<String, u64>,
+    }
+}

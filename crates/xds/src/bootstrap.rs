@@ -5,6 +5,7 @@
 //! Envoy reads JSON bootstraps directly: write the value to `bootstrap.json` and start
 //! `envoy -c bootstrap.json`.
 
+use bosun_wire::limits::{self, ConnectionLimits};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -102,7 +103,40 @@ pub fn envoy_bootstrap(
             },
         });
     }
+    set_connection_limits(&mut bootstrap, &ConnectionLimits::default());
     bootstrap
+}
+
+/// The cap Istio writes when none is set: in effect none, and Envoy does not warn.
+const NO_GLOBAL_CAP: u64 = i32::MAX as u64;
+
+/// Sets the bootstrap's downstream connection caps as istiod's bootstrap does: the
+/// global one as the overload manager's resource monitor (always present), each
+/// listener's as a runtime key of a static layer.
+pub fn set_connection_limits(bootstrap: &mut serde_json::Value, limits: &ConnectionLimits) {
+    bootstrap["overload_manager"] = json!({
+        "resource_monitors": [{
+            "name": limits::GLOBAL_CONNECTIONS_MONITOR,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": limits.global.unwrap_or(NO_GLOBAL_CAP),
+            },
+        }],
+    });
+    let runtime: serde_json::Map<String, serde_json::Value> = limits
+        .per_listener
+        .iter()
+        .map(|(listener, cap)| (limits::listener_connection_limit_key(listener), json!(cap)))
+        .collect();
+    if runtime.is_empty() {
+        if let Some(object) = bootstrap.as_object_mut() {
+            object.remove("layered_runtime");
+        }
+        return;
+    }
+    bootstrap["layered_runtime"] = json!({
+        "layers": [{ "name": "connection_limits", "static_layer": runtime }],
+    });
 }
 
 /// ADS on the xDS cluster, with the workload's token when the control plane asks for one.
@@ -217,6 +251,11 @@ mod tests {
         );
 
         assert_eq!(bootstrap["node"]["id"], node.id);
+        let monitor = &bootstrap["overload_manager"]["resource_monitors"][0];
+        assert_eq!(
+            monitor["typed_config"]["max_active_downstream_connections"],
+            i32::MAX
+        );
         assert_eq!(bootstrap["node"]["cluster"], "reviews-v1.default");
         let metadata = &bootstrap["node"]["metadata"];
         assert_eq!(metadata[metadata_key::NAMESPACE], "default");

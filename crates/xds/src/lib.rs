@@ -27,7 +27,7 @@ pub mod testing;
 pub mod translate;
 pub mod versioned;
 
-pub use bootstrap::{EnvoySources, XdsSecurity, envoy_bootstrap};
+pub use bootstrap::{EnvoySources, XdsSecurity, envoy_bootstrap, set_connection_limits};
 pub use connection::StreamError;
 pub use frames::AdsService;
 pub use generator::{EmptyGenerator, Generator, IncrementalGenerator};

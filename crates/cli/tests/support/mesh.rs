@@ -31,6 +31,8 @@ pub struct MeshSpec {
     pub backends: Vec<(String, Backend)>,
     /// Flags for `bosun control-plane` beyond the addresses.
     pub control_plane_args: Vec<String>,
+    /// The client sidecar's caps on downstream connections.
+    pub client_limits: bosun_proxy::ConnectionLimits,
 }
 
 impl Default for MeshSpec {
@@ -42,6 +44,7 @@ impl Default for MeshSpec {
             backend_proxy: ClientProxy::Bosun,
             backends: Vec::new(),
             control_plane_args: Vec::new(),
+            client_limits: Default::default(),
         }
     }
 }
@@ -71,6 +74,7 @@ pub struct TestMesh {
     pub control_plane: Option<Process>,
     pub processes: Vec<Process>,
     control_plane_args: Vec<String>,
+    client_limits: bosun_proxy::ConnectionLimits,
 }
 
 const VERSIONS: [(&str, u8); 2] = [("v1", 3), ("v2", 4)];
@@ -136,6 +140,7 @@ impl TestMesh {
             control_plane: None,
             processes: Vec::new(),
             control_plane_args: spec.control_plane_args.clone(),
+            client_limits: spec.client_limits.clone(),
         };
         mesh.start_control_plane().await;
         for (version, host) in VERSIONS {
@@ -337,7 +342,13 @@ impl TestMesh {
     async fn start_bosun_client(&mut self, host: u8) {
         let ip = self.subnet.ip(host);
         let name = Self::client_name(host);
-        let proxy = self.proxy_command(&name, "default", ip, &[("app", "client")]);
+        let mut proxy = self.proxy_command(&name, "default", ip, &[("app", "client")]);
+        if let Some(cap) = self.client_limits.global {
+            proxy.arg(format!("--global-downstream-max-connections={cap}"));
+        }
+        for (listener, cap) in &self.client_limits.per_listener {
+            proxy.arg(format!("--listener-connection-limit={listener}={cap}"));
+        }
         let proxy = Process::spawn(&format!("{name}-proxy"), proxy, self.logs.path());
         wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         self.processes.push(proxy);
@@ -348,7 +359,17 @@ impl TestMesh {
         let name = Self::client_name(host);
         let mut node = bosun_xds::ProxyNode::sidecar(ip, &name, "default");
         node.labels.insert("app".to_string(), "client".to_string());
-        let proxy = self.spawn_envoy(&format!("{name}-envoy"), envoy, api, &node);
+        let proxy = spawn_envoy_with(
+            &format!("{name}-envoy"),
+            envoy,
+            api,
+            &node,
+            &Credentials {
+                xds: self.xds_address(),
+                dir: self.logs.path(),
+            },
+            &self.client_limits,
+        );
         wait_ready(&proxy, SocketAddr::new(ip, 15000), "/ready").await;
         self.processes.push(proxy);
     }
@@ -366,6 +387,14 @@ impl TestMesh {
             dir: self.logs.path(),
         };
         spawn_envoy(name, envoy, api, node, &identity)
+    }
+
+    /// The process named `name` (`client-proxy`, `reviews-v1-envoy`, ...).
+    pub fn process(&mut self, name: &str) -> &mut Process {
+        self.processes
+            .iter_mut()
+            .find(|process| process.name == name)
+            .unwrap_or_else(|| panic!("no process {name} in the test mesh"))
     }
 
     /// Every log, for a failing test's message.
@@ -489,6 +518,18 @@ pub fn spawn_envoy(
     node: &bosun_xds::ProxyNode,
     identity: &Credentials<'_>,
 ) -> Process {
+    spawn_envoy_with(name, envoy, api, node, identity, &Default::default())
+}
+
+/// As [`spawn_envoy`], with caps on its downstream connections.
+pub fn spawn_envoy_with(
+    name: &str,
+    envoy: &Path,
+    api: bosun_xds::StreamKind,
+    node: &bosun_xds::ProxyNode,
+    identity: &Credentials<'_>,
+    limits: &bosun_proxy::ConnectionLimits,
+) -> Process {
     let logs = identity.dir;
     let ip = node.ip.expect("a sidecar node has an IP");
     let admin = SocketAddr::new(ip, 15000);
@@ -523,7 +564,8 @@ pub fn spawn_envoy(
         }),
         sds_socket: Some(socket),
     };
-    let bootstrap = bosun_xds::envoy_bootstrap(node, &sources, admin, api);
+    let mut bootstrap = bosun_xds::envoy_bootstrap(node, &sources, admin, api);
+    bosun_xds::set_connection_limits(&mut bootstrap, limits);
     let path = logs.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write");
     let mut command = std::process::Command::new(envoy);

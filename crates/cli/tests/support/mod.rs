@@ -118,6 +118,20 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process is still running (not exited, not killed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process's resident memory in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -203,6 +217,17 @@ impl Reply {
 pub async fn get(addr: SocketAddr, path: &str) -> Option<Reply> {
     let mut client = ProxyClient::connect(addr).await.ok()?;
     client.send(path, &addr.to_string(), &[]).await.ok()
+}
+
+/// GET `path` of `host` through the proxy at `addr`, on a connection of its own; the
+/// status, `None` when no answer came.
+pub async fn get_via(addr: SocketAddr, host: &str, path: &str) -> Option<u16> {
+    let mut client = ProxyClient::connect(addr).await.ok()?;
+    client
+        .send(path, host, &[])
+        .await
+        .ok()
+        .map(|reply| reply.status)
 }
 
 /// An HTTP/1.1 keep-alive connection to a sidecar's outbound port, sending

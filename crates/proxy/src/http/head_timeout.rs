@@ -8,13 +8,8 @@
 //! the sidecar closing it. HTTP/2 connections are not watched (their requests are
 //! frames, and PINGs may come without one).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const HTTP2_PREFACE_START: &[u8] = b"PRI ";
 
@@ -42,7 +37,7 @@ impl HeadWatch {
         Answering(self)
     }
 
-    fn bytes_arrived(&self, first: &[u8]) {
+    pub(super) fn bytes_arrived(&self, first: &[u8]) {
         if self.in_request.load(Relaxed) || self.reading.load(Relaxed) {
             return;
         }
@@ -74,7 +69,7 @@ impl HeadWatch {
         }
     }
 
-    fn turn_off(&self) {
+    pub(super) fn turn_off(&self) {
         self.off.store(true, Relaxed);
     }
 }
@@ -85,68 +80,6 @@ pub struct Answering<'a>(&'a HeadWatch);
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
         self.0.in_request.store(false, Relaxed);
-    }
-}
-
-/// A connection's stream, telling its [`HeadWatch`] when a request's bytes begin.
-pub struct Watched<I> {
-    io: I,
-    watch: std::sync::Arc<HeadWatch>,
-}
-
-impl<I> Watched<I> {
-    /// `http2`: the connection negotiated HTTP/2 (ALPN), so it is not watched.
-    pub fn new(io: I, watch: std::sync::Arc<HeadWatch>, http2: bool) -> Self {
-        if http2 {
-            watch.turn_off();
-        }
-        Watched { io, watch }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.watch.bytes_arrived(&buf.filled()[before..]);
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

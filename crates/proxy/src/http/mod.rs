@@ -2,10 +2,12 @@
 
 mod connection;
 mod connection_manager;
+mod control_flood;
 mod head_timeout;
 pub mod path;
 mod server;
 pub mod upgrade;
+mod watched;
 mod wind_down;
 
 pub use server::serve;

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::connection::ConnectionInfo;
 use super::connection_manager;
-use super::head_timeout::Watched;
+use super::watched::Watched;
 use super::wind_down::WindDown;
 use crate::compile::{NetworkFilter, TcpProxySpec};
 use crate::drain::DrainWatcher;
@@ -61,8 +61,17 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
                 continue;
             }
         };
+        let stats = Arc::clone(&ctx.config.load().stats);
+        stats.connections.fetch_add(1, Relaxed);
+        // Over a cap, the connection is closed here, before it costs a task.
+        let counted = match ctx.connections.admit(&stats, ctx.connection_limit) {
+            Ok(counted) => counted,
+            Err(refused) => {
+                tracing::debug!(%peer, ?refused, "connection over its cap closed");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        ctx.config.load().stats.connections.fetch_add(1, Relaxed);
         let ctx = ctx.clone();
         let builder = builder.clone();
         let drain = drain.clone();
@@ -89,12 +98,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
                     Ok(())
                 }
                 (Opened::Plain(stream, info), None) => {
-                    let stream = Watched::new(stream, Arc::clone(&info.head), false);
+                    let stats = Arc::clone(&ctx.config.load().stats);
+                    let stream = Watched::new(stream, Arc::clone(&info.head), false, stats);
                     serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
                 (Opened::Tls(stream, info), None) => {
                     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let stream = Watched::new(*stream, Arc::clone(&info.head), http2);
+                    let stats = Arc::clone(&ctx.config.load().stats);
+                    let stream = Watched::new(*stream, Arc::clone(&info.head), http2, stats);
                     serve_connection(&builder, TokioIo::new(stream), ctx, info, &drain).await
                 }
             };
@@ -102,6 +113,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ListenerContext>, drain: Drai
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(drain);
+            drop(counted);
         });
     }
 }

@@ -96,6 +96,8 @@ pub enum ResponseFlag {
     DelayInjected,
     /// UAEX: the external authorizer denied the request (or could not be asked).
     UnauthorizedExternalService,
+    /// DPE: the downstream request broke HTTP (an invalid chunked body, say).
+    DownstreamProtocolError,
 }
 
 impl ResponseFlag {
@@ -110,6 +112,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamReset => "UC",
             ResponseFlag::DownstreamDisconnect => "DC",
             ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::DownstreamProtocolError => "DPE",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DelayInjected => "DI",

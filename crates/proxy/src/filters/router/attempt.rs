@@ -13,7 +13,8 @@ use crate::filters::LocalReply;
 use crate::routing::{AttemptFailure, RetryPolicy};
 use crate::telemetry::ResponseFlag;
 use crate::upstream::{
-    ActiveRequest, Cluster, ConnectionSlot, ConnectionUse, Endpoint, Observation, UpstreamBody,
+    ActiveRequest, Cluster, ConnectionSlot, ConnectionUse, Endpoint, Observation, ReplayError,
+    UpstreamBody,
 };
 
 /// How an attempt ended.
@@ -35,6 +36,9 @@ pub(super) enum Failure {
     /// The upstream closed the connection after the request went out and before any
     /// answer: most often a keep-alive connection it was closing as the request came.
     ClosedBeforeResponse,
+    /// The caller's own request body broke off or was malformed (an invalid chunk):
+    /// nothing an upstream or a retry can fix.
+    DownstreamBody,
 }
 
 impl Failure {
@@ -43,7 +47,7 @@ impl Failure {
             Failure::Upstream(failure) => policy.retries_failure(failure),
             Failure::ClosedBeforeResponse => policy.retries_failure(AttemptFailure::Reset),
             // Envoy does not retry a request its own circuit breaker refused.
-            Failure::RouteTimeout | Failure::Overflow => false,
+            Failure::RouteTimeout | Failure::Overflow | Failure::DownstreamBody => false,
         }
     }
 }
@@ -190,6 +194,14 @@ impl<'c> Attempt<'c> {
                 );
                 Outcome::Failed(Failure::ClosedBeforeResponse)
             }
+            Err(error) if downstream_body_failed(&error) => {
+                tracing::debug!(
+                    cluster = %self.cluster.spec.name,
+                    %error,
+                    "the downstream request body failed"
+                );
+                Outcome::Failed(Failure::DownstreamBody)
+            }
             Err(error) => {
                 let failure = classify(&error);
                 match failure {
@@ -241,6 +253,14 @@ impl<'c> Attempt<'c> {
                 stats.overflows.fetch_add(1, Relaxed);
                 overflow()
             }
+            // Envoy's answer to a codec error in the request, before any response.
+            Failure::DownstreamBody => {
+                return LocalReply::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    ResponseFlag::DownstreamProtocolError,
+                );
+            }
         };
         stats.responses.record(reply.status.as_u16());
         reply
@@ -262,6 +282,19 @@ fn closed_before_response(error: &hyper_util::client::legacy::Error) -> bool {
     while let Some(cause) = source {
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
             return hyper.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The request failed because reading its body from the caller failed, not because of
+/// the upstream: the client's error carries the body's own.
+fn downstream_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(ReplayError::Source(_)) = cause.downcast_ref::<ReplayError>() {
+            return true;
         }
         source = cause.source();
     }
