@@ -784,3 +784,75 @@ async fn idle_connections_cost_little_in_bosun() {
 async fn idle_connections_cost_little_in_envoy() {
     idle_connections_cost_little(ClientProxy::Envoy(StreamKind::Sotw)).await;
 }
+
+// ---- TLS handshakes that stall -----------------------------------------------------
+
+const STALLED_HANDSHAKES: usize = 200;
+
+/// Connections that start a TLS handshake at a server's PERMISSIVE port and never finish
+/// it: mutual-TLS callers through the client's sidecar are served all along, and Bosun's
+/// proxy closes the stalled ones at its 10 s handshake deadline.
+async fn stalled_tls_handshakes_do_not_stop_others(proxy: ClientProxy) {
+    let spec = MeshSpec {
+        client: proxy,
+        backend_proxy: proxy,
+        ..MeshSpec::default()
+    };
+    let Some(mesh) = TestMesh::start_spec(spec).await else {
+        return;
+    };
+    let inbound = mesh.reviews_inbound("v1");
+    // A record header for a 512-byte ClientHello, and its first bytes only.
+    let partial_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let mut stalled = Vec::with_capacity(STALLED_HANDSHAKES);
+    for _ in 0..STALLED_HANDSHAKES {
+        let mut stream = TcpStream::connect(inbound).await.expect("connect");
+        stream.write_all(partial_hello).await.expect("write");
+        stalled.push(stream);
+    }
+    let started = Instant::now();
+    let bystander = Bystander::start(mesh.client_outbound());
+    let closed = Arc::new(AtomicUsize::new(0));
+    let watchers: Vec<_> = stalled
+        .into_iter()
+        .map(|mut stream| {
+            let closed = Arc::clone(&closed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                let limit = Duration::from_secs(13);
+                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(limit, stream.read(&mut buf)).await
+                {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for watcher in watchers {
+        let _ = watcher.await;
+    }
+    let waited = started.elapsed();
+    let (served, failed) = bystander.stop().await;
+    let closed = closed.load(Ordering::SeqCst);
+    eprintln!(
+        "{proxy:?}: {closed} of {STALLED_HANDSHAKES} stalled handshakes closed within {waited:?}; \
+         bystander served {served}, failed {failed}"
+    );
+    assert_eq!(failed, 0, "{proxy:?}\n{}", mesh.logs());
+    assert!(served > 0);
+    if proxy == ClientProxy::Bosun {
+        assert_eq!(
+            closed, STALLED_HANDSHAKES,
+            "closed at the handshake deadline"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_do_not_stop_others_on_bosun() {
+    stalled_tls_handshakes_do_not_stop_others(ClientProxy::Bosun).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_do_not_stop_others_on_envoy() {
+    stalled_tls_handshakes_do_not_stop_others(ClientProxy::Envoy(StreamKind::Sotw)).await;
+}
